@@ -1,0 +1,72 @@
+"""Meta-World v3 suites: metaworld-mt10, metaworld-mt50 and metaworld-mt1-<env>.
+
+Each task env is Meta-World's own `Meta-World/MT1` gymnasium env, which draws a new goal variant
+(one of the benchmark's 50) at every reset. The goal set comes from a fixed benchmark seed, so all
+runs and all env slots share the same 50 variants; the slot seed only drives the variant order
+and the env's own randomness. Observation: the 39-dim state (float32). Horizon: the v3 standard of
+500 steps unless `env.max_episode_steps` cuts it shorter (MOORE used 150).
+
+The task lists are written out so that listing suites does not import MuJoCo; a test checks them
+against metaworld's own benchmark classes.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import gymnasium as gym
+import numpy as np
+
+import mtrl
+
+BENCHMARK_SEED = 0
+HORIZON = 500
+MT10 = (
+    "reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3",
+    "drawer-close-v3", "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3",
+)  # fmt: skip
+MT50 = (
+    "assembly-v3", "basketball-v3", "bin-picking-v3", "box-close-v3", "button-press-topdown-v3",
+    "button-press-topdown-wall-v3", "button-press-v3", "button-press-wall-v3", "coffee-button-v3",
+    "coffee-pull-v3", "coffee-push-v3", "dial-turn-v3", "disassemble-v3", "door-close-v3", "door-lock-v3",
+    "door-open-v3", "door-unlock-v3", "hand-insert-v3", "drawer-close-v3", "drawer-open-v3",
+    "faucet-open-v3", "faucet-close-v3", "hammer-v3", "handle-press-side-v3", "handle-press-v3",
+    "handle-pull-side-v3", "handle-pull-v3", "lever-pull-v3", "pick-place-wall-v3", "pick-out-of-hole-v3",
+    "pick-place-v3", "plate-slide-v3", "plate-slide-side-v3", "plate-slide-back-v3",
+    "plate-slide-back-side-v3", "peg-insert-side-v3", "peg-unplug-side-v3", "soccer-v3", "stick-push-v3",
+    "stick-pull-v3", "push-v3", "push-wall-v3", "push-back-v3", "reach-v3", "reach-wall-v3",
+    "shelf-place-v3", "sweep-into-v3", "sweep-v3", "window-open-v3", "window-close-v3",
+)  # fmt: skip
+
+
+def _build(tasks: tuple[str, ...], task: int, seed: int) -> gym.Env:
+    try:
+        import metaworld  # noqa: F401  (registers the Meta-World ids, also inside Ray workers)
+    except ImportError as exc:
+        raise mtrl.MtrlError("Meta-World suites need the extra: pip install 'mtrl[metaworld]'") from exc
+    env = gym.make("Meta-World/MT1", env_name=tasks[task], seed=BENCHMARK_SEED, disable_env_checker=True)
+    env.action_space.seed(seed)
+    return env
+
+
+def make_metaworld_suite(name: str, tasks: tuple[str, ...]) -> mtrl.TaskSuite:
+    """A Meta-World suite; evaluation runs one episode per goal variant (50 per task, v3 protocol)."""
+    return mtrl.TaskSuite(
+        name=name,
+        tasks=tasks,
+        build=partial(_build, tasks),
+        observation_space=gym.spaces.Box(-np.inf, np.inf, (39,), np.float32),
+        action_space=gym.spaces.Box(-1.0, 1.0, (4,), np.float32),
+        eval_episodes=50,
+        reports_success=True,
+        default_max_episode_steps=HORIZON,
+    )
+
+
+def register() -> None:
+    """Entry point: register metaworld-mt10, metaworld-mt50 and one metaworld-mt1-<env> per task."""
+    mtrl.register_suite("metaworld-mt10", partial(make_metaworld_suite, "metaworld-mt10", MT10))
+    mtrl.register_suite("metaworld-mt50", partial(make_metaworld_suite, "metaworld-mt50", MT50))
+    for env_name in MT50:
+        name = f"metaworld-mt1-{env_name}"
+        mtrl.register_suite(name, partial(make_metaworld_suite, name, (env_name,)))

@@ -1,0 +1,63 @@
+"""MiniGrid suites with MOORE's task lists (Hendawy et al., ICLR 2024; ALGORITHMS.md section 7).
+
+Observation: the agent's 7x7x3 egocentric image (object, colour, state ids, uint8). MiniGrid does
+not report success, so a wrapper marks an episode successful when it terminates with reward > 0
+(reaching the goal; lava and wrong doors terminate with reward 0).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+import mtrl
+
+MT3 = ("MiniGrid-LavaGapS7-v0", "MiniGrid-RedBlueDoors-6x6-v0", "MiniGrid-MemoryS11-v0")
+MT5 = (
+    "MiniGrid-DoorKey-6x6-v0",
+    "MiniGrid-LavaGapS7-v0",
+    "MiniGrid-RedBlueDoors-6x6-v0",
+    "MiniGrid-DistShift1-v0",
+    "MiniGrid-MemoryS11-v0",
+)
+MT7 = MT5 + ("MiniGrid-SimpleCrossingS9N2-v0", "MiniGrid-MultiRoom-N2-S4-v0")
+SUITES = {"minigrid-mt3": MT3, "minigrid-mt5": MT5, "minigrid-mt7": MT7}
+
+
+class SuccessInfo(gym.Wrapper):
+    """Add info['success'] = 1.0 on a rewarded termination (the goal was reached)."""
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info["success"] = float(terminated and reward > 0)
+        return obs, reward, terminated, truncated, info
+
+
+def _build(tasks: tuple[str, ...], task: int, seed: int) -> gym.Env:
+    import minigrid  # noqa: F401  (registers the MiniGrid ids, also inside Ray workers)
+    from minigrid.wrappers import ImgObsWrapper
+
+    return SuccessInfo(ImgObsWrapper(gym.make(tasks[task], disable_env_checker=True)))
+
+
+def make_minigrid_suite(name: str) -> mtrl.TaskSuite:
+    """One of minigrid-mt3 / mt5 / mt7; 16 stochastic evaluation episodes per task (MOORE)."""
+    tasks = SUITES[name]
+    return mtrl.TaskSuite(
+        name=name,
+        tasks=tasks,
+        build=partial(_build, tasks),
+        observation_space=gym.spaces.Box(0, 255, (7, 7, 3), np.uint8),
+        action_space=gym.spaces.Discrete(7),
+        eval_episodes=16,
+        reports_success=True,
+    )
+
+
+def register() -> None:
+    """Entry point: register the MiniGrid suites."""
+    for name in SUITES:
+        mtrl.register_suite(name, partial(make_minigrid_suite, name))

@@ -1,0 +1,5 @@
+import sys
+
+from mtrl.cli import main
+
+sys.exit(main())

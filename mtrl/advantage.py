@@ -1,0 +1,55 @@
+"""Advantage estimation and per-task normalisation, vectorised over env slots and tasks."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    last_value: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    bootstrap: np.ndarray,
+    gamma: float,
+    lam: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """GAE(gamma, lambda) over time-major [T, N] arrays (Schulman et al. 2016, eq. 16).
+
+    The next-state value is V(s_{t+1}) inside an episode, V(final obs) (`bootstrap`) after a
+    truncation, and 0 after a termination; the lambda-recursion stops at every episode end.
+    Returns (advantages, returns) with returns = advantages + values.
+    """
+    T = rewards.shape[0]
+    next_values = np.concatenate([values[1:], last_value[None]], axis=0)
+    next_values = np.where(truncated, bootstrap, next_values) * (1.0 - terminated)
+    deltas = rewards + gamma * next_values - values
+    not_done = 1.0 - (terminated | truncated)
+    adv = np.zeros_like(deltas, dtype=np.float32)
+    running = np.zeros(rewards.shape[1], dtype=np.float32)
+    for t in range(T - 1, -1, -1):  # a reverse scan over time; vectorised over all env slots
+        running = deltas[t] + gamma * lam * not_done[t] * running
+        adv[t] = running
+    return adv, adv + values
+
+
+def task_normalize(adv: torch.Tensor, task_id: torch.Tensor, num_tasks: int, eps: float = 1e-8) -> torch.Tensor:
+    """Per-task advantage normalisation (MOORE MTPPO; ALGORITHMS.md section 2).
+
+    A[c] = (A[c] - mean A[c]) / (std A[c] + eps) with the population std, for every task c in
+    the batch, computed with scatter-adds rather than a loop over tasks. Pass only valid steps.
+    """
+    counts = torch.bincount(task_id, minlength=num_tasks).to(adv.dtype)
+    sums = torch.zeros(num_tasks, dtype=adv.dtype, device=adv.device).index_add_(0, task_id, adv)
+    mean = sums / counts.clamp(min=1)
+    centred = adv - mean[task_id]
+    sq = torch.zeros(num_tasks, dtype=adv.dtype, device=adv.device).index_add_(0, task_id, centred**2)
+    std = (sq / counts.clamp(min=1)).sqrt()
+    return centred / (std[task_id] + eps)
+
+
+def batch_normalize(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Whole-batch advantage normalisation (the single-task PPO default)."""
+    return (adv - adv.mean()) / (adv.std(unbiased=False) + eps)

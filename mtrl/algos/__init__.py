@@ -1,0 +1,1 @@
+"""Training algorithms: pure losses plus a small update step each."""

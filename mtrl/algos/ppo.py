@@ -1,0 +1,97 @@
+"""Multi-task PPO (Schulman et al. 2017) with per-task advantage normalisation (MOORE's MTPPO)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from mtrl.advantage import batch_normalize, gae, task_normalize
+from mtrl.batch import Fragment
+from mtrl.config import PPOConfig
+
+
+@dataclass
+class PPOBatch:
+    """Flat, valid-only training tensors on the learner's device."""
+
+    obs: torch.Tensor
+    task_id: torch.Tensor
+    actions: torch.Tensor
+    logp: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    values: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.task_id)
+
+    def index(self, idx: torch.Tensor) -> PPOBatch:
+        return PPOBatch(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
+
+
+def make_batch(frag: Fragment, cfg: PPOConfig, num_tasks: int, device: torch.device) -> PPOBatch:
+    """GAE on the time-major fragment, then drop invalid steps, then normalise advantages."""
+    adv, ret = gae(frag.rewards, frag.values, frag.last_value, frag.terminated, frag.truncated,
+                   frag.bootstrap, cfg.gamma, cfg.gae_lambda)  # fmt: skip
+    m = frag.valid
+
+    def t(x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(x[m]).to(device)
+
+    task = t(frag.task_id)
+    adv_t = t(adv)
+    adv_t = task_normalize(adv_t, task, num_tasks) if cfg.task_norm else batch_normalize(adv_t)
+    return PPOBatch(t(frag.obs), task, t(frag.actions), t(frag.logp), adv_t, t(ret), t(frag.values))
+
+
+def ppo_loss(policy: nn.Module, mb: PPOBatch, cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """The clipped surrogate, value loss and entropy bonus on one minibatch (a pure function)."""
+    dist = policy.distribution(mb.obs, mb.task_id)
+    logp = dist.log_prob(mb.actions)
+    log_ratio = logp - mb.logp
+    ratio = log_ratio.exp()
+    pg = -torch.min(ratio * mb.advantages, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * mb.advantages).mean()
+    value_loss = 0.5 * (policy.value(mb.obs, mb.task_id) - mb.returns).pow(2).mean()
+    entropy = dist.entropy().mean()
+    loss = pg + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+    with torch.no_grad():
+        approx_kl = ((ratio - 1) - log_ratio).mean()  # the low-variance k3 estimator
+        clipfrac = ((ratio - 1).abs() > cfg.clip).float().mean()
+    stats = {"policy": pg.item(), "value": value_loss.item(), "entropy": entropy.item(),
+             "approx_kl": approx_kl.item(), "clipfrac": clipfrac.item()}  # fmt: skip
+    return loss, stats
+
+
+class PPOLearner:
+    """Owns the optimiser; `update` runs epochs x minibatches of PPO on one batch."""
+
+    def __init__(self, policy: nn.Module, cfg: PPOConfig) -> None:
+        self.policy, self.cfg = policy, cfg
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
+
+    def set_lr_fraction(self, frac: float) -> None:
+        """Scale the learning rate to frac * ppo.lr (linear annealing)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.lr * frac
+
+    def update(self, batch: PPOBatch, generator: torch.Generator) -> dict[str, float]:
+        """Optimise the PPO loss; returns the mean of each statistic over minibatches."""
+        n = len(batch)
+        mb_size = max(1, n // self.cfg.minibatches)
+        totals: dict[str, float] = {}
+        count = 0
+        for _ in range(self.cfg.epochs):
+            perm = torch.randperm(n, generator=generator).to(batch.task_id.device)
+            for start in range(0, n - mb_size + 1, mb_size):
+                loss, stats = ppo_loss(self.policy, batch.index(perm[start:start + mb_size]), self.cfg)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                stats["grad_norm"] = nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm).item()
+                self.optimizer.step()
+                for k, v in stats.items():
+                    totals[k] = totals.get(k, 0.0) + v
+                count += 1
+        return {k: v / max(count, 1) for k, v in totals.items()}

@@ -1,0 +1,102 @@
+"""Atomic, safe-to-load checkpoints.
+
+A checkpoint is a dict of tensors, numbers and strings written with `torch.save` and read with
+`torch.load(weights_only=True)`, which refuses to run code from the file. Writes go to a
+temporary file in the same directory, are fsynced, then renamed, so a crash mid-write leaves
+the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtrl.errors import CheckpointError
+
+FORMAT = "mtrl-checkpoint"
+VERSION = 1
+_NAME = re.compile(r"^ckpt_(\d{12})\.pt$")
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def save_checkpoint(run_dir: Path, payload: dict[str, Any], env_steps: int, keep: int) -> Path:
+    """Write `payload` atomically as checkpoints/ckpt_<env_steps>.pt and keep the newest `keep`."""
+    folder = checkpoint_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"ckpt_{env_steps:012d}.pt"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".pt")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(folder, os.O_RDONLY)  # make the rename itself durable
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    for old in list_checkpoints(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoint files of a run, oldest first."""
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _NAME.match(p.name))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load one checkpoint file without executing code; raise CheckpointError on any problem."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {p} is empty (0 bytes)")
+    try:
+        data = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(f"refusing to load {p}: it holds objects other than tensors and plain data ({first})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {p} is truncated or corrupt ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{p} is not an mtrl checkpoint")
+    if data.get("version") != VERSION:
+        raise CheckpointError(f"{p} has checkpoint version {data.get('version')}, this mtrl reads version {VERSION}")
+    return data
+
+
+def load_latest(target: str | Path) -> tuple[Path, dict[str, Any]]:
+    """Load a checkpoint file, or the newest loadable checkpoint of a run directory."""
+    p = Path(target)
+    if p.is_file():
+        return p, load_checkpoint(p)
+    if not p.exists():
+        raise CheckpointError(f"no such checkpoint or run directory: {p}")
+    candidates = list_checkpoints(p)
+    if not candidates:
+        raise CheckpointError(f"run directory {p} has no checkpoint (expected {checkpoint_dir(p)}/ckpt_*.pt)")
+    errors = []
+    for c in reversed(candidates):  # newest first; skip one that a crash left unreadable
+        try:
+            return c, load_checkpoint(c)
+        except CheckpointError as exc:
+            errors.append(str(exc))
+    raise CheckpointError(f"every checkpoint in {checkpoint_dir(p)} is unreadable: {errors[0]}")

@@ -1,0 +1,113 @@
+"""Evaluate a policy on every task of a suite: per-task return, success rate and episode length."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mtrl.nn.policy import ActorCritic
+from mtrl.rollout import step_success
+from mtrl.suite import TaskSuite, make_vector_env
+
+
+@dataclass
+class TaskResult:
+    task: str
+    episodes: int
+    mean_return: float
+    success_rate: float | None
+    mean_length: float
+
+
+@dataclass
+class EvalResult:
+    suite: str
+    tasks: list[TaskResult]
+    greedy: bool
+    seed: int
+
+    @property
+    def mean_return(self) -> float:
+        return float(np.mean([t.mean_return for t in self.tasks]))
+
+    @property
+    def mean_success(self) -> float | None:
+        rates = [t.success_rate for t in self.tasks]
+        return None if any(r is None for r in rates) else float(np.mean(rates))
+
+    def table(self) -> str:
+        """A fixed-width per-task table with the mean over tasks."""
+        w = max(len("mean over tasks"), *(len(t.task) for t in self.tasks))
+        head = f"{'task':<{w}}  {'return':>8}  {'success':>8}  {'length':>8}  {'episodes':>8}"
+        rows = [head, "-" * len(head)]
+        for t in self.tasks:
+            succ = "-" if t.success_rate is None else f"{t.success_rate:.3f}"
+            rows.append(f"{t.task:<{w}}  {t.mean_return:>8.3f}  {succ:>8}  {t.mean_length:>8.1f}  {t.episodes:>8d}")
+        ms = "-" if self.mean_success is None else f"{self.mean_success:.3f}"
+        rows += ["-" * len(head), f"{'mean over tasks':<{w}}  {self.mean_return:>8.3f}  {ms:>8}"]
+        return "\n".join(rows)
+
+    def to_json(self) -> dict:
+        return {"suite": self.suite, "greedy": self.greedy, "seed": self.seed, "mean_return": self.mean_return,
+                "mean_success": self.mean_success, "tasks": [asdict(t) for t in self.tasks]}  # fmt: skip
+
+    def write_json(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=2), encoding="utf-8")
+
+
+def evaluate(policy: ActorCritic, suite: TaskSuite, episodes: int, seed: int, greedy: bool = False,
+             max_episode_steps: int | None = None, chunk: int = 64) -> EvalResult:  # fmt: skip
+    """Run `episodes` episodes of every task (the first episode of each env slot, in chunks of
+    `chunk` slots). Deterministic given `seed`; the caller's torch RNG is left untouched."""
+    jobs = np.repeat(np.arange(suite.num_tasks), episodes)
+    seeds = np.random.SeedSequence([seed, 0xE7A1]).generate_state(len(jobs))
+    ret, length, success = np.zeros(len(jobs)), np.zeros(len(jobs)), np.zeros(len(jobs), np.float32)
+    device = next(policy.parameters()).device
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for lo in range(0, len(jobs), chunk):
+            sl = slice(lo, min(lo + chunk, len(jobs)))
+            ret[sl], length[sl], success[sl] = _run_first_episodes(policy, suite, jobs[sl], seeds[sl], greedy,
+                                                                   max_episode_steps, device)  # fmt: skip
+    results = []
+    for k, name in enumerate(suite.tasks):
+        m = jobs == k
+        rate = float(success[m].mean()) if suite.reports_success else None
+        results.append(TaskResult(name, int(m.sum()), float(ret[m].mean()), rate, float(length[m].mean())))
+    return EvalResult(suite.name, results, greedy, seed)
+
+
+def _run_first_episodes(policy, suite, tasks, seeds, greedy, max_episode_steps, device):
+    envs = make_vector_env(suite, tasks, seeds, "next_step", max_episode_steps)
+    try:
+        obs, _ = envs.reset(seed=[int(s) for s in seeds])
+        n = len(tasks)
+        done = np.zeros(n, bool)
+        ret, length, success = np.zeros(n), np.zeros(n), np.zeros(n, np.float32)
+        box = suite.action_space
+        while not done.all():
+            action, _, _ = policy.act(torch.as_tensor(obs["obs"], device=device),
+                                      torch.as_tensor(obs["task_id"], device=device), greedy=greedy)  # fmt: skip
+            action = action.cpu().numpy()
+            if hasattr(box, "low"):
+                action = np.clip(action, box.low, box.high)
+            obs, rew, term, trunc, infos = envs.step(action)
+            live = ~done
+            ret += np.where(live, rew, 0.0)
+            length += live
+            success = np.maximum(success, step_success(infos, term | trunc, False) * live)
+            done |= term | trunc
+        return ret, length, success
+    finally:
+        envs.close()
+
+
+def default_episodes(suite: TaskSuite, requested: int | None) -> int:
+    """The episodes per task: the request, else the suite's protocol."""
+    return suite.eval_episodes if requested is None else requested
+

@@ -1,0 +1,69 @@
+"""TensorBoard scalars (per task and overall) and a console progress bar with ETA."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from mtrl.batch import Episodes
+from mtrl.evaluate import EvalResult
+
+
+def per_task_means(task_id: np.ndarray, values: np.ndarray, num_tasks: int) -> np.ndarray:
+    """Mean of `values` per task (NaN for a task with no entries), without a loop over tasks."""
+    values = np.asarray(values, np.float64)
+    counts = np.bincount(task_id, minlength=num_tasks)
+    sums = np.bincount(task_id, weights=values, minlength=num_tasks)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan)
+
+
+class Logger:
+    """Writes TensorBoard events to the run directory and drives the progress bar."""
+
+    def __init__(self, run_dir: Path, tasks: tuple[str, ...], total_steps: int, start_steps: int) -> None:
+        self.tasks = tasks
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tb"))
+        self.bar = tqdm(total=total_steps, initial=min(start_steps, total_steps), unit="step", unit_scale=True,
+                        dynamic_ncols=True, file=sys.stderr, desc="train", smoothing=0.1)  # fmt: skip
+        self._last_return = np.full(len(tasks), np.nan)
+
+    def log_iteration(self, env_steps: int, new_steps: int, episodes: Episodes, losses: dict[str, float],
+                      steps_per_s: float, success_reported: bool) -> None:  # fmt: skip
+        """Log one training iteration's episodes, losses and throughput."""
+        k = len(self.tasks)
+        stats = {"return": per_task_means(episodes.task_id, episodes.ret, k),
+                 "episode_length": per_task_means(episodes.task_id, episodes.length, k)}  # fmt: skip
+        if success_reported:
+            stats["success"] = per_task_means(episodes.task_id, episodes.success, k)
+        for key, per_task in stats.items():
+            for name, value in zip(self.tasks, per_task):
+                if np.isfinite(value):
+                    self.writer.add_scalar(f"task/{name}/{key}", value, env_steps)
+            if np.isfinite(per_task).any():
+                self.writer.add_scalar(f"charts/mean_{key}", float(np.nanmean(per_task)), env_steps)
+        for key, value in losses.items():
+            self.writer.add_scalar(f"losses/{key}", value, env_steps)
+        self.writer.add_scalar("perf/env_steps_per_s", steps_per_s, env_steps)
+        self._last_return = np.where(np.isfinite(stats["return"]), stats["return"], self._last_return)
+        if np.isfinite(self._last_return).any():
+            self.bar.set_postfix(ret=f"{np.nanmean(self._last_return):.3f}", sps=f"{steps_per_s:.0f}", refresh=False)
+        self.bar.update(min(new_steps, self.bar.total - self.bar.n))
+
+    def log_eval(self, env_steps: int, result: EvalResult) -> None:
+        """Log the final evaluation per task and its mean."""
+        for t in result.tasks:
+            self.writer.add_scalar(f"eval/{t.task}/return", t.mean_return, env_steps)
+            if t.success_rate is not None:
+                self.writer.add_scalar(f"eval/{t.task}/success", t.success_rate, env_steps)
+        self.writer.add_scalar("eval/mean_return", result.mean_return, env_steps)
+        if result.mean_success is not None:
+            self.writer.add_scalar("eval/mean_success", result.mean_success, env_steps)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.writer.close()

@@ -1,0 +1,78 @@
+"""Encoders and per-task heads shared by every policy architecture."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def init_linear(layer: nn.Linear, gain: float = math.sqrt(2)) -> nn.Linear:
+    """Orthogonal weights and zero bias, as in PPO implementations (CleanRL, baselines)."""
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def mlp(sizes: list[int], activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
+    """Linear layers with `activation` after each one."""
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [init_linear(nn.Linear(a, b)), activation()]
+    return nn.Sequential(*layers)
+
+
+class GridEncoder(nn.Module):
+    """MiniGrid image encoder from MOORE: conv 16/32/64 with 2x2 kernels, ReLU between, flattened.
+
+    Input [B, H, W, C] (uint8 ids or floats); a 7x7x3 image gives 64 * 4 * 4 = 1024 features.
+    """
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        h, w, c = shape
+        self.net = nn.Sequential(
+            nn.Conv2d(c, 16, 2), nn.ReLU(), nn.Conv2d(16, 32, 2), nn.ReLU(), nn.Conv2d(32, 64, 2), nn.Flatten()
+        )
+        self.out_dim = 64 * (h - 3) * (w - 3)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.float().permute(0, 3, 1, 2))
+
+
+class FlatEncoder(nn.Module):
+    """Identity on flat vector observations."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.out_dim = dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.float().flatten(1)
+
+
+def make_encoder(obs_shape: tuple[int, ...]) -> GridEncoder | FlatEncoder:
+    """A conv encoder for HxWxC grids, identity for flat vectors."""
+    if len(obs_shape) == 3:
+        return GridEncoder(obs_shape)  # type: ignore[arg-type]
+    return FlatEncoder(math.prod(obs_shape))
+
+
+class TaskHeads(nn.Module):
+    """One linear head per task, stored as batched weights [K, in, out].
+
+    Each row uses its own task's head through a gather plus one batched matmul: no Python loop
+    over tasks, and a loss on task c's rows gives zero gradient to every other head.
+    """
+
+    def __init__(self, num_tasks: int, in_dim: int, out_dim: int, gain: float) -> None:
+        super().__init__()
+        weight = torch.empty(num_tasks, out_dim, in_dim)
+        for k in range(num_tasks):  # init only; orthogonal init per head as for a plain Linear
+            nn.init.orthogonal_(weight[k], gain)
+        self.weight = nn.Parameter(weight.transpose(1, 2).contiguous())
+        self.bias = nn.Parameter(torch.zeros(num_tasks, out_dim))
+
+    def forward(self, x: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias[task_id].unsqueeze(1), x.unsqueeze(1), self.weight[task_id]).squeeze(1)

@@ -1,0 +1,98 @@
+"""Actor-critic policies for multi-task PPO: `mlp` (shared trunk on features + task one-hot) and
+`multihead` (shared trunk, one output head per task). Actor and critic are separate networks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.distributions import Categorical, Distribution, Independent, Normal
+
+from mtrl.nn.layers import TaskHeads, init_linear, make_encoder, mlp
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """Everything needed to rebuild a policy anywhere (learner, Ray worker, evaluation)."""
+
+    obs_shape: tuple[int, ...]
+    num_tasks: int
+    action_dim: int  # number of discrete actions, or the continuous action size
+    discrete: bool
+    arch: str = "multihead"
+    hidden: int = 128
+    layers: int = 2
+
+
+class TaskNetwork(nn.Module):
+    """Encoder -> trunk -> output, conditioned on the task by one-hot input or by head selection."""
+
+    def __init__(self, spec: PolicySpec, out_dim: int, out_gain: float) -> None:
+        super().__init__()
+        self.arch, self.num_tasks = spec.arch, spec.num_tasks
+        self.encoder = make_encoder(spec.obs_shape)
+        trunk_in = self.encoder.out_dim + (spec.num_tasks if spec.arch == "mlp" else 0)
+        self.trunk = mlp([trunk_in] + [spec.hidden] * spec.layers)
+        if spec.arch == "mlp":
+            self.head: nn.Module = init_linear(nn.Linear(spec.hidden, out_dim), out_gain)
+        elif spec.arch == "multihead":
+            self.head = TaskHeads(spec.num_tasks, spec.hidden, out_dim, out_gain)
+        else:
+            raise ValueError(f"unknown policy.arch '{spec.arch}'")
+
+    def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
+        x = self.encoder(obs)
+        if self.arch == "mlp":
+            x = torch.cat([x, nn.functional.one_hot(task_id, self.num_tasks).to(x.dtype)], dim=1)
+            return self.head(self.trunk(x))
+        return self.head(self.trunk(x), task_id)
+
+
+class ActorCritic(nn.Module):
+    """Separate actor and critic TaskNetworks; Categorical or diagonal Gaussian actions."""
+
+    def __init__(self, spec: PolicySpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.actor = TaskNetwork(spec, spec.action_dim, out_gain=0.01)
+        self.critic = TaskNetwork(spec, 1, out_gain=1.0)
+        if not spec.discrete:  # state-independent log-std per task
+            self.log_std = nn.Parameter(torch.zeros(spec.num_tasks, spec.action_dim))
+
+    def distribution(self, obs: torch.Tensor, task_id: torch.Tensor) -> Distribution:
+        """The action distribution pi(.|s, c)."""
+        out = self.actor(obs, task_id)
+        if self.spec.discrete:
+            return Categorical(logits=out)
+        return Independent(Normal(out, self.log_std[task_id].exp()), 1)
+
+    def value(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
+        """V(s, c), shape [B]."""
+        return self.critic(obs, task_id).squeeze(-1)
+
+    @torch.no_grad()
+    def act(
+        self, obs: torch.Tensor, task_id: torch.Tensor, greedy: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample (or pick the mode of) an action; returns (action, log-prob, value)."""
+        dist = self.distribution(obs, task_id)
+        if greedy:
+            action = dist.probs.argmax(-1) if self.spec.discrete else dist.mean
+        else:
+            action = dist.sample()
+        return action, dist.log_prob(action), self.value(obs, task_id)
+
+
+def build_policy(spec: PolicySpec) -> ActorCritic:
+    """Construct the policy described by `spec`."""
+    return ActorCritic(spec)
+
+
+def spec_for(suite_obs_shape: tuple[int, ...], action_space, num_tasks: int, arch: str, hidden: int, layers: int) -> PolicySpec:
+    """A PolicySpec from a suite's spaces and the policy config."""
+    discrete = hasattr(action_space, "n")
+    action_dim = int(action_space.n) if discrete else int(math.prod(action_space.shape))
+    return PolicySpec(tuple(suite_obs_shape), num_tasks, action_dim, discrete, arch, hidden, layers)

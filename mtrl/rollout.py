@@ -1,0 +1,122 @@
+"""Collect fixed-length fragments from a vector env of tasks with a CPU copy of the policy.
+
+No Ray in this module: the Ray actor in `workers.py` and the in-process mode both wrap `Collector`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from mtrl.batch import Episodes, Fragment
+from mtrl.nn.policy import PolicySpec, build_policy
+from mtrl.suite import TaskSuite, make_vector_env
+
+
+class Collector:
+    """Steps one gymnasium vector env (slot i runs task tasks[i]) and returns whole fragments.
+
+    Episodes run on across fragments. Both autoreset modes are handled: with NEXT_STEP the step
+    after an episode end is a reset step and is marked invalid; with SAME_STEP the final
+    observation comes from info["final_obs"]. Truncated episodes get V(final observation).
+    """
+
+    def __init__(
+        self,
+        suite: TaskSuite,
+        tasks: Sequence[int],
+        seeds: Sequence[int],
+        spec: PolicySpec,
+        autoreset_mode: str = "next_step",
+        max_episode_steps: int | None = None,
+    ) -> None:
+        self.suite = suite
+        self.tasks = np.asarray(tasks, dtype=np.int64)
+        self.same_step = autoreset_mode == "same_step"
+        self.envs = make_vector_env(suite, tasks, seeds, autoreset_mode, max_episode_steps)
+        self.obs, _ = self.envs.reset(seed=[int(s) for s in seeds])
+        self.policy = build_policy(spec).eval()
+        self.continuous = not spec.discrete
+        n = len(tasks)
+        self._pending_reset = np.zeros(n, bool)
+        self._ep_ret = np.zeros(n)
+        self._ep_len = np.zeros(n, np.int64)
+        self._ep_success = np.zeros(n, np.float32)
+
+    def set_weights(self, weights: dict[str, Any]) -> None:
+        """Load learner weights (tensors or numpy arrays)."""
+        self.policy.load_state_dict({k: torch.tensor(v) for k, v in weights.items()})  # copy: Ray arrays are read-only
+
+    def close(self) -> None:
+        self.envs.close()
+
+    def collect(self, steps: int) -> Fragment:
+        """Run `steps` vector steps and return them as one time-major fragment."""
+        n = len(self.tasks)
+        obs_space = self.suite.observation_space
+        buf_obs = np.zeros((steps, n, *obs_space.shape), obs_space.dtype)
+        buf_task = np.zeros((steps, n), np.int64)
+        buf_act: np.ndarray | None = None
+        logp, values, rewards, bootstrap = (np.zeros((steps, n), np.float32) for _ in range(4))
+        terminated, truncated, valid = (np.zeros((steps, n), bool) for _ in range(3))
+        finished: list[Episodes] = []
+        for t in range(steps):
+            buf_obs[t], buf_task[t] = self.obs["obs"], self.obs["task_id"]
+            action, lp, v = self.policy.act(torch.from_numpy(self.obs["obs"]), torch.from_numpy(self.obs["task_id"]))
+            action_np = action.numpy()
+            if buf_act is None:
+                buf_act = np.zeros((steps, *action_np.shape), action_np.dtype)
+            buf_act[t], logp[t], values[t] = action_np, lp.numpy(), v.numpy()
+            valid[t] = ~self._pending_reset
+            env_action = np.clip(action_np, self.suite.action_space.low, self.suite.action_space.high) if self.continuous else action_np
+            next_obs, rew, term, trunc, infos = self.envs.step(env_action)
+            rewards[t], terminated[t], truncated[t] = rew, term, trunc
+            if trunc.any():
+                bootstrap[t, trunc] = self._final_values(next_obs, infos, trunc)
+            finished.append(self._track_episodes(rew, term | trunc, valid[t], infos))
+            self._pending_reset = (term | trunc) & (not self.same_step)
+            self.obs = next_obs
+        with torch.no_grad():
+            last_value = self.policy.value(torch.from_numpy(self.obs["obs"]), torch.from_numpy(self.obs["task_id"]))
+        return Fragment(
+            buf_obs, buf_task, buf_act, logp, values, rewards, terminated, truncated, valid, bootstrap,
+            last_value.numpy(), Episodes.concat(finished),
+        )  # fmt: skip
+
+    def _final_values(self, next_obs: dict, infos: dict, trunc: np.ndarray) -> np.ndarray:
+        """V of the last observation of each truncated episode."""
+        idx = np.flatnonzero(trunc)
+        if self.same_step:
+            final = np.stack([infos["final_obs"][i]["obs"] for i in idx])
+        else:
+            final = next_obs["obs"][idx]
+        with torch.no_grad():
+            return self.policy.value(torch.from_numpy(final), torch.from_numpy(self.tasks[idx])).numpy()
+
+    def _track_episodes(self, rew: np.ndarray, done: np.ndarray, valid: np.ndarray, infos: dict) -> Episodes:
+        """Accumulate per-slot episode stats; return the episodes that ended this step."""
+        self._ep_ret += np.where(valid, rew, 0.0)
+        self._ep_len += valid
+        self._ep_success = np.maximum(self._ep_success, step_success(infos, done, self.same_step) * valid)
+        ended = np.flatnonzero(done & valid)
+        success = self._ep_success[ended] if self.suite.reports_success else np.full(len(ended), np.nan, np.float32)
+        episodes = Episodes(self.tasks[ended], self._ep_ret[ended].copy(), self._ep_len[ended].copy(), success.copy())
+        self._ep_ret[ended], self._ep_len[ended], self._ep_success[ended] = 0.0, 0, 0.0
+        return episodes
+
+
+def step_success(infos: dict, done: np.ndarray, same_step: bool) -> np.ndarray:
+    """info['success'] of this step for every slot, 0 where absent. Under SAME_STEP autoreset an
+    ended episode's last info lives in info['final_info']."""
+    out = np.zeros(len(done), np.float32)
+    if "success" in infos:
+        mask = infos.get("_success", np.ones_like(done))
+        out[mask] = np.asarray(infos["success"], np.float32)[mask]
+    final = infos.get("final_info", {}) if same_step else {}
+    if "success" in final:
+        mask = done & final.get("_success", np.ones_like(done))
+        out[mask] = np.asarray(final["success"], np.float32)[mask]
+    return out

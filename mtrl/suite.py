@@ -1,0 +1,126 @@
+"""Task suites: named lists of tasks sharing one observation and one action space.
+
+Every env a suite builds returns observations as a dict {"obs": ..., "task_id": int}, so the task
+index travels with every step (as in facebookresearch/mtrl's typed multi-task observation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from mtrl.errors import EnvError, MtrlError, UnknownNameError, did_you_mean
+from mtrl.registry import SUITES
+
+
+@dataclass(frozen=True)
+class TaskSuite:
+    """A named set of tasks and how to build one env for any (task index, seed).
+
+    `build(task_index, seed)` returns a plain gymnasium env whose observations fit
+    `observation_space` and whose actions fit `action_space`; `make_env` adds the task id.
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    build: Callable[[int, int], gym.Env]
+    observation_space: gym.spaces.Box
+    action_space: gym.spaces.Space
+    eval_episodes: int = 16
+    reports_success: bool = False
+    default_max_episode_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise MtrlError(f"suite '{self.name}' has no tasks")
+        if not isinstance(self.observation_space, gym.spaces.Box):
+            raise MtrlError(f"suite '{self.name}': observation_space must be a gymnasium Box")
+        if not isinstance(self.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
+            raise MtrlError(f"suite '{self.name}': action_space must be Discrete or Box")
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.tasks)
+
+    def task_index(self, name: str) -> int:
+        """Index of a task by name, with a clear error for unknown names."""
+        if name not in self.tasks:
+            raise UnknownNameError(f"suite '{self.name}' has no task '{name}'{did_you_mean(name, self.tasks)}")
+        return self.tasks.index(name)
+
+    def make_env(self, task_index: int, seed: int, max_episode_steps: int | None = None) -> gym.Env:
+        """Build task `task_index`'s env with the task id in every observation."""
+        if not 0 <= task_index < self.num_tasks:
+            raise MtrlError(f"suite '{self.name}' has tasks 0..{self.num_tasks - 1}, got task index {task_index}")
+        env = self.build(task_index, seed)
+        if not isinstance(env.action_space, type(self.action_space)) or env.action_space.shape != self.action_space.shape:
+            raise EnvError(
+                f"suite '{self.name}' task '{self.tasks[task_index]}': env action space {env.action_space} "
+                f"does not match the suite's {self.action_space}"
+            )
+        if max_episode_steps is not None:
+            env = gym.wrappers.TimeLimit(env, max_episode_steps)
+        return TaskIdObservation(env, task_index, self)
+
+
+class TaskIdObservation(gym.ObservationWrapper):
+    """Wrap obs as {"obs": obs cast to the suite's dtype, "task_id": task index}; reject bad shapes."""
+
+    def __init__(self, env: gym.Env, task_index: int, suite: TaskSuite) -> None:
+        super().__init__(env)
+        self._task = task_index
+        self._suite = suite
+        self._dtype = suite.observation_space.dtype
+        self.observation_space = gym.spaces.Dict(
+            {"obs": suite.observation_space, "task_id": gym.spaces.Discrete(suite.num_tasks)}
+        )
+        self.action_space = suite.action_space
+
+    def observation(self, observation: Any) -> dict[str, Any]:
+        obs = np.asarray(observation, dtype=self._dtype)
+        if obs.shape != self._suite.observation_space.shape:
+            raise EnvError(
+                f"suite '{self._suite.name}' task '{self._suite.tasks[self._task]}' returned an observation "
+                f"of shape {obs.shape}; the suite declares {self._suite.observation_space.shape}"
+            )
+        return {"obs": obs, "task_id": self._task}
+
+
+def get_suite(name: str) -> TaskSuite:
+    """Build the registered suite `name` (from `register_suite` or the `mtrl.suites` entry points)."""
+    factory = SUITES.get(name)
+    suite = factory()
+    if not isinstance(suite, TaskSuite):
+        raise MtrlError(f"suite factory for '{name}' returned {type(suite).__name__}, expected mtrl.suite.TaskSuite")
+    return suite
+
+
+def list_suites() -> list[str]:
+    """Names of every registered suite."""
+    return SUITES.names()
+
+
+def slot_tasks(num_tasks: int, num_slots: int) -> np.ndarray:
+    """Assign env slots to tasks round-robin, so every task gets floor or ceil of its share."""
+    return np.arange(num_slots) % num_tasks
+
+
+def make_vector_env(
+    suite: TaskSuite,
+    tasks: Sequence[int],
+    seeds: Sequence[int],
+    autoreset_mode: str = "next_step",
+    max_episode_steps: int | None = None,
+) -> gym.vector.SyncVectorEnv:
+    """One synchronous vector env whose slot i runs task tasks[i] seeded with seeds[i]."""
+    mode = {"next_step": gym.vector.AutoresetMode.NEXT_STEP, "same_step": gym.vector.AutoresetMode.SAME_STEP}[
+        autoreset_mode
+    ]
+    fns = [
+        (lambda t=int(t), s=int(s): suite.make_env(t, s, max_episode_steps)) for t, s in zip(tasks, seeds, strict=True)
+    ]
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)

@@ -1,0 +1,141 @@
+"""The training loop: collect -> advantages -> PPO update -> log -> checkpoint, then evaluate."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtrl.algos.ppo import PPOLearner, make_batch
+from mtrl.checkpoint import list_checkpoints, load_latest, save_checkpoint
+from mtrl.config import Config, save_config, to_dict
+from mtrl.errors import CheckpointError, MtrlError
+from mtrl.evaluate import default_episodes, evaluate
+from mtrl.logger import Logger
+from mtrl.nn.policy import ActorCritic, PolicySpec, build_policy, spec_for
+from mtrl.suite import TaskSuite, get_suite
+from mtrl.workers import WorkerPool
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MtrlError("learner.device=cuda but no CUDA GPU is available; use learner.device=auto or cpu")
+    return torch.device("cuda" if name in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+
+
+def policy_spec(cfg: Config, suite: TaskSuite) -> PolicySpec:
+    p = cfg.policy
+    return spec_for(suite.observation_space.shape, suite.action_space, suite.num_tasks, p.arch, p.hidden, p.layers)
+
+
+def policy_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> tuple[ActorCritic, TaskSuite, dict]:
+    """Rebuild (policy, suite, config dict) from a loaded checkpoint."""
+    cfg = json.loads(ckpt["config"])
+    suite = get_suite(cfg["env"]["suite"])
+    spec = PolicySpec(**{**ckpt["spec"], "obs_shape": tuple(ckpt["spec"]["obs_shape"])})
+    if list(suite.tasks) != list(ckpt["tasks"]):
+        raise CheckpointError(f"checkpoint tasks {ckpt['tasks']} do not match suite '{suite.name}' tasks {list(suite.tasks)}")
+    policy = build_policy(spec).to(device)
+    _load_state(policy, ckpt["policy"], "policy")
+    return policy, suite, cfg
+
+
+def _load_state(module: Any, state: dict, what: str) -> None:
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {what} state does not fit this {what}: {first}") from None
+
+
+def _run_dir(cfg: Config) -> Path:
+    if cfg.resume:
+        path = Path(cfg.resume)
+        if not path.is_dir():
+            raise MtrlError(f"resume={cfg.resume}: no such run directory")
+        return path
+    if cfg.run_dir:
+        path = Path(cfg.run_dir)
+    else:
+        path = Path("runs") / f"{cfg.env.suite}-{cfg.algo}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if list_checkpoints(path):
+        raise MtrlError(f"run_dir {path} already holds checkpoints; pass resume={path} to continue it, or pick another run_dir")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def train(cfg: Config) -> Path:
+    """Train as `cfg` says; returns the run directory (config, TensorBoard, checkpoints, eval.json)."""
+    suite = get_suite(cfg.env.suite)
+    run_dir = _run_dir(cfg)
+    device = resolve_device(cfg.learner.device)
+    if cfg.learner.threads:
+        torch.set_num_threads(cfg.learner.threads)
+    torch.manual_seed(cfg.seed)
+    spec = policy_spec(cfg, suite)
+    policy = build_policy(spec).to(device)
+    learner = PPOLearner(policy, cfg.ppo)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    env_steps = iteration = 0
+    if cfg.resume:
+        path, ckpt = load_latest(run_dir)
+        if ckpt["spec"] != dataclasses.asdict(spec) or list(ckpt["tasks"]) != list(suite.tasks):
+            raise CheckpointError(f"{path} was trained with policy {ckpt['spec']} on {ckpt['tasks']}; this config asks "
+                                  f"for {dataclasses.asdict(spec)} on {list(suite.tasks)}")  # fmt: skip
+        _load_state(policy, ckpt["policy"], "policy")
+        _load_state(learner.optimizer, ckpt["optimizer"], "optimizer")
+        torch.set_rng_state(ckpt["rng_torch"])
+        gen.set_state(ckpt["rng_learner"])
+        env_steps, iteration = int(ckpt["env_steps"]), int(ckpt["iteration"])
+        print(f"mtrl: resuming {run_dir} from {path.name} at {env_steps} env steps")
+    save_config(dataclasses.replace(cfg, resume=None, run_dir=str(run_dir)), run_dir / "config.yaml")
+
+    def checkpoint() -> Path:
+        payload = {"policy": policy.state_dict(), "optimizer": learner.optimizer.state_dict(), "env_steps": env_steps,
+                   "iteration": iteration, "spec": dataclasses.asdict(spec), "tasks": list(suite.tasks),
+                   "config": json.dumps(to_dict(cfg)), "rng_torch": torch.get_rng_state(),
+                   "rng_learner": gen.get_state()}  # fmt: skip
+        return save_checkpoint(run_dir, payload, env_steps, cfg.train.keep_checkpoints)
+
+    workers = f"{cfg.rollout.workers} Ray workers" if cfg.rollout.workers else "in-process rollouts"
+    print(f"mtrl: {cfg.algo}/{cfg.policy.arch} on {suite.name} ({suite.num_tasks} tasks), learner on {device}, "
+          f"{workers} x {cfg.rollout.num_envs} envs; run dir {run_dir}")  # fmt: skip
+    pool = WorkerPool(suite, spec, cfg, seed=cfg.seed + 1_000_003 * iteration)
+    logger = Logger(run_dir, suite.tasks, cfg.train.total_steps, env_steps)
+    last_saved = -1
+    try:
+        while env_steps < cfg.train.total_steps:
+            t0 = time.perf_counter()
+            if cfg.ppo.anneal_lr:
+                learner.set_lr_fraction(1.0 - env_steps / cfg.train.total_steps)
+            frag = pool.collect(policy)
+            losses = learner.update(make_batch(frag, cfg.ppo, suite.num_tasks, device), gen)
+            env_steps += frag.num_steps
+            iteration += 1
+            logger.log_iteration(env_steps, frag.num_steps, frag.episodes, losses,
+                                 frag.num_steps / (time.perf_counter() - t0), suite.reports_success)  # fmt: skip
+            if iteration % cfg.train.checkpoint_every == 0:
+                checkpoint()
+                last_saved = iteration
+    except KeyboardInterrupt:
+        logger.close()
+        print(f"\nmtrl: interrupted; saved {checkpoint()} (resume with resume={run_dir})")
+        raise
+    finally:
+        pool.close()
+    if last_saved != iteration:
+        checkpoint()
+    logger.bar.close()
+    episodes = default_episodes(suite, cfg.train.eval_episodes)
+    if episodes:
+        result = evaluate(policy, suite, episodes, cfg.seed, max_episode_steps=cfg.env.max_episode_steps)
+        result.write_json(run_dir / "eval.json")
+        logger.log_eval(env_steps, result)
+        print(result.table())
+    logger.close()
+    return run_dir

@@ -1,0 +1,128 @@
+"""Rollout workers: Ray actors that each wrap a `Collector`, or one in-process collector.
+
+The learner pushes its weights once per iteration (one `ray.put`, shared by every actor) and gets
+back one whole fragment per actor. Ray is imported only when workers > 0, so the learner runs
+without Ray installed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from mtrl.batch import Fragment
+from mtrl.errors import MtrlError
+from mtrl.nn.policy import PolicySpec
+from mtrl.rollout import Collector
+from mtrl.suite import TaskSuite, slot_tasks
+
+
+class RolloutWorker:
+    """The body of a rollout actor: one Collector over its share of env slots."""
+
+    def __init__(self, suite: TaskSuite, tasks: list[int], seeds: list[int], spec: PolicySpec,
+                 autoreset_mode: str, max_episode_steps: int | None, torch_seed: int) -> None:  # fmt: skip
+        torch.set_num_threads(1)  # one core per actor; batched inference on small nets
+        torch.manual_seed(torch_seed)
+        self.collector = Collector(suite, tasks, seeds, spec, autoreset_mode, max_episode_steps)
+
+    def collect(self, weights: dict[str, np.ndarray], steps: int) -> Fragment:
+        """Load the weights, then collect one fragment."""
+        self.collector.set_weights(weights)
+        return self.collector.collect(steps)
+
+    def node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+
+def slot_seeds(seed: int, num_slots: int) -> list[int]:
+    """Independent per-slot env seeds derived from the run seed."""
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(num_slots)]
+
+
+class WorkerPool:
+    """`workers` Ray actors (or one in-process collector when workers == 0) over `num_envs` slots.
+
+    The slot -> task assignment and slot seeds do not depend on the number of workers, so
+    in-process and Ray collection give batches of the same shape and task layout.
+    """
+
+    def __init__(self, suite: TaskSuite, spec: PolicySpec, cfg: Any, seed: int) -> None:
+        r = cfg.rollout
+        if r.workers and r.num_envs % r.workers:
+            raise MtrlError(f"rollout.num_envs={r.num_envs} must be a multiple of rollout.workers={r.workers}")
+        tasks = slot_tasks(suite.num_tasks, r.num_envs).tolist()
+        seeds = slot_seeds(seed, r.num_envs)
+        self.steps = r.steps_per_env
+        self._started_ray = False
+        args = (spec, r.autoreset_mode, cfg.env.max_episode_steps)
+        if r.workers == 0:
+            self.local: RolloutWorker | None = RolloutWorker(suite, tasks, seeds, *args, torch_seed=seed)
+            self.actors: list[Any] = []
+            return
+        self.local = None
+        ray, self._started_ray = _init_ray(cfg.ray, r.workers)
+        actor_cls = ray.remote(num_cpus=1)(RolloutWorker)
+        per = r.num_envs // r.workers
+        self.actors = [
+            actor_cls.remote(suite, tasks[i * per:(i + 1) * per], seeds[i * per:(i + 1) * per], *args, torch_seed=seed + 1 + i)
+            for i in range(r.workers)
+        ]
+
+    def collect(self, policy: torch.nn.Module) -> Fragment:
+        """Send the policy's current weights to every worker and gather one fragment from each."""
+        weights = {k: v.detach().cpu().numpy() for k, v in policy.state_dict().items()}
+        if self.local is not None:
+            return self.local.collect(weights, self.steps)
+        import ray
+
+        ref = ray.put(weights)  # one copy in the object store, read zero-copy by every actor
+        return Fragment.concat(ray.get([a.collect.remote(ref, self.steps) for a in self.actors]))
+
+    def node_ids(self) -> list[str]:
+        """The Ray node each actor runs on (empty in-process)."""
+        if not self.actors:
+            return []
+        import ray
+
+        return ray.get([a.node_id.remote() for a in self.actors])
+
+    def close(self) -> None:
+        """Stop the actors; shut down Ray if this pool started it."""
+        if self.local is not None:
+            self.local.collector.close()
+        if self.actors:
+            import ray
+
+            for a in self.actors:
+                ray.kill(a)
+            if self._started_ray:
+                ray.shutdown()
+
+
+def _init_ray(ray_cfg: Any, workers: int) -> tuple[Any, bool]:
+    """Start an embedded local Ray (no dashboard, loopback only) or join `ray.address`.
+
+    Returns (the ray module, whether this call started it)."""
+    try:
+        import ray
+    except ImportError:
+        raise MtrlError("rollout.workers > 0 needs Ray: pip install 'ray>=2.40', or set rollout.workers=0") from None
+    if ray.is_initialized():
+        return ray, False
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
+    if ray_cfg.address is None:
+        kwargs.update(num_cpus=ray_cfg.num_cpus or max(workers, os.cpu_count() or 1), _node_ip_address="127.0.0.1")
+    else:
+        kwargs["address"] = ray_cfg.address
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as exc:
+        raise MtrlError(f"could not connect to Ray at ray.address={ray_cfg.address!r}: {exc}") from None
+    return ray, True
