@@ -69,11 +69,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint not found: {p}")
     if p.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {p} is empty (0 bytes)")
+    if not zipfile.is_zipfile(p):  # torch.save always writes a zip archive
+        raise CheckpointError(f"checkpoint {p} is truncated, corrupt or not a checkpoint file")
     try:
         data = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise CheckpointError(f"refusing to load {p}: it holds objects other than tensors and plain data ({first})") from None
+        found = [ln.strip() for ln in str(exc).splitlines() if "global" in ln.lower()]
+        why = f" ({found[0]})" if found else ""
+        raise CheckpointError(f"refusing to load {p}: it holds objects other than tensors and plain data{why}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {p} is truncated or corrupt ({type(exc).__name__})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

@@ -228,7 +228,11 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     data = read_yaml(path) if path is not None else {}
     for ov in overrides:
         apply_override(data, ov)
-    return from_dict(Config, data)
+    cfg = from_dict(Config, data)
+    r = cfg.rollout
+    if r.workers and r.num_envs % r.workers:
+        raise ConfigError(f"rollout.num_envs={r.num_envs} must be a multiple of rollout.workers={r.workers}")
+    return cfg
 
 
 def save_config(cfg: Config, path: Path) -> None:

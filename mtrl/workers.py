@@ -54,8 +54,6 @@ class WorkerPool:
 
     def __init__(self, suite: TaskSuite, spec: PolicySpec, cfg: Any, seed: int) -> None:
         r = cfg.rollout
-        if r.workers and r.num_envs % r.workers:
-            raise MtrlError(f"rollout.num_envs={r.num_envs} must be a multiple of rollout.workers={r.workers}")
         tasks = slot_tasks(suite.num_tasks, r.num_envs).tolist()
         seeds = slot_seeds(seed, r.num_envs)
         self.steps = r.steps_per_env

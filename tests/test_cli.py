@@ -1,0 +1,40 @@
+"""User errors at the command line: exit code 2 and one line naming the problem, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "configs/does_not_exist.yaml"], "config file not found: configs/does_not_exist.yaml"),
+        (["train", "configs/toy_mtppo.yaml", "rollout.wrokers=2"], "unknown config key 'rollout.wrokers'"),
+        (["train", "configs/toy_mtppo.yaml", "env.suite=minigrid-mt4"], "unknown suite 'minigrid-mt4'"),
+        (["train", "configs/toy_mtppo.yaml", "train.total_steps=lots"], "train.total_steps: expected an integer"),
+        (["train", "configs/toy_mtppo.yaml", "rollout.workers=5"], "must be a multiple of rollout.workers=5"),
+        (["train"], "needs a config file"),
+        (["eval", "nowhere"], "no such checkpoint or run directory: nowhere"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(args, fragment, tmp_path):
+    """Each error comes before anything is written (the cwd stays empty for eval)."""
+    out = run_cli(*args, cwd=tmp_path if args[0] == "eval" else ROOT)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_empty_run_dir_has_no_checkpoint(tmp_path):
+    out = run_cli("eval", str(tmp_path))
+    assert out.returncode == 2 and "has no checkpoint" in out.stderr
+
+
+def test_help_lists_every_config_key():
+    out = run_cli("train", "--help")
+    assert out.returncode == 0
+    for key in ("seed", "run_dir", "train.total_steps", "rollout.workers", "ppo.task_norm", "learner.device"):
+        assert f"  {key} " in out.stdout
