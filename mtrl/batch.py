@@ -17,10 +17,6 @@ class Episodes:
     success: np.ndarray  # [E] float32, 1 if any step reported success (NaN if the suite has none)
 
     @staticmethod
-    def empty() -> Episodes:
-        return Episodes(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.float32))
-
-    @staticmethod
     def concat(parts: list[Episodes]) -> Episodes:
         return Episodes(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Episodes)))
 

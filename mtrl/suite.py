@@ -13,7 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from mtrl.errors import EnvError, MtrlError, UnknownNameError, did_you_mean
+from mtrl.errors import EnvError, MtrlError
 from mtrl.registry import SUITES
 
 
@@ -23,6 +23,7 @@ class TaskSuite:
 
     `build(task_index, seed)` returns a plain gymnasium env whose observations fit
     `observation_space` and whose actions fit `action_space`; `make_env` adds the task id.
+    `default_max_episode_steps` is the env's own horizon, which `env.max_episode_steps` may only shorten.
     """
 
     name: str
@@ -46,11 +47,11 @@ class TaskSuite:
     def num_tasks(self) -> int:
         return len(self.tasks)
 
-    def task_index(self, name: str) -> int:
-        """Index of a task by name, with a clear error for unknown names."""
-        if name not in self.tasks:
-            raise UnknownNameError(f"suite '{self.name}' has no task '{name}'{did_you_mean(name, self.tasks)}")
-        return self.tasks.index(name)
+    def check_horizon(self, max_episode_steps: int | None) -> None:
+        """Reject an episode limit longer than the env's own (the env would fail past it)."""
+        limit = self.default_max_episode_steps
+        if max_episode_steps is not None and limit is not None and max_episode_steps > limit:
+            raise MtrlError(f"env.max_episode_steps={max_episode_steps} exceeds suite '{self.name}''s limit of {limit}")
 
     def make_env(self, task_index: int, seed: int, max_episode_steps: int | None = None) -> gym.Env:
         """Build task `task_index`'s env with the task id in every observation."""
@@ -63,6 +64,7 @@ class TaskSuite:
                 f"does not match the suite's {self.action_space}"
             )
         if max_episode_steps is not None:
+            self.check_horizon(max_episode_steps)
             env = gym.wrappers.TimeLimit(env, max_episode_steps)
         return TaskIdObservation(env, task_index, self)
 

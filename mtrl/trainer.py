@@ -72,6 +72,7 @@ def _run_dir(cfg: Config) -> Path:
 def train(cfg: Config) -> Path:
     """Train as `cfg` says; returns the run directory (config, TensorBoard, checkpoints, eval.json)."""
     suite = get_suite(cfg.env.suite)
+    suite.check_horizon(cfg.env.max_episode_steps)
     run_dir = _run_dir(cfg)
     device = resolve_device(cfg.learner.device)
     if cfg.learner.threads:

@@ -104,7 +104,7 @@ class WorkerPool:
 
 
 def _init_ray(ray_cfg: Any, workers: int) -> tuple[Any, bool]:
-    """Start an embedded local Ray (no dashboard, loopback only) or join `ray.address`.
+    """Start an embedded local Ray (no dashboard) or join `ray.address`.
 
     Returns (the ray module, whether this call started it)."""
     try:
@@ -116,7 +116,7 @@ def _init_ray(ray_cfg: Any, workers: int) -> tuple[Any, bool]:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
     if ray_cfg.address is None:
-        kwargs.update(num_cpus=ray_cfg.num_cpus or max(workers, os.cpu_count() or 1), _node_ip_address="127.0.0.1")
+        kwargs["num_cpus"] = ray_cfg.num_cpus or max(workers, os.cpu_count() or 1)
     else:
         kwargs["address"] = ray_cfg.address
     try:

@@ -15,6 +15,7 @@ from tests.conftest import ROOT, run_cli
         (["train", "configs/toy_mtppo.yaml", "env.suite=minigrid-mt4"], "unknown suite 'minigrid-mt4'"),
         (["train", "configs/toy_mtppo.yaml", "train.total_steps=lots"], "train.total_steps: expected an integer"),
         (["train", "configs/toy_mtppo.yaml", "rollout.workers=5"], "must be a multiple of rollout.workers=5"),
+        (["train", "configs/toy_mtppo.yaml", "env.max_episode_steps=9"], "exceeds suite 'toy-mt3''s limit of 8"),
         (["train"], "needs a config file"),
         (["eval", "nowhere"], "no such checkpoint or run directory: nowhere"),
     ],
