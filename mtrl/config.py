@@ -39,9 +39,12 @@ class RolloutConfig:
 
 @dataclass
 class PolicyConfig:
-    arch: Literal["mlp", "multihead"] = opt("multihead", "mlp: shared trunk + task one-hot; multihead: one head per task")
-    hidden: int = opt(128, "width of the trunk's hidden layers", 1)
-    layers: int = opt(2, "hidden layers in the trunk", 1)
+    arch: Literal["mlp", "multihead", "moe", "moore"] = opt(
+        "multihead", "mlp: trunk + task one-hot; multihead: a head per task; moore/moe: (orthogonal) mixture of experts"
+    )
+    hidden: int = opt(128, "width of the trunk's hidden layers (moore/moe: of the per-task head)", 1)
+    layers: int = opt(2, "hidden layers in the trunk (mlp, multihead)", 1)
+    num_experts: int = opt(4, "experts k for moore/moe (MOORE: 2/3/4 for MiniGrid MT3/5/7, 4/6 for MT10/50)", 1)
 
 
 @dataclass

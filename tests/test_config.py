@@ -41,7 +41,7 @@ def test_overrides_apply_and_parse_types():
         ("ppo.lr=0", "ppo.lr: must be > 0.0"),
         ("ppo.lr=.nan", "ppo.lr: expected a finite number"),
         ("rollout.workers=-1", "rollout.workers: must be >= 0"),
-        ("policy.arch=transformer", "policy.arch: expected one of 'mlp', 'multihead'"),
+        ("policy.arch=transformer", "policy.arch: expected one of 'mlp', 'multihead', 'moe', 'moore'"),
         ("env=3", "env: expected a mapping"),
         ("novalue", "bad override 'novalue'"),
     ],

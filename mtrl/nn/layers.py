@@ -62,8 +62,9 @@ def make_encoder(obs_shape: tuple[int, ...]) -> GridEncoder | FlatEncoder:
 class TaskHeads(nn.Module):
     """One linear head per task, stored as batched weights [K, in, out].
 
-    Each row uses its own task's head through a gather plus one batched matmul: no Python loop
-    over tasks, and a loss on task c's rows gives zero gradient to every other head.
+    All K heads are applied in one einsum and each row keeps its own task's output (a gather):
+    no Python loop over tasks, no per-row weight copies, and a loss on task c's rows gives zero
+    gradient to every other head.
     """
 
     def __init__(self, num_tasks: int, in_dim: int, out_dim: int, gain: float) -> None:
@@ -75,4 +76,5 @@ class TaskHeads(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_tasks, out_dim))
 
     def forward(self, x: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias[task_id].unsqueeze(1), x.unsqueeze(1), self.weight[task_id]).squeeze(1)
+        all_heads = torch.einsum("bi,kio->bko", x, self.weight)  # [B, K, out]
+        return all_heads[torch.arange(len(task_id), device=x.device), task_id] + self.bias[task_id]

@@ -1,5 +1,9 @@
-"""Actor-critic policies for multi-task PPO: `mlp` (shared trunk on features + task one-hot) and
-`multihead` (shared trunk, one output head per task). Actor and critic are separate networks.
+"""Actor-critic policies for multi-task PPO. Actor and critic are separate networks.
+
+- `mlp`: encoder -> trunk on cat(features, task one-hot) -> one output layer.
+- `multihead`: encoder -> shared trunk -> one output head per task.
+- `moore` / `moe`: k experts mixed per task (orthogonalised for MOORE) -> a per-task head
+  Linear(D, hidden) -> Tanh -> Linear(hidden, out), as in MOORE's PPO networks.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from mtrl.nn.layers import TaskHeads, init_linear, make_encoder, mlp
+from mtrl.nn.moore import make_mixture
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,7 @@ class PolicySpec:
     arch: str = "multihead"
     hidden: int = 128
     layers: int = 2
+    num_experts: int = 4
 
 
 class TaskNetwork(nn.Module):
@@ -33,6 +39,11 @@ class TaskNetwork(nn.Module):
     def __init__(self, spec: PolicySpec, out_dim: int, out_gain: float) -> None:
         super().__init__()
         self.arch, self.num_tasks = spec.arch, spec.num_tasks
+        if spec.arch in ("moore", "moe"):
+            self.mixture = make_mixture(spec.obs_shape, spec.num_tasks, spec.num_experts, spec.arch == "moore")
+            self.head1 = TaskHeads(spec.num_tasks, self.mixture.out_dim, spec.hidden, gain=math.sqrt(2))
+            self.head = TaskHeads(spec.num_tasks, spec.hidden, out_dim, out_gain)
+            return
         self.encoder = make_encoder(spec.obs_shape)
         trunk_in = self.encoder.out_dim + (spec.num_tasks if spec.arch == "mlp" else 0)
         self.trunk = mlp([trunk_in] + [spec.hidden] * spec.layers)
@@ -44,6 +55,9 @@ class TaskNetwork(nn.Module):
             raise ValueError(f"unknown policy.arch '{spec.arch}'")
 
     def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
+        if self.arch in ("moore", "moe"):
+            f = self.mixture(obs, task_id)
+            return self.head(torch.tanh(self.head1(f, task_id)), task_id)
         x = self.encoder(obs)
         if self.arch == "mlp":
             x = torch.cat([x, nn.functional.one_hot(task_id, self.num_tasks).to(x.dtype)], dim=1)
@@ -91,8 +105,9 @@ def build_policy(spec: PolicySpec) -> ActorCritic:
     return ActorCritic(spec)
 
 
-def spec_for(suite_obs_shape: tuple[int, ...], action_space, num_tasks: int, arch: str, hidden: int, layers: int) -> PolicySpec:
+def spec_for(suite_obs_shape: tuple[int, ...], action_space, num_tasks: int, arch: str, hidden: int, layers: int,
+             num_experts: int = 4) -> PolicySpec:  # fmt: skip
     """A PolicySpec from a suite's spaces and the policy config."""
     discrete = hasattr(action_space, "n")
     action_dim = int(action_space.n) if discrete else int(math.prod(action_space.shape))
-    return PolicySpec(tuple(suite_obs_shape), num_tasks, action_dim, discrete, arch, hidden, layers)
+    return PolicySpec(tuple(suite_obs_shape), num_tasks, action_dim, discrete, arch, hidden, layers, num_experts)

@@ -1,0 +1,116 @@
+"""MOORE: a mixture of orthogonal experts (Hendawy et al., ICLR 2024), and its MoE baseline.
+
+k experts run on the same input as one batched op (weights [k, in, out], or a grouped conv),
+their k representations are orthonormalised per sample with Gram-Schmidt (MOORE, eq. 4), and a
+task-specific linear combination of them, squashed by tanh, is the shared feature (eq. 5).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def gram_schmidt(h: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Orthonormalise the k rows of each sample: h [B, k, D] -> U [B, k, D] with U U^T = I.
+
+    Classical Gram-Schmidt in expert order (u_i = normalise(h_i - sum_{j<i} (h_i . u_j) u_j)),
+    equal to Q of the QR of h^T with diag(R) > 0. The reference code has no epsilon and gives NaN
+    for dependent experts; here the norm is sqrt(|v|^2 + eps^2), which keeps zero or dependent
+    experts finite (value and gradient) and moves a unit-scale output by about eps^2.
+    """
+    k = h.shape[-2]
+    if k > h.shape[-1]:
+        raise ValueError(f"gram_schmidt needs k <= D, got k={k}, D={h.shape[-1]}")
+    basis: list[torch.Tensor] = []
+    for i in range(k):  # inherently sequential over the k (<= ~10) experts; each step is batched over B and D
+        v = h[..., i, :]
+        if basis:
+            u = torch.stack(basis, dim=-2)  # [B, i, D]
+            v = v - ((u @ v.unsqueeze(-1)) * u).sum(dim=-2)
+        basis.append(v / torch.sqrt((v * v).sum(-1, keepdim=True) + eps * eps))
+    return torch.stack(basis, dim=-2)
+
+
+class BatchedLinear(nn.Module):
+    """k independent linear layers applied as one batched matmul: [k, B, in] -> [k, B, out]."""
+
+    def __init__(self, k: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_dim)  # nn.Linear's default init, per expert
+        self.weight = nn.Parameter(torch.empty(k, in_dim, out_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(k, 1, out_dim).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class MLPExperts(nn.Module):
+    """k MLP experts (Meta-World: 400-400-400, ReLU between, linear last): [B, in] -> [B, k, D]."""
+
+    def __init__(self, k: int, in_dim: int, sizes: tuple[int, ...] = (400, 400, 400)) -> None:
+        super().__init__()
+        self.k, self.out_dim = k, sizes[-1]
+        dims = (in_dim, *sizes)
+        self.layers = nn.ModuleList(BatchedLinear(k, a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.float().flatten(1).unsqueeze(0).expand(self.k, -1, -1)
+        for i, layer in enumerate(self.layers):
+            y = layer(y)
+            if i < len(self.layers) - 1:
+                y = torch.relu(y)
+        return y.transpose(0, 1)
+
+
+class ConvExperts(nn.Module):
+    """k MiniGrid conv experts (16/32/64 channels, 2x2 kernels, ReLU between, none after the last)
+    as one grouped conv: [B, H, W, C] -> [B, k, 64 * (H-3) * (W-3)]."""
+
+    def __init__(self, k: int, shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        h, w, c = shape
+        self.k = k
+        self.net = nn.Sequential(
+            nn.Conv2d(k * c, k * 16, 2, groups=k), nn.ReLU(),
+            nn.Conv2d(k * 16, k * 32, 2, groups=k), nn.ReLU(),
+            nn.Conv2d(k * 32, k * 64, 2, groups=k),
+        )  # fmt: skip
+        self.out_dim = 64 * (h - 3) * (w - 3)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.float().permute(0, 3, 1, 2).repeat(1, self.k, 1, 1)  # group g sees the whole image
+        return self.net(x).reshape(obs.shape[0], self.k, self.out_dim)
+
+
+class MixtureEncoder(nn.Module):
+    """Experts -> (Gram-Schmidt if orthogonal) -> tanh(sum_i w_c[i] u_i) with w_c = W onehot(c).
+
+    W is a bias-free Linear(n_tasks, k): unconstrained, state-independent task weights (MOORE).
+    With orthogonal=False this is the MoE baseline, identical except for the missing Gram-Schmidt.
+    """
+
+    def __init__(self, experts: MLPExperts | ConvExperts, num_tasks: int, orthogonal: bool) -> None:
+        super().__init__()
+        self.experts, self.orthogonal = experts, orthogonal
+        self.task_weights = nn.Linear(num_tasks, experts.k, bias=False)
+        self.out_dim = experts.out_dim
+
+    def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
+        h = self.experts(obs)
+        if self.orthogonal:
+            h = gram_schmidt(h)
+        w = self.task_weights.weight.t()[task_id]  # [B, k]: W onehot(c), as a row gather
+        return torch.tanh((w.unsqueeze(1) @ h).squeeze(1))
+
+
+def make_mixture(obs_shape: tuple[int, ...], num_tasks: int, k: int, orthogonal: bool) -> MixtureEncoder:
+    """Conv experts for HxWxC grids, 400-400-400 MLP experts for flat vectors."""
+    experts: MLPExperts | ConvExperts
+    if len(obs_shape) == 3:
+        experts = ConvExperts(k, obs_shape)  # type: ignore[arg-type]
+    else:
+        experts = MLPExperts(k, math.prod(obs_shape))
+    return MixtureEncoder(experts, num_tasks, orthogonal)

@@ -1,0 +1,83 @@
+"""MOORE: Gram-Schmidt against sign-fixed QR and the worked case; mixture and head gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mtrl.nn.moore import gram_schmidt, make_mixture
+from mtrl.nn.policy import PolicySpec, build_policy
+
+
+def sign_fixed_q(h: torch.Tensor) -> torch.Tensor:
+    q, r = torch.linalg.qr(h.transpose(-1, -2))
+    return (q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)).transpose(-1, -2)
+
+
+@pytest.mark.parametrize("k, d", [(k, d) for k in (2, 4, 6) for d in (3, 400, 1024) if k <= d])
+def test_gram_schmidt_equals_sign_fixed_qr_and_is_orthonormal(k, d):
+    h = torch.randn(8, k, d, dtype=torch.float64, generator=torch.Generator().manual_seed(k * d))
+    u = gram_schmidt(h)
+    torch.testing.assert_close(u, sign_fixed_q(h), atol=1e-7, rtol=0)
+    torch.testing.assert_close(u @ u.transpose(1, 2), torch.eye(k, dtype=torch.float64).expand(8, k, k), atol=1e-10, rtol=0)
+    assert (gram_schmidt(h.float()) - u.float()).abs().max() < 1e-5  # the eps guard is invisible in float32
+
+
+def test_more_experts_than_dimensions_is_refused():
+    with pytest.raises(ValueError, match="k <= D"):
+        gram_schmidt(torch.randn(2, 4, 3))
+
+
+def test_worked_case():
+    h = torch.tensor([[[3.0, 0, 4], [1, 2, 0], [0, 1, 1]]], dtype=torch.float64)
+    u = gram_schmidt(h)[0]
+    expected = [[0.6, 0, 0.8], [0.297113, 0.928477, -0.222834], [-0.742781, 0.371391, 0.557086]]
+    torch.testing.assert_close(u, torch.tensor(expected, dtype=torch.float64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(u @ u.T, torch.eye(3, dtype=torch.float64), atol=1e-12, rtol=0)
+    f = torch.tanh(torch.tensor([0.5, -1, 2], dtype=torch.float64) @ u)
+    torch.testing.assert_close(f, torch.tensor([-0.901968, -0.183590, 0.939878], dtype=torch.float64), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("case", ["duplicate", "zero"])
+def test_degenerate_experts_stay_finite(case):
+    h = torch.randn(4, 3, 16)
+    h[:, 2] = h[:, 0] if case == "duplicate" else 0.0
+    h.requires_grad_(True)
+    u = gram_schmidt(h)
+    u.sum().backward()
+    assert torch.isfinite(u).all() and torch.isfinite(h.grad).all()
+
+
+@pytest.mark.parametrize("obs_shape", [(7, 7, 3), (39,)])
+def test_every_expert_gets_gradient(obs_shape):
+    mix = make_mixture(obs_shape, num_tasks=3, k=4, orthogonal=True)
+    obs = torch.randint(0, 10, (6, *obs_shape)).float()
+    mix(obs, torch.tensor([0, 1, 2, 0, 1, 2])).pow(2).sum().backward()
+    first = mix.experts.net[0].weight.grad if obs_shape == (7, 7, 3) else mix.experts.layers[0].weight.grad
+    per_expert = first.reshape(4, -1).abs().sum(1)
+    assert (per_expert > 0).all()
+
+
+def test_head_and_task_weight_isolation():
+    """A loss on task 1's rows leaves other tasks' heads and task-weight rows without gradient."""
+    policy = build_policy(PolicySpec((7, 7, 3), num_tasks=3, action_dim=7, discrete=True, arch="moore", hidden=32,
+                                     num_experts=2))  # fmt: skip
+    obs, task = torch.randint(0, 10, (5, 7, 7, 3)), torch.full((5,), 1)
+    (policy.distribution(obs, task).logits.sum() + policy.value(obs, task).sum()).backward()
+    for net in (policy.actor, policy.critic):
+        w = net.mixture.task_weights.weight.grad  # [k, n_tasks]: column c is task c's mixing weights
+        assert w[:, 1].abs().sum() > 0 and (w[:, [0, 2]] == 0).all()
+        for head in (net.head1, net.head):
+            assert head.weight.grad[1].abs().sum() > 0 and (head.weight.grad[[0, 2]] == 0).all()
+
+
+def test_moe_differs_from_moore_only_by_gram_schmidt():
+    torch.manual_seed(0)
+    moore = make_mixture((39,), num_tasks=3, k=4, orthogonal=True)
+    moe = make_mixture((39,), num_tasks=3, k=4, orthogonal=False)
+    moe.load_state_dict(moore.state_dict())
+    obs, task = torch.randn(5, 39), torch.tensor([0, 1, 2, 1, 0])
+    h = moore.experts(obs)
+    w = moore.task_weights.weight.t()[task]
+    torch.testing.assert_close(moore(obs, task), torch.tanh((w.unsqueeze(1) @ gram_schmidt(h)).squeeze(1)))
+    torch.testing.assert_close(moe(obs, task), torch.tanh((w.unsqueeze(1) @ h).squeeze(1)))
