@@ -2,8 +2,8 @@
 
 - `mlp`: encoder -> trunk on cat(features, task one-hot) -> one output layer.
 - `multihead`: encoder -> shared trunk -> one output head per task.
-- `moore` / `moe`: k experts mixed per task (orthogonalised for MOORE) -> a per-task head
-  Linear(D, hidden) -> Tanh -> Linear(hidden, out), as in MOORE's PPO networks.
+- `moore` / `moe`: k experts mixed per task (orthogonalised for MOORE) -> a per-task head, as in
+  MOORE's networks (ALGORITHMS.md section 1).
 """
 
 from __future__ import annotations
@@ -41,8 +41,12 @@ class TaskNetwork(nn.Module):
         self.arch, self.num_tasks = spec.arch, spec.num_tasks
         if spec.arch in ("moore", "moe"):
             self.mixture = make_mixture(spec.obs_shape, spec.num_tasks, spec.num_experts, spec.arch == "moore")
-            self.head1 = TaskHeads(spec.num_tasks, self.mixture.out_dim, spec.hidden, gain=math.sqrt(2))
-            self.head = TaskHeads(spec.num_tasks, spec.hidden, out_dim, out_gain)
+            # MOORE's heads: Linear(D, hidden) -> Tanh -> Linear(hidden, out) for MiniGrid images,
+            # a single Linear(D, out) for Meta-World states.
+            image = len(spec.obs_shape) == 3
+            d = self.mixture.out_dim
+            self.head1 = TaskHeads(spec.num_tasks, d, spec.hidden, math.sqrt(2)) if image else None
+            self.head = TaskHeads(spec.num_tasks, spec.hidden if image else d, out_dim, out_gain)
             return
         self.encoder = make_encoder(spec.obs_shape)
         trunk_in = self.encoder.out_dim + (spec.num_tasks if spec.arch == "mlp" else 0)
@@ -57,7 +61,9 @@ class TaskNetwork(nn.Module):
     def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
         if self.arch in ("moore", "moe"):
             f = self.mixture(obs, task_id)
-            return self.head(torch.tanh(self.head1(f, task_id)), task_id)
+            if self.head1 is not None:
+                f = torch.tanh(self.head1(f, task_id))
+            return self.head(f, task_id)
         x = self.encoder(obs)
         if self.arch == "mlp":
             x = torch.cat([x, nn.functional.one_hot(task_id, self.num_tasks).to(x.dtype)], dim=1)
