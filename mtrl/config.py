@@ -45,6 +45,7 @@ class PolicyConfig:
     hidden: int = opt(128, "width of the trunk's hidden layers (moore/moe: of the per-task head)", 1)
     layers: int = opt(2, "hidden layers in the trunk (mlp, multihead)", 1)
     num_experts: int = opt(4, "experts k for moore/moe (MOORE: 2/3/4 for MiniGrid MT3/5/7, 4/6 for MT10/50)", 1)
+    head: Literal["multi", "single"] = opt("multi", "moore/moe output head: one per task, or one on cat(feature, onehot)")
 
 
 @dataclass

@@ -31,7 +31,7 @@ def resolve_device(name: str) -> torch.device:
 def policy_spec(cfg: Config, suite: TaskSuite) -> PolicySpec:
     p = cfg.policy
     return spec_for(suite.observation_space.shape, suite.action_space, suite.num_tasks, p.arch, p.hidden, p.layers,
-                    p.num_experts)
+                    p.num_experts, p.head)
 
 
 def policy_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> tuple[ActorCritic, TaskSuite, dict]:

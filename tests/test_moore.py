@@ -67,8 +67,9 @@ def test_head_and_task_weight_isolation():
     for net in (policy.actor, policy.critic):
         w = net.mixture.task_weights.weight.grad  # [k, n_tasks]: column c is task c's mixing weights
         assert w[:, 1].abs().sum() > 0 and (w[:, [0, 2]] == 0).all()
-        for head in (net.head1, net.head):
-            assert head.weight.grad[1].abs().sum() > 0 and (head.weight.grad[[0, 2]] == 0).all()
+        assert len(net.head.layers) == 2  # MiniGrid: Linear(D, hidden) -> Tanh -> Linear(hidden, out)
+        for layer in net.head.layers:
+            assert layer.weight.grad[1].abs().sum() > 0 and (layer.weight.grad[[0, 2]] == 0).all()
 
 
 def test_moe_differs_from_moore_only_by_gram_schmidt():
@@ -81,3 +82,15 @@ def test_moe_differs_from_moore_only_by_gram_schmidt():
     w = moore.task_weights.weight.t()[task]
     torch.testing.assert_close(moore(obs, task), torch.tanh((w.unsqueeze(1) @ gram_schmidt(h)).squeeze(1)))
     torch.testing.assert_close(moe(obs, task), torch.tanh((w.unsqueeze(1) @ h).squeeze(1)))
+
+
+@pytest.mark.parametrize("obs_shape, layers", [((7, 7, 3), 2), ((39,), 1)])
+def test_single_head_sees_the_task_one_hot(obs_shape, layers):
+    spec = PolicySpec(obs_shape, num_tasks=3, action_dim=4, discrete=True, arch="moore", hidden=32, num_experts=2,
+                      head="single")  # fmt: skip
+    net = build_policy(spec).actor
+    assert len(net.head.layers) == layers and net.head.layers[0].in_features == net.mixture.out_dim + 3
+    obs = torch.randint(0, 10, (1, *obs_shape)).float().repeat(3, *[1] * len(obs_shape))
+    net.mixture.task_weights.weight.data.fill_(0.5)  # same feature for every task: only the one-hot differs
+    out = net(obs, torch.tensor([0, 1, 2]))
+    assert not torch.allclose(out[0], out[1]) and not torch.allclose(out[1], out[2])

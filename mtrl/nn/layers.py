@@ -78,3 +78,27 @@ class TaskHeads(nn.Module):
     def forward(self, x: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
         all_heads = torch.einsum("bi,kio->bko", x, self.weight)  # [B, K, out]
         return all_heads[torch.arange(len(task_id), device=x.device), task_id] + self.bias[task_id]
+
+
+class OutputHead(nn.Module):
+    """[Linear(in, hidden) -> Tanh ->] Linear(., out), per task (multi-head) or shared on
+    cat(x, onehot(task)) (single-head), the two head types of MOORE (ALGORITHMS.md section 1)."""
+
+    def __init__(self, num_tasks: int, in_dim: int, hidden: int | None, out_dim: int, gain: float, multi: bool) -> None:
+        super().__init__()
+        self.num_tasks, self.multi = num_tasks, multi
+        dims = [in_dim + (0 if multi else num_tasks)] + ([hidden] if hidden else []) + [out_dim]
+        gains = [math.sqrt(2)] * (len(dims) - 2) + [gain]
+        if multi:
+            self.layers = nn.ModuleList(TaskHeads(num_tasks, a, b, g) for a, b, g in zip(dims[:-1], dims[1:], gains))
+        else:
+            self.layers = nn.ModuleList(init_linear(nn.Linear(a, b), g) for a, b, g in zip(dims[:-1], dims[1:], gains))
+
+    def forward(self, x: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
+        if not self.multi:
+            x = torch.cat([x, nn.functional.one_hot(task_id, self.num_tasks).to(x.dtype)], dim=1)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, task_id) if self.multi else layer(x)
+            if i < len(self.layers) - 1:
+                x = torch.tanh(x)
+        return x

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
-from mtrl.nn.layers import TaskHeads, init_linear, make_encoder, mlp
+from mtrl.nn.layers import OutputHead, TaskHeads, init_linear, make_encoder, mlp
 from mtrl.nn.moore import make_mixture
 
 
@@ -31,6 +31,7 @@ class PolicySpec:
     hidden: int = 128
     layers: int = 2
     num_experts: int = 4
+    head: str = "multi"
 
 
 class TaskNetwork(nn.Module):
@@ -43,10 +44,8 @@ class TaskNetwork(nn.Module):
             self.mixture = make_mixture(spec.obs_shape, spec.num_tasks, spec.num_experts, spec.arch == "moore")
             # MOORE's heads: Linear(D, hidden) -> Tanh -> Linear(hidden, out) for MiniGrid images,
             # a single Linear(D, out) for Meta-World states.
-            image = len(spec.obs_shape) == 3
-            d = self.mixture.out_dim
-            self.head1 = TaskHeads(spec.num_tasks, d, spec.hidden, math.sqrt(2)) if image else None
-            self.head = TaskHeads(spec.num_tasks, spec.hidden if image else d, out_dim, out_gain)
+            hidden = spec.hidden if len(spec.obs_shape) == 3 else None
+            self.head = OutputHead(spec.num_tasks, self.mixture.out_dim, hidden, out_dim, out_gain, spec.head == "multi")
             return
         self.encoder = make_encoder(spec.obs_shape)
         trunk_in = self.encoder.out_dim + (spec.num_tasks if spec.arch == "mlp" else 0)
@@ -60,10 +59,7 @@ class TaskNetwork(nn.Module):
 
     def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
         if self.arch in ("moore", "moe"):
-            f = self.mixture(obs, task_id)
-            if self.head1 is not None:
-                f = torch.tanh(self.head1(f, task_id))
-            return self.head(f, task_id)
+            return self.head(self.mixture(obs, task_id), task_id)
         x = self.encoder(obs)
         if self.arch == "mlp":
             x = torch.cat([x, nn.functional.one_hot(task_id, self.num_tasks).to(x.dtype)], dim=1)
@@ -112,8 +108,8 @@ def build_policy(spec: PolicySpec) -> ActorCritic:
 
 
 def spec_for(suite_obs_shape: tuple[int, ...], action_space, num_tasks: int, arch: str, hidden: int, layers: int,
-             num_experts: int = 4) -> PolicySpec:  # fmt: skip
+             num_experts: int = 4, head: str = "multi") -> PolicySpec:  # fmt: skip
     """A PolicySpec from a suite's spaces and the policy config."""
     discrete = hasattr(action_space, "n")
     action_dim = int(action_space.n) if discrete else int(math.prod(action_space.shape))
-    return PolicySpec(tuple(suite_obs_shape), num_tasks, action_dim, discrete, arch, hidden, layers, num_experts)
+    return PolicySpec(tuple(suite_obs_shape), num_tasks, action_dim, discrete, arch, hidden, layers, num_experts, head)
