@@ -22,6 +22,7 @@ from mtrl.errors import CheckpointError
 
 FORMAT = "mtrl-checkpoint"
 VERSION = 1
+REQUIRED = ("policy", "optimizer", "env_steps", "iteration", "spec", "tasks", "config", "rng_torch", "rng_learner")
 _NAME = re.compile(r"^ckpt_(\d{12})\.pt$")
 
 
@@ -83,6 +84,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{p} is not an mtrl checkpoint")
     if data.get("version") != VERSION:
         raise CheckpointError(f"{p} has checkpoint version {data.get('version')}, this mtrl reads version {VERSION}")
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise CheckpointError(f"checkpoint {p} is incomplete: missing {', '.join(missing)}")
     return data
 
 

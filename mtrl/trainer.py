@@ -74,7 +74,6 @@ def train(cfg: Config) -> Path:
     """Train as `cfg` says; returns the run directory (config, TensorBoard, checkpoints, eval.json)."""
     suite = get_suite(cfg.env.suite)
     suite.check_horizon(cfg.env.max_episode_steps)
-    run_dir = _run_dir(cfg)
     device = resolve_device(cfg.learner.device)
     if cfg.learner.threads:
         torch.set_num_threads(cfg.learner.threads)
@@ -83,6 +82,7 @@ def train(cfg: Config) -> Path:
     policy = build_policy(spec).to(device)
     learner = PPOLearner(policy, cfg.ppo)
     gen = torch.Generator().manual_seed(cfg.seed)
+    run_dir = _run_dir(cfg)  # only now, so that a bad config leaves nothing behind
     env_steps = iteration = 0
     if cfg.resume:
         path, ckpt = load_latest(run_dir)

@@ -16,17 +16,23 @@ from tests.conftest import ROOT, run_cli
         (["train", "configs/toy_mtppo.yaml", "train.total_steps=lots"], "train.total_steps: expected an integer"),
         (["train", "configs/toy_mtppo.yaml", "rollout.workers=5"], "must be a multiple of rollout.workers=5"),
         (["train", "configs/toy_mtppo.yaml", "env.max_episode_steps=9"], "exceeds suite 'toy-mt3''s limit of 8"),
+        (["train", "configs/toy_mtppo.yaml", "policy.arch=moore", "policy.num_experts=500"],
+         "policy.num_experts=500 exceeds the expert feature size 400"),
         (["train"], "needs a config file"),
         (["eval", "nowhere"], "no such checkpoint or run directory: nowhere"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(args, fragment, tmp_path):
-    """Each error comes before anything is written (the cwd stays empty for eval)."""
-    out = run_cli(*args, cwd=tmp_path if args[0] == "eval" else ROOT)
+    """Each error comes before anything is written: no run directory is created."""
+    if args[0] == "train" and len(args) > 1:
+        out = run_cli(*args, f"run_dir={tmp_path / 'run'}")
+    else:
+        out = run_cli(*args, cwd=tmp_path)
     assert out.returncode == 2, (out.stdout, out.stderr)
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0], out.stderr
     assert "Traceback" not in out.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_empty_run_dir_has_no_checkpoint(tmp_path):

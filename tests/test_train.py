@@ -75,6 +75,10 @@ def test_corrupt_and_unsafe_checkpoints_are_refused(tmp_path):
     torch.save({"weights": torch.zeros(2)}, other)
     with pytest.raises(CheckpointError, match="not an mtrl checkpoint"):
         load_checkpoint(other)
+    partial = tmp_path / "partial.pt"
+    torch.save({"format": "mtrl-checkpoint", "version": 1, "policy": {}}, partial)
+    with pytest.raises(CheckpointError, match="incomplete: missing optimizer, env_steps"):
+        load_checkpoint(partial)
 
 
 class _Exploit:

@@ -52,6 +52,11 @@ class FlatEncoder(nn.Module):
         return obs.float().flatten(1)
 
 
+def with_task_onehot(x: torch.Tensor, task_id: torch.Tensor, num_tasks: int) -> torch.Tensor:
+    """cat(x, onehot(task)): how single-network architectures see the task."""
+    return torch.cat([x, nn.functional.one_hot(task_id, num_tasks).to(x.dtype)], dim=1)
+
+
 def make_encoder(obs_shape: tuple[int, ...]) -> GridEncoder | FlatEncoder:
     """A conv encoder for HxWxC grids, identity for flat vectors."""
     if len(obs_shape) == 3:
@@ -96,7 +101,7 @@ class OutputHead(nn.Module):
 
     def forward(self, x: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
         if not self.multi:
-            x = torch.cat([x, nn.functional.one_hot(task_id, self.num_tasks).to(x.dtype)], dim=1)
+            x = with_task_onehot(x, task_id, self.num_tasks)
         for i, layer in enumerate(self.layers):
             x = layer(x, task_id) if self.multi else layer(x)
             if i < len(self.layers) - 1:

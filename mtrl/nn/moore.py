@@ -12,6 +12,8 @@ import math
 import torch
 from torch import nn
 
+from mtrl.errors import MtrlError
+
 
 def gram_schmidt(h: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Orthonormalise the k rows of each sample: h [B, k, D] -> U [B, k, D] with U U^T = I.
@@ -94,6 +96,9 @@ class MixtureEncoder(nn.Module):
 
     def __init__(self, experts: MLPExperts | ConvExperts, num_tasks: int, orthogonal: bool) -> None:
         super().__init__()
+        if orthogonal and experts.k > experts.out_dim:
+            raise MtrlError(f"policy.num_experts={experts.k} exceeds the expert feature size {experts.out_dim}; "
+                            "MOORE's Gram-Schmidt needs num_experts <= feature size")  # fmt: skip
         self.experts, self.orthogonal = experts, orthogonal
         self.task_weights = nn.Linear(num_tasks, experts.k, bias=False)
         self.out_dim = experts.out_dim

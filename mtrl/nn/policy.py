@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
-from mtrl.nn.layers import OutputHead, TaskHeads, init_linear, make_encoder, mlp
+from mtrl.nn.layers import OutputHead, TaskHeads, init_linear, make_encoder, mlp, with_task_onehot
 from mtrl.nn.moore import make_mixture
 
 
@@ -62,7 +62,7 @@ class TaskNetwork(nn.Module):
             return self.head(self.mixture(obs, task_id), task_id)
         x = self.encoder(obs)
         if self.arch == "mlp":
-            x = torch.cat([x, nn.functional.one_hot(task_id, self.num_tasks).to(x.dtype)], dim=1)
+            x = with_task_onehot(x, task_id, self.num_tasks)
             return self.head(self.trunk(x))
         return self.head(self.trunk(x), task_id)
 
