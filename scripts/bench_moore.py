@@ -1,10 +1,11 @@
 """MOORE speed: batched experts (one bmm / grouped conv) against a loop over k expert modules.
 
 Both compute the same maths: k experts -> Gram-Schmidt -> task mixing -> tanh. Timed is one
-forward plus backward at batch 2048, median of --repeat runs, side by side in one process.
-Also prints each policy architecture's parameter count.
+forward plus backward at each --batches size (2048: a large learner batch; 64: about a rollout
+worker's inference batch, where per-op overhead dominates), median of --repeat runs, side by side
+in one process. Also prints each policy architecture's parameter count.
 
-  python scripts/bench_moore.py [--device cpu|cuda] [--repeat 10] [--threads N]
+  python scripts/bench_moore.py [--device cpu|cuda] [--repeat 10] [--threads N] [--batches 64 2048]
 """
 
 from __future__ import annotations
@@ -68,24 +69,25 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     p.add_argument("--repeat", type=int, default=10, help="timed repetitions per case (median reported)")
-    p.add_argument("--batch", type=int, default=2048)
+    p.add_argument("--batches", type=int, nargs="+", default=[64, 2048], help="batch sizes to time")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
-    print(f"device={dev} batch={args.batch} threads={torch.get_num_threads()} torch={torch.__version__}\n")
-    print("| experts | case | batched (ms) | loop (ms) | loop/batched |")
-    print("|---|---|---|---|---|")
+    print(f"device={dev} threads={torch.get_num_threads()} torch={torch.__version__}\n")
+    print("| batch | experts | case | batched (ms) | loop (ms) | loop/batched |")
+    print("|---|---|---|---|---|---|")
     cases = {"MiniGrid conv 7x7x3 (D=1024)": ((7, 7, 3), 3), "Meta-World MLP 39 (D=400)": ((39,), 10)}
-    for name, (shape, tasks) in cases.items():
-        for k in (2, 4, 6):
-            torch.manual_seed(0)
-            obs = (torch.randint(0, 11, (args.batch, *shape)) if len(shape) == 3 else torch.randn(args.batch, *shape)).to(dev)
-            task = torch.randint(0, tasks, (args.batch,), device=dev)
-            batched = time_fwd_bwd(make_mixture(shape, tasks, k, True).to(dev), obs, task, args.repeat)
-            loop = time_fwd_bwd(LoopMixture(shape, tasks, k).to(dev), obs, task, args.repeat)
-            print(f"| {k} | {name} | {batched * 1e3:.1f} | {loop * 1e3:.1f} | {loop / batched:.2f}x |")
+    for batch in args.batches:
+        for name, (shape, tasks) in cases.items():
+            for k in (2, 4, 6):
+                torch.manual_seed(0)
+                obs = (torch.randint(0, 11, (batch, *shape)) if len(shape) == 3 else torch.randn(batch, *shape)).to(dev)
+                task = torch.randint(0, tasks, (batch,), device=dev)
+                batched = time_fwd_bwd(make_mixture(shape, tasks, k, True).to(dev), obs, task, args.repeat)
+                loop = time_fwd_bwd(LoopMixture(shape, tasks, k).to(dev), obs, task, args.repeat)
+                print(f"| {batch} | {k} | {name} | {batched * 1e3:.2f} | {loop * 1e3:.2f} | {loop / batched:.2f}x |")
     print("\n| suite | arch | experts | parameters (actor + critic) |")
     print("|---|---|---|---|")
     for suite, shape, tasks, act, discrete, k in [("minigrid-mt3", (7, 7, 3), 3, 7, True, 2),

@@ -1,0 +1,77 @@
+"""Continuous-action networks for multi-task SAC: a squashed-Gaussian actor and twin Q critics.
+
+Every network is its own TaskNetwork, so with `policy.arch=moore` the actor and each twin critic
+is a separate MOORE network (ALGORITHMS.md section 1, "Separate networks"), as in MOORE's
+`networks_sac.py`. The critics' experts see cat(s, a).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from mtrl.errors import MtrlError
+from mtrl.nn.policy import PolicySpec, TaskNetwork
+
+LOG_STD_MIN, LOG_STD_MAX = -10.0, 2.0  # MOORE's SAC actor clamp (ALGORITHMS.md section 1)
+
+
+def _check_continuous(spec: PolicySpec) -> None:
+    if spec.discrete or len(spec.obs_shape) != 1:
+        raise MtrlError(f"SAC networks need flat observations and continuous actions; got observation shape "
+                        f"{spec.obs_shape} and {'discrete' if spec.discrete else 'continuous'} actions")  # fmt: skip
+
+
+class SACActor(nn.Module):
+    """pi(a|s, c) = tanh(N(mean, exp(log_std))); one network outputs [mean, log_std]."""
+
+    def __init__(self, spec: PolicySpec) -> None:
+        super().__init__()
+        _check_continuous(spec)
+        self.action_dim = spec.action_dim
+        self.net = TaskNetwork(spec, 2 * spec.action_dim, out_gain=0.01)
+
+    def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, log_std), each [B, action_dim], log_std clamped to [-10, 2]."""
+        mean, log_std = self.net(obs, task_id).split(self.action_dim, dim=-1)
+        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def sample(
+        self, obs: torch.Tensor, task_id: torch.Tensor, greedy: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action in (-1, 1) and its log-probability [B] under the squashed Gaussian.
+
+        log pi(a) = log N(u; mean, std) - sum_i log(1 - tanh(u_i)^2) (Haarnoja et al. 2018, eq. 21),
+        with the stable identity log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
+        """
+        mean, log_std = self(obs, task_id)
+        u = mean if greedy else mean + log_std.exp() * torch.randn_like(mean)
+        gauss = -0.5 * ((u - mean) / log_std.exp()).pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+        squash = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
+        return torch.tanh(u), (gauss - squash).sum(-1)
+
+
+class QCritic(nn.Module):
+    """Q(s, a, c): a TaskNetwork whose input is cat(s, a)."""
+
+    def __init__(self, spec: PolicySpec) -> None:
+        super().__init__()
+        _check_continuous(spec)
+        self.net = TaskNetwork(replace(spec, obs_shape=(spec.obs_shape[0] + spec.action_dim,)), 1, out_gain=1.0)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs.float().flatten(1), action.float()], dim=-1), task_id).squeeze(-1)
+
+
+class TwinQ(nn.Module):
+    """Two independent critics (clipped double Q, Fujimoto et al. 2018); no parameter is shared."""
+
+    def __init__(self, spec: PolicySpec) -> None:
+        super().__init__()
+        self.q1, self.q2 = QCritic(spec), QCritic(spec)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, task_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.q1(obs, action, task_id), self.q2(obs, action, task_id)
