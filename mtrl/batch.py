@@ -42,6 +42,7 @@ class Fragment:
     bootstrap: np.ndarray  # [T, N] float32
     last_value: np.ndarray  # [N] float32, V(obs after the last step)
     episodes: Episodes
+    env_errors: np.ndarray  # [N] int64, env failures (raise/NaN) per slot; their partial episodes are invalid
 
     @property
     def num_steps(self) -> int:
@@ -58,6 +59,6 @@ class Fragment:
             if f.name == "episodes":
                 out[f.name] = Episodes.concat([p.episodes for p in parts])
             else:
-                axis = 0 if f.name == "last_value" else 1
+                axis = 0 if f.name in ("last_value", "env_errors") else 1
                 out[f.name] = np.concatenate([getattr(p, f.name) for p in parts], axis=axis)
         return Fragment(**out)

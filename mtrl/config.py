@@ -35,6 +35,7 @@ class RolloutConfig:
     num_envs: int = opt(12, "env slots in total, split evenly over the workers; slot i runs task i mod K", 1)
     steps_per_env: int = opt(128, "steps each env slot collects per iteration (fragment length)", 1)
     autoreset_mode: Literal["next_step", "same_step"] = opt("next_step", "gymnasium vector autoreset mode")
+    max_worker_restarts: int = opt(10, "restarts of dead worker actors allowed over the run before it stops", 0)
 
 
 @dataclass

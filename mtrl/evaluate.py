@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from mtrl.nn.policy import ActorCritic
-from mtrl.rollout import step_success
+from mtrl.rollout import step_flag
 from mtrl.suite import TaskSuite, make_vector_env
 
 
@@ -87,7 +87,7 @@ def _run_first_episodes(policy, suite, tasks, seeds, greedy, max_episode_steps, 
     try:
         obs, _ = envs.reset(seed=[int(s) for s in seeds])
         n = len(tasks)
-        done = np.zeros(n, bool)
+        done, resetting = np.zeros(n, bool), np.zeros(n, bool)
         ret, length, success = np.zeros(n), np.zeros(n), np.zeros(n, np.float32)
         box = suite.action_space
         while not done.all():
@@ -97,11 +97,14 @@ def _run_first_episodes(policy, suite, tasks, seeds, greedy, max_episode_steps, 
             if hasattr(box, "low"):
                 action = np.clip(action, box.low, box.high)
             obs, rew, term, trunc, infos = envs.step(action)
-            live = ~done
+            live = ~done & ~resetting
             ret += np.where(live, rew, 0.0)
             length += live
-            success = np.maximum(success, step_success(infos, term | trunc, False) * live)
-            done |= term | trunc
+            success = np.maximum(success, step_flag(infos, "success", term | trunc, False) * live)
+            # an env that failed (mtrl.envguard) restarts its slot's episode; the next step is its reset step
+            resetting = live & (step_flag(infos, "env_error", trunc, False) > 0)
+            ret[resetting], length[resetting], success[resetting] = 0.0, 0, 0.0
+            done |= (term | trunc) & live & ~resetting
         return ret, length, success
     finally:
         envs.close()

@@ -54,6 +54,11 @@ class Logger:
             self.bar.set_postfix(ret=f"{np.nanmean(self._last_return):.3f}", sps=f"{steps_per_s:.0f}", refresh=False)
         self.bar.update(min(new_steps, self.bar.total - self.bar.n))
 
+    def log_faults(self, env_steps: int, faults: dict[str, int]) -> None:
+        """Cumulative fault counters: faults/worker_restarts and faults/env_errors."""
+        for key, value in faults.items():
+            self.writer.add_scalar(f"faults/{key}", value, env_steps)
+
     def log_eval(self, env_steps: int, result: EvalResult) -> None:
         """Log the final evaluation per task and its mean."""
         for t in result.tasks:

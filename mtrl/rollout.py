@@ -45,6 +45,7 @@ class Collector:
         self._ep_ret = np.zeros(n)
         self._ep_len = np.zeros(n, np.int64)
         self._ep_success = np.zeros(n, np.float32)
+        self._ep_start = np.zeros(n, np.int64)  # where each slot's current episode starts in this fragment
 
     def set_weights(self, weights: dict[str, Any]) -> None:
         """Load learner weights (tensors or numpy arrays)."""
@@ -63,6 +64,9 @@ class Collector:
         logp, values, rewards, bootstrap = (np.zeros((steps, n), np.float32) for _ in range(4))
         terminated, truncated, valid = (np.zeros((steps, n), bool) for _ in range(3))
         finished: list[Episodes] = []
+        env_errors = np.zeros(n, np.int64)
+        self._ep_start[:] = 0
+        time_idx = np.arange(steps)[:, None]
         for t in range(steps):
             buf_obs[t], buf_task[t] = self.obs["obs"], self.obs["task_id"]
             action, lp, v = self.policy.act(torch.from_numpy(self.obs["obs"]), torch.from_numpy(self.obs["task_id"]))
@@ -76,14 +80,20 @@ class Collector:
             rewards[t], terminated[t], truncated[t] = rew, term, trunc
             if trunc.any():
                 bootstrap[t, trunc] = self._final_values(next_obs, infos, trunc)
+            failed = step_flag(infos, "env_error", trunc, self.same_step) > 0
+            if failed.any():  # drop the failed env's partial episode: its steps in this fragment become invalid
+                env_errors += failed
+                valid &= ~((time_idx >= self._ep_start) & (time_idx <= t) & failed)
+                self._ep_ret[failed], self._ep_len[failed], self._ep_success[failed] = 0.0, 0, 0.0
             finished.append(self._track_episodes(rew, term | trunc, valid[t], infos))
+            self._ep_start[term | trunc] = t + 1
             self._pending_reset = (term | trunc) & (not self.same_step)
             self.obs = next_obs
         with torch.no_grad():
             last_value = self.policy.value(torch.from_numpy(self.obs["obs"]), torch.from_numpy(self.obs["task_id"]))
         return Fragment(
             buf_obs, buf_task, buf_act, logp, values, rewards, terminated, truncated, valid, bootstrap,
-            last_value.numpy(), Episodes.concat(finished),
+            last_value.numpy(), Episodes.concat(finished), env_errors,
         )  # fmt: skip
 
     def _final_values(self, next_obs: dict, infos: dict, trunc: np.ndarray) -> np.ndarray:
@@ -100,7 +110,7 @@ class Collector:
         """Accumulate per-slot episode stats; return the episodes that ended this step."""
         self._ep_ret += np.where(valid, rew, 0.0)
         self._ep_len += valid
-        self._ep_success = np.maximum(self._ep_success, step_success(infos, done, self.same_step) * valid)
+        self._ep_success = np.maximum(self._ep_success, step_flag(infos, "success", done, self.same_step) * valid)
         ended = np.flatnonzero(done & valid)
         success = self._ep_success[ended] if self.suite.reports_success else np.full(len(ended), np.nan, np.float32)
         episodes = Episodes(self.tasks[ended], self._ep_ret[ended].copy(), self._ep_len[ended].copy(), success.copy())
@@ -108,15 +118,15 @@ class Collector:
         return episodes
 
 
-def step_success(infos: dict, done: np.ndarray, same_step: bool) -> np.ndarray:
-    """info['success'] of this step for every slot, 0 where absent. Under SAME_STEP autoreset an
-    ended episode's last info lives in info['final_info']."""
+def step_flag(infos: dict, key: str, done: np.ndarray, same_step: bool) -> np.ndarray:
+    """info[key] of this step for every slot (e.g. "success", "env_error"), 0 where absent. Under
+    SAME_STEP autoreset an ended episode's last info lives in info['final_info']."""
     out = np.zeros(len(done), np.float32)
-    if "success" in infos:
-        mask = infos.get("_success", np.ones_like(done))
-        out[mask] = np.asarray(infos["success"], np.float32)[mask]
+    if key in infos:
+        mask = infos.get("_" + key, np.ones_like(done))
+        out[mask] = np.asarray(infos[key], np.float32)[mask]
     final = infos.get("final_info", {}) if same_step else {}
-    if "success" in final:
-        mask = done & final.get("_success", np.ones_like(done))
-        out[mask] = np.asarray(final["success"], np.float32)[mask]
+    if key in final:
+        mask = done & final.get("_" + key, np.ones_like(done))
+        out[mask] = np.asarray(final[key], np.float32)[mask]
     return out

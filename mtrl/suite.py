@@ -13,6 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from mtrl.envguard import GuardedEnv
 from mtrl.errors import EnvError, MtrlError
 from mtrl.registry import SUITES
 
@@ -54,19 +55,25 @@ class TaskSuite:
             raise MtrlError(f"env.max_episode_steps={max_episode_steps} exceeds suite '{self.name}''s limit of {limit}")
 
     def make_env(self, task_index: int, seed: int, max_episode_steps: int | None = None) -> gym.Env:
-        """Build task `task_index`'s env with the task id in every observation."""
+        """Build task `task_index`'s env with the task id in every observation.
+
+        The env is guarded: if it raises or returns NaN it is rebuilt and the step is reported as
+        a truncation with info["env_error"] (see `mtrl.envguard`)."""
         if not 0 <= task_index < self.num_tasks:
             raise MtrlError(f"suite '{self.name}' has tasks 0..{self.num_tasks - 1}, got task index {task_index}")
+        self.check_horizon(max_episode_steps)
+        label = f"suite '{self.name}' task '{self.tasks[task_index]}'"
+        env = GuardedEnv(lambda s: self._build_checked(task_index, s, max_episode_steps), seed, label)
+        return TaskIdObservation(env, task_index, self)
+
+    def _build_checked(self, task_index: int, seed: int, max_episode_steps: int | None) -> gym.Env:
         env = self.build(task_index, seed)
         if not isinstance(env.action_space, type(self.action_space)) or env.action_space.shape != self.action_space.shape:
             raise EnvError(
                 f"suite '{self.name}' task '{self.tasks[task_index]}': env action space {env.action_space} "
                 f"does not match the suite's {self.action_space}"
             )
-        if max_episode_steps is not None:
-            self.check_horizon(max_episode_steps)
-            env = gym.wrappers.TimeLimit(env, max_episode_steps)
-        return TaskIdObservation(env, task_index, self)
+        return env if max_episode_steps is None else gym.wrappers.TimeLimit(env, max_episode_steps)
 
 
 class TaskIdObservation(gym.ObservationWrapper):

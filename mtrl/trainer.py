@@ -84,6 +84,7 @@ def train(cfg: Config) -> Path:
     gen = torch.Generator().manual_seed(cfg.seed)
     run_dir = _run_dir(cfg)  # only now, so that a bad config leaves nothing behind
     env_steps = iteration = 0
+    faults = {"worker_restarts": 0, "env_errors": 0}  # cumulative over the run, kept across resumes
     if cfg.resume:
         path, ckpt = load_latest(run_dir)
         if ckpt["spec"] != dataclasses.asdict(spec) or list(ckpt["tasks"]) != list(suite.tasks):
@@ -94,6 +95,7 @@ def train(cfg: Config) -> Path:
         torch.set_rng_state(ckpt["rng_torch"])
         gen.set_state(ckpt["rng_learner"])
         env_steps, iteration = int(ckpt["env_steps"]), int(ckpt["iteration"])
+        faults.update(ckpt.get("faults", {}))
         print(f"mtrl: resuming {run_dir} from {path.name} at {env_steps} env steps")
     save_config(dataclasses.replace(cfg, resume=None, run_dir=str(run_dir)), run_dir / "config.yaml")
 
@@ -101,7 +103,7 @@ def train(cfg: Config) -> Path:
         payload = {"policy": policy.state_dict(), "optimizer": learner.optimizer.state_dict(), "env_steps": env_steps,
                    "iteration": iteration, "spec": dataclasses.asdict(spec), "tasks": list(suite.tasks),
                    "config": json.dumps(to_dict(cfg)), "rng_torch": torch.get_rng_state(),
-                   "rng_learner": gen.get_state()}  # fmt: skip
+                   "rng_learner": gen.get_state(), "faults": dict(faults)}  # fmt: skip
         return save_checkpoint(run_dir, payload, env_steps, cfg.train.keep_checkpoints)
 
     workers = f"{cfg.rollout.workers} Ray workers" if cfg.rollout.workers else "in-process rollouts"
@@ -109,7 +111,7 @@ def train(cfg: Config) -> Path:
           f"{workers} x {cfg.rollout.num_envs} envs; run dir {run_dir}")  # fmt: skip
     pool = WorkerPool(suite, spec, cfg, seed=cfg.seed + 1_000_003 * iteration)
     logger = Logger(run_dir, suite.tasks, cfg.train.total_steps, env_steps)
-    last_saved = -1
+    last_saved, restarts_seen = -1, 0
     try:
         while env_steps < cfg.train.total_steps:
             t0 = time.perf_counter()
@@ -119,6 +121,10 @@ def train(cfg: Config) -> Path:
             losses = learner.update(make_batch(frag, cfg.ppo, suite.num_tasks, device), gen)
             env_steps += frag.num_steps
             iteration += 1
+            faults["env_errors"] += int(frag.env_errors.sum())
+            faults["worker_restarts"] += pool.restarts - restarts_seen
+            restarts_seen = pool.restarts
+            logger.log_faults(env_steps, faults)
             logger.log_iteration(env_steps, frag.num_steps, frag.episodes, losses,
                                  frag.num_steps / (time.perf_counter() - t0), suite.reports_success)  # fmt: skip
             if iteration % cfg.train.checkpoint_every == 0:

@@ -8,6 +8,8 @@ without Ray installed.
 from __future__ import annotations
 
 import os
+import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,9 @@ from mtrl.errors import MtrlError
 from mtrl.nn.policy import PolicySpec
 from mtrl.rollout import Collector
 from mtrl.suite import TaskSuite, slot_tasks
+
+
+RESTART_TIMEOUT_S = 300  # how long a dead worker may take to restart (new process, imports, env builds)
 
 
 class RolloutWorker:
@@ -33,6 +38,9 @@ class RolloutWorker:
         """Load the weights, then collect one fragment."""
         self.collector.set_weights(weights)
         return self.collector.collect(steps)
+
+    def pid(self) -> int:
+        return os.getpid()
 
     def node_id(self) -> str:
         import ray
@@ -57,6 +65,8 @@ class WorkerPool:
         tasks = slot_tasks(suite.num_tasks, r.num_envs).tolist()
         seeds = slot_seeds(seed, r.num_envs)
         self.steps = r.steps_per_env
+        self.restarts = 0  # worker actors that died and were restarted (faults/worker_restarts)
+        self._max_restarts = r.max_worker_restarts
         self._started_ray = False
         args = (spec, r.autoreset_mode, cfg.env.max_episode_steps)
         if r.workers == 0:
@@ -65,7 +75,9 @@ class WorkerPool:
             return
         self.local = None
         ray, self._started_ray = _init_ray(cfg.ray, r.workers)
-        actor_cls = ray.remote(num_cpus=1)(RolloutWorker)
+        # Ray restarts a dead actor by re-running its constructor (same slots and seeds); the call
+        # that was in flight fails and `collect` re-sends it with the current weights.
+        actor_cls = ray.remote(num_cpus=1, max_restarts=r.max_worker_restarts, max_task_retries=0)(RolloutWorker)
         per = r.num_envs // r.workers
         self.actors = [
             actor_cls.remote(suite, tasks[i * per:(i + 1) * per], seeds[i * per:(i + 1) * per], *args, torch_seed=seed + 1 + i)
@@ -80,7 +92,42 @@ class WorkerPool:
         import ray
 
         ref = ray.put(weights)  # one copy in the object store, read zero-copy by every actor
-        return Fragment.concat(ray.get([a.collect.remote(ref, self.steps) for a in self.actors]))
+        pending = [a.collect.remote(ref, self.steps) for a in self.actors]
+        return Fragment.concat([self._get(i, call, ref) for i, call in enumerate(pending)])
+
+    def _get(self, i: int, call: Any, weights_ref: Any) -> Fragment:
+        """Worker i's fragment; if its actor died, wait for Ray's restart and re-collect its share."""
+        import ray
+        from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
+
+        died_at = None
+        while True:
+            try:
+                return ray.get(call)
+            except RayTaskError as exc:  # an exception inside the worker: show ours without Ray's wrapping
+                if isinstance(exc.cause, MtrlError):
+                    raise exc.cause from None
+                raise
+            except (RayActorError, ActorUnavailableError) as exc:
+                if died_at is None:  # one death; later errors are the actor still restarting
+                    died_at = time.monotonic()
+                    self.restarts += 1
+                    if self.restarts > self._max_restarts:
+                        raise MtrlError(f"rollout worker {i} died and rollout.max_worker_restarts={self._max_restarts} "
+                                        f"restarts are used up: {str(exc).splitlines()[0]}") from None  # fmt: skip
+                    print(f"mtrl: rollout worker {i} died ({type(exc).__name__}); restarting it and re-collecting "
+                          "its share", file=sys.stderr)  # fmt: skip
+                elif time.monotonic() - died_at > RESTART_TIMEOUT_S:
+                    raise MtrlError(f"rollout worker {i} did not come back within {RESTART_TIMEOUT_S} s") from None
+                else:
+                    time.sleep(0.5)
+                call = self.actors[i].collect.remote(weights_ref, self.steps)
+
+    def pids(self) -> list[int]:
+        """The process id of each actor (for fault-injection tests and monitoring)."""
+        import ray
+
+        return ray.get([a.pid.remote() for a in self.actors])
 
     def node_ids(self) -> list[str]:
         """The Ray node each actor runs on (empty in-process)."""
