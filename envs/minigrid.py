@@ -43,6 +43,21 @@ def _build(tasks: tuple[str, ...], task: int, seed: int) -> gym.Env:
     return SuccessInfo(ImgObsWrapper(gym.make(tasks[task], disable_env_checker=True)))
 
 
+def _build_envpool(tasks: tuple[str, ...], task: int, seeds: list[int]) -> Any:
+    """envpool's C++ MiniGrid port of the task (same 7x7x3 uint8 image, reward and episode limit;
+    tests/test_envpool.py checks it), or None when envpool or its port of the task is missing."""
+    try:
+        import envpool
+    except ImportError:
+        return None
+    if tasks[task] not in envpool.list_all_envs():
+        return None
+    from mtrl.vector import EnvpoolBatch
+
+    pool = envpool.make_gymnasium(tasks[task], num_envs=len(seeds), env_seed=list(seeds))
+    return EnvpoolBatch(pool, lambda obs: obs["image"])
+
+
 def make_minigrid_suite(name: str) -> mtrl.TaskSuite:
     """One of minigrid-mt3 / mt5 / mt7; 16 stochastic evaluation episodes per task (MOORE)."""
     tasks = SUITES[name]
@@ -54,6 +69,7 @@ def make_minigrid_suite(name: str) -> mtrl.TaskSuite:
         action_space=gym.spaces.Discrete(7),
         eval_episodes=16,
         reports_success=True,
+        fast_build=partial(_build_envpool, tasks),
     )
 
 

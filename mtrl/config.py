@@ -27,6 +27,10 @@ def opt(default: Any, help: str, lo: float | None = None, hi: float | None = Non
 class EnvConfig:
     suite: str = opt("toy-mt3", "registered suite name (see `mtrl suites`)")
     max_episode_steps: int | None = opt(None, "cut episodes at this many steps (null: the suite's own limit)", 1)
+    backend: Literal["gymnasium", "envpool"] = opt(
+        "gymnasium", "env implementation for rollouts: the reference Python envs, or envpool's C++ ports "
+        "(pip install 'mtrl[fast]'; tasks without a port stay on gymnasium). Evaluation always uses gymnasium"
+    )
 
 
 @dataclass

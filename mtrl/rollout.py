@@ -32,11 +32,12 @@ class Collector:
         spec: PolicySpec,
         autoreset_mode: str = "next_step",
         max_episode_steps: int | None = None,
+        backend: str = "gymnasium",
     ) -> None:
         self.suite = suite
         self.tasks = np.asarray(tasks, dtype=np.int64)
         self.same_step = autoreset_mode == "same_step"
-        self.envs = make_vector_env(suite, tasks, seeds, autoreset_mode, max_episode_steps)
+        self.envs = make_vector_env(suite, tasks, seeds, autoreset_mode, max_episode_steps, backend)
         self.obs, _ = self.envs.reset(seed=[int(s) for s in seeds])
         self.policy = build_policy(spec).eval()
         self.continuous = not spec.discrete

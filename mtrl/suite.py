@@ -35,6 +35,9 @@ class TaskSuite:
     eval_episodes: int = 16
     reports_success: bool = False
     default_max_episode_steps: int | None = None
+    # Optional fast backend: fast_build(task_index, seeds) -> a mtrl.vector.BatchEnv of len(seeds)
+    # envs of that task (e.g. an envpool pool), or None where the backend lacks the task.
+    fast_build: Callable[[int, Sequence[int]], Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -124,8 +127,14 @@ def make_vector_env(
     seeds: Sequence[int],
     autoreset_mode: str = "next_step",
     max_episode_steps: int | None = None,
-) -> gym.vector.SyncVectorEnv:
-    """One synchronous vector env whose slot i runs task tasks[i] seeded with seeds[i]."""
+    backend: str = "gymnasium",
+) -> Any:
+    """One vector env whose slot i runs task tasks[i] seeded with seeds[i]: gymnasium's
+    SyncVectorEnv, or with backend="envpool" the suite's fast batched envs (`mtrl.vector`)."""
+    if backend == "envpool":
+        from mtrl.vector import make_task_vector_env  # envpool path only; imports this module
+
+        return make_task_vector_env(suite, tasks, seeds)
     mode = {"next_step": gym.vector.AutoresetMode.NEXT_STEP, "same_step": gym.vector.AutoresetMode.SAME_STEP}[
         autoreset_mode
     ]

@@ -18,6 +18,7 @@ from mtrl.evaluate import default_episodes, evaluate
 from mtrl.logger import Logger
 from mtrl.nn.policy import ActorCritic, PolicySpec, build_policy, spec_for
 from mtrl.suite import TaskSuite, get_suite
+from mtrl.vector import check_fast_backend
 from mtrl.workers import WorkerPool
 
 
@@ -74,6 +75,7 @@ def train(cfg: Config) -> Path:
     """Train as `cfg` says; returns the run directory (config, TensorBoard, checkpoints, eval.json)."""
     suite = get_suite(cfg.env.suite)
     suite.check_horizon(cfg.env.max_episode_steps)
+    check_fast_backend(suite, cfg.env.backend, cfg.rollout.autoreset_mode, cfg.env.max_episode_steps)
     device = resolve_device(cfg.learner.device)
     if cfg.learner.threads:
         torch.set_num_threads(cfg.learner.threads)

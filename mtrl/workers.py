@@ -29,10 +29,10 @@ class RolloutWorker:
     """The body of a rollout actor: one Collector over its share of env slots."""
 
     def __init__(self, suite: TaskSuite, tasks: list[int], seeds: list[int], spec: PolicySpec,
-                 autoreset_mode: str, max_episode_steps: int | None, torch_seed: int) -> None:  # fmt: skip
+                 autoreset_mode: str, max_episode_steps: int | None, backend: str, torch_seed: int) -> None:  # fmt: skip
         torch.set_num_threads(1)  # one core per actor; batched inference on small nets
         torch.manual_seed(torch_seed)
-        self.collector = Collector(suite, tasks, seeds, spec, autoreset_mode, max_episode_steps)
+        self.collector = Collector(suite, tasks, seeds, spec, autoreset_mode, max_episode_steps, backend)
 
     def collect(self, weights: dict[str, np.ndarray], steps: int) -> Fragment:
         """Load the weights, then collect one fragment."""
@@ -68,7 +68,7 @@ class WorkerPool:
         self.restarts = 0  # worker actors that died and were restarted (faults/worker_restarts)
         self._max_restarts = r.max_worker_restarts
         self._started_ray = False
-        args = (spec, r.autoreset_mode, cfg.env.max_episode_steps)
+        args = (spec, r.autoreset_mode, cfg.env.max_episode_steps, cfg.env.backend)
         if r.workers == 0:
             self.local: RolloutWorker | None = RolloutWorker(suite, tasks, seeds, *args, torch_seed=seed)
             self.actors: list[Any] = []
