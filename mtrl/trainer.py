@@ -112,6 +112,8 @@ def train(cfg: Config) -> Path:
     print(f"mtrl: {cfg.algo}/{cfg.policy.arch} on {suite.name} ({suite.num_tasks} tasks), learner on {device}, "
           f"{workers} x {cfg.rollout.num_envs} envs; run dir {run_dir}")  # fmt: skip
     pool = WorkerPool(suite, spec, cfg, seed=cfg.seed + 1_000_003 * iteration)
+    if cfg.rollout.workers:
+        print(f"mtrl: {cfg.rollout.workers} rollout workers on {len(set(pool.node_ids()))} Ray node(s)")
     logger = Logger(run_dir, suite.tasks, cfg.train.total_steps, env_steps)
     last_saved, restarts_seen = -1, 0
     try:
