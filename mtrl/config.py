@@ -39,6 +39,8 @@ class RolloutConfig:
     num_envs: int = opt(12, "env slots in total, split evenly over the workers; slot i runs task i mod K", 1)
     steps_per_env: int = opt(128, "steps each env slot collects per iteration (fragment length)", 1)
     autoreset_mode: Literal["next_step", "same_step"] = opt("next_step", "gymnasium vector autoreset mode")
+    pipeline: bool = opt(False, "workers collect the next batch while the learner updates (one update of "
+                         "policy lag; PPO's ratio uses the behaviour log-probs). Needs rollout.workers >= 1")
     max_worker_restarts: int = opt(10, "restarts of dead worker actors allowed over the run before it stops", 0)
 
 
@@ -239,6 +241,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
         apply_override(data, ov)
     cfg = from_dict(Config, data)
     r = cfg.rollout
+    if r.pipeline and not r.workers:
+        raise ConfigError("rollout.pipeline=true overlaps Ray workers with the learner; it needs rollout.workers >= 1")
     if r.workers and r.num_envs % r.workers:
         raise ConfigError(f"rollout.num_envs={r.num_envs} must be a multiple of rollout.workers={r.workers}")
     return cfg

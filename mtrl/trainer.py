@@ -116,12 +116,14 @@ def train(cfg: Config) -> Path:
         print(f"mtrl: {cfg.rollout.workers} rollout workers on {len(set(pool.node_ids()))} Ray node(s)")
     logger = Logger(run_dir, suite.tasks, cfg.train.total_steps, env_steps)
     last_saved, restarts_seen = -1, 0
+    in_flight = None  # rollout.pipeline: the next batch, collecting while the learner updates
     try:
         while env_steps < cfg.train.total_steps:
             t0 = time.perf_counter()
             if cfg.ppo.anneal_lr:
                 learner.set_lr_fraction(1.0 - env_steps / cfg.train.total_steps)
-            frag = pool.collect(policy)
+            frag = pool.wait(in_flight if in_flight is not None else pool.submit(policy))
+            in_flight = pool.submit(policy) if cfg.rollout.pipeline else None
             losses = learner.update(make_batch(frag, cfg.ppo, suite.num_tasks, device), gen)
             env_steps += frag.num_steps
             iteration += 1

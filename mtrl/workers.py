@@ -86,13 +86,26 @@ class WorkerPool:
 
     def collect(self, policy: torch.nn.Module) -> Fragment:
         """Send the policy's current weights to every worker and gather one fragment from each."""
+        return self.wait(self.submit(policy))
+
+    def submit(self, policy: torch.nn.Module) -> Any:
+        """Start one fragment per worker with the policy's current weights; `wait` gathers them.
+
+        Between the two the learner is free to update (rollout.pipeline): the fragments then come
+        from weights one update old, and PPO's ratio uses their recorded behaviour log-probs."""
         weights = {k: v.detach().cpu().numpy() for k, v in policy.state_dict().items()}
         if self.local is not None:
-            return self.local.collect(weights, self.steps)
+            return weights  # in-process: collected in `wait`
         import ray
 
         ref = ray.put(weights)  # one copy in the object store, read zero-copy by every actor
-        pending = [a.collect.remote(ref, self.steps) for a in self.actors]
+        return ref, [a.collect.remote(ref, self.steps) for a in self.actors]
+
+    def wait(self, submitted: Any) -> Fragment:
+        """The fragments of a `submit`, joined along the slot axis."""
+        if self.local is not None:
+            return self.local.collect(submitted, self.steps)
+        ref, pending = submitted
         return Fragment.concat([self._get(i, call, ref) for i, call in enumerate(pending)])
 
     def _get(self, i: int, call: Any, weights_ref: Any) -> Fragment:
@@ -162,7 +175,8 @@ def _init_ray(ray_cfg: Any, workers: int) -> tuple[Any, bool]:
         return ray, False
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
-    if ray_cfg.address is None:
+    if ray_cfg.address is None:  # "local": always a fresh embedded Ray, never a stale `ray start` cluster
+        kwargs["address"] = "local"
         kwargs["num_cpus"] = ray_cfg.num_cpus or max(workers, os.cpu_count() or 1)
     else:
         kwargs["address"] = ray_cfg.address

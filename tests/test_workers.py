@@ -45,8 +45,8 @@ def test_ray_and_in_process_batches_agree_in_shape_and_tasks(autoreset):
         assert np.isin(b.episodes.task_id, [0, 1, 2]).all() and len(b.episodes.ret) > 0
 
 
-def test_training_with_two_ray_workers(tmp_path):
-    run = train(load_config(TOY, [f"run_dir={tmp_path}", "rollout.workers=2", "train.total_steps=3000",
+def test_training_with_two_pipelined_ray_workers(tmp_path):
+    run = train(load_config(TOY, [f"run_dir={tmp_path}", "rollout.workers=2", "rollout.pipeline=true", "train.total_steps=3000",
                                   "train.checkpoint_every=1", "train.eval_episodes=2"]))  # fmt: skip
     from mtrl.checkpoint import load_latest
 
@@ -97,3 +97,21 @@ def test_training_on_a_two_node_cluster(tmp_path):
         for p in reversed(nodes):
             os.killpg(p.pid, signal.SIGTERM)
             p.wait(timeout=60)
+
+
+@pytest.mark.slow  # 24k steps through Ray: 1-4 min on 2 cores
+def test_pipelined_training_still_learns(tmp_path):
+    """rollout.pipeline: batches come from weights one update old; PPO still solves the toy suite."""
+    run = train(load_config(TOY, [f"run_dir={tmp_path}", "rollout.workers=2", "rollout.pipeline=true",
+                                  "train.total_steps=24000", "train.eval_episodes=16", "ray.num_cpus=2"]))  # fmt: skip
+    import json
+
+    result = json.loads((run / "eval.json").read_text())
+    assert result["mean_return"] >= 7.0, result
+
+
+def test_pipeline_needs_ray_workers():
+    from mtrl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="rollout.pipeline=true .* needs rollout.workers >= 1"):
+        load_config(TOY, ["rollout.workers=0", "rollout.pipeline=true"])
