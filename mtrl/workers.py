@@ -39,9 +39,6 @@ class RolloutWorker:
         self.collector.set_weights(weights)
         return self.collector.collect(steps)
 
-    def pid(self) -> int:
-        return os.getpid()
-
     def node_id(self) -> str:
         import ray
 
@@ -135,12 +132,6 @@ class WorkerPool:
                 else:
                     time.sleep(0.5)
                 call = self.actors[i].collect.remote(weights_ref, self.steps)
-
-    def pids(self) -> list[int]:
-        """The process id of each actor (for fault-injection tests and monitoring)."""
-        import ray
-
-        return ray.get([a.pid.remote() for a in self.actors])
 
     def node_ids(self) -> list[str]:
         """The Ray node each actor runs on (empty in-process)."""
