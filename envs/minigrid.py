@@ -55,7 +55,8 @@ def _build_envpool(tasks: tuple[str, ...], task: int, seeds: list[int]) -> Any:
     from mtrl.vector import EnvpoolBatch
 
     pool = envpool.make_gymnasium(tasks[task], num_envs=len(seeds), env_seed=list(seeds))
-    return EnvpoolBatch(pool, lambda obs: obs["image"])
+    # success = a rewarded termination (the goal), as SuccessInfo defines it for the Python envs
+    return EnvpoolBatch(pool, lambda obs: obs["image"], lambda rew, term, info: term & (rew > 0))
 
 
 def make_minigrid_suite(name: str) -> mtrl.TaskSuite:

@@ -29,18 +29,23 @@ class BatchEnv(Protocol):
 
 
 class EnvpoolBatch:
-    """An envpool gymnasium-API pool, with `obs_fn` picking the observation out of envpool's dict
-    and success defined as a rewarded termination (MiniGrid's goal)."""
+    """An envpool gymnasium-API pool. `obs_fn` picks the observation out of envpool's output and
+    `success_fn(reward, terminated, info)` gives each env's success flag for this step."""
 
-    def __init__(self, pool: Any, obs_fn: Callable[[Any], np.ndarray]) -> None:
-        self.pool, self.obs_fn = pool, obs_fn
+    def __init__(
+        self,
+        pool: Any,
+        obs_fn: Callable[[Any], np.ndarray],
+        success_fn: Callable[[np.ndarray, np.ndarray, dict], np.ndarray],
+    ) -> None:
+        self.pool, self.obs_fn, self.success_fn = pool, obs_fn, success_fn
 
     def reset(self) -> np.ndarray:
         return self.obs_fn(self.pool.reset()[0])
 
     def step(self, actions: np.ndarray):
-        obs, rew, term, trunc, _ = self.pool.step(actions)
-        return self.obs_fn(obs), rew, term, trunc, {"success": (term & (rew > 0)).astype(np.float32)}
+        obs, rew, term, trunc, info = self.pool.step(actions)
+        return self.obs_fn(obs), rew, term, trunc, {"success": np.asarray(self.success_fn(rew, term, info), np.float32)}
 
     def close(self) -> None:
         self.pool.close()
