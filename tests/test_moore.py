@@ -48,6 +48,32 @@ def test_degenerate_experts_stay_finite(case):
     assert torch.isfinite(u).all() and torch.isfinite(h.grad).all()
 
 
+def test_batched_experts_equal_k_separate_experts():
+    """Expert g of the batched conv / bmm experts is exactly an independent network made of its
+    own slice of the weights: no expert reads another's channels."""
+    torch.manual_seed(0)
+    k, img = 3, torch.randint(0, 10, (5, 7, 7, 3)).float()
+    conv = make_mixture((7, 7, 3), 2, k, True).experts
+    out = conv(img)
+    x = img.permute(0, 3, 1, 2)
+    for g in range(k):
+        y = x
+        for i, layer in enumerate(conv.net[::2]):
+            n = layer.out_channels // k
+            y = torch.nn.functional.conv2d(y, layer.weight[g * n:(g + 1) * n], layer.bias[g * n:(g + 1) * n])
+            y = torch.relu(y) if i < 2 else y
+        torch.testing.assert_close(out[:, g], y.flatten(1))
+    vec = torch.randn(5, 39)
+    mlp = make_mixture((39,), 2, k, True).experts
+    out = mlp(vec)
+    for g in range(k):
+        y = vec
+        for i, layer in enumerate(mlp.layers):
+            y = y @ layer.weight[g] + layer.bias[g]
+            y = torch.relu(y) if i < 2 else y
+        torch.testing.assert_close(out[:, g], y)
+
+
 @pytest.mark.parametrize("obs_shape", [(7, 7, 3), (39,)])
 def test_every_expert_gets_gradient(obs_shape):
     mix = make_mixture(obs_shape, num_tasks=3, k=4, orthogonal=True)

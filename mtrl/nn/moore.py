@@ -69,22 +69,25 @@ class MLPExperts(nn.Module):
 
 class ConvExperts(nn.Module):
     """k MiniGrid conv experts (16/32/64 channels, 2x2 kernels, ReLU between, none after the last)
-    as one grouped conv: [B, H, W, C] -> [B, k, 64 * (H-3) * (W-3)]."""
+    as one conv per layer: [B, H, W, C] -> [B, k, 64 * (H-3) * (W-3)].
+
+    Every expert reads the same image, so the first layer of all k experts is one plain conv with
+    k * 16 output channels (the same weights as a grouped conv over k copies of the image, without
+    the copies); the later layers are grouped convs, group g being expert g."""
 
     def __init__(self, k: int, shape: tuple[int, int, int]) -> None:
         super().__init__()
         h, w, c = shape
         self.k = k
         self.net = nn.Sequential(
-            nn.Conv2d(k * c, k * 16, 2, groups=k), nn.ReLU(),
+            nn.Conv2d(c, k * 16, 2), nn.ReLU(),
             nn.Conv2d(k * 16, k * 32, 2, groups=k), nn.ReLU(),
             nn.Conv2d(k * 32, k * 64, 2, groups=k),
         )  # fmt: skip
         self.out_dim = 64 * (h - 3) * (w - 3)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.float().permute(0, 3, 1, 2).repeat(1, self.k, 1, 1)  # group g sees the whole image
-        return self.net(x).reshape(obs.shape[0], self.k, self.out_dim)
+        return self.net(obs.float().permute(0, 3, 1, 2)).reshape(obs.shape[0], self.k, self.out_dim)
 
 
 class MixtureEncoder(nn.Module):
