@@ -23,24 +23,27 @@ class Episodes:
 
 @dataclass
 class Fragment:
-    """T steps of N env slots, time-major [T, N, ...].
+    """T steps of N env slots, time-major [T, N, ...], as the rollout workers produce them.
 
     `valid` is False for the extra reset steps of gymnasium's NEXT_STEP autoreset, which are not
-    transitions. `bootstrap` holds V(final observation) where an episode was truncated, so GAE can
-    bootstrap through time limits but not through terminations.
+    transitions. Workers run the actor only: values are computed by the learner in one batched
+    pass, so the fragment carries the observations it needs for them besides `obs`: the final
+    observation of every truncated episode (GAE bootstraps through time limits, not through
+    terminations) and the observation after the last step.
     """
 
     obs: np.ndarray  # [T, N, *obs_shape], the env's dtype (uint8 images stay uint8)
     task_id: np.ndarray  # [T, N] int64
     actions: np.ndarray  # [T, N, *act_shape]
     logp: np.ndarray  # [T, N] float32, behaviour log-probabilities
-    values: np.ndarray  # [T, N] float32
     rewards: np.ndarray  # [T, N] float32
     terminated: np.ndarray  # [T, N] bool
     truncated: np.ndarray  # [T, N] bool
     valid: np.ndarray  # [T, N] bool
-    bootstrap: np.ndarray  # [T, N] float32
-    last_value: np.ndarray  # [N] float32, V(obs after the last step)
+    trunc_obs: np.ndarray  # [M, *obs_shape], final observation of each truncation
+    trunc_idx: np.ndarray  # [M, 2] int64, its (t, slot)
+    last_obs: np.ndarray  # [N, *obs_shape], the observation after the last step
+    last_task_id: np.ndarray  # [N] int64
     episodes: Episodes
     env_errors: np.ndarray  # [N] int64, env failures (raise/NaN) per slot; their partial episodes are invalid
 
@@ -54,11 +57,14 @@ class Fragment:
         """Join fragments of equal length along the env-slot axis."""
         if len(parts) == 1:
             return parts[0]
+        offsets = np.cumsum([0] + [p.valid.shape[1] for p in parts[:-1]])
         out = {}
         for f in fields(Fragment):
             if f.name == "episodes":
                 out[f.name] = Episodes.concat([p.episodes for p in parts])
+            elif f.name == "trunc_idx":  # slots are renumbered: part i's slot j becomes offsets[i] + j
+                out[f.name] = np.concatenate([p.trunc_idx + [0, off] for p, off in zip(parts, offsets)], axis=0)
             else:
-                axis = 0 if f.name in ("last_value", "env_errors") else 1
+                axis = 0 if f.name in ("trunc_obs", "last_obs", "last_task_id", "env_errors") else 1
                 out[f.name] = np.concatenate([getattr(p, f.name) for p in parts], axis=axis)
         return Fragment(**out)

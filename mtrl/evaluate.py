@@ -91,8 +91,8 @@ def _run_first_episodes(policy, suite, tasks, seeds, greedy, max_episode_steps, 
         ret, length, success = np.zeros(n), np.zeros(n), np.zeros(n, np.float32)
         box = suite.action_space
         while not done.all():
-            action, _, _ = policy.act(torch.as_tensor(obs["obs"], device=device),
-                                      torch.as_tensor(obs["task_id"], device=device), greedy=greedy)  # fmt: skip
+            action, _ = policy.act(torch.as_tensor(obs["obs"], device=device),
+                                   torch.as_tensor(obs["task_id"], device=device), greedy=greedy)  # fmt: skip
             action = action.cpu().numpy()
             if hasattr(box, "low"):
                 action = np.clip(action, box.low, box.high)

@@ -21,7 +21,8 @@ class Collector:
 
     Episodes run on across fragments. Both autoreset modes are handled: with NEXT_STEP the step
     after an episode end is a reset step and is marked invalid; with SAME_STEP the final
-    observation comes from info["final_obs"]. Truncated episodes get V(final observation).
+    observation comes from info["final_obs"]. The fragment keeps the final observation of each
+    truncated episode, for the learner to bootstrap from. Only the actor runs here.
     """
 
     def __init__(
@@ -62,25 +63,29 @@ class Collector:
         buf_obs = np.zeros((steps, n, *obs_space.shape), obs_space.dtype)
         buf_task = np.zeros((steps, n), np.int64)
         buf_act: np.ndarray | None = None
-        logp, values, rewards, bootstrap = (np.zeros((steps, n), np.float32) for _ in range(4))
+        logp, rewards = np.zeros((steps, n), np.float32), np.zeros((steps, n), np.float32)
         terminated, truncated, valid = (np.zeros((steps, n), bool) for _ in range(3))
         finished: list[Episodes] = []
+        trunc_obs: list[np.ndarray] = []
+        trunc_idx: list[np.ndarray] = []
         env_errors = np.zeros(n, np.int64)
         self._ep_start[:] = 0
         time_idx = np.arange(steps)[:, None]
         for t in range(steps):
             buf_obs[t], buf_task[t] = self.obs["obs"], self.obs["task_id"]
-            action, lp, v = self.policy.act(torch.from_numpy(self.obs["obs"]), torch.from_numpy(self.obs["task_id"]))
+            action, lp = self.policy.act(torch.from_numpy(self.obs["obs"]), torch.from_numpy(self.obs["task_id"]))
             action_np = action.numpy()
             if buf_act is None:
                 buf_act = np.zeros((steps, *action_np.shape), action_np.dtype)
-            buf_act[t], logp[t], values[t] = action_np, lp.numpy(), v.numpy()
+            buf_act[t], logp[t] = action_np, lp.numpy()
             valid[t] = ~self._pending_reset
             env_action = np.clip(action_np, self.suite.action_space.low, self.suite.action_space.high) if self.continuous else action_np
             next_obs, rew, term, trunc, infos = self.envs.step(env_action)
             rewards[t], terminated[t], truncated[t] = rew, term, trunc
             if trunc.any():
-                bootstrap[t, trunc] = self._final_values(next_obs, infos, trunc)
+                idx = np.flatnonzero(trunc)
+                trunc_obs.append(self._final_obs(next_obs, infos, idx))
+                trunc_idx.append(np.stack([np.full(len(idx), t), idx], axis=1))
             failed = step_flag(infos, "env_error", trunc, self.same_step) > 0
             if failed.any():  # drop the failed env's partial episode: its steps in this fragment become invalid
                 env_errors += failed
@@ -90,22 +95,18 @@ class Collector:
             self._ep_start[term | trunc] = t + 1
             self._pending_reset = (term | trunc) & (not self.same_step)
             self.obs = next_obs
-        with torch.no_grad():
-            last_value = self.policy.value(torch.from_numpy(self.obs["obs"]), torch.from_numpy(self.obs["task_id"]))
         return Fragment(
-            buf_obs, buf_task, buf_act, logp, values, rewards, terminated, truncated, valid, bootstrap,
-            last_value.numpy(), Episodes.concat(finished), env_errors,
+            buf_obs, buf_task, buf_act, logp, rewards, terminated, truncated, valid,
+            np.concatenate(trunc_obs) if trunc_obs else np.zeros((0, *obs_space.shape), obs_space.dtype),
+            np.concatenate(trunc_idx) if trunc_idx else np.zeros((0, 2), np.int64),
+            self.obs["obs"].copy(), np.asarray(self.obs["task_id"], np.int64).copy(), Episodes.concat(finished), env_errors,
         )  # fmt: skip
 
-    def _final_values(self, next_obs: dict, infos: dict, trunc: np.ndarray) -> np.ndarray:
-        """V of the last observation of each truncated episode."""
-        idx = np.flatnonzero(trunc)
+    def _final_obs(self, next_obs: dict, infos: dict, idx: np.ndarray) -> np.ndarray:
+        """The last observation of each truncated episode in slots `idx`."""
         if self.same_step:
-            final = np.stack([infos["final_obs"][i]["obs"] for i in idx])
-        else:
-            final = next_obs["obs"][idx]
-        with torch.no_grad():
-            return self.policy.value(torch.from_numpy(final), torch.from_numpy(self.tasks[idx])).numpy()
+            return np.stack([infos["final_obs"][i]["obs"] for i in idx])
+        return next_obs["obs"][idx]
 
     def _track_episodes(self, rew: np.ndarray, done: np.ndarray, valid: np.ndarray, infos: dict) -> Episodes:
         """Accumulate per-slot episode stats; return the episodes that ended this step."""

@@ -124,7 +124,7 @@ def train(cfg: Config) -> Path:
                 learner.set_lr_fraction(1.0 - env_steps / cfg.train.total_steps)
             frag = pool.wait(in_flight if in_flight is not None else pool.submit(policy))
             in_flight = pool.submit(policy) if cfg.rollout.pipeline else None
-            losses = learner.update(make_batch(frag, cfg.ppo, suite.num_tasks, device), gen)
+            losses = learner.update(make_batch(frag, policy, cfg.ppo, suite.num_tasks, device), gen)
             env_steps += frag.num_steps
             iteration += 1
             faults["env_errors"] += int(frag.env_errors.sum())

@@ -26,11 +26,14 @@ RESTART_TIMEOUT_S = 300  # how long a dead worker may take to restart (new proce
 
 
 class RolloutWorker:
-    """The body of a rollout actor: one Collector over its share of env slots."""
+    """The body of a rollout actor (or of in-process collection): one Collector over its share of
+    env slots. `one_thread` pins torch to one thread: one core per actor, batched inference on
+    small nets. In-process collection shares the learner's process and leaves its threads alone."""
 
-    def __init__(self, suite: TaskSuite, tasks: list[int], seeds: list[int], spec: PolicySpec,
-                 autoreset_mode: str, max_episode_steps: int | None, backend: str, torch_seed: int) -> None:  # fmt: skip
-        torch.set_num_threads(1)  # one core per actor; batched inference on small nets
+    def __init__(self, suite: TaskSuite, tasks: list[int], seeds: list[int], spec: PolicySpec, autoreset_mode: str,
+                 max_episode_steps: int | None, backend: str, torch_seed: int, one_thread: bool = True) -> None:  # fmt: skip
+        if one_thread:
+            torch.set_num_threads(1)
         torch.manual_seed(torch_seed)
         self.collector = Collector(suite, tasks, seeds, spec, autoreset_mode, max_episode_steps, backend)
 
@@ -67,7 +70,7 @@ class WorkerPool:
         self._started_ray = False
         args = (spec, r.autoreset_mode, cfg.env.max_episode_steps, cfg.env.backend)
         if r.workers == 0:
-            self.local: RolloutWorker | None = RolloutWorker(suite, tasks, seeds, *args, torch_seed=seed)
+            self.local: RolloutWorker | None = RolloutWorker(suite, tasks, seeds, *args, torch_seed=seed, one_thread=False)
             self.actors: list[Any] = []
             return
         self.local = None

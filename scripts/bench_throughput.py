@@ -1,52 +1,72 @@
-"""Throughput, side by side in one run: raw env steps/s per backend, mtrl collection and end-to-end
-PPO steps/s (with and without rollout.pipeline), printed as one table with ratios.
+"""Throughput and memory, mtrl against RLlib, side by side in one run, printed as tables of ratios.
 
-  (a) raw env: random actions through the slot-ordered vector env, one process
-  (b) collect: Ray workers with the MOORE policy, weights pushed every iteration, no learning
-  (c) train:   collect + PPO update (MOORE actor and critic), as `mtrl train` runs it
+  (a) raw env:  random actions through the slot-ordered vector env, one process
+  (b) collect:  Ray workers with the MOORE policy, weights pushed every iteration, no learning
+  (c) train:    collect + PPO update (MOORE actor and critic), as `mtrl train` runs it; also with
+                rollout.pipeline=true, and with the same network as RLlib's (c=)
 
-  python scripts/bench_throughput.py --suites minigrid-mt3 --backends gymnasium envpool --iters 6
+  (d) RLlib:    RLlib 2.60 PPO (new API stack) on the same tasks and batch settings, 2 env runners
+                (scripts/rllib_peer.py; needs `pip install -e ".[rllib]"`)
+
+Every cell runs in a fresh subprocess, so each memory figure (summed PSS of the process and all
+its children, Ray's included) belongs to that measurement alone.
+
+  python scripts/bench_throughput.py --suites minigrid-mt3 metaworld-mt10 --iters 6
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
-import torch
 
-import mtrl
-from mtrl.algos.ppo import PPOLearner, make_batch
-from mtrl.config import load_config
-from mtrl.suite import make_vector_env, slot_tasks
-from mtrl.trainer import policy_spec
-from mtrl.nn.policy import build_policy
-from mtrl.vector import fast_tasks
-from mtrl.workers import WorkerPool
-
-CONFIGS = {"minigrid-mt3": "configs/minigrid_mt3_moore.yaml"}  # metaworld-mt10 joins with its PPO/SAC config
+HERE = Path(__file__).resolve().parent
+CONFIGS = {"minigrid-mt3": "configs/minigrid_mt3_moore.yaml", "metaworld-mt10": "configs/metaworld_mt10_moore_ppo.yaml"}
+SLOTS = {"minigrid-mt3": 12, "metaworld-mt10": 10}
+# mtrl's `mlp` arch sized like RLlib's default-catalog model in rllib_peer.py (conv 16/32/64 + 2x128
+# for images, 3x400 for vectors; task one-hot in the input), for a like-for-like network
+SAME_AS_RLLIB = {"minigrid-mt3": ["policy.arch=mlp"],
+                 "metaworld-mt10": ["policy.arch=mlp", "policy.hidden=400", "policy.layers=3"]}
 
 
-def raw_env(suite: mtrl.TaskSuite, backend: str, slots: int, steps: int) -> float:
-    """Random-action env steps/s of `slots` envs stepped together."""
+def raw_env(suite_name: str, backend: str, steps: int) -> dict:
+    """Random-action env steps/s of the suite's slots stepped together in this process."""
+    import mtrl
+    from mtrl.suite import make_vector_env, slot_tasks
+
+    suite, slots = mtrl.get_suite(suite_name), SLOTS[suite_name]
     envs = make_vector_env(suite, slot_tasks(suite.num_tasks, slots), list(range(slots)), "next_step", None, backend)
     envs.reset(seed=list(range(slots)))
-    space = suite.action_space
-    rng = np.random.default_rng(0)
+    space, rng = suite.action_space, np.random.default_rng(0)
     sample = (lambda: rng.integers(0, space.n, slots)) if hasattr(space, "n") else (lambda: rng.uniform(-1, 1, (slots, *space.shape)))
     t0 = time.perf_counter()
     for _ in range(steps):
         envs.step(sample())
     rate = slots * steps / (time.perf_counter() - t0)
     envs.close()
-    return rate
+    return {"steps_per_s": rate}
 
 
-def pool_rate(config: str, overrides: list[str], iters: int, learn: bool) -> float:
-    """Env steps/s of `iters` iterations (after one warm-up) of collection, plus PPO updates if `learn`."""
-    cfg = load_config(config, overrides)
-    suite = mtrl.get_suite(cfg.env.suite)
+def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool) -> dict:
+    """Env steps/s over `iters` iterations (after one warm-up) of collection, plus PPO updates if
+    `learn`, exactly as the trainer interleaves them; and the summed PSS at the end."""
+    import torch
+
+    import mtrl
+    from mtrl.algos.ppo import PPOLearner, make_batch
+    from mtrl.config import load_config
+    from mtrl.nn.policy import build_policy
+    from mtrl.trainer import policy_spec
+    from mtrl.workers import WorkerPool
+    from rllib_peer import tree_pss_mb
+
+    cfg = load_config(HERE.parent / CONFIGS[suite_name], overrides)
+    suite = mtrl.get_suite(suite_name)
     spec = policy_spec(cfg, suite)
     policy = build_policy(spec)
     learner = PPOLearner(policy, cfg.ppo)
@@ -60,37 +80,102 @@ def pool_rate(config: str, overrides: list[str], iters: int, learn: bool) -> flo
             frag = pool.wait(in_flight if in_flight is not None else pool.submit(policy))
             in_flight = pool.submit(policy) if cfg.rollout.pipeline else None
             if learn:
-                learner.update(make_batch(frag, cfg.ppo, suite.num_tasks, torch.device("cpu")), gen)
+                learner.update(make_batch(frag, policy, cfg.ppo, suite.num_tasks, torch.device("cpu")), gen)
             steps += frag.num_steps
-        return steps / (time.perf_counter() - t0)
+        rate = steps / (time.perf_counter() - t0)
+        if in_flight is not None:
+            pool.wait(in_flight)
+        params = sum(p.numel() for p in policy.parameters())
+        return {"steps_per_s": rate, "pss_mb": tree_pss_mb(), "params": params}
     finally:
         pool.close()
 
 
+def rllib(suite_name: str, iters: int, workers: int) -> dict:
+    """(d): RLlib PPO with mtrl's batch settings for this suite's config."""
+    from mtrl.config import load_config
+    from rllib_peer import rllib_ppo
+
+    cfg = load_config(HERE.parent / CONFIGS[suite_name], [])
+    return rllib_ppo(suite_name, iters, env_runners=workers, num_envs=SLOTS[suite_name],
+                     steps_per_env=cfg.rollout.steps_per_env, epochs=cfg.ppo.epochs, minibatches=cfg.ppo.minibatches)  # fmt: skip
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """One cell, in this process."""
+    base = [f"env.backend={args.backend}", f"rollout.workers={args.workers}", f"rollout.num_envs={SLOTS[args.suite]}"]
+    if args.cell == "raw":
+        return raw_env(args.suite, args.backend, args.raw_steps)
+    if args.cell == "collect":
+        return mtrl_pool(args.suite, base, args.iters, learn=False)
+    if args.cell == "train":
+        return mtrl_pool(args.suite, base, args.iters, learn=True)
+    if args.cell == "pipelined":
+        return mtrl_pool(args.suite, [*base, "rollout.pipeline=true"], args.iters, learn=True)
+    if args.cell == "same":
+        return mtrl_pool(args.suite, [*base, *SAME_AS_RLLIB[args.suite]], args.iters, learn=True)
+    return rllib(args.suite, args.iters, args.workers)
+
+
+def cell(args: argparse.Namespace, suite: str, name: str, backend: str = "gymnasium") -> dict:
+    """Run one cell in a fresh subprocess; {} (and a note on stderr) if it fails."""
+    cmd = [sys.executable, __file__, "--cell", name, "--suite", suite, "--backend", backend, "--iters", str(args.iters),
+           "--workers", str(args.workers), "--raw-steps", str(args.raw_steps)]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"  [{suite} {name} {backend}] failed: {tail}", file=sys.stderr)
+        return {}
+    return json.loads(lines[-1])
+
+
+def fmt(x: float | None, spec: str = ".0f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def ratio(a: dict, b: dict, key: str = "steps_per_s") -> str:
+    return f"{a[key] / b[key]:.2f}x" if key in a and key in b else "n/a"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suites", nargs="+", default=["minigrid-mt3"], choices=sorted(CONFIGS))
-    p.add_argument("--backends", nargs="+", default=["gymnasium", "envpool"], choices=["gymnasium", "envpool"])
-    p.add_argument("--workers", type=int, default=2, help="Ray rollout workers for (b) and (c)")
-    p.add_argument("--iters", type=int, default=6, help="timed iterations for (b) and (c)")
+    p.add_argument("--suites", nargs="+", default=sorted(CONFIGS), choices=sorted(CONFIGS), help="suites to measure")
+    p.add_argument("--backends", nargs="+", default=["gymnasium", "envpool"], choices=["gymnasium", "envpool"],
+                   help="env backends for mtrl's (a)-(c); RLlib always steps the gymnasium envs")  # fmt: skip
+    p.add_argument("--workers", type=int, default=2, help="Ray rollout workers / RLlib env runners")
+    p.add_argument("--iters", type=int, default=6, help="timed iterations for (b)-(d), after one warm-up")
     p.add_argument("--raw-steps", type=int, default=500, help="vector steps for (a)")
+    p.add_argument("--no-rllib", action="store_true", help="skip (d)")
+    p.add_argument("--cell", choices=["raw", "collect", "train", "pipelined", "same", "rllib"], help=argparse.SUPPRESS)
+    p.add_argument("--suite", help=argparse.SUPPRESS)
+    p.add_argument("--backend", default="gymnasium", help=argparse.SUPPRESS)
     args = p.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.workers} workers\n")
-    print("| suite | backend | (a) raw env steps/s | (b) collect steps/s | (b)/(a) | (c) train steps/s | (c) pipelined | pipelined/plain |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name in args.suites:
-        suite = mtrl.get_suite(name)
-        slots = 12 if name.startswith("minigrid") else 10
+    if args.cell:  # a child: measure one cell, print it as JSON
+        print(json.dumps(measure(args)))
+        return
+    import torch
+
+    print(f"torch {torch.__version__}; {args.workers} workers / env runners; {args.iters} timed iterations\n")
+    speed, memory = [], []
+    for suite in args.suites:
+        d = {} if args.no_rllib else cell(args, suite, "rllib")
         for backend in args.backends:
-            if backend == "envpool" and not any(fast_tasks(suite)):
-                print(f"| {name} | envpool | no envpool port wired for this suite | | | | | |")
-                continue
-            base = [f"env.backend={backend}", f"rollout.workers={args.workers}", f"rollout.num_envs={slots}"]
-            a = raw_env(suite, backend, slots, args.raw_steps)
-            b = pool_rate(CONFIGS[name], base, args.iters, learn=False)
-            c = pool_rate(CONFIGS[name], base, args.iters, learn=True)
-            cp = pool_rate(CONFIGS[name], [*base, "rollout.pipeline=true"], args.iters, learn=True)
-            print(f"| {name} | {backend} | {a:.0f} | {b:.0f} | {b / a:.2f}x | {c:.0f} | {cp:.0f} | {cp / c:.2f}x |", flush=True)
+            a, b, c, cp, cs = (cell(args, suite, name, backend) for name in ("raw", "collect", "train", "pipelined", "same"))
+            speed.append(f"| {suite} | {backend} | {fmt(a.get('steps_per_s'))} | {fmt(b.get('steps_per_s'))} | {ratio(b, a)} "
+                         f"| {fmt(c.get('steps_per_s'))} | {fmt(cp.get('steps_per_s'))} | {ratio(cp, c)} "
+                         f"| {fmt(cs.get('steps_per_s'))} | {fmt(d.get('steps_per_s'))} | {ratio(c, d)} | {ratio(cs, d)} |")  # fmt: skip
+            memory.append(f"| {suite} | {backend} | {fmt(c.get('pss_mb'))} | {fmt(d.get('pss_mb'))} | {ratio(c, d, 'pss_mb')} "
+                          f"| {c.get('params', 'n/a')} | {cs.get('params', 'n/a')} | {d.get('params', 'n/a')} |")  # fmt: skip
+            print(speed[-1], file=sys.stderr, flush=True)  # progress while the rest runs
+    print("| suite | mtrl backend | (a) raw env steps/s | (b) collect | (b)/(a) | (c) train | (c) pipelined "
+          "| pipelined/plain | (c=) train, RLlib's network | (d) RLlib PPO | (c)/(d) | (c=)/(d) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(speed))
+    print("\n| suite | mtrl backend | mtrl (c) PSS MiB | RLlib (d) PSS MiB | mtrl/RLlib | mtrl (c) params "
+          "| mtrl (c=) params | RLlib params |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    print("\n".join(memory))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ def test_shapes(arch, obs_shape, discrete):
     policy = build_policy(spec)
     obs = torch.randint(0, 10, (5, *obs_shape), dtype=torch.uint8) if discrete else torch.randn(5, *obs_shape)
     task = torch.tensor([0, 1, 2, 0, 1])
-    action, logp, value = policy.act(obs, task)
-    assert action.shape == ((5,) if discrete else (5, 4)) and logp.shape == (5,) and value.shape == (5,)
+    action, logp = policy.act(obs, task)
+    assert action.shape == ((5,) if discrete else (5, 4)) and logp.shape == (5,) and policy.value(obs, task).shape == (5,)
     assert torch.isfinite(logp).all()
 
 
@@ -27,7 +27,7 @@ def test_multihead_head_isolation():
     loss = policy.distribution(obs, task).logits.sum() + policy.value(obs, task).sum()
     loss.backward()
     for net in (policy.actor, policy.critic):
-        w, b = net.head.weight.grad, net.head.bias.grad
+        w, b = net.head.per_task(net.head.weight.grad), net.head.bias.grad
         assert w[1].abs().sum() > 0 and b[1].abs().sum() > 0
         assert (w[[0, 2]] == 0).all() and (b[[0, 2]] == 0).all()
         assert net.trunk[0].weight.grad.abs().sum() > 0  # the shared trunk learns from every task
@@ -45,5 +45,6 @@ def test_multihead_rows_use_their_own_head():
     logits = policy.actor(obs, torch.tensor([0, 1, 2]))
     x = policy.actor.trunk(obs[:1])
     for k in range(3):
-        expected = x @ policy.actor.head.weight[k] + policy.actor.head.bias[k]
+        head = policy.actor.head
+        expected = x @ head.per_task(head.weight)[k] + head.bias[k]
         torch.testing.assert_close(logits[k:k + 1], expected)

@@ -9,6 +9,7 @@ import torch
 
 import mtrl
 from mtrl.nn.policy import spec_for
+from mtrl.algos.ppo import fragment_values
 from mtrl.rollout import Collector
 
 HORIZON = 5
@@ -51,12 +52,20 @@ def test_truncation_bootstrap_and_episode_boundaries(mode):
     np.testing.assert_allclose(valid_obs, expected, atol=1e-6)
     assert not frag.terminated.any()
     assert (frag.truncated[frag.valid] == np.isclose(frag.obs[frag.valid][:, 0], 0.4)).all()
-    # The bootstrap is V(final obs = 0.5), which no stored observation holds.
+    # Each truncation keeps its final obs (0.5, which no stored observation holds under
+    # SAME_STEP); the learner bootstraps from V of it, and from nothing elsewhere.
+    assert sorted(map(tuple, frag.trunc_idx)) == sorted(zip(*np.nonzero(frag.truncated)))
+    np.testing.assert_allclose(frag.trunc_obs[:, 0], 0.5, atol=1e-6)
+    values, bootstrap, last_value = fragment_values(c.policy, frag, torch.device("cpu"))
     with torch.no_grad():
         v_final = c.policy.value(torch.tensor([[0.5]]), torch.tensor([0])).item()
+        v_last = c.policy.value(torch.as_tensor(frag.last_obs), torch.as_tensor(frag.last_task_id)).numpy()
+        v_all = c.policy.value(torch.as_tensor(frag.obs[:, 1]), torch.as_tensor(frag.task_id[:, 1])).numpy()
     t_idx = np.flatnonzero(frag.truncated[:, 0])
-    np.testing.assert_allclose(frag.bootstrap[t_idx, 0], v_final, rtol=1e-5)
-    assert (frag.bootstrap[~frag.truncated] == 0).all()
+    np.testing.assert_allclose(bootstrap[t_idx, 0], v_final, rtol=1e-5)
+    assert (bootstrap[~frag.truncated] == 0).all()
+    np.testing.assert_allclose(last_value, v_last, rtol=1e-5)
+    np.testing.assert_allclose(values[:, 1], v_all, rtol=1e-5)
     # Finished episodes: length HORIZON, return HORIZON, success 1.
     assert len(frag.episodes.ret) > 0
     assert (frag.episodes.length == HORIZON).all() and (frag.episodes.ret == HORIZON).all()

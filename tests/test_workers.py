@@ -37,9 +37,11 @@ def test_ray_and_in_process_batches_agree_in_shape_and_tasks(autoreset):
     remote, nodes = _fragment(2, autoreset)
     assert len(nodes) == 2
     for a, b in zip(local, remote):
-        for name in ("obs", "task_id", "actions", "logp", "values", "rewards", "valid", "bootstrap", "last_value"):
+        for name in ("obs", "task_id", "actions", "logp", "rewards", "valid", "trunc_obs", "trunc_idx", "last_obs"):
             x, y = getattr(a, name), getattr(b, name)
-            assert x.shape == y.shape and x.dtype == y.dtype, name
+            ragged = name.startswith("trunc_")  # one row per truncation: their number depends on the episodes
+            assert (x.shape[ragged:] == y.shape[ragged:]) and x.dtype == y.dtype, name
+        assert (b.trunc_idx[:, 1] < 6).all() and b.truncated[tuple(b.trunc_idx.T)].all()  # slots renumbered on concat
         expected = np.tile(np.arange(6) % 3, (20, 1))
         assert (a.task_id == expected).all() and (b.task_id == expected).all()
         assert np.isin(b.episodes.task_id, [0, 1, 2]).all() and len(b.episodes.ret) > 0

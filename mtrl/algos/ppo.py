@@ -32,10 +32,32 @@ class PPOBatch:
         return PPOBatch(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
 
 
-def make_batch(frag: Fragment, cfg: PPOConfig, num_tasks: int, device: torch.device) -> PPOBatch:
-    """GAE on the time-major fragment, then drop invalid steps, then normalise advantages."""
-    adv, ret = gae(frag.rewards, frag.values, frag.last_value, frag.terminated, frag.truncated,
-                   frag.bootstrap, cfg.gamma, cfg.gae_lambda)  # fmt: skip
+@torch.no_grad()
+def fragment_values(policy: nn.Module, frag: Fragment, device: torch.device, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """V(s, c) for every step, for each truncation's final observation and after the last step,
+    in large batched passes on the learner (the workers run the actor only).
+
+    Returns (values [T, N], bootstrap [T, N] with V(final obs) at truncations and 0 elsewhere,
+    last_value [N])."""
+    T, N = frag.task_id.shape
+
+    def v(obs: np.ndarray, task: np.ndarray) -> np.ndarray:
+        out = [policy.value(torch.as_tensor(obs[i:i + chunk]).to(device), torch.as_tensor(task[i:i + chunk]).to(device))
+               for i in range(0, len(task), chunk)]  # fmt: skip
+        return torch.cat(out).float().cpu().numpy() if out else np.zeros(0, np.float32)
+
+    values = v(frag.obs.reshape(T * N, *frag.obs.shape[2:]), frag.task_id.reshape(-1)).reshape(T, N)
+    bootstrap = np.zeros((T, N), np.float32)
+    t, n = frag.trunc_idx[:, 0], frag.trunc_idx[:, 1]
+    bootstrap[t, n] = v(frag.trunc_obs, frag.task_id[t, n])
+    return values, bootstrap, v(frag.last_obs, frag.last_task_id)
+
+
+def make_batch(frag: Fragment, policy: nn.Module, cfg: PPOConfig, num_tasks: int, device: torch.device) -> PPOBatch:
+    """Values on the learner, GAE on the time-major fragment, then drop invalid steps, then
+    normalise advantages."""
+    values, bootstrap, last_value = fragment_values(policy, frag, device)
+    adv, ret = gae(frag.rewards, values, last_value, frag.terminated, frag.truncated, bootstrap, cfg.gamma, cfg.gae_lambda)
     m = frag.valid
 
     def t(x: np.ndarray) -> torch.Tensor:
@@ -44,7 +66,7 @@ def make_batch(frag: Fragment, cfg: PPOConfig, num_tasks: int, device: torch.dev
     task = t(frag.task_id)
     adv_t = t(adv)
     adv_t = task_normalize(adv_t, task, num_tasks) if cfg.task_norm else batch_normalize(adv_t)
-    return PPOBatch(t(frag.obs), task, t(frag.actions), t(frag.logp), adv_t, t(ret), t(frag.values))
+    return PPOBatch(t(frag.obs), task, t(frag.actions), t(frag.logp), adv_t, t(ret), t(values))
 
 
 def ppo_loss(policy: nn.Module, mb: PPOBatch, cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, float]]:

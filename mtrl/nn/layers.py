@@ -65,23 +65,28 @@ def make_encoder(obs_shape: tuple[int, ...]) -> GridEncoder | FlatEncoder:
 
 
 class TaskHeads(nn.Module):
-    """One linear head per task, stored as batched weights [K, in, out].
+    """One linear head per task, all K stored side by side as one [in, K * out] matrix.
 
-    All K heads are applied in one einsum and each row keeps its own task's output (a gather):
-    no Python loop over tasks, no per-row weight copies, and a loss on task c's rows gives zero
-    gradient to every other head.
+    All K heads are applied in one matmul and each row keeps its own task's output (a gather):
+    no Python loop over tasks, no per-row weight copies or per-call weight reshapes, and a loss on
+    task c's rows gives zero gradient to every other head.
     """
 
     def __init__(self, num_tasks: int, in_dim: int, out_dim: int, gain: float) -> None:
         super().__init__()
+        self.num_tasks, self.out_dim = num_tasks, out_dim
         weight = torch.empty(num_tasks, out_dim, in_dim)
         for k in range(num_tasks):  # init only; orthogonal init per head as for a plain Linear
             nn.init.orthogonal_(weight[k], gain)
-        self.weight = nn.Parameter(weight.transpose(1, 2).contiguous())
+        self.weight = nn.Parameter(weight.permute(2, 0, 1).reshape(in_dim, num_tasks * out_dim).contiguous())
         self.bias = nn.Parameter(torch.zeros(num_tasks, out_dim))
 
+    def per_task(self, weight: torch.Tensor) -> torch.Tensor:
+        """`weight` (the parameter or its gradient) as [K, in, out]: head k is x @ per_task(w)[k]."""
+        return weight.view(weight.shape[0], self.num_tasks, self.out_dim).transpose(0, 1)
+
     def forward(self, x: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
-        all_heads = torch.einsum("bi,kio->bko", x, self.weight)  # [B, K, out]
+        all_heads = (x @ self.weight).view(len(x), self.num_tasks, self.out_dim)  # [B, K, out]
         return all_heads[torch.arange(len(task_id), device=x.device), task_id] + self.bias[task_id]
 
 

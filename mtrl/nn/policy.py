@@ -81,25 +81,26 @@ class ActorCritic(nn.Module):
     def distribution(self, obs: torch.Tensor, task_id: torch.Tensor) -> Distribution:
         """The action distribution pi(.|s, c)."""
         out = self.actor(obs, task_id)
+        # validate_args=False: the argument checks cost more than the sampling itself at a rollout
+        # worker's batch of a few envs, and the inputs come from our own network.
         if self.spec.discrete:
-            return Categorical(logits=out)
-        return Independent(Normal(out, self.log_std[task_id].exp()), 1)
+            return Categorical(logits=out, validate_args=False)
+        return Independent(Normal(out, self.log_std[task_id].exp(), validate_args=False), 1, validate_args=False)
 
     def value(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
         """V(s, c), shape [B]."""
         return self.critic(obs, task_id).squeeze(-1)
 
-    @torch.no_grad()
-    def act(
-        self, obs: torch.Tensor, task_id: torch.Tensor, greedy: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Sample (or pick the mode of) an action; returns (action, log-prob, value)."""
+    @torch.inference_mode()
+    def act(self, obs: torch.Tensor, task_id: torch.Tensor, greedy: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample (or pick the mode of) an action; returns (action, log-prob). Actor only: the
+        learner computes values for a whole batch at once."""
         dist = self.distribution(obs, task_id)
         if greedy:
             action = dist.probs.argmax(-1) if self.spec.discrete else dist.mean
         else:
             action = dist.sample()
-        return action, dist.log_prob(action), self.value(obs, task_id)
+        return action, dist.log_prob(action)
 
 
 def build_policy(spec: PolicySpec) -> ActorCritic:
