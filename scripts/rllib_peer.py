@@ -17,7 +17,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-MINIGRID_CONV = [[16, [2, 2], 1], [32, [2, 2], 1], [64, [2, 2], 1]]
+# "valid" padding: the same 7x7 -> 6x6 -> 5x5 -> 4x4 (1024 features) encoder as mtrl and MOORE
+MINIGRID_CONV = [[16, [2, 2], 1, "valid"], [32, [2, 2], 1, "valid"], [64, [2, 2], 1, "valid"]]
 
 
 def _proc_pss_kb(pid: int) -> int | None:
