@@ -50,8 +50,11 @@ class Collector:
         self._ep_start = np.zeros(n, np.int64)  # where each slot's current episode starts in this fragment
 
     def set_weights(self, weights: dict[str, Any]) -> None:
-        """Load learner weights (tensors or numpy arrays)."""
-        self.policy.load_state_dict({k: torch.tensor(v) for k, v in weights.items()})  # copy: Ray arrays are read-only
+        """Load the learner's actor weights (tensors or numpy arrays; `actor_weights`)."""
+        state = {k: torch.tensor(v) for k, v in weights.items()}  # copy: Ray arrays are read-only
+        missing, unexpected = self.policy.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("critic.") for k in missing):
+            raise ValueError(f"rollout weights do not fit the policy: missing {missing}, unexpected {unexpected}")
 
     def close(self) -> None:
         self.envs.close()
@@ -118,6 +121,12 @@ class Collector:
         episodes = Episodes(self.tasks[ended], self._ep_ret[ended].copy(), self._ep_len[ended].copy(), success.copy())
         self._ep_ret[ended], self._ep_len[ended], self._ep_success[ended] = 0.0, 0, 0.0
         return episodes
+
+
+def actor_weights(policy: torch.nn.Module) -> dict[str, np.ndarray]:
+    """The policy's weights a rollout worker needs: everything but the critic, which only the
+    learner runs (half the bytes through the object store per iteration)."""
+    return {k: v.detach().cpu().numpy() for k, v in policy.state_dict().items() if not k.startswith("critic.")}
 
 
 def step_flag(infos: dict, key: str, done: np.ndarray, same_step: bool) -> np.ndarray:

@@ -18,7 +18,7 @@ import torch
 from mtrl.batch import Fragment
 from mtrl.errors import MtrlError
 from mtrl.nn.policy import PolicySpec
-from mtrl.rollout import Collector
+from mtrl.rollout import Collector, actor_weights
 from mtrl.suite import TaskSuite, slot_tasks
 
 
@@ -93,7 +93,7 @@ class WorkerPool:
 
         Between the two the learner is free to update (rollout.pipeline): the fragments then come
         from weights one update old, and PPO's ratio uses their recorded behaviour log-probs."""
-        weights = {k: v.detach().cpu().numpy() for k, v in policy.state_dict().items()}
+        weights = actor_weights(policy)
         if self.local is not None:
             return weights  # in-process: collected in `wait`
         import ray

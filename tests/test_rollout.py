@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import mtrl
-from mtrl.nn.policy import spec_for
+from mtrl.nn.policy import build_policy, spec_for
 from mtrl.algos.ppo import fragment_values
-from mtrl.rollout import Collector
+from mtrl.rollout import Collector, actor_weights
 
 HORIZON = 5
 
@@ -93,3 +93,16 @@ def test_task_ids_travel_with_every_step():
     c = _collector(mtrl.get_suite("toy-mt3"), "next_step", n=6)
     frag = c.collect(10)
     assert (frag.task_id == np.array([0, 1, 2, 0, 1, 2])).all()
+
+
+def test_workers_get_the_actor_weights_only():
+    c = _collector(mtrl.get_suite("toy-mt3"), "next_step")
+    torch.manual_seed(1)
+    learner_policy = build_policy(c.policy.spec)
+    weights = actor_weights(learner_policy)
+    assert weights and not any(k.startswith("critic.") for k in weights)
+    c.set_weights(weights)
+    obs, task = torch.randn(4, 9), torch.tensor([0, 1, 2, 0])
+    torch.testing.assert_close(c.policy.distribution(obs, task).logits, learner_policy.distribution(obs, task).logits)
+    with pytest.raises(ValueError, match="do not fit"):
+        c.set_weights({**weights, "actor.bogus": np.zeros(1)})
