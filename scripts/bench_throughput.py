@@ -34,12 +34,12 @@ SAME_AS_RLLIB = {"minigrid-mt3": ["policy.arch=mlp"],
                  "metaworld-mt10": ["policy.arch=mlp", "policy.hidden=400", "policy.layers=3"]}
 
 
-def raw_env(suite_name: str, backend: str, steps: int) -> dict:
-    """Random-action env steps/s of the suite's slots stepped together in this process."""
+def raw_env(suite_name: str, backend: str, steps: int, slots: int) -> dict:
+    """Random-action env steps/s of `slots` env slots stepped together in this process."""
     import mtrl
     from mtrl.suite import make_vector_env, slot_tasks
 
-    suite, slots = mtrl.get_suite(suite_name), SLOTS[suite_name]
+    suite = mtrl.get_suite(suite_name)
     envs = make_vector_env(suite, slot_tasks(suite.num_tasks, slots), list(range(slots)), "next_step", None, backend)
     envs.reset(seed=list(range(slots)))
     space, rng = suite.action_space, np.random.default_rng(0)
@@ -91,21 +91,22 @@ def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool) ->
         pool.close()
 
 
-def rllib(suite_name: str, iters: int, workers: int) -> dict:
+def rllib(suite_name: str, iters: int, workers: int, slots: int) -> dict:
     """(d): RLlib PPO with mtrl's batch settings for this suite's config."""
     from mtrl.config import load_config
     from rllib_peer import rllib_ppo
 
     cfg = load_config(HERE.parent / CONFIGS[suite_name], [])
-    return rllib_ppo(suite_name, iters, env_runners=workers, num_envs=SLOTS[suite_name],
+    return rllib_ppo(suite_name, iters, env_runners=workers, num_envs=slots,
                      steps_per_env=cfg.rollout.steps_per_env, epochs=cfg.ppo.epochs, minibatches=cfg.ppo.minibatches)  # fmt: skip
 
 
 def measure(args: argparse.Namespace) -> dict:
     """One cell, in this process."""
-    base = [f"env.backend={args.backend}", f"rollout.workers={args.workers}", f"rollout.num_envs={SLOTS[args.suite]}"]
+    slots = SLOTS[args.suite] * args.envs_scale
+    base = [f"env.backend={args.backend}", f"rollout.workers={args.workers}", f"rollout.num_envs={slots}"]
     if args.cell == "raw":
-        return raw_env(args.suite, args.backend, args.raw_steps)
+        return raw_env(args.suite, args.backend, args.raw_steps, slots)
     if args.cell == "collect":
         return mtrl_pool(args.suite, base, args.iters, learn=False)
     if args.cell == "train":
@@ -114,13 +115,13 @@ def measure(args: argparse.Namespace) -> dict:
         return mtrl_pool(args.suite, [*base, "rollout.pipeline=true"], args.iters, learn=True)
     if args.cell == "same":
         return mtrl_pool(args.suite, [*base, *SAME_AS_RLLIB[args.suite]], args.iters, learn=True)
-    return rllib(args.suite, args.iters, args.workers)
+    return rllib(args.suite, args.iters, args.workers, slots)
 
 
 def cell(args: argparse.Namespace, suite: str, name: str, backend: str = "gymnasium") -> dict:
     """Run one cell in a fresh subprocess; {} (and a note on stderr) if it fails."""
     cmd = [sys.executable, __file__, "--cell", name, "--suite", suite, "--backend", backend, "--iters", str(args.iters),
-           "--workers", str(args.workers), "--raw-steps", str(args.raw_steps)]  # fmt: skip
+           "--workers", str(args.workers), "--raw-steps", str(args.raw_steps), "--envs-scale", str(args.envs_scale)]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
@@ -146,6 +147,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="Ray rollout workers / RLlib env runners")
     p.add_argument("--iters", type=int, default=6, help="timed iterations for (b)-(d), after one warm-up")
     p.add_argument("--raw-steps", type=int, default=500, help="vector steps for (a)")
+    p.add_argument("--envs-scale", type=int, default=1,
+                   help="multiply the env slots (12 MiniGrid, 10 MT10) in every cell; the batch grows with them")  # fmt: skip
     p.add_argument("--no-rllib", action="store_true", help="skip (d)")
     p.add_argument("--cell", choices=["raw", "collect", "train", "pipelined", "same", "rllib"], help=argparse.SUPPRESS)
     p.add_argument("--suite", help=argparse.SUPPRESS)
