@@ -59,7 +59,7 @@ def envpool_id(task: str) -> str:
 def _build_envpool(tasks: tuple[str, ...], task: int, seeds: list[int]) -> Any:
     """envpool's C++ port of the task, or None when envpool or the port is missing.
 
-    Made to match the Python env (tests/test_envpool.py checks it): the goal stays in the
+    Made to match the Python env (tests/test_envpool_metaworld.py checks it): the goal stays in the
     observation (`partially_observable=False`, as Meta-World v3's gymnasium envs), float64 is cast
     to float32, the horizon is 500, and success is the env's own `info["success"]`. One difference
     remains: envpool draws every episode's goal from the task's continuous goal range, where the
