@@ -154,6 +154,9 @@ def main() -> None:
     p.add_argument("--suite", help=argparse.SUPPRESS)
     p.add_argument("--backend", default="gymnasium", help=argparse.SUPPRESS)
     args = p.parse_args()
+    for name in ("workers", "iters", "raw_steps", "envs_scale"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.cell:  # a child: measure one cell, print it as JSON
         print(json.dumps(measure(args)))
         return
