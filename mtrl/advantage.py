@@ -53,3 +53,32 @@ def task_normalize(adv: torch.Tensor, task_id: torch.Tensor, num_tasks: int, eps
 def batch_normalize(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Whole-batch advantage normalisation (the single-task PPO default)."""
     return (adv - adv.mean()) / (adv.std(unbiased=False) + eps)
+
+
+def group_relative(returns: torch.Tensor, group_ids: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """GRPO's group-relative advantage per episode (Shao et al. 2024; ALGORITHMS.md section 2).
+
+    A_i = (R_i - mean_g R) / (std_g R + eps) over the episodes of i's group, with the unbiased
+    std as verl's `compute_grpo_outcome_advantage`; a group of size 1 gets 0, and so does a group
+    whose outcomes are all equal. Vectorised with scatter-adds; group ids need not be contiguous.
+    """
+    returns = returns.to(torch.float64)  # exact sums of squares for the zero-variance test
+    _, inv = torch.unique(group_ids, return_inverse=True)
+    n_groups = int(inv.max()) + 1 if len(inv) else 0
+    counts = torch.bincount(inv, minlength=n_groups).to(returns.dtype)
+    mean = torch.zeros(n_groups, dtype=returns.dtype, device=returns.device).index_add_(0, inv, returns) / counts
+    centred = returns - mean[inv]
+    sq = torch.zeros(n_groups, dtype=returns.dtype, device=returns.device).index_add_(0, inv, centred**2)
+    std = (sq / (counts - 1).clamp(min=1)).sqrt()
+    adv = centred / (std[inv] + eps)
+    return torch.where(counts[inv] > 1, adv, torch.zeros_like(adv)).float()
+
+
+def zero_variance_groups(returns: np.ndarray, group_ids: np.ndarray) -> np.ndarray:
+    """The ids of the groups whose outcomes are all equal (they give no GRPO gradient)."""
+    ids, inv = np.unique(group_ids, return_inverse=True)
+    lo = np.full(len(ids), np.inf)
+    hi = np.full(len(ids), -np.inf)
+    np.minimum.at(lo, inv, returns)
+    np.maximum.at(hi, inv, returns)
+    return ids[hi - lo <= 1e-9 * np.maximum(1.0, np.abs(hi))]

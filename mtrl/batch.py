@@ -68,3 +68,35 @@ class Fragment:
                 axis = 0 if f.name in ("trunc_obs", "last_obs", "last_task_id", "env_errors") else 1
                 out[f.name] = np.concatenate([getattr(p, f.name) for p in parts], axis=axis)
         return Fragment(**out)
+
+
+@dataclass
+class Groups:
+    """Whole episodes in groups (GRPO): every episode of a group runs the same task from the same
+    reset seed. Steps are flat and ordered episode by episode; `episode` indexes the per-episode
+    arrays. Groups hit by an env failure are dropped by the worker (their outcomes are partial)."""
+
+    obs: np.ndarray  # [S, *obs_shape], the env's dtype
+    actions: np.ndarray  # [S, *act_shape]
+    logp: np.ndarray  # [S] float32, behaviour log-probabilities
+    episode: np.ndarray  # [S] int64, index into the episode arrays
+    group: np.ndarray  # [E] int64, the group id the learner gave the episode's group
+    episodes: Episodes  # [E] task, undiscounted return, length, success
+    env_errors: np.ndarray  # [W] int64 per worker, env failures (their groups were dropped)
+    lost_steps: np.ndarray  # [W] int64 per worker, env steps of the dropped groups
+
+    @property
+    def num_steps(self) -> int:
+        """Env steps paid for, those of dropped groups included."""
+        return len(self.episode) + int(self.lost_steps.sum())
+
+    @staticmethod
+    def concat(parts: list[Groups]) -> Groups:
+        """Join the groups of several workers (episode indices are renumbered)."""
+        offsets = np.cumsum([0] + [len(p.group) for p in parts[:-1]])
+        return Groups(
+            np.concatenate([p.obs for p in parts]), np.concatenate([p.actions for p in parts]),
+            np.concatenate([p.logp for p in parts]), np.concatenate([p.episode + o for p, o in zip(parts, offsets)]),
+            np.concatenate([p.group for p in parts]), Episodes.concat([p.episodes for p in parts]),
+            np.concatenate([p.env_errors for p in parts]), np.concatenate([p.lost_steps for p in parts]),
+        )  # fmt: skip

@@ -71,6 +71,25 @@ class PPOConfig:
 
 
 @dataclass
+class GRPOConfig:
+    group_size: int = opt(8, "G: episodes per group, all of one task from one reset seed (grpo, mt_grpo)", 1)
+    groups: int = opt(24, "B: groups kept for each update, over all tasks (grpo: split evenly over tasks)", 1)
+    outcome: Literal["auto", "success", "return"] = opt(
+        "auto", "episode outcome R: success (0/1), or the undiscounted return; auto: success where the suite reports it"
+    )
+    task_norm: bool = opt(False, "normalise the advantages a second time per task (AgentRL)")
+
+
+@dataclass
+class MTGRPOConfig:
+    lam: float = opt(0.5, "lambda in s_k = I_k + lambda * J_k (MT-GRPO; 0.1 to 1.2; large: worst-task minimax)", 0.0)
+    lr: float = opt(0.025, "AdamW learning rate on the task logits xi (z = softmax(xi))", 0.0, None, lo_open=True)
+    rho_ema: float = opt(0.9, "decay of the EMA of each task's zero-variance group fraction rho_k", 0.0, 1.0)
+    max_inflation: float = opt(5.0, "cap on the oversampling factor 1 / (1 - rho_k)", 1.0)
+    resample_rounds: int = opt(2, "rounds that regenerate groups for tasks short of their quota", 0)
+
+
+@dataclass
 class TrainConfig:
     total_steps: int = opt(50_000, "env steps to train for, summed over all tasks", 1)
     checkpoint_every: int = opt(10, "write a checkpoint every this many iterations", 1)
@@ -92,7 +111,11 @@ class RayConfig:
 
 @dataclass
 class Config:
-    algo: Literal["ppo"] = opt("ppo", "training algorithm")
+    algo: Literal["ppo", "grpo", "mt_grpo"] = opt(
+        "ppo", "training algorithm: PPO with GAE; critic-free GRPO on groups of episodes; MT-GRPO (task weights "
+        "+ ratio-preserving sampling). grpo and mt_grpo take lr, clip, epochs, minibatches, ent_coef and "
+        "max_grad_norm from ppo.*"
+    )
     seed: int = opt(0, "random seed for envs, policy init and sampling", 0)
     run_dir: str | None = opt(None, "output directory (null: runs/<suite>-<algo>-s<seed>-<time>)")
     resume: str | None = opt(None, "run directory to continue from its last checkpoint")
@@ -100,6 +123,8 @@ class Config:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    mt_grpo: MTGRPOConfig = field(default_factory=MTGRPOConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     ray: RayConfig = field(default_factory=RayConfig)
@@ -243,6 +268,9 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     r = cfg.rollout
     if r.pipeline and not r.workers:
         raise ConfigError("rollout.pipeline=true overlaps Ray workers with the learner; it needs rollout.workers >= 1")
+    if cfg.algo != "ppo" and (r.pipeline or cfg.env.backend != "gymnasium"):
+        raise ConfigError(f"algo={cfg.algo} resets every env with its group's seed, which needs env.backend=gymnasium "
+                          "and rollout.pipeline=false")  # fmt: skip
     if r.workers and r.num_envs % r.workers:
         raise ConfigError(f"rollout.num_envs={r.num_envs} must be a multiple of rollout.workers={r.workers}")
     return cfg

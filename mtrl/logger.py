@@ -33,8 +33,9 @@ class Logger:
         self._last_return = np.full(len(tasks), np.nan)
 
     def log_iteration(self, env_steps: int, new_steps: int, episodes: Episodes, losses: dict[str, float],
-                      steps_per_s: float, success_reported: bool) -> None:  # fmt: skip
-        """Log one training iteration's episodes, losses and throughput."""
+                      steps_per_s: float, success_reported: bool, scalars: dict[str, float]) -> None:  # fmt: skip
+        """Log one training iteration's episodes, losses, throughput and the algorithm's own
+        scalars (e.g. MT-GRPO's task weights, by full tag)."""
         k = len(self.tasks)
         stats = {"return": per_task_means(episodes.task_id, episodes.ret, k),
                  "episode_length": per_task_means(episodes.task_id, episodes.length, k)}  # fmt: skip
@@ -49,6 +50,8 @@ class Logger:
         for key, value in losses.items():
             self.writer.add_scalar(f"losses/{key}", value, env_steps)
         self.writer.add_scalar("perf/env_steps_per_s", steps_per_s, env_steps)
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, env_steps)
         self._last_return = np.where(np.isfinite(stats["return"]), stats["return"], self._last_return)
         if np.isfinite(self._last_return).any():
             self.bar.set_postfix(ret=f"{np.nanmean(self._last_return):.3f}", sps=f"{steps_per_s:.0f}", refresh=False)

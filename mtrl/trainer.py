@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from mtrl.algos.ppo import PPOLearner, make_batch
+from mtrl.algos.mt_grpo import GRPOAlgorithm
+from mtrl.algos.ppo import PPOAlgorithm
 from mtrl.checkpoint import list_checkpoints, load_latest, save_checkpoint
 from mtrl.config import Config, save_config, to_dict
 from mtrl.errors import CheckpointError, MtrlError
@@ -82,7 +83,10 @@ def train(cfg: Config) -> Path:
     torch.manual_seed(cfg.seed)
     spec = policy_spec(cfg, suite)
     policy = build_policy(spec).to(device)
-    learner = PPOLearner(policy, cfg.ppo)
+    if cfg.algo == "ppo":
+        algo: PPOAlgorithm | GRPOAlgorithm = PPOAlgorithm(policy, cfg.ppo, suite.num_tasks, device, cfg.rollout.pipeline)
+    else:
+        algo = GRPOAlgorithm(policy, cfg, suite.tasks, suite.reports_success, device)
     gen = torch.Generator().manual_seed(cfg.seed)
     run_dir = _run_dir(cfg)  # only now, so that a bad config leaves nothing behind
     env_steps = iteration = 0
@@ -93,7 +97,7 @@ def train(cfg: Config) -> Path:
             raise CheckpointError(f"{path} was trained with policy {ckpt['spec']} on {ckpt['tasks']}; this config asks "
                                   f"for {dataclasses.asdict(spec)} on {list(suite.tasks)}")  # fmt: skip
         _load_state(policy, ckpt["policy"], "policy")
-        _load_state(learner.optimizer, ckpt["optimizer"], "optimizer")
+        _load_state(algo, ckpt["optimizer"], "optimizer")
         torch.set_rng_state(ckpt["rng_torch"])
         gen.set_state(ckpt["rng_learner"])
         env_steps, iteration = int(ckpt["env_steps"]), int(ckpt["iteration"])
@@ -102,7 +106,7 @@ def train(cfg: Config) -> Path:
     save_config(dataclasses.replace(cfg, resume=None, run_dir=str(run_dir)), run_dir / "config.yaml")
 
     def checkpoint() -> Path:
-        payload = {"policy": policy.state_dict(), "optimizer": learner.optimizer.state_dict(), "env_steps": env_steps,
+        payload = {"policy": policy.state_dict(), "optimizer": algo.state_dict(), "env_steps": env_steps,
                    "iteration": iteration, "spec": dataclasses.asdict(spec), "tasks": list(suite.tasks),
                    "config": json.dumps(to_dict(cfg)), "rng_torch": torch.get_rng_state(),
                    "rng_learner": gen.get_state(), "faults": dict(faults)}  # fmt: skip
@@ -116,23 +120,20 @@ def train(cfg: Config) -> Path:
         print(f"mtrl: {cfg.rollout.workers} rollout workers on {len(set(pool.node_ids()))} Ray node(s)")
     logger = Logger(run_dir, suite.tasks, cfg.train.total_steps, env_steps)
     last_saved, restarts_seen = -1, 0
-    in_flight = None  # rollout.pipeline: the next batch, collecting while the learner updates
     try:
         while env_steps < cfg.train.total_steps:
             t0 = time.perf_counter()
             if cfg.ppo.anneal_lr:
-                learner.set_lr_fraction(1.0 - env_steps / cfg.train.total_steps)
-            frag = pool.wait(in_flight if in_flight is not None else pool.submit(policy))
-            in_flight = pool.submit(policy) if cfg.rollout.pipeline else None
-            losses = learner.update(make_batch(frag, policy, cfg.ppo, suite.num_tasks, device), gen)
-            env_steps += frag.num_steps
+                algo.set_lr_fraction(1.0 - env_steps / cfg.train.total_steps)
+            it = algo.iterate(pool, gen)
+            env_steps += it.env_steps
             iteration += 1
-            faults["env_errors"] += int(frag.env_errors.sum())
+            faults["env_errors"] += it.env_errors
             faults["worker_restarts"] += pool.restarts - restarts_seen
             restarts_seen = pool.restarts
             logger.log_faults(env_steps, faults)
-            logger.log_iteration(env_steps, frag.num_steps, frag.episodes, losses,
-                                 frag.num_steps / (time.perf_counter() - t0), suite.reports_success)  # fmt: skip
+            logger.log_iteration(env_steps, it.env_steps, it.episodes, it.losses,
+                                 it.env_steps / (time.perf_counter() - t0), suite.reports_success, it.scalars)  # fmt: skip
             if iteration % cfg.train.checkpoint_every == 0:
                 checkpoint()
                 last_saved = iteration

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtrl.batch import Fragment
+from mtrl.batch import Fragment, Groups
 from mtrl.errors import MtrlError
+from mtrl.group_rollout import GroupCollector
 from mtrl.nn.policy import PolicySpec
 from mtrl.rollout import Collector, actor_weights
 from mtrl.suite import TaskSuite, slot_tasks
@@ -26,21 +27,35 @@ RESTART_TIMEOUT_S = 300  # how long a dead worker may take to restart (new proce
 
 
 class RolloutWorker:
-    """The body of a rollout actor (or of in-process collection): one Collector over its share of
-    env slots. `one_thread` pins torch to one thread: one core per actor, batched inference on
-    small nets. In-process collection shares the learner's process and leaves its threads alone."""
+    """The body of a rollout actor (or of in-process collection): a Collector over its share of
+    env slots, or with `group_size` a GroupCollector of whole-episode groups (GRPO). `one_thread`
+    pins torch to one thread: one core per actor, batched inference on small nets. In-process
+    collection shares the learner's process and leaves its threads alone."""
 
     def __init__(self, suite: TaskSuite, tasks: list[int], seeds: list[int], spec: PolicySpec, autoreset_mode: str,
-                 max_episode_steps: int | None, backend: str, torch_seed: int, one_thread: bool = True) -> None:  # fmt: skip
+                 max_episode_steps: int | None, backend: str, torch_seed: int, one_thread: bool = True,
+                 group_size: int | None = None) -> None:  # fmt: skip
         if one_thread:
             torch.set_num_threads(1)
         torch.manual_seed(torch_seed)
-        self.collector = Collector(suite, tasks, seeds, spec, autoreset_mode, max_episode_steps, backend)
+        self.collector: Collector | GroupCollector
+        if group_size:
+            self.collector = GroupCollector(suite, spec, group_size, max_episode_steps)
+        else:
+            self.collector = Collector(suite, tasks, seeds, spec, autoreset_mode, max_episode_steps, backend)
 
     def collect(self, weights: dict[str, np.ndarray], steps: int) -> Fragment:
         """Load the weights, then collect one fragment."""
+        assert isinstance(self.collector, Collector)
         self.collector.set_weights(weights)
         return self.collector.collect(steps)
+
+    def collect_groups(self, weights: dict[str, np.ndarray], tasks: np.ndarray, seeds: np.ndarray,
+                       group_ids: np.ndarray) -> Groups:  # fmt: skip
+        """Load the weights, then run the given groups of whole episodes."""
+        assert isinstance(self.collector, GroupCollector)
+        self.collector.set_weights(weights)
+        return self.collector.collect(tasks, seeds, group_ids)
 
     def node_id(self) -> str:
         import ray
@@ -69,8 +84,10 @@ class WorkerPool:
         self._max_restarts = r.max_worker_restarts
         self._started_ray = False
         args = (spec, r.autoreset_mode, cfg.env.max_episode_steps, cfg.env.backend)
+        group_size = cfg.grpo.group_size if cfg.algo in ("grpo", "mt_grpo") else None
         if r.workers == 0:
-            self.local: RolloutWorker | None = RolloutWorker(suite, tasks, seeds, *args, torch_seed=seed, one_thread=False)
+            self.local: RolloutWorker | None = RolloutWorker(suite, tasks, seeds, *args, torch_seed=seed,
+                                                             one_thread=False, group_size=group_size)  # fmt: skip
             self.actors: list[Any] = []
             return
         self.local = None
@@ -80,7 +97,8 @@ class WorkerPool:
         actor_cls = ray.remote(num_cpus=1, max_restarts=r.max_worker_restarts, max_task_retries=0)(RolloutWorker)
         per = r.num_envs // r.workers
         self.actors = [
-            actor_cls.remote(suite, tasks[i * per:(i + 1) * per], seeds[i * per:(i + 1) * per], *args, torch_seed=seed + 1 + i)
+            actor_cls.remote(suite, tasks[i * per:(i + 1) * per], seeds[i * per:(i + 1) * per], *args, torch_seed=seed + 1 + i,
+                             group_size=group_size)
             for i in range(r.workers)
         ]
 
@@ -106,10 +124,27 @@ class WorkerPool:
         if self.local is not None:
             return self.local.collect(submitted, self.steps)
         ref, pending = submitted
-        return Fragment.concat([self._get(i, call, ref) for i, call in enumerate(pending)])
+        return Fragment.concat([self._get(i, call, lambda a: a.collect.remote(ref, self.steps))
+                                for i, call in enumerate(pending)])  # fmt: skip
 
-    def _get(self, i: int, call: Any, weights_ref: Any) -> Fragment:
-        """Worker i's fragment; if its actor died, wait for Ray's restart and re-collect its share."""
+    def collect_groups(self, policy: torch.nn.Module, tasks: np.ndarray, seeds: np.ndarray, group_ids: np.ndarray) -> Groups:
+        """Run groups g (task tasks[g], reset seed seeds[g]) with the policy's current weights,
+        split over the workers; returns the groups that finished cleanly."""
+        weights = actor_weights(policy)
+        if self.local is not None:
+            return self.local.collect_groups(weights, tasks, seeds, group_ids)
+        import ray
+
+        ref = ray.put(weights)
+        shares = [s for s in np.array_split(np.arange(len(tasks)), len(self.actors))]
+        calls = [(i, s, a.collect_groups.remote(ref, tasks[s], seeds[s], group_ids[s]))
+                 for i, (a, s) in enumerate(zip(self.actors, shares)) if len(s)]  # fmt: skip
+        return Groups.concat([self._get(i, call, lambda a, s=s: a.collect_groups.remote(ref, tasks[s], seeds[s], group_ids[s]))
+                              for i, s, call in calls])  # fmt: skip
+
+    def _get(self, i: int, call: Any, resend: Any) -> Any:
+        """Worker i's result; if its actor died, wait for Ray's restart and re-send its share
+        (`resend(actor)` issues the call again with the current weights)."""
         import ray
         from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
@@ -134,7 +169,7 @@ class WorkerPool:
                     raise MtrlError(f"rollout worker {i} did not come back within {RESTART_TIMEOUT_S} s") from None
                 else:
                     time.sleep(0.5)
-                call = self.actors[i].collect.remote(weights_ref, self.steps)
+                call = resend(self.actors[i])
 
     def node_ids(self) -> list[str]:
         """The Ray node each actor runs on (empty in-process)."""

@@ -9,8 +9,19 @@ import torch
 from torch import nn
 
 from mtrl.advantage import batch_normalize, gae, task_normalize
-from mtrl.batch import Fragment
+from mtrl.batch import Episodes, Fragment
 from mtrl.config import PPOConfig
+
+
+@dataclass
+class Iteration:
+    """What one training iteration did: for the trainer's step count, logs and fault counters."""
+
+    env_steps: int
+    episodes: Episodes
+    losses: dict[str, float]
+    env_errors: int
+    scalars: dict[str, float]  # extra TensorBoard scalars, by full tag
 
 
 @dataclass
@@ -117,3 +128,29 @@ class PPOLearner:
                     totals[k] = totals.get(k, 0.0) + v
                 count += 1
         return {k: v / max(count, 1) for k, v in totals.items()}
+
+
+class PPOAlgorithm:
+    """One PPO iteration: collect a fragment from the pool, compute values and advantages, update.
+
+    With rollout.pipeline the next fragment is collected while this one trains (one update of lag)."""
+
+    def __init__(self, policy: nn.Module, cfg: PPOConfig, num_tasks: int, device: torch.device, pipeline: bool) -> None:
+        self.policy, self.cfg, self.num_tasks, self.device, self.pipeline = policy, cfg, num_tasks, device, pipeline
+        self.learner = PPOLearner(policy, cfg)
+        self._in_flight = None
+
+    def iterate(self, pool, gen: torch.Generator) -> Iteration:  # noqa: ANN001 - a mtrl.workers.WorkerPool
+        frag = pool.wait(self._in_flight if self._in_flight is not None else pool.submit(self.policy))
+        self._in_flight = pool.submit(self.policy) if self.pipeline else None
+        losses = self.learner.update(make_batch(frag, self.policy, self.cfg, self.num_tasks, self.device), gen)
+        return Iteration(frag.num_steps, frag.episodes, losses, int(frag.env_errors.sum()), {})
+
+    def set_lr_fraction(self, frac: float) -> None:
+        self.learner.set_lr_fraction(frac)
+
+    def state_dict(self) -> dict:
+        return self.learner.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.optimizer.load_state_dict(state)

@@ -1,0 +1,154 @@
+"""Critic-free GRPO for control (Shao et al. 2024, DeepSeekMath; ALGORITHMS.md section 2).
+
+Every episode of a group runs the same task from the same reset seed; its outcome R (success or
+undiscounted return) is compared with the group's: A = (R - mean_g R) / (std_g R + 1e-6), broadcast
+to all of the episode's steps, and optimised with PPO's clipped surrogate and no value function.
+Each task's loss is a per-task mean, weighted by the task weights (uniform for `grpo`, MT-GRPO's z
+for `mt_grpo`), so a task of weight 0 sends no gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from mtrl.advantage import group_relative, task_normalize, zero_variance_groups
+from mtrl.batch import Episodes, Groups
+from mtrl.config import GRPOConfig, PPOConfig
+
+
+@dataclass
+class GroupBatch:
+    """Flat training tensors of the kept groups on the learner's device."""
+
+    obs: torch.Tensor
+    task_id: torch.Tensor
+    actions: torch.Tensor
+    logp: torch.Tensor
+    advantages: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.task_id)
+
+    def index(self, idx: torch.Tensor) -> GroupBatch:
+        return GroupBatch(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
+
+
+def outcome_kind(cfg: GRPOConfig, reports_success: bool) -> str:
+    """'success' or 'return': grpo.outcome with auto resolved for the suite."""
+    if cfg.outcome == "auto":
+        return "success" if reports_success else "return"
+    return cfg.outcome
+
+
+def outcomes(episodes: Episodes, kind: str) -> np.ndarray:
+    """R per episode: success (0/1) or the undiscounted return."""
+    return np.asarray(episodes.success if kind == "success" else episodes.ret, np.float64)
+
+
+def group_table(groups: Groups, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(group ids, their task, whether their outcomes all agree) for every group in `groups`."""
+    ids, first = np.unique(groups.group, return_index=True)
+    zero = np.isin(ids, zero_variance_groups(outcomes(groups.episodes, kind), groups.group))
+    return ids, groups.episodes.task_id[first], zero
+
+
+def select_groups(groups: Groups, keep_ids: np.ndarray) -> Groups:
+    """The sub-batch of the groups whose id is in `keep_ids` (episodes renumbered)."""
+    keep_ep = np.isin(groups.group, keep_ids)
+    keep_step = keep_ep[groups.episode]
+    new_index = np.cumsum(keep_ep) - 1
+    e = groups.episodes
+    return Groups(groups.obs[keep_step], groups.actions[keep_step], groups.logp[keep_step],
+                  new_index[groups.episode[keep_step]], groups.group[keep_ep],
+                  Episodes(e.task_id[keep_ep], e.ret[keep_ep], e.length[keep_ep], e.success[keep_ep]),
+                  groups.env_errors, groups.lost_steps)  # fmt: skip
+
+
+def make_group_batch(groups: Groups, kind: str, task_norm: bool, num_tasks: int, device: torch.device) -> GroupBatch:
+    """Group-relative advantages per episode, broadcast to its steps (optionally normalised a
+    second time per task, as AgentRL does)."""
+    adv_ep = group_relative(torch.as_tensor(outcomes(groups.episodes, kind)), torch.as_tensor(groups.group))
+    episode = torch.as_tensor(groups.episode)
+    task = torch.as_tensor(groups.episodes.task_id)[episode].to(device)
+    adv = adv_ep[episode].to(device)
+    if task_norm:
+        adv = task_normalize(adv, task, num_tasks)
+    t = lambda x: torch.as_tensor(x).to(device)  # noqa: E731
+    return GroupBatch(t(groups.obs), task, t(groups.actions), t(groups.logp), adv)
+
+
+def per_task_mean(x: torch.Tensor, task_id: torch.Tensor, num_tasks: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean of x over each task's rows [K], whether the task has rows [K]); scatter-adds, no loop."""
+    counts = torch.bincount(task_id, minlength=num_tasks)
+    sums = torch.zeros(num_tasks, dtype=x.dtype, device=x.device).index_add(0, task_id, x)
+    return sums / counts.clamp(min=1), counts > 0
+
+
+def surrogate(policy: nn.Module, mb: GroupBatch, clip: float) -> tuple[torch.Tensor, torch.distributions.Distribution]:
+    """PPO's clipped surrogate per step, min(r A, clip(r) A) (to be maximised), and pi(.|s)."""
+    dist = policy.distribution(mb.obs, mb.task_id)
+    ratio = (dist.log_prob(mb.actions) - mb.logp).exp()
+    return torch.min(ratio * mb.advantages, ratio.clamp(1 - clip, 1 + clip) * mb.advantages), dist
+
+
+def grpo_loss(policy: nn.Module, mb: GroupBatch, task_weights: torch.Tensor, cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """-sum_k w_k mean_k(surrogate) / sum_{k present} w_k - ent_coef * entropy (a pure function)."""
+    surr, dist = surrogate(policy, mb, cfg.clip)
+    k = len(task_weights)
+    task_surr, present = per_task_mean(surr, mb.task_id, k)
+    w = task_weights * present
+    pg = -(w * task_surr).sum() / w.sum().clamp(min=1e-12)
+    entropy_t, _ = per_task_mean(dist.entropy(), mb.task_id, k)
+    entropy = (w * entropy_t).sum() / w.sum().clamp(min=1e-12)
+    return pg - cfg.ent_coef * entropy, {"policy": pg.item(), "entropy": entropy.item()}
+
+
+@torch.no_grad()
+def task_surrogates(policy: nn.Module, batch: GroupBatch, cfg: PPOConfig, num_tasks: int, chunk: int = 8192) -> torch.Tensor:
+    """Each task's mean clipped surrogate on the whole batch [K] (0 for a task with no steps)."""
+    sums = torch.zeros(num_tasks, dtype=torch.float64, device=batch.task_id.device)
+    for start in range(0, len(batch), chunk):
+        mb = batch.index(torch.arange(start, min(start + chunk, len(batch)), device=batch.task_id.device))
+        surr, _ = surrogate(policy, mb, cfg.clip)
+        sums.index_add_(0, mb.task_id, surr.double())
+    return (sums / torch.bincount(batch.task_id, minlength=num_tasks).clamp(min=1)).float()
+
+
+class GRPOLearner:
+    """Owns the actor's optimiser (the critic is unused); `update` runs epochs x minibatches."""
+
+    def __init__(self, policy: nn.Module, cfg: PPOConfig) -> None:
+        self.policy, self.cfg = policy, cfg
+        actor = [p for name, p in policy.named_parameters() if not name.startswith("critic.")]
+        self.params = actor
+        self.optimizer = torch.optim.Adam(actor, lr=cfg.lr, eps=1e-5)
+
+    def set_lr_fraction(self, frac: float) -> None:
+        """Scale the learning rate to frac * ppo.lr (linear annealing)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.lr * frac
+
+    def update(self, batch: GroupBatch, task_weights: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
+        """Optimise the weighted GRPO loss; returns the mean of each statistic over minibatches."""
+        n = len(batch)
+        if n == 0:  # every group had equal outcomes: nothing to learn from this batch
+            return {}
+        mb_size = max(1, n // self.cfg.minibatches)
+        totals: dict[str, float] = {}
+        count = 0
+        for _ in range(self.cfg.epochs):
+            perm = torch.randperm(n, generator=generator).to(batch.task_id.device)
+            for start in range(0, n - mb_size + 1, mb_size):
+                loss, stats = grpo_loss(self.policy, batch.index(perm[start:start + mb_size]), task_weights, self.cfg)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                stats["grad_norm"] = nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm).item()
+                self.optimizer.step()
+                for key, v in stats.items():
+                    totals[key] = totals.get(key, 0.0) + v
+                count += 1
+        return {key: v / max(count, 1) for key, v in totals.items()}

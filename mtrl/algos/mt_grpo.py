@@ -1,0 +1,208 @@
+"""Multi-Task GRPO: improvement-aware task weights and ratio-preserving group sampling
+("Multi-Task GRPO: Reliable LLM Reasoning Across Tasks", code rsshyam/MT-GRPO; ALGORITHMS.md
+section 3). Plain `grpo` uses the same group gathering with uniform, fixed weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mtrl.algos.grpo import GRPOLearner, group_table, make_group_batch, outcome_kind, select_groups, task_surrogates
+from mtrl.algos.ppo import Iteration
+from mtrl.batch import Episodes, Groups
+from mtrl.config import Config, MTGRPOConfig
+
+
+def iwu_gradient(z: torch.Tensor, improvement: torch.Tensor, score: torch.Tensor, lam: float) -> torch.Tensor:
+    """g = z * (s - z.s) with s = I + lambda * J: the gradient of z.s with respect to xi when
+    z = softmax(xi). Descending it moves weight to the tasks that score and improve least."""
+    s = improvement + lam * score
+    return z * (s - (z * s).sum())
+
+
+def inflation(z: np.ndarray, rho: np.ndarray, cap: float) -> tuple[np.ndarray, np.ndarray]:
+    """(m, z_hat): oversampling m_k = min(1 / (1 - rho_k), cap), and z_hat ~ z * m normalised, so
+    that after dropping task k's expected fraction rho_k of zero-variance groups the kept groups
+    still follow z (up to the cap)."""
+    with np.errstate(divide="ignore"):
+        m = np.minimum(1.0 / np.maximum(1.0 - rho, 0.0), cap)
+    z_hat = z * m
+    return m, z_hat / z_hat.sum()
+
+
+class TaskWeights:
+    """z = softmax(xi), with xi updated by the improvement-aware rule through AdamW (the MT-GRPO
+    code's optimiser, torch's default weight decay)."""
+
+    def __init__(self, num_tasks: int, cfg: MTGRPOConfig) -> None:
+        self.lam = cfg.lam
+        self.xi = torch.zeros(num_tasks, requires_grad=True)
+        self.optimizer = torch.optim.AdamW([self.xi], lr=cfg.lr)
+        self.score = torch.zeros(num_tasks)  # J_k, the last measured success rate or normalised return
+        self.ret_range = torch.tensor([[np.inf, -np.inf]] * num_tasks)  # running (min, max) return per task
+
+    def z(self) -> torch.Tensor:
+        return torch.softmax(self.xi.detach(), 0)
+
+    def measure(self, episodes: Episodes, kind: str) -> torch.Tensor:
+        """Update J_k from this iteration's episodes (tasks without episodes keep their last J)."""
+        k = len(self.score)
+        task = torch.as_tensor(episodes.task_id)
+        value = torch.as_tensor(episodes.success if kind == "success" else episodes.ret, dtype=torch.float32)
+        counts = torch.bincount(task, minlength=k)
+        if kind == "return":  # normalise each task's return by the range seen so far
+            lo = torch.full((k,), np.inf).scatter_reduce(0, task, value, "amin")
+            hi = torch.full((k,), -np.inf).scatter_reduce(0, task, value, "amax")
+            self.ret_range = torch.stack([torch.minimum(self.ret_range[:, 0], lo), torch.maximum(self.ret_range[:, 1], hi)], 1)
+            value = (value - self.ret_range[task, 0]) / (self.ret_range[task, 1] - self.ret_range[task, 0]).clamp(min=1e-8)
+        mean = torch.zeros(k).index_add(0, task, value) / counts.clamp(min=1)
+        self.score = torch.where(counts > 0, mean, self.score)
+        return self.score
+
+    def step(self, improvement: torch.Tensor) -> None:
+        """One AdamW step on xi along the IWU gradient with the current J."""
+        self.xi.grad = iwu_gradient(self.z(), improvement.float(), self.score, self.lam)
+        self.optimizer.step()
+
+    def state_dict(self) -> dict:
+        return {"xi": self.xi.detach().clone(), "optimizer": self.optimizer.state_dict(), "score": self.score,
+                "ret_range": self.ret_range}  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self.xi.copy_(state["xi"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.score, self.ret_range = state["score"], state["ret_range"]
+
+
+@dataclass
+class Gathered:
+    """One iteration's groups: the kept ones for the update, and what it cost."""
+
+    kept: Groups
+    episodes: Episodes  # every episode run, kept or not (for logging and J)
+    env_steps: int
+    env_errors: int
+    generated: np.ndarray  # [K] groups generated per task
+    zero: np.ndarray  # [K] of them with zero variance (dropped)
+
+
+class GroupSampler:
+    """How many groups of each task to generate and keep. Plain GRPO: B groups split evenly, one
+    round. MT-GRPO's ratio-preserving sampler: quotas n ~ Multinomial(B, z), generation from the
+    inflated z_hat, zero-variance groups dropped, deficits regenerated for up to N rounds, at most
+    n_k groups kept per task."""
+
+    def __init__(self, num_tasks: int, groups: int, ratio_preserving: bool, cfg: MTGRPOConfig) -> None:
+        self.k, self.groups, self.rp, self.cfg = num_tasks, groups, ratio_preserving, cfg
+        self.rho = np.zeros(num_tasks)  # EMA of each task's zero-variance group fraction
+
+    def gather(self, collect: Callable[[np.ndarray, np.ndarray, np.ndarray], Groups], z: np.ndarray,
+               gen: torch.Generator, kind: str) -> Gathered:  # fmt: skip
+        """Run the sampling rounds through `collect(tasks, seeds, group_ids)`."""
+        if self.rp:
+            quota = np.bincount(torch.multinomial(torch.as_tensor(z), self.groups, True, generator=gen).numpy(), minlength=self.k)
+            m, z_hat = inflation(z, self.rho, self.cfg.max_inflation)
+            counts = np.bincount(torch.multinomial(torch.as_tensor(z_hat), self.groups, True, generator=gen).numpy(), minlength=self.k)
+        else:
+            quota = counts = np.bincount(np.arange(self.groups) % self.k, minlength=self.k)
+            m = np.ones(self.k)
+        kept_parts, all_eps = [], []
+        kept, generated, zero = np.zeros(self.k, np.int64), np.zeros(self.k, np.int64), np.zeros(self.k, np.int64)
+        steps = errors = next_id = 0
+        for _ in range(1 + (self.cfg.resample_rounds if self.rp else 0)):
+            if counts.sum() == 0:
+                break
+            tasks = np.repeat(np.arange(self.k), counts)
+            seeds = torch.randint(0, 2**31 - 1, (len(tasks),), generator=gen).numpy()
+            groups = collect(tasks, seeds, next_id + np.arange(len(tasks)))
+            next_id += len(tasks)
+            steps, errors = steps + groups.num_steps, errors + int(groups.env_errors.sum())
+            all_eps.append(groups.episodes)
+            ids, g_task, g_zero = group_table(groups, kind)
+            generated += np.bincount(g_task, minlength=self.k)
+            zero += np.bincount(g_task[g_zero], minlength=self.k)
+            ok_ids, ok_task = ids[~g_zero], g_task[~g_zero]
+            room = (quota - kept)[ok_task]
+            take = rank_within(ok_task) < room  # the first groups of each task, up to its quota
+            kept += np.bincount(ok_task[take], minlength=self.k)
+            kept_parts.append(select_groups(groups, ok_ids[take]))
+            counts = np.ceil((quota - kept) * m).astype(np.int64) if self.rp else np.zeros(self.k, np.int64)
+        seen = generated > 0
+        decay = self.cfg.rho_ema
+        self.rho[seen] = decay * self.rho[seen] + (1 - decay) * zero[seen] / generated[seen]
+        return Gathered(Groups.concat(kept_parts), Episodes.concat(all_eps), steps, errors, generated, zero)
+
+    def state_dict(self) -> dict:
+        return {"rho": torch.as_tensor(self.rho)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rho = state["rho"].numpy().astype(np.float64)
+
+
+def rank_within(labels: np.ndarray) -> np.ndarray:
+    """For each entry, how many earlier entries share its label (0, 1, 2, ... per label)."""
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]]) if len(labels) else np.zeros(0, int)
+    run_start = np.repeat(starts, np.diff(np.r_[starts, len(labels)]))
+    rank = np.empty(len(labels), np.int64)
+    rank[order] = np.arange(len(labels)) - run_start
+    return rank
+
+
+class GRPOAlgorithm:
+    """One GRPO / MT-GRPO iteration: gather groups through the pool, drop the zero-variance ones,
+    update on the rest with the task weights, then (MT-GRPO) move the weights by IWU, where I_k is
+    the change of task k's surrogate on this batch caused by the update."""
+
+    def __init__(self, policy: torch.nn.Module, cfg: Config, tasks: tuple[str, ...], reports_success: bool,
+                 device: torch.device) -> None:  # fmt: skip
+        self.policy, self.cfg, self.tasks, self.device = policy, cfg, tasks, device
+        self.kind = outcome_kind(cfg.grpo, reports_success)
+        self.multi = cfg.algo == "mt_grpo"
+        self.learner = GRPOLearner(policy, cfg.ppo)
+        self.sampler = GroupSampler(len(tasks), cfg.grpo.groups, self.multi, cfg.mt_grpo)
+        self.weights = TaskWeights(len(tasks), cfg.mt_grpo)
+
+    def iterate(self, pool, gen: torch.Generator) -> Iteration:  # noqa: ANN001 - a mtrl.workers.WorkerPool
+        k = len(self.tasks)
+        z = self.weights.z() if self.multi else torch.full((k,), 1.0 / k)
+        got = self.sampler.gather(lambda t, s, i: pool.collect_groups(self.policy, t, s, i), z.numpy(), gen, self.kind)
+        batch = make_group_batch(got.kept, self.kind, self.cfg.grpo.task_norm, k, self.device)
+        if self.multi:
+            before = task_surrogates(self.policy, batch, self.cfg.ppo, k)
+        losses = self.learner.update(batch, z.to(self.device), gen)
+        scalars = {}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            filtered = got.zero / got.generated
+        for i, name in enumerate(self.tasks):
+            scalars[f"grpo/z/{name}"] = float(z[i])
+            if got.generated[i]:
+                scalars[f"grpo/filtered/{name}"] = float(filtered[i])
+        scalars["grpo/kept_groups"] = float(len(np.unique(got.kept.group)))
+        scalars["grpo/generated_groups"] = float(got.generated.sum())
+        if self.multi:
+            improvement = (task_surrogates(self.policy, batch, self.cfg.ppo, k) - before).cpu()
+            self.weights.measure(got.episodes, self.kind)
+            self.weights.step(improvement)
+            for i, name in enumerate(self.tasks):
+                scalars[f"grpo/improvement/{name}"] = float(improvement[i])
+                scalars[f"grpo/score/{name}"] = float(self.weights.score[i])
+        return Iteration(got.env_steps, got.episodes, losses, got.env_errors, scalars)
+
+    def set_lr_fraction(self, frac: float) -> None:
+        self.learner.set_lr_fraction(frac)
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.learner.optimizer.state_dict(), "task_weights": self.weights.state_dict(),
+                "sampler": self.sampler.state_dict()}  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.optimizer.load_state_dict(state["optimizer"])
+        self.weights.load_state_dict(state["task_weights"])
+        self.sampler.load_state_dict(state["sampler"])
