@@ -87,6 +87,7 @@ class Gathered:
     episodes: Episodes  # every episode run, kept or not (for logging and J)
     env_steps: int
     env_errors: int
+    quota: np.ndarray  # [K] groups to keep per task
     generated: np.ndarray  # [K] groups generated per task
     zero: np.ndarray  # [K] of them with zero variance (dropped)
 
@@ -135,7 +136,7 @@ class GroupSampler:
         seen = generated > 0
         decay = self.cfg.rho_ema
         self.rho[seen] = decay * self.rho[seen] + (1 - decay) * zero[seen] / generated[seen]
-        return Gathered(Groups.concat(kept_parts), Episodes.concat(all_eps), steps, errors, generated, zero)
+        return Gathered(Groups.concat(kept_parts), Episodes.concat(all_eps), steps, errors, quota, generated, zero)
 
     def state_dict(self) -> dict:
         return {"rho": torch.as_tensor(self.rho)}
@@ -164,6 +165,7 @@ class GRPOAlgorithm:
                  device: torch.device) -> None:  # fmt: skip
         self.policy, self.cfg, self.tasks, self.device = policy, cfg, tasks, device
         self.kind = outcome_kind(cfg.grpo, reports_success)
+        self.score_kind = "success" if reports_success else "return"  # J_k: success rate where the suite has it
         self.multi = cfg.algo == "mt_grpo"
         self.learner = GRPOLearner(policy, cfg.ppo)
         self.sampler = GroupSampler(len(tasks), cfg.grpo.groups, self.multi, cfg.mt_grpo)
@@ -188,7 +190,7 @@ class GRPOAlgorithm:
         scalars["grpo/generated_groups"] = float(got.generated.sum())
         if self.multi:
             improvement = (task_surrogates(self.policy, batch, self.cfg.ppo, k) - before).cpu()
-            self.weights.measure(got.episodes, self.kind)
+            self.weights.measure(got.episodes, self.score_kind)
             self.weights.step(improvement)
             for i, name in enumerate(self.tasks):
                 scalars[f"grpo/improvement/{name}"] = float(improvement[i])
