@@ -117,3 +117,35 @@ def test_pipeline_needs_ray_workers():
 
     with pytest.raises(ConfigError, match="rollout.pipeline=true .* needs rollout.workers >= 1"):
         load_config(TOY, ["rollout.workers=0", "rollout.pipeline=true"])
+
+
+def test_ray_workers_run_whole_groups_with_the_learners_group_ids():
+    cfg = load_config(ROOT / "configs/minigrid_mt3_grpo.yaml", ["rollout.workers=2", "grpo.group_size=3", "ray.num_cpus=2",
+                                                                 "env.max_episode_steps=12"])  # fmt: skip
+    suite = mtrl.get_suite(cfg.env.suite)
+    spec = policy_spec(cfg, suite)
+    pool = WorkerPool(suite, spec, cfg, seed=0)
+    try:
+        tasks, seeds, ids = np.array([0, 1, 2, 2, 1]), np.array([3, 4, 5, 6, 4]), np.array([10, 11, 12, 13, 14])
+        groups = pool.collect_groups(build_policy(spec), tasks, seeds, ids)
+        assert len(set(pool.node_ids())) == 1 and len(pool.actors) == 2
+    finally:
+        pool.close()
+    assert groups.group.tolist() == np.repeat(ids, 3).tolist()  # worker 0 ran 3 groups, worker 1 ran 2, in order
+    assert groups.episodes.task_id.tolist() == np.repeat(tasks, 3).tolist()
+    starts = np.r_[0, np.flatnonzero(np.diff(groups.episode)) + 1]
+    first = groups.obs[starts].reshape(5, 3, -1)
+    assert (first == first[:, :1]).all()
+    assert (first[1] == first[4]).all()  # the same task and seed on the other worker: the same start
+    assert groups.num_steps == groups.episodes.length.sum() and (groups.episodes.length <= 12).all()
+
+
+def test_mt_grpo_training_with_two_ray_workers_on_minigrid(tmp_path):
+    run = train(load_config(ROOT / "configs/minigrid_mt3_mt_grpo.yaml", [
+        f"run_dir={tmp_path}", "rollout.workers=2", "grpo.group_size=2", "grpo.groups=3", "env.max_episode_steps=16",
+        "train.total_steps=400", "train.checkpoint_every=1", "train.eval_episodes=1", "ray.num_cpus=2"]))  # fmt: skip
+    from mtrl.checkpoint import load_latest
+
+    _, ckpt = load_latest(run)
+    assert ckpt["env_steps"] >= 400 and ckpt["optimizer"]["task_weights"]["xi"].shape == (3,)
+    assert (run / "eval.json").is_file()

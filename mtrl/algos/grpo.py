@@ -16,12 +16,13 @@ import torch
 from torch import nn
 
 from mtrl.advantage import group_relative, task_normalize, zero_variance_groups
+from mtrl.algos import TensorBatch
 from mtrl.batch import Episodes, Groups
 from mtrl.config import GRPOConfig, PPOConfig
 
 
 @dataclass
-class GroupBatch:
+class GroupBatch(TensorBatch):
     """Flat training tensors of the kept groups on the learner's device."""
 
     obs: torch.Tensor
@@ -29,12 +30,6 @@ class GroupBatch:
     actions: torch.Tensor
     logp: torch.Tensor
     advantages: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.task_id)
-
-    def index(self, idx: torch.Tensor) -> GroupBatch:
-        return GroupBatch(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
 
 
 def outcome_kind(cfg: GRPOConfig, reports_success: bool) -> str:
@@ -123,9 +118,8 @@ class GRPOLearner:
 
     def __init__(self, policy: nn.Module, cfg: PPOConfig) -> None:
         self.policy, self.cfg = policy, cfg
-        actor = [p for name, p in policy.named_parameters() if not name.startswith("critic.")]
-        self.params = actor
-        self.optimizer = torch.optim.Adam(actor, lr=cfg.lr, eps=1e-5)
+        self.params = [p for name, p in policy.named_parameters() if not name.startswith("critic.")]
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, eps=1e-5)
 
     def set_lr_fraction(self, frac: float) -> None:
         """Scale the learning rate to frac * ppo.lr (linear annealing)."""

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from mtrl.advantage import batch_normalize, gae, task_normalize
+from mtrl.algos import TensorBatch
 from mtrl.batch import Episodes, Fragment
 from mtrl.config import PPOConfig
 
@@ -25,7 +26,7 @@ class Iteration:
 
 
 @dataclass
-class PPOBatch:
+class PPOBatch(TensorBatch):
     """Flat, valid-only training tensors on the learner's device."""
 
     obs: torch.Tensor
@@ -35,12 +36,6 @@ class PPOBatch:
     advantages: torch.Tensor
     returns: torch.Tensor
     values: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.task_id)
-
-    def index(self, idx: torch.Tensor) -> PPOBatch:
-        return PPOBatch(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
 
 
 @torch.no_grad()
