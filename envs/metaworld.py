@@ -40,6 +40,19 @@ MT50 = (
 )  # fmt: skip
 
 
+class SeededVariantReset(gym.Wrapper):
+    """Make `reset(seed=s)` pick the goal variant from s as well.
+
+    Meta-World's task-select wrapper draws the variant from the env's RNG *before* the seed is
+    applied, so the same seed gave different start states depending on the env's history. GRPO
+    groups need reset(seed=s) to fix the whole start state: reseed the RNG first."""
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self.env.unwrapped.np_random = np.random.default_rng(seed)
+        return self.env.reset(seed=seed, options=options)
+
+
 def _build(tasks: tuple[str, ...], task: int, seed: int) -> gym.Env:
     try:
         import metaworld  # noqa: F401  (registers the Meta-World ids, also inside Ray workers)
@@ -47,7 +60,7 @@ def _build(tasks: tuple[str, ...], task: int, seed: int) -> gym.Env:
         raise mtrl.MtrlError("Meta-World suites need the extra: pip install 'mtrl[metaworld]'") from exc
     env = gym.make("Meta-World/MT1", env_name=tasks[task], seed=BENCHMARK_SEED, disable_env_checker=True)
     env.action_space.seed(seed)
-    return env
+    return SeededVariantReset(env)
 
 
 def envpool_id(task: str) -> str:

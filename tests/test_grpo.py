@@ -192,3 +192,22 @@ def test_mt_grpo_logs_and_checkpoints_its_task_weights_and_resumes(tmp_path):
     train(load_config(run / "config.yaml", [f"resume={run}", "train.total_steps=4000"]))
     _, ckpt2 = load_latest(run)
     assert ckpt2["env_steps"] >= 4000 and not torch.equal(ckpt2["optimizer"]["task_weights"]["xi"], xi)
+
+
+def test_group_starts_on_real_metaworld_depend_only_on_the_seed():
+    """Meta-World draws a goal variant at every reset; reused envs must still start a group's
+    episodes from the seed's state (envs/metaworld.py::SeededVariantReset)."""
+    pytest.importorskip("metaworld")
+    suite = get_suite("metaworld-mt1-pick-place-v3")
+    cfg = load_config(TOY, ["env.suite=metaworld-mt1-pick-place-v3", "policy.arch=mlp"])
+    collector = GroupCollector(suite, policy_spec(cfg, suite), group_size=3, max_episode_steps=4)
+
+    def starts(seeds: list[int]) -> np.ndarray:
+        groups = collector.collect(np.zeros(len(seeds), np.int64), np.array(seeds), np.arange(len(seeds)))
+        return groups.obs[::4].reshape(len(seeds), 3, -1)  # 4 steps per episode: every 4th row is a start
+
+    first = starts([1, 2])
+    assert (first == first[:, :1]).all() and not np.array_equal(first[0, 0], first[1, 0])
+    again = starts([2, 1])  # the same envs, now with a history: the same seeds, the same starts
+    assert np.array_equal(again[0], first[1]) and np.array_equal(again[1], first[0])
+    collector.close()
