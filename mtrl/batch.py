@@ -7,6 +7,15 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 
+def per_task_means(task_id: np.ndarray, values: np.ndarray, num_tasks: int) -> np.ndarray:
+    """Mean of `values` per task (NaN for a task with no entries), without a loop over tasks."""
+    values = np.asarray(values, np.float64)
+    counts = np.bincount(task_id, minlength=num_tasks)
+    sums = np.bincount(task_id, weights=values, minlength=num_tasks)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan)
+
+
 @dataclass
 class Episodes:
     """Episodes that finished during a fragment: one entry per episode."""

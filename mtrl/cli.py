@@ -1,4 +1,4 @@
-"""The `mtrl` command: train, eval, suites. User errors exit with code 2 and one line."""
+"""The `mtrl` command: train, eval, suites, curricula. User errors exit with code 2 and one line."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("suites", help="list every registered suite and its tasks")
     s.add_argument("--names", action="store_true", help="print suite names only")
+    sub.add_parser("curricula", help="list every registered curriculum (task sampler) for curriculum.name")
     return p
 
 
@@ -85,11 +86,19 @@ def _suites(args: argparse.Namespace) -> None:
         print(f"{name} ({suite.num_tasks} tasks): {', '.join(suite.tasks)}")
 
 
+def _curricula(args: argparse.Namespace) -> None:
+    from mtrl.registry import CURRICULA
+
+    for name in CURRICULA.names():
+        doc = (CURRICULA.get(name).__doc__ or "").strip().split("\n")[0]
+        print(f"{name}: {doc}" if doc else name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mtrl` console script."""
     args = _parser().parse_args(argv)
     try:
-        {"train": _train, "eval": _eval, "suites": _suites}[args.command](args)
+        {"train": _train, "eval": _eval, "suites": _suites, "curricula": _curricula}[args.command](args)
     except MtrlError as exc:
         if args.debug:
             raise

@@ -16,6 +16,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from mtrl.errors import ConfigError, did_you_mean
+from mtrl.registry import CURRICULA
 
 
 def opt(default: Any, help: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Any:
@@ -90,6 +91,20 @@ class MTGRPOConfig:
 
 
 @dataclass
+class CurriculumConfig:
+    name: str | None = opt(None, "task sampler that picks each env slot's next task at reset (`mtrl curricula`: uniform, "
+                           "learning_progress, plr, exp3, worst_task, threshold); null: slot i always runs task i mod K")
+    eps: float = opt(0.05, "share of the uniform distribution mixed in, so every task keeps >= eps/K", 0.0, 1.0)
+    temperature: float = opt(0.1, "Boltzmann temperature of learning_progress (on |Q|) and worst_task", 0.0, None, lo_open=True)
+    lp_alpha: float = opt(0.1, "learning_progress: step size of the progress estimate Q", 0.0, 1.0, lo_open=True)
+    plr_beta: float = opt(0.1, "plr: rank-transform temperature beta (h = rank^(-1/beta))", 0.0, None, lo_open=True)
+    plr_rho: float = opt(0.1, "plr: weight rho of the staleness distribution", 0.0, 1.0)
+    exp3_gamma: float = opt(0.01, "exp3: exploration rate gamma", 0.0, 1.0)
+    threshold: float = opt(0.8, "threshold: success rate (or normalised return) that unlocks the next task", 0.0, 1.0)
+    order: str | None = opt(None, "threshold: comma-separated task names in unlock order (null: the suite's order)")
+
+
+@dataclass
 class TrainConfig:
     total_steps: int = opt(50_000, "env steps to train for, summed over all tasks", 1)
     checkpoint_every: int = opt(10, "write a checkpoint every this many iterations", 1)
@@ -125,6 +140,7 @@ class Config:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     mt_grpo: MTGRPOConfig = field(default_factory=MTGRPOConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     ray: RayConfig = field(default_factory=RayConfig)
@@ -271,6 +287,14 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     if cfg.algo != "ppo" and (r.pipeline or cfg.env.backend != "gymnasium"):
         raise ConfigError(f"algo={cfg.algo} resets every env with its group's seed, which needs env.backend=gymnasium "
                           "and rollout.pipeline=false")  # fmt: skip
+    name = cfg.curriculum.name
+    if name is not None:
+        CURRICULA.get(name)  # an unknown name stops here, with the closest match
+        if cfg.env.backend != "gymnasium":
+            raise ConfigError(f"curriculum.name={name} switches a slot's task at reset, which needs env.backend=gymnasium")
+        if cfg.algo == "mt_grpo" and name != "worst_task":
+            raise ConfigError(f"algo=mt_grpo samples tasks by its own weights z; curriculum.name={name} would override "
+                              "them (use worst_task, which follows z, or null)")  # fmt: skip
     if r.workers and r.num_envs % r.workers:
         raise ConfigError(f"rollout.num_envs={r.num_envs} must be a multiple of rollout.workers={r.workers}")
     return cfg

@@ -9,17 +9,8 @@ import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from mtrl.batch import Episodes
+from mtrl.batch import Episodes, per_task_means
 from mtrl.evaluate import EvalResult
-
-
-def per_task_means(task_id: np.ndarray, values: np.ndarray, num_tasks: int) -> np.ndarray:
-    """Mean of `values` per task (NaN for a task with no entries), without a loop over tasks."""
-    values = np.asarray(values, np.float64)
-    counts = np.bincount(task_id, minlength=num_tasks)
-    sums = np.bincount(task_id, weights=values, minlength=num_tasks)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / counts, np.nan)
 
 
 class Logger:
@@ -61,6 +52,20 @@ class Logger:
         """Cumulative fault counters: faults/worker_restarts and faults/env_errors."""
         for key, value in faults.items():
             self.writer.add_scalar(f"faults/{key}", value, env_steps)
+
+    def log_task_steps(self, env_steps: int, task_steps: np.ndarray) -> None:
+        """Cumulative env steps per task (task/<name>/env_steps)."""
+        for name, n in zip(self.tasks, task_steps):
+            self.writer.add_scalar(f"task/{name}/env_steps", int(n), env_steps)
+
+    def log_curriculum(self, env_steps: int, probs: np.ndarray, scores: dict[str, np.ndarray]) -> None:
+        """The sampling probabilities the workers used and the curriculum's per-task scores."""
+        for name, p in zip(self.tasks, probs):
+            self.writer.add_scalar(f"curriculum/prob/{name}", float(p), env_steps)
+        for key, values in scores.items():
+            for name, v in zip(self.tasks, values):
+                if np.isfinite(v):
+                    self.writer.add_scalar(f"curriculum/{key}/{name}", float(v), env_steps)
 
     def log_eval(self, env_steps: int, result: EvalResult) -> None:
         """Log the final evaluation per task and its mean."""

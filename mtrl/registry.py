@@ -1,4 +1,4 @@
-"""Named registries for plug-ins (suites now; curricula and algorithms later).
+"""Named registries for plug-ins: suites and curricula.
 
 Built-in and third-party packages use the same two routes: call `register_suite` directly, or
 expose a zero-argument callable in the entry-point group `mtrl.suites` that calls it.
@@ -19,9 +19,10 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """A name -> object map that pulls in its entry-point group on first lookup."""
 
-    def __init__(self, kind: str, group: str) -> None:
+    def __init__(self, kind: str, group: str, plural: str | None = None) -> None:
         self.kind = kind
         self.group = group
+        self.plural = plural or kind + "s"
         self._items: dict[str, T] = {}
         self._entry_points_loaded = False
 
@@ -39,7 +40,7 @@ class Registry(Generic[T]):
         if name not in self._items:
             raise UnknownNameError(
                 f"unknown {self.kind} '{name}'{did_you_mean(name, self._items)}; "
-                f"run 'mtrl {self.kind}s' to list them"
+                f"run 'mtrl {self.plural}' to list them"
             )
         return self._items[name]
 
@@ -61,6 +62,7 @@ class Registry(Generic[T]):
 
 
 SUITES: Registry[Callable[[], object]] = Registry("suite", "mtrl.suites")
+CURRICULA: Registry[Callable[..., object]] = Registry("curriculum", "mtrl.curricula", plural="curricula")
 
 
 def register_suite(name: str, factory: Callable[[], object], *, overwrite: bool = False) -> None:

@@ -34,11 +34,14 @@ class Collector:
         autoreset_mode: str = "next_step",
         max_episode_steps: int | None = None,
         backend: str = "gymnasium",
+        curriculum: bool = False,
     ) -> None:
         self.suite = suite
         self.tasks = np.asarray(tasks, dtype=np.int64)
         self.same_step = autoreset_mode == "same_step"
-        self.envs = make_vector_env(suite, tasks, seeds, autoreset_mode, max_episode_steps, backend)
+        # with a curriculum, slots draw their task at reset from this array (`set_task_probs`)
+        self.task_probs = np.full(suite.num_tasks, 1.0 / suite.num_tasks) if curriculum else None
+        self.envs = make_vector_env(suite, tasks, seeds, autoreset_mode, max_episode_steps, backend, self.task_probs)
         self.obs, _ = self.envs.reset(seed=[int(s) for s in seeds])
         self.policy = build_policy(spec).eval()
         self.continuous = not spec.discrete
@@ -52,6 +55,12 @@ class Collector:
     def set_weights(self, weights: dict[str, Any]) -> None:
         """Load the learner's actor weights (tensors or numpy arrays; `actor_weights`)."""
         load_actor_weights(self.policy, weights)
+
+    def set_task_probs(self, probs: np.ndarray) -> None:
+        """The curriculum's task probabilities for the slots' next resets."""
+        if self.task_probs is None:
+            raise ValueError("this collector has fixed slot tasks (no curriculum)")
+        self.task_probs[:] = probs
 
     def close(self) -> None:
         self.envs.close()
@@ -91,7 +100,7 @@ class Collector:
                 env_errors += failed
                 valid &= ~((time_idx >= self._ep_start) & (time_idx <= t) & failed)
                 self._ep_ret[failed], self._ep_len[failed], self._ep_success[failed] = 0.0, 0, 0.0
-            finished.append(self._track_episodes(rew, term | trunc, valid[t], infos))
+            finished.append(self._track_episodes(buf_task[t], rew, term | trunc, valid[t], infos))
             self._ep_start[term | trunc] = t + 1
             self._pending_reset = (term | trunc) & (not self.same_step)
             self.obs = next_obs
@@ -108,14 +117,15 @@ class Collector:
             return np.stack([infos["final_obs"][i]["obs"] for i in idx])
         return next_obs["obs"][idx]
 
-    def _track_episodes(self, rew: np.ndarray, done: np.ndarray, valid: np.ndarray, infos: dict) -> Episodes:
-        """Accumulate per-slot episode stats; return the episodes that ended this step."""
+    def _track_episodes(self, task: np.ndarray, rew: np.ndarray, done: np.ndarray, valid: np.ndarray, infos: dict) -> Episodes:
+        """Accumulate per-slot episode stats; return the episodes that ended this step (`task`:
+        each slot's task on this step)."""
         self._ep_ret += np.where(valid, rew, 0.0)
         self._ep_len += valid
         self._ep_success = np.maximum(self._ep_success, step_flag(infos, "success", done, self.same_step) * valid)
         ended = np.flatnonzero(done & valid)
         success = self._ep_success[ended] if self.suite.reports_success else np.full(len(ended), np.nan, np.float32)
-        episodes = Episodes(self.tasks[ended], self._ep_ret[ended].copy(), self._ep_len[ended].copy(), success.copy())
+        episodes = Episodes(task[ended], self._ep_ret[ended].copy(), self._ep_len[ended].copy(), success.copy())
         self._ep_ret[ended], self._ep_len[ended], self._ep_success[ended] = 0.0, 0, 0.0
         return episodes
 

@@ -14,6 +14,7 @@ from mtrl.algos.mt_grpo import GRPOAlgorithm
 from mtrl.algos.ppo import PPOAlgorithm
 from mtrl.checkpoint import list_checkpoints, load_latest, save_checkpoint
 from mtrl.config import Config, save_config, to_dict
+from mtrl.curriculum import make_curriculum, task_stats
 from mtrl.errors import CheckpointError, MtrlError
 from mtrl.evaluate import default_episodes, evaluate
 from mtrl.logger import Logger
@@ -88,9 +89,11 @@ def train(cfg: Config) -> Path:
     else:
         algo = GRPOAlgorithm(policy, cfg, suite.tasks, suite.reports_success, device)
     gen = torch.Generator().manual_seed(cfg.seed)
+    curriculum = make_curriculum(suite.tasks, cfg.curriculum) if cfg.curriculum.name else None
     run_dir = _run_dir(cfg)  # only now, so that a bad config leaves nothing behind
     env_steps = iteration = 0
     faults = {"worker_restarts": 0, "env_errors": 0}  # cumulative over the run, kept across resumes
+    task_steps = torch.zeros(suite.num_tasks, dtype=torch.int64)  # env steps per task, ditto
     if cfg.resume:
         path, ckpt = load_latest(run_dir)
         if ckpt["spec"] != dataclasses.asdict(spec) or list(ckpt["tasks"]) != list(suite.tasks):
@@ -102,6 +105,9 @@ def train(cfg: Config) -> Path:
         gen.set_state(ckpt["rng_learner"])
         env_steps, iteration = int(ckpt["env_steps"]), int(ckpt["iteration"])
         faults.update(ckpt.get("faults", {}))
+        if curriculum is not None and ckpt.get("curriculum") is not None:
+            _load_state(curriculum, ckpt["curriculum"], "curriculum")
+        task_steps = torch.as_tensor(ckpt.get("task_steps", task_steps))
         print(f"mtrl: resuming {run_dir} from {path.name} at {env_steps} env steps")
     save_config(dataclasses.replace(cfg, resume=None, run_dir=str(run_dir)), run_dir / "config.yaml")
 
@@ -109,7 +115,8 @@ def train(cfg: Config) -> Path:
         payload = {"policy": policy.state_dict(), "optimizer": algo.state_dict(), "env_steps": env_steps,
                    "iteration": iteration, "spec": dataclasses.asdict(spec), "tasks": list(suite.tasks),
                    "config": json.dumps(to_dict(cfg)), "rng_torch": torch.get_rng_state(),
-                   "rng_learner": gen.get_state(), "faults": dict(faults)}  # fmt: skip
+                   "rng_learner": gen.get_state(), "faults": dict(faults), "task_steps": task_steps,
+                   "curriculum": curriculum.state_dict() if curriculum is not None else None}  # fmt: skip
         return save_checkpoint(run_dir, payload, env_steps, cfg.train.keep_checkpoints)
 
     workers = f"{cfg.rollout.workers} Ray workers" if cfg.rollout.workers else "in-process rollouts"
@@ -125,13 +132,21 @@ def train(cfg: Config) -> Path:
             t0 = time.perf_counter()
             if cfg.ppo.anneal_lr:
                 algo.set_lr_fraction(1.0 - env_steps / cfg.train.total_steps)
+            if curriculum is not None:
+                algo.task_probs = curriculum.probs()
             it = algo.iterate(pool, gen)
+            task_steps += torch.as_tensor(it.task_steps)
             env_steps += it.env_steps
             iteration += 1
             faults["env_errors"] += it.env_errors
             faults["worker_restarts"] += pool.restarts - restarts_seen
             restarts_seen = pool.restarts
             logger.log_faults(env_steps, faults)
+            logger.log_task_steps(env_steps, task_steps.numpy())
+            if curriculum is not None:
+                curriculum.update(task_stats(iteration, it.episodes, it.task_abs_adv, suite.num_tasks,
+                                             suite.reports_success, algo.task_weights()))  # fmt: skip
+                logger.log_curriculum(env_steps, algo.task_probs, curriculum.scores())
             logger.log_iteration(env_steps, it.env_steps, it.episodes, it.losses,
                                  it.env_steps / (time.perf_counter() - t0), suite.reports_success, it.scalars)  # fmt: skip
             if iteration % cfg.train.checkpoint_every == 0:

@@ -34,7 +34,7 @@ class RolloutWorker:
 
     def __init__(self, suite: TaskSuite, tasks: list[int], seeds: list[int], spec: PolicySpec, autoreset_mode: str,
                  max_episode_steps: int | None, backend: str, torch_seed: int, one_thread: bool = True,
-                 group_size: int | None = None) -> None:  # fmt: skip
+                 group_size: int | None = None, curriculum: bool = False) -> None:  # fmt: skip
         if one_thread:
             torch.set_num_threads(1)
         torch.manual_seed(torch_seed)
@@ -42,12 +42,14 @@ class RolloutWorker:
         if group_size:
             self.collector = GroupCollector(suite, spec, group_size, max_episode_steps)
         else:
-            self.collector = Collector(suite, tasks, seeds, spec, autoreset_mode, max_episode_steps, backend)
+            self.collector = Collector(suite, tasks, seeds, spec, autoreset_mode, max_episode_steps, backend, curriculum)
 
-    def collect(self, weights: dict[str, np.ndarray], steps: int) -> Fragment:
-        """Load the weights, then collect one fragment."""
+    def collect(self, weights: dict[str, np.ndarray], steps: int, task_probs: np.ndarray | None = None) -> Fragment:
+        """Load the weights (and the curriculum's task probabilities), then collect one fragment."""
         assert isinstance(self.collector, Collector)
         self.collector.set_weights(weights)
+        if task_probs is not None:
+            self.collector.set_task_probs(task_probs)
         return self.collector.collect(steps)
 
     def collect_groups(self, weights: dict[str, np.ndarray], tasks: np.ndarray, seeds: np.ndarray,
@@ -85,9 +87,10 @@ class WorkerPool:
         self._started_ray = False
         args = (spec, r.autoreset_mode, cfg.env.max_episode_steps, cfg.env.backend)
         group_size = cfg.grpo.group_size if cfg.algo in ("grpo", "mt_grpo") else None
+        kw = {"group_size": group_size, "curriculum": cfg.curriculum.name is not None and group_size is None}
         if r.workers == 0:
             self.local: RolloutWorker | None = RolloutWorker(suite, tasks, seeds, *args, torch_seed=seed,
-                                                             one_thread=False, group_size=group_size)  # fmt: skip
+                                                             one_thread=False, **kw)  # fmt: skip
             self.actors: list[Any] = []
             return
         self.local = None
@@ -98,33 +101,33 @@ class WorkerPool:
         per = r.num_envs // r.workers
         self.actors = [
             actor_cls.remote(suite, tasks[i * per:(i + 1) * per], seeds[i * per:(i + 1) * per], *args, torch_seed=seed + 1 + i,
-                             group_size=group_size)
+                             **kw)
             for i in range(r.workers)
         ]
 
-    def collect(self, policy: torch.nn.Module) -> Fragment:
+    def collect(self, policy: torch.nn.Module, task_probs: np.ndarray | None = None) -> Fragment:
         """Send the policy's current weights to every worker and gather one fragment from each."""
-        return self.wait(self.submit(policy))
+        return self.wait(self.submit(policy, task_probs))
 
-    def submit(self, policy: torch.nn.Module) -> Any:
+    def submit(self, policy: torch.nn.Module, task_probs: np.ndarray | None = None) -> Any:
         """Start one fragment per worker with the policy's current weights; `wait` gathers them.
 
         Between the two the learner is free to update (rollout.pipeline): the fragments then come
         from weights one update old, and PPO's ratio uses their recorded behaviour log-probs."""
         weights = actor_weights(policy)
         if self.local is not None:
-            return weights  # in-process: collected in `wait`
+            return weights, task_probs  # in-process: collected in `wait`
         import ray
 
         ref = ray.put(weights)  # one copy in the object store, read zero-copy by every actor
-        return ref, [a.collect.remote(ref, self.steps) for a in self.actors]
+        return ref, task_probs, [a.collect.remote(ref, self.steps, task_probs) for a in self.actors]
 
     def wait(self, submitted: Any) -> Fragment:
         """The fragments of a `submit`, joined along the slot axis."""
         if self.local is not None:
-            return self.local.collect(submitted, self.steps)
-        ref, pending = submitted
-        return Fragment.concat([self._get(i, call, lambda a: a.collect.remote(ref, self.steps))
+            return self.local.collect(submitted[0], self.steps, submitted[1])
+        ref, probs, pending = submitted
+        return Fragment.concat([self._get(i, call, lambda a: a.collect.remote(ref, self.steps, probs))
                                 for i, call in enumerate(pending)])  # fmt: skip
 
     def collect_groups(self, policy: torch.nn.Module, tasks: np.ndarray, seeds: np.ndarray, group_ids: np.ndarray) -> Groups:

@@ -80,7 +80,7 @@ def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool) ->
             frag = pool.wait(in_flight if in_flight is not None else pool.submit(policy))
             in_flight = pool.submit(policy) if cfg.rollout.pipeline else None
             if learn:
-                learner.update(make_batch(frag, policy, cfg.ppo, suite.num_tasks, torch.device("cpu")), gen)
+                learner.update(make_batch(frag, policy, cfg.ppo, suite.num_tasks, torch.device("cpu"))[0], gen)
             steps += frag.num_steps
         rate = steps / (time.perf_counter() - t0)
         if in_flight is not None:

@@ -13,7 +13,7 @@ import torch
 
 from mtrl.algos.grpo import GRPOLearner, group_table, make_group_batch, outcome_kind, select_groups, task_surrogates
 from mtrl.algos.ppo import Iteration
-from mtrl.batch import Episodes, Groups
+from mtrl.batch import Episodes, Groups, per_task_means
 from mtrl.config import Config, MTGRPOConfig
 
 
@@ -103,12 +103,18 @@ class GroupSampler:
         self.rho = np.zeros(num_tasks)  # EMA of each task's zero-variance group fraction
 
     def gather(self, collect: Callable[[np.ndarray, np.ndarray, np.ndarray], Groups], z: np.ndarray,
-               gen: torch.Generator, kind: str) -> Gathered:  # fmt: skip
-        """Run the sampling rounds through `collect(tasks, seeds, group_ids)`."""
+               gen: torch.Generator, kind: str, task_probs: np.ndarray | None = None) -> Gathered:  # fmt: skip
+        """Run the sampling rounds through `collect(tasks, seeds, group_ids)`. Plain GRPO with a
+        curriculum draws the quotas from its `task_probs` instead of splitting evenly."""
+        def draw(p: np.ndarray) -> np.ndarray:  # Multinomial(B, p) counts per task
+            return np.bincount(torch.multinomial(torch.as_tensor(p), self.groups, True, generator=gen).numpy(), minlength=self.k)
+
         if self.rp:
-            quota = np.bincount(torch.multinomial(torch.as_tensor(z), self.groups, True, generator=gen).numpy(), minlength=self.k)
+            quota = draw(z)
             m, z_hat = inflation(z, self.rho, self.cfg.max_inflation)
-            counts = np.bincount(torch.multinomial(torch.as_tensor(z_hat), self.groups, True, generator=gen).numpy(), minlength=self.k)
+            counts = draw(z_hat)
+        elif task_probs is not None:
+            quota = counts = draw(task_probs)
         else:
             quota = counts = np.bincount(np.arange(self.groups) % self.k, minlength=self.k)
             m = np.ones(self.k)
@@ -170,11 +176,13 @@ class GRPOAlgorithm:
         self.learner = GRPOLearner(policy, cfg.ppo)
         self.sampler = GroupSampler(len(tasks), cfg.grpo.groups, self.multi, cfg.mt_grpo)
         self.weights = TaskWeights(len(tasks), cfg.mt_grpo)
+        self.task_probs: np.ndarray | None = None  # a curriculum's: grpo draws each task's quota from them
 
     def iterate(self, pool, gen: torch.Generator) -> Iteration:  # noqa: ANN001 - a mtrl.workers.WorkerPool
         k = len(self.tasks)
         z = self.weights.z() if self.multi else torch.full((k,), 1.0 / k)
-        got = self.sampler.gather(lambda t, s, i: pool.collect_groups(self.policy, t, s, i), z.numpy(), gen, self.kind)
+        got = self.sampler.gather(lambda t, s, i: pool.collect_groups(self.policy, t, s, i), z.numpy(), gen, self.kind,
+                                  self.task_probs)  # fmt: skip
         batch = make_group_batch(got.kept, self.kind, self.cfg.grpo.task_norm, k, self.device)
         if self.multi:
             before = task_surrogates(self.policy, batch, self.cfg.ppo, k)
@@ -195,10 +203,16 @@ class GRPOAlgorithm:
             for i, name in enumerate(self.tasks):
                 scalars[f"grpo/improvement/{name}"] = float(improvement[i])
                 scalars[f"grpo/score/{name}"] = float(self.weights.score[i])
-        return Iteration(got.env_steps, got.episodes, losses, got.env_errors, scalars)
+        task_steps = np.bincount(got.episodes.task_id, weights=got.episodes.length, minlength=k).astype(np.int64)
+        abs_adv = per_task_means(batch.task_id.cpu().numpy(), batch.advantages.abs().cpu().numpy(), k)
+        return Iteration(got.env_steps, got.episodes, losses, got.env_errors, scalars, task_steps, abs_adv)
 
     def set_lr_fraction(self, frac: float) -> None:
         self.learner.set_lr_fraction(frac)
+
+    def task_weights(self) -> np.ndarray | None:
+        """MT-GRPO's z (None for plain GRPO)."""
+        return self.weights.z().numpy() if self.multi else None
 
     def state_dict(self) -> dict:
         return {"optimizer": self.learner.optimizer.state_dict(), "task_weights": self.weights.state_dict(),

@@ -10,7 +10,7 @@ from torch import nn
 
 from mtrl.advantage import batch_normalize, gae, task_normalize
 from mtrl.algos import TensorBatch
-from mtrl.batch import Episodes, Fragment
+from mtrl.batch import Episodes, Fragment, per_task_means
 from mtrl.config import PPOConfig
 
 
@@ -23,6 +23,8 @@ class Iteration:
     losses: dict[str, float]
     env_errors: int
     scalars: dict[str, float]  # extra TensorBoard scalars, by full tag
+    task_steps: np.ndarray  # [K] env steps per task
+    task_abs_adv: np.ndarray  # [K] mean |advantage| per task before normalisation (NaN: no steps)
 
 
 @dataclass
@@ -59,9 +61,9 @@ def fragment_values(policy: nn.Module, frag: Fragment, device: torch.device, chu
     return values, bootstrap, v(frag.last_obs, frag.last_task_id)
 
 
-def make_batch(frag: Fragment, policy: nn.Module, cfg: PPOConfig, num_tasks: int, device: torch.device) -> PPOBatch:
+def make_batch(frag: Fragment, policy: nn.Module, cfg: PPOConfig, num_tasks: int, device: torch.device) -> tuple[PPOBatch, np.ndarray]:
     """Values on the learner, GAE on the time-major fragment, then drop invalid steps, then
-    normalise advantages."""
+    normalise advantages. Also returns each task's mean |GAE| before normalisation (for PLR)."""
     values, bootstrap, last_value = fragment_values(policy, frag, device)
     adv, ret = gae(frag.rewards, values, last_value, frag.terminated, frag.truncated, bootstrap, cfg.gamma, cfg.gae_lambda)
     m = frag.valid
@@ -71,8 +73,9 @@ def make_batch(frag: Fragment, policy: nn.Module, cfg: PPOConfig, num_tasks: int
 
     task = t(frag.task_id)
     adv_t = t(adv)
+    abs_adv = per_task_means(frag.task_id[m], np.abs(adv[m]), num_tasks)
     adv_t = task_normalize(adv_t, task, num_tasks) if cfg.task_norm else batch_normalize(adv_t)
-    return PPOBatch(t(frag.obs), task, t(frag.actions), t(frag.logp), adv_t, t(ret), t(values))
+    return PPOBatch(t(frag.obs), task, t(frag.actions), t(frag.logp), adv_t, t(ret), t(values)), abs_adv
 
 
 def ppo_loss(policy: nn.Module, mb: PPOBatch, cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
@@ -134,15 +137,22 @@ class PPOAlgorithm:
         self.policy, self.cfg, self.num_tasks, self.device, self.pipeline = policy, cfg, num_tasks, device, pipeline
         self.learner = PPOLearner(policy, cfg)
         self._in_flight = None
+        self.task_probs: np.ndarray | None = None  # a curriculum's, sent to the workers with the weights
 
     def iterate(self, pool, gen: torch.Generator) -> Iteration:  # noqa: ANN001 - a mtrl.workers.WorkerPool
-        frag = pool.wait(self._in_flight if self._in_flight is not None else pool.submit(self.policy))
-        self._in_flight = pool.submit(self.policy) if self.pipeline else None
-        losses = self.learner.update(make_batch(frag, self.policy, self.cfg, self.num_tasks, self.device), gen)
-        return Iteration(frag.num_steps, frag.episodes, losses, int(frag.env_errors.sum()), {})
+        submit = lambda: pool.submit(self.policy, self.task_probs)  # noqa: E731
+        frag = pool.wait(self._in_flight if self._in_flight is not None else submit())
+        self._in_flight = submit() if self.pipeline else None
+        batch, abs_adv = make_batch(frag, self.policy, self.cfg, self.num_tasks, self.device)
+        losses = self.learner.update(batch, gen)
+        task_steps = np.bincount(frag.task_id[frag.valid], minlength=self.num_tasks)
+        return Iteration(frag.num_steps, frag.episodes, losses, int(frag.env_errors.sum()), {}, task_steps, abs_adv)
 
     def set_lr_fraction(self, frac: float) -> None:
         self.learner.set_lr_fraction(frac)
+
+    def task_weights(self) -> None:
+        return None
 
     def state_dict(self) -> dict:
         return self.learner.optimizer.state_dict()

@@ -1,0 +1,270 @@
+"""Curricula: task samplers that set, each iteration, the probability with which every env slot
+picks its next task at reset (ALGORITHMS.md section 6).
+
+A curriculum is any object with `probs()`, `update(stats)`, `scores()`, `state_dict()` and
+`load_state_dict()` (the `Curriculum` protocol), made by a factory `(tasks, cfg) -> Curriculum`
+registered with `register_curriculum` or through the entry-point group `mtrl.curricula`, the same
+route as suites. Every built-in mixes in `curriculum.eps` of the uniform distribution, so each task
+keeps probability >= eps / K, and ignores tasks without data in an iteration (NaN statistics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from mtrl.batch import Episodes, per_task_means
+from mtrl.config import CurriculumConfig
+from mtrl.errors import MtrlError
+from mtrl.registry import CURRICULA
+
+
+@dataclass
+class TaskStats:
+    """Per-task statistics of one iteration, from the learner; NaN where a task has no data."""
+
+    iteration: int
+    returns: np.ndarray  # [K] mean undiscounted return of the episodes that finished
+    success: np.ndarray  # [K] their success rate (NaN where the suite reports none)
+    abs_advantage: np.ndarray  # [K] mean |advantage| of the task's steps, before normalisation
+    episodes: np.ndarray  # [K] episodes that finished
+    task_weights: np.ndarray | None = None  # MT-GRPO's z, when algo=mt_grpo
+
+
+def task_stats(iteration: int, episodes: Episodes, abs_advantage: np.ndarray, num_tasks: int, reports_success: bool,
+               task_weights: np.ndarray | None = None) -> TaskStats:  # fmt: skip
+    """The per-task statistics of one iteration's finished episodes."""
+    success = per_task_means(episodes.task_id, episodes.success, num_tasks) if reports_success else np.full(num_tasks, np.nan)
+    return TaskStats(iteration, per_task_means(episodes.task_id, episodes.ret, num_tasks), success, abs_advantage,
+                     np.bincount(episodes.task_id, minlength=num_tasks), task_weights)  # fmt: skip
+
+
+class Curriculum(Protocol):
+    def probs(self) -> np.ndarray: ...
+    def update(self, stats: TaskStats) -> None: ...
+    def scores(self) -> dict[str, np.ndarray]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def mix_uniform(p: np.ndarray, eps: float) -> np.ndarray:
+    """(1 - eps) p + eps / K, after mapping non-finite or negative entries to 0 (all zero: uniform)."""
+    p = np.where(np.isfinite(p) & (p > 0), p, 0.0)
+    p = p / p.sum() if p.sum() > 0 else np.full(len(p), 1.0 / len(p))
+    return (1 - eps) * p + eps / len(p)
+
+
+def softmax(x: np.ndarray, temperature: float) -> np.ndarray:
+    z = x / temperature
+    z = np.exp(z - z.max())
+    return z / z.sum()
+
+
+class _State:
+    """Plain numpy attributes named in `_fields`, saved and restored as float64 arrays."""
+
+    _fields: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {f: np.asarray(getattr(self, f), np.float64).tolist() for f in self._fields}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for f in self._fields:
+            setattr(self, f, np.asarray(state[f], np.float64))
+
+
+class Uniform(_State):
+    """Every task equally likely at every reset."""
+
+    def __init__(self, tasks: tuple[str, ...], cfg: CurriculumConfig) -> None:
+        self.k = len(tasks)
+
+    def probs(self) -> np.ndarray:
+        return np.full(self.k, 1.0 / self.k)
+
+    def update(self, stats: TaskStats) -> None:
+        pass
+
+    def scores(self) -> dict[str, np.ndarray]:
+        return {}
+
+
+class LearningProgress(_State):
+    """TSCL online (Matiisen et al. 2017): Q_k <- Q_k + alpha (r_k - r_k_prev - Q_k), sampled by
+    a Boltzmann distribution on |Q_k|: tasks whose return changes fastest, up or down."""
+
+    _fields = ("q", "prev")
+
+    def __init__(self, tasks: tuple[str, ...], cfg: CurriculumConfig) -> None:
+        self.cfg, self.q, self.prev = cfg, np.zeros(len(tasks)), np.full(len(tasks), np.nan)
+
+    def probs(self) -> np.ndarray:
+        return mix_uniform(softmax(np.abs(self.q), self.cfg.temperature), self.cfg.eps)
+
+    def update(self, stats: TaskStats) -> None:
+        r = stats.returns
+        both = np.isfinite(r) & np.isfinite(self.prev)
+        self.q = np.where(both, self.q + self.cfg.lp_alpha * (r - self.prev - self.q), self.q)
+        self.prev = np.where(np.isfinite(r), r, self.prev)
+
+    def scores(self) -> dict[str, np.ndarray]:
+        return {"q": self.q}
+
+
+class PrioritizedLevelReplay(_State):
+    """PLR (Jiang et al. 2021): P = (1 - rho) P_S + rho P_C with P_S from the rank transform
+    h_k = rank_k^(-1/beta) of score_k = mean |GAE|, and P_C ~ c - C_k the staleness (episodes
+    since task k last had one). A task not scored yet ranks first, as an unseen level."""
+
+    _fields = ("score", "last_seen", "episodes")
+
+    def __init__(self, tasks: tuple[str, ...], cfg: CurriculumConfig) -> None:
+        k = len(tasks)
+        self.cfg, self.score, self.last_seen, self.episodes = cfg, np.full(k, np.nan), np.zeros(k), np.zeros(1)
+
+    def probs(self) -> np.ndarray:
+        k = len(self.score)
+        order = np.argsort(-np.where(np.isfinite(self.score), self.score, np.inf), kind="stable")
+        rank = np.empty(k)
+        rank[order] = np.arange(1, k + 1)
+        h = rank ** (-1.0 / self.cfg.plr_beta)
+        stale = self.episodes[0] - self.last_seen
+        p_c = stale / stale.sum() if stale.sum() > 0 else np.full(k, 1.0 / k)
+        return mix_uniform((1 - self.cfg.plr_rho) * h / h.sum() + self.cfg.plr_rho * p_c, self.cfg.eps)
+
+    def update(self, stats: TaskStats) -> None:
+        self.score = np.where(np.isfinite(stats.abs_advantage), stats.abs_advantage, self.score)
+        self.episodes = self.episodes + np.nansum(stats.episodes)
+        self.last_seen = np.where(stats.episodes > 0, self.episodes[0], self.last_seen)
+
+    def scores(self) -> dict[str, np.ndarray]:
+        return {"score": self.score, "staleness": self.episodes[0] - self.last_seen}
+
+
+class Exp3(_State):
+    """EXP3 (Auer et al. 2002) with every task that finished an episode as a pulled arm, rewarded
+    by its absolute learning progress |r_k - r_k_prev| scaled to [0, 1] by the task's return range."""
+
+    _fields = ("w", "last_p", "prev", "lo", "hi")
+
+    def __init__(self, tasks: tuple[str, ...], cfg: CurriculumConfig) -> None:
+        k = len(tasks)
+        self.cfg, self.w, self.prev = cfg, np.full(k, 1.0 / k), np.full(k, np.nan)
+        self.lo, self.hi = np.full(k, np.inf), np.full(k, -np.inf)
+        self.last_p = self._exp3_probs()
+
+    def _exp3_probs(self) -> np.ndarray:
+        g = self.cfg.exp3_gamma
+        return (1 - g) * self.w / self.w.sum() + g / len(self.w)
+
+    def probs(self) -> np.ndarray:
+        self.last_p = self._exp3_probs()
+        return mix_uniform(self.last_p, self.cfg.eps)
+
+    def pull(self, arms: np.ndarray, rewards: np.ndarray) -> None:
+        """w_a <- w_a exp((r_a / p_a) gamma / K) for the pulled arms, then renormalise."""
+        gain = np.zeros(len(self.w))
+        gain[arms] = rewards / self.last_p[arms] * self.cfg.exp3_gamma / len(self.w)
+        self.w = self.w * np.exp(gain - gain.max())  # the shift cancels in the renormalisation
+        self.w = self.w / self.w.sum()
+
+    def update(self, stats: TaskStats) -> None:
+        r = stats.returns
+        seen = np.isfinite(r)
+        self.lo, self.hi = np.where(seen, np.minimum(self.lo, r), self.lo), np.where(seen, np.maximum(self.hi, r), self.hi)
+        pulled = np.flatnonzero(seen & np.isfinite(self.prev))
+        progress = np.abs(r - self.prev)[pulled] / np.maximum(self.hi - self.lo, 1e-8)[pulled]
+        self.pull(pulled, np.clip(progress, 0.0, 1.0))
+        self.prev = np.where(seen, r, self.prev)
+
+    def scores(self) -> dict[str, np.ndarray]:
+        return {"weight": self.w}
+
+
+class WorstTask(_State):
+    """MT-GRPO's task weights z when the algorithm has them, else a softmax over the negative
+    normalised return (scaled by the range of all tasks' returns so far): the worst task is
+    sampled most."""
+
+    _fields = ("z", "ret", "range")
+
+    def __init__(self, tasks: tuple[str, ...], cfg: CurriculumConfig) -> None:
+        k = len(tasks)
+        self.cfg, self.z, self.ret, self.range = cfg, np.full(k, 1.0 / k), np.full(k, np.nan), np.array([np.inf, -np.inf])
+
+    def probs(self) -> np.ndarray:
+        return mix_uniform(self.z, self.cfg.eps)
+
+    def update(self, stats: TaskStats) -> None:
+        if stats.task_weights is not None:
+            self.z = np.asarray(stats.task_weights, np.float64)
+            return
+        r, seen = stats.returns, np.isfinite(stats.returns)
+        self.ret = np.where(seen, r, self.ret)
+        if seen.any():
+            self.range = np.array([min(self.range[0], r[seen].min()), max(self.range[1], r[seen].max())])
+        known = np.isfinite(self.ret)
+        norm = np.where(known, (self.ret - self.range[0]) / max(self.range[1] - self.range[0], 1e-8), 0.0)
+        self.z = softmax(-norm, self.cfg.temperature)
+
+    def scores(self) -> dict[str, np.ndarray]:
+        return {"weight": self.z}
+
+
+class Threshold(_State):
+    """Success-threshold staging: tasks unlock one at a time in `curriculum.order` once every task
+    before them has a last success rate >= `curriculum.threshold` (normalised return where the
+    suite reports no success); slots sample the unlocked tasks uniformly."""
+
+    _fields = ("unlocked", "level", "lo", "hi")
+
+    def __init__(self, tasks: tuple[str, ...], cfg: CurriculumConfig) -> None:
+        names = [t.strip() for t in cfg.order.split(",")] if cfg.order else list(tasks)
+        unknown = [n for n in names if n not in tasks]
+        if unknown or sorted(names) != sorted(tasks):
+            raise MtrlError(f"curriculum.order must name every task once ({', '.join(tasks)}); got {cfg.order!r}")
+        k = len(tasks)
+        self.cfg, self.rank = cfg, np.array([names.index(t) for t in tasks])  # rank[task] = its stage
+        self.unlocked, self.level = np.ones(1), np.full(k, np.nan)
+        self.lo, self.hi = np.full(k, np.inf), np.full(k, -np.inf)
+
+    def probs(self) -> np.ndarray:
+        return mix_uniform((self.rank < self.unlocked[0]).astype(float), self.cfg.eps)
+
+    def update(self, stats: TaskStats) -> None:
+        r, seen = stats.returns, np.isfinite(stats.returns)
+        self.lo, self.hi = np.where(seen, np.minimum(self.lo, r), self.lo), np.where(seen, np.maximum(self.hi, r), self.hi)
+        level = np.where(np.isfinite(stats.success), stats.success, (r - self.lo) / np.maximum(self.hi - self.lo, 1e-8))
+        self.level = np.where(np.isfinite(level), level, self.level)
+        passed = np.nan_to_num(self.level, nan=-1.0) >= self.cfg.threshold
+        stages_passed = np.zeros(len(passed), bool)
+        stages_passed[self.rank] = passed  # in stage order
+        first_fail = int(np.argmin(stages_passed)) if not stages_passed.all() else len(passed)
+        self.unlocked = np.array([max(self.unlocked[0], min(first_fail + 1, len(passed)))], np.float64)
+
+    def scores(self) -> dict[str, np.ndarray]:
+        return {"unlocked": (self.rank < self.unlocked[0]).astype(float)}
+
+
+def register_curriculum(name: str, factory: Callable[[tuple[str, ...], CurriculumConfig], Curriculum],
+                        *, overwrite: bool = False) -> None:  # fmt: skip
+    """Register a curriculum: `factory(task_names, curriculum_config)` returns a `Curriculum`."""
+    if not callable(factory):
+        raise MtrlError(f"register_curriculum('{name}', ...) needs a callable factory, got {type(factory).__name__}")
+    CURRICULA.register(name, factory, overwrite=overwrite)
+
+
+def register_builtins() -> None:
+    """Entry point: the built-in curricula."""
+    for name, cls in (("uniform", Uniform), ("learning_progress", LearningProgress), ("plr", PrioritizedLevelReplay),
+                      ("exp3", Exp3), ("worst_task", WorstTask), ("threshold", Threshold)):  # fmt: skip
+        register_curriculum(name, cls)
+
+
+def make_curriculum(tasks: tuple[str, ...], cfg: CurriculumConfig) -> Curriculum:
+    """Build the registered curriculum `cfg.name` for these tasks."""
+    assert cfg.name is not None
+    return CURRICULA.get(cfg.name)(tasks, cfg)
