@@ -1,17 +1,22 @@
 """Train methods x seeds on a MiniGrid suite and print the results tables.
 
-A method is either a policy architecture under one config (`--archs`, run as
-`mtrl train <config> policy.arch=<arch>`) or a whole config (`--methods name=config.yaml`). Every
+A method is a policy architecture under one config (`--archs`, run as
+`mtrl train <config> policy.arch=<arch>`), an override of that config (`--variants
+name=key=value`) or a whole config (`--methods name=config.yaml`). Every
 run is one `mtrl train ... seed=<s> run_dir=<out>/<method>/s<s>`; the tables read each run's
 eval.json (final evaluation, 16 stochastic episodes per task, MOORE's protocol). Runs that already
 have an eval.json are skipped and runs with checkpoints are resumed, so an interrupted benchmark
 continues where it stopped. Reported per method, as the IQM (25% trimmed mean, as rliable) over
-seeds: the final mean return over tasks and the worst task's return, with the per-task returns.
+seeds: the final mean return over tasks and the worst task's return, with the per-task returns;
+with `--target X` also the env steps each run took to reach a mean training return of X over
+tasks (each task's return averaged over its last 5 logged iterations, read from TensorBoard).
 
   python scripts/bench_minigrid.py --archs moore moe multihead mlp --seeds 0 1 2 --parallel 2
   python scripts/bench_minigrid.py --methods ppo=configs/minigrid_mt3_mtppo.yaml \\
       grpo=configs/minigrid_mt3_grpo.yaml mt_grpo=configs/minigrid_mt3_mt_grpo.yaml \\
       --seeds 0 1 2 --out runs/bench_grpo -- rollout.workers=0 learner.threads=1
+  python scripts/bench_minigrid.py --config configs/minigrid_mt5_curriculum.yaml --variants \\
+      uniform=curriculum.name=uniform plr=curriculum.name=plr --seeds 0 1 2 --target 0.5
   python scripts/bench_minigrid.py --aggregate-only --archs moore moe multihead mlp --seeds 0 1 2
 """
 
@@ -44,7 +49,22 @@ def run_one(name: str, config: str, seed: int, out: Path, overrides: list[str]) 
     return f"{name} s{seed}: exit {rc} after {(time.time() - t0) / 60:.1f} min (log {out}/{name}_s{seed}.log)"
 
 
-def report(names: list[str], seeds: list[int], out: Path) -> None:
+def steps_to(run: Path, tasks: list[str], target: float, window: int = 5) -> float:
+    """The first env step at which the mean over tasks of each task's recent training return
+    reaches `target` (NaN if never)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0}).Reload()
+    events = sorted((e.step, k, e.value) for k, t in enumerate(tasks) for e in acc.Scalars(f"task/{t}/return"))
+    recent: list[list[float]] = [[] for _ in tasks]
+    for step, k, value in events:
+        recent[k] = (recent[k] + [value])[-window:]
+        if all(recent) and np.mean([np.mean(r) for r in recent]) >= target:
+            return float(step)
+    return float("nan")
+
+
+def report(names: list[str], seeds: list[int], out: Path, target: float | None = None) -> None:
     rows, tasks = {}, None
     for name in names:
         found = [s for s in seeds if (out / name / f"s{s}" / "eval.json").exists()]
@@ -64,6 +84,14 @@ def report(names: list[str], seeds: list[int], out: Path) -> None:
         cells = " | ".join(f"{m:.3f}" for m in ret.mean(axis=0))
         print(f"| {name} | {len(found)} | {trim_mean(per_run, 0.25):.3f} | {trim_mean(worst, 0.25):.3f} | "
               f"{per_run.mean():.3f} ({per_run.min():.3f} - {per_run.max():.3f}) | {cells} |")  # fmt: skip
+    if target is not None:
+        print(f"\nEnv steps to a mean training return of {target} over tasks (per seed; '-' never reached):")
+        for name, (found, _) in rows.items():
+            steps = [steps_to(out / name / f"s{s}", tasks, target) for s in found]
+            reached = [x for x in steps if np.isfinite(x)]
+            med = f"median {np.median(steps):.0f}" if len(reached) * 2 > len(steps) else "median not reached"
+            print(f"  {name}: " + ", ".join(f"s{s}={x:.0f}" if np.isfinite(x) else f"s{s}=-" for s, x in zip(found, steps))
+                  + f"  ({len(reached)}/{len(steps)} reached, {med})")  # fmt: skip
     print("\nPer run (mean return over tasks / worst task):")
     for name, (found, ret) in rows.items():
         print(f"  {name}: " + ", ".join(f"s{s}={r.mean():.3f}/{r.min():.3f}" for s, r in zip(found, ret)))
@@ -73,7 +101,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/minigrid_mt3_mtppo.yaml", help="training config for --archs")
     p.add_argument("--archs", nargs="+", default=[], help="policy.arch values, each run with --config")
+    p.add_argument("--variants", nargs="+", default=[], metavar="NAME=KEY=VALUE", help="named overrides of --config")
     p.add_argument("--methods", nargs="+", default=[], metavar="NAME=CONFIG", help="named configs to compare")
+    p.add_argument("--target", type=float, help="also report the env steps to reach this mean training return")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to run")
     p.add_argument("--out", type=Path, default=Path("runs/bench_minigrid"), help="parent folder: <out>/<method>/s<seed>")
     p.add_argument("--parallel", type=int, default=1, help="runs at once (each should get its own core)")
@@ -81,20 +111,25 @@ def main() -> None:
     p.add_argument("overrides", nargs="*", help="extra key=value overrides for every run, e.g. rollout.workers=0")
     args = p.parse_args()
     methods = {a: (args.config, [f"policy.arch={a}"]) for a in args.archs}
+    for item in args.variants:
+        name, sep, override = item.partition("=")
+        if not sep or not name or "=" not in override:
+            p.error(f"--variants {item!r}: expected NAME=KEY=VALUE, e.g. plr=curriculum.name=plr")
+        methods[name] = (args.config, [override])
     for item in args.methods:
         name, sep, config = item.partition("=")
         if not sep or not name or not Path(config).is_file():
             p.error(f"--methods {item!r}: expected NAME=CONFIG with an existing config file")
         methods[name] = (config, [])
     if not methods:
-        p.error("give --archs or --methods")
+        p.error("give --archs, --variants or --methods")
     if not args.aggregate_only:
         jobs = [(m, s) for s in args.seeds for m in methods]  # seed-major: complete seeds finish first
         with ThreadPoolExecutor(max(1, args.parallel)) as pool:
             run = lambda j: run_one(j[0], methods[j[0]][0], j[1], args.out, methods[j[0]][1] + args.overrides)  # noqa: E731
             for line in pool.map(run, jobs):
                 print(line, flush=True)
-    report(list(methods), args.seeds, args.out)
+    report(list(methods), args.seeds, args.out, args.target)
 
 
 if __name__ == "__main__":
