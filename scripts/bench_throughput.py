@@ -58,7 +58,7 @@ def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool) ->
     import torch
 
     import mtrl
-    from mtrl.algos.ppo import PPOLearner, make_batch
+    from mtrl.algos.ppo import PPOLearner, make_batch, ppo_loss
     from mtrl.config import load_config
     from mtrl.nn.policy import build_policy
     from mtrl.trainer import policy_spec
@@ -69,7 +69,7 @@ def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool) ->
     suite = mtrl.get_suite(suite_name)
     spec = policy_spec(cfg, suite)
     policy = build_policy(spec)
-    learner = PPOLearner(policy, cfg.ppo)
+    learner = PPOLearner(list(policy.parameters()), cfg.ppo)
     gen = torch.Generator().manual_seed(0)
     pool = WorkerPool(suite, spec, cfg, seed=0)
     try:
@@ -80,7 +80,8 @@ def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool) ->
             frag = pool.wait(in_flight if in_flight is not None else pool.submit(policy))
             in_flight = pool.submit(policy) if cfg.rollout.pipeline else None
             if learn:
-                learner.update(make_batch(frag, policy, cfg.ppo, suite.num_tasks, torch.device("cpu"))[0], gen)
+                learner.update(make_batch(frag, policy, cfg.ppo, suite.num_tasks, torch.device("cpu"))[0],
+                               lambda mb: ppo_loss(policy, mb, cfg.ppo), gen)
             steps += frag.num_steps
         rate = steps / (time.perf_counter() - t0)
         if in_flight is not None:

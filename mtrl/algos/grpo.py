@@ -113,36 +113,6 @@ def task_surrogates(policy: nn.Module, batch: GroupBatch, cfg: PPOConfig, num_ta
     return (sums / torch.bincount(batch.task_id, minlength=num_tasks).clamp(min=1)).float()
 
 
-class GRPOLearner:
-    """Owns the actor's optimiser (the critic is unused); `update` runs epochs x minibatches."""
-
-    def __init__(self, policy: nn.Module, cfg: PPOConfig) -> None:
-        self.policy, self.cfg = policy, cfg
-        self.params = [p for name, p in policy.named_parameters() if not name.startswith("critic.")]
-        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, eps=1e-5)
-
-    def set_lr_fraction(self, frac: float) -> None:
-        """Scale the learning rate to frac * ppo.lr (linear annealing)."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.cfg.lr * frac
-
-    def update(self, batch: GroupBatch, task_weights: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
-        """Optimise the weighted GRPO loss; returns the mean of each statistic over minibatches."""
-        n = len(batch)
-        if n == 0:  # every group had equal outcomes: nothing to learn from this batch
-            return {}
-        mb_size = max(1, n // self.cfg.minibatches)
-        totals: dict[str, float] = {}
-        count = 0
-        for _ in range(self.cfg.epochs):
-            perm = torch.randperm(n, generator=generator).to(batch.task_id.device)
-            for start in range(0, n - mb_size + 1, mb_size):
-                loss, stats = grpo_loss(self.policy, batch.index(perm[start:start + mb_size]), task_weights, self.cfg)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                stats["grad_norm"] = nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm).item()
-                self.optimizer.step()
-                for key, v in stats.items():
-                    totals[key] = totals.get(key, 0.0) + v
-                count += 1
-        return {key: v / max(count, 1) for key, v in totals.items()}
+def actor_parameters(policy: nn.Module) -> list[nn.Parameter]:
+    """The parameters GRPO trains: all but the critic's, which it never uses."""
+    return [p for name, p in policy.named_parameters() if not name.startswith("critic.")]

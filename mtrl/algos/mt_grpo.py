@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mtrl.algos.grpo import GRPOLearner, group_table, make_group_batch, outcome_kind, select_groups, task_surrogates
-from mtrl.algos.ppo import Iteration
+from mtrl.algos.grpo import (actor_parameters, grpo_loss, group_table, make_group_batch, outcome_kind, select_groups,
+                              task_surrogates)  # fmt: skip
+from mtrl.algos.ppo import Iteration, PPOLearner
 from mtrl.batch import Episodes, Groups, per_task_means
 from mtrl.config import Config, MTGRPOConfig
 
@@ -173,7 +174,7 @@ class GRPOAlgorithm:
         self.kind = outcome_kind(cfg.grpo, reports_success)
         self.score_kind = "success" if reports_success else "return"  # J_k: success rate where the suite has it
         self.multi = cfg.algo == "mt_grpo"
-        self.learner = GRPOLearner(policy, cfg.ppo)
+        self.learner = PPOLearner(actor_parameters(policy), cfg.ppo)
         self.sampler = GroupSampler(len(tasks), cfg.grpo.groups, self.multi, cfg.mt_grpo)
         self.weights = TaskWeights(len(tasks), cfg.mt_grpo)
         self.task_probs: np.ndarray | None = None  # a curriculum's: grpo draws each task's quota from them
@@ -186,7 +187,8 @@ class GRPOAlgorithm:
         batch = make_group_batch(got.kept, self.kind, self.cfg.grpo.task_norm, k, self.device)
         if self.multi:
             before = task_surrogates(self.policy, batch, self.cfg.ppo, k)
-        losses = self.learner.update(batch, z.to(self.device), gen)
+        w = z.to(self.device)
+        losses = self.learner.update(batch, lambda mb: grpo_loss(self.policy, mb, w, self.cfg.ppo), gen)
         scalars = {}
         with np.errstate(invalid="ignore", divide="ignore"):
             filtered = got.zero / got.generated

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -97,30 +99,34 @@ def ppo_loss(policy: nn.Module, mb: PPOBatch, cfg: PPOConfig) -> tuple[torch.Ten
 
 
 class PPOLearner:
-    """Owns the optimiser; `update` runs epochs x minibatches of PPO on one batch."""
+    """Owns the Adam optimiser over `params`; `update` runs epochs x minibatches of a loss on one
+    batch (PPO's, or GRPO's, which trains the actor only)."""
 
-    def __init__(self, policy: nn.Module, cfg: PPOConfig) -> None:
-        self.policy, self.cfg = policy, cfg
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
+    def __init__(self, params: list[nn.Parameter], cfg: PPOConfig) -> None:
+        self.params, self.cfg = params, cfg
+        self.optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
 
     def set_lr_fraction(self, frac: float) -> None:
         """Scale the learning rate to frac * ppo.lr (linear annealing)."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr * frac
 
-    def update(self, batch: PPOBatch, generator: torch.Generator) -> dict[str, float]:
-        """Optimise the PPO loss; returns the mean of each statistic over minibatches."""
+    def update(self, batch: TensorBatch, loss_fn: Callable[[Any], tuple[torch.Tensor, dict[str, float]]],
+               generator: torch.Generator) -> dict[str, float]:  # fmt: skip
+        """Optimise `loss_fn(minibatch)`; returns the mean of each statistic over minibatches."""
         n = len(batch)
+        if n == 0:  # e.g. every GRPO group had equal outcomes: nothing to learn from
+            return {}
         mb_size = max(1, n // self.cfg.minibatches)
         totals: dict[str, float] = {}
         count = 0
         for _ in range(self.cfg.epochs):
             perm = torch.randperm(n, generator=generator).to(batch.task_id.device)
             for start in range(0, n - mb_size + 1, mb_size):
-                loss, stats = ppo_loss(self.policy, batch.index(perm[start:start + mb_size]), self.cfg)
+                loss, stats = loss_fn(batch.index(perm[start:start + mb_size]))
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                stats["grad_norm"] = nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm).item()
+                stats["grad_norm"] = nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm).item()
                 self.optimizer.step()
                 for k, v in stats.items():
                     totals[k] = totals.get(k, 0.0) + v
@@ -135,7 +141,7 @@ class PPOAlgorithm:
 
     def __init__(self, policy: nn.Module, cfg: PPOConfig, num_tasks: int, device: torch.device, pipeline: bool) -> None:
         self.policy, self.cfg, self.num_tasks, self.device, self.pipeline = policy, cfg, num_tasks, device, pipeline
-        self.learner = PPOLearner(policy, cfg)
+        self.learner = PPOLearner(list(policy.parameters()), cfg)
         self._in_flight = None
         self.task_probs: np.ndarray | None = None  # a curriculum's, sent to the workers with the weights
 
@@ -144,7 +150,7 @@ class PPOAlgorithm:
         frag = pool.wait(self._in_flight if self._in_flight is not None else submit())
         self._in_flight = submit() if self.pipeline else None
         batch, abs_adv = make_batch(frag, self.policy, self.cfg, self.num_tasks, self.device)
-        losses = self.learner.update(batch, gen)
+        losses = self.learner.update(batch, lambda mb: ppo_loss(self.policy, mb, self.cfg), gen)
         task_steps = np.bincount(frag.task_id[frag.valid], minlength=self.num_tasks)
         return Iteration(frag.num_steps, frag.episodes, losses, int(frag.env_errors.sum()), {}, task_steps, abs_adv)
 
