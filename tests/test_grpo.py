@@ -10,8 +10,8 @@ import torch
 
 from mtrl.advantage import group_relative, zero_variance_groups
 from mtrl.algos.grpo import GroupBatch, grpo_loss
-from mtrl.algos.mt_grpo import GroupSampler, TaskWeights, inflation, iwu_gradient, rank_within
-from mtrl.batch import Episodes, Groups
+from mtrl.algos.mt_grpo import GroupSampler, TaskWeights, inflation, iwu_gradient
+from mtrl.batch import Episodes, Groups, rank_within
 from mtrl.checkpoint import load_latest
 from mtrl.config import MTGRPOConfig, PPOConfig, load_config
 from mtrl.errors import ConfigError

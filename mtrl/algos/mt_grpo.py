@@ -14,7 +14,7 @@ import torch
 from mtrl.algos.grpo import (actor_parameters, grpo_loss, group_table, make_group_batch, outcome_kind, select_groups,
                               task_surrogates)  # fmt: skip
 from mtrl.algos.ppo import Iteration, PPOLearner
-from mtrl.batch import Episodes, Groups, per_task_means
+from mtrl.batch import Episodes, Groups, per_task_means, rank_within
 from mtrl.config import Config, MTGRPOConfig
 
 
@@ -150,17 +150,6 @@ class GroupSampler:
 
     def load_state_dict(self, state: dict) -> None:
         self.rho = state["rho"].numpy().astype(np.float64)
-
-
-def rank_within(labels: np.ndarray) -> np.ndarray:
-    """For each entry, how many earlier entries share its label (0, 1, 2, ... per label)."""
-    order = np.argsort(labels, kind="stable")
-    sorted_labels = labels[order]
-    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]]) if len(labels) else np.zeros(0, int)
-    run_start = np.repeat(starts, np.diff(np.r_[starts, len(labels)]))
-    rank = np.empty(len(labels), np.int64)
-    rank[order] = np.arange(len(labels)) - run_start
-    return rank
 
 
 class GRPOAlgorithm:

@@ -1,0 +1,83 @@
+"""Multi-task SAC pieces: the temperature loss worked case, per-task replay, Polyak targets."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mtrl.algos.sac import SACLearner, alpha_loss
+from mtrl.errors import ConfigError
+from mtrl.nn.policy import PolicySpec
+from mtrl.nn.sac import SACActor, TwinQ
+from mtrl.replay import TaskReplay
+
+
+def test_alpha_gradient_worked_case_and_no_cross_task_gradient():
+    log_alpha = torch.tensor([math.log(2.0), 0.0], requires_grad=True)
+    logp, task = torch.tensor([-2.0, -2.0, 6.0, 6.0]), torch.tensor([0, 0, 1, 1])
+    alpha_loss(log_alpha, logp, task, target_entropy=-4.0).backward()
+    assert torch.allclose(log_alpha.grad, torch.tensor([3.0, -1.0]))
+    log_alpha.grad = None
+    alpha_loss(log_alpha, logp[:2], task[:2], target_entropy=-4.0).backward()  # task 0's samples only
+    assert log_alpha.grad[1] == 0 and log_alpha.grad[0] != 0
+
+
+def replay(capacity=4, tasks=2, max_bytes=2**30):
+    return TaskReplay(tasks, capacity, (3,), np.float32, 2, max_bytes)
+
+
+def add(buf, task, values):
+    """Transitions whose every field encodes `values` (obs = value, next_obs = value + 0.5)."""
+    v = np.asarray(values, np.float32)
+    t = np.full(len(v), task) if np.isscalar(task) else np.asarray(task)
+    buf.add(t, np.repeat(v[:, None], 3, 1), np.repeat(v[:, None], 2, 1), v, np.repeat(v[:, None] + 0.5, 3, 1), v > 100)
+
+
+def test_replay_wraps_around_per_task():
+    buf = replay()
+    add(buf, 0, [1, 2, 3])
+    add(buf, [1, 0, 0, 0], [10, 4, 5, 6])  # task 0 wraps: 5 and 6 overwrite 1 and 2
+    assert buf.size.tolist() == [4, 1] and buf.ptr.tolist() == [2, 1]
+    assert sorted(buf.rewards[0].tolist()) == [3, 4, 5, 6] and buf.rewards[1, 0] == 10
+    add(buf, 1, np.arange(20, 30))  # more than the capacity at once: the newest 4 stay
+    assert sorted(buf.rewards[1].tolist()) == [26, 27, 28, 29] and buf.size[1] == 4
+
+
+def test_replay_samples_each_task_from_its_own_buffer():
+    buf = replay(capacity=50, tasks=3)
+    add(buf, 0, np.arange(0, 30))
+    add(buf, 2, np.arange(200, 210))  # task 1 has no data yet: it is left out, not padded
+    out = buf.sample(64, np.random.default_rng(0))
+    assert out["task_id"].tolist() == [0] * 64 + [2] * 64
+    r = out["rewards"]
+    assert ((r[:64] >= 0) & (r[:64] < 30)).all() and ((r[64:] >= 200) & (r[64:] < 210)).all()
+    assert len(np.unique(r[:64])) > 15  # uniform over the filled slots, not the first few
+    np.testing.assert_allclose(out["next_obs"][:, 0], r + 0.5)
+    np.testing.assert_allclose(out["obs"][:, 1], r)
+
+
+def test_replay_memory_bound_is_a_clear_error():
+    with pytest.raises(ConfigError, match=r"sac.replay_size=1000000 per task x 10 tasks needs .* use sac.replay_size <= "):
+        TaskReplay(10, 1_000_000, (39,), np.float32, 4, max_bytes=2**30)
+
+
+def test_sac_update_moves_targets_by_tau_and_each_temperature_by_its_task():
+    spec = PolicySpec((5,), 3, 2, False, "multihead", 32, 2)
+    torch.manual_seed(0)
+    actor, critic = SACActor(spec), TwinQ(spec)
+    learner = SACLearner(actor, critic, 3, 2, tau=0.1)
+    with torch.no_grad():  # make the targets differ from the online critics
+        for p in learner.target.parameters():
+            p.add_(torch.randn_like(p))
+    before = [p.clone() for p in learner.target.parameters()]
+    batch = {"obs": torch.randn(8, 5), "actions": torch.rand(8, 2) * 2 - 1, "rewards": torch.randn(8),
+             "next_obs": torch.randn(8, 5), "terminated": torch.zeros(8, dtype=torch.bool),
+             "task_id": torch.tensor([0, 0, 0, 0, 2, 2, 2, 2])}  # fmt: skip
+    stats = learner.update(batch)
+    assert all(np.isfinite(v) for v in stats.values())
+    for old, new, online in zip(before, learner.target.parameters(), critic.parameters()):
+        assert torch.allclose(new, 0.9 * old + 0.1 * online, atol=1e-6)
+    assert learner.log_alpha[1] == 0 and learner.log_alpha[0] != 0 and learner.log_alpha[2] != 0  # task 1 had no samples
