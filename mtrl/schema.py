@@ -1,0 +1,152 @@
+"""The config schema: one dataclass per section, every field with its help text, type and range.
+
+The metadata drives validation errors and `mtrl train --help` (see `mtrl.config`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+def opt(default: Any, help: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Any:
+    """A dataclass field with help text and an optional range [lo, hi] (or (lo, hi] if lo_open)."""
+    return field(default=default, metadata={"help": help, "lo": lo, "hi": hi, "lo_open": lo_open})
+
+
+@dataclass
+class EnvConfig:
+    suite: str = opt("toy-mt3", "registered suite name (see `mtrl suites`)")
+    max_episode_steps: int | None = opt(None, "cut episodes at this many steps (null: the suite's own limit)", 1)
+    backend: Literal["gymnasium", "envpool"] = opt(
+        "gymnasium", "env implementation for rollouts: the reference Python envs, or envpool's C++ ports "
+        "(pip install 'mtrl[fast]'; tasks without a port stay on gymnasium). Evaluation always uses gymnasium"
+    )
+
+
+@dataclass
+class RolloutConfig:
+    workers: int = opt(2, "Ray rollout actors; 0 runs the same collection code in-process", 0)
+    num_envs: int = opt(12, "env slots in total, split evenly over the workers; slot i runs task i mod K", 1)
+    steps_per_env: int = opt(128, "steps each env slot collects per iteration (fragment length)", 1)
+    autoreset_mode: Literal["next_step", "same_step"] = opt("next_step", "gymnasium vector autoreset mode")
+    pipeline: bool = opt(False, "workers collect the next batch while the learner updates (one update of "
+                         "policy lag; PPO's ratio uses the behaviour log-probs). Needs rollout.workers >= 1")
+    max_worker_restarts: int = opt(10, "restarts of dead worker actors allowed over the run before it stops", 0)
+
+
+@dataclass
+class PolicyConfig:
+    arch: Literal["mlp", "multihead", "moe", "moore"] = opt(
+        "multihead", "mlp: trunk + task one-hot; multihead: a head per task; moore/moe: (orthogonal) mixture of experts"
+    )
+    hidden: int = opt(128, "width of the trunk's hidden layers (moore/moe: of the per-task head)", 1)
+    layers: int = opt(2, "hidden layers in the trunk (mlp, multihead)", 1)
+    num_experts: int = opt(4, "experts k for moore/moe (MOORE: 2/3/4 for MiniGrid MT3/5/7, 4/6 for MT10/50)", 1)
+    head: Literal["multi", "single"] = opt("multi", "moore/moe output head: one per task, or one on cat(feature, onehot)")
+
+
+@dataclass
+class PPOConfig:
+    lr: float = opt(3e-4, "Adam learning rate", 0.0, None, lo_open=True)
+    gamma: float = opt(0.99, "discount factor", 0.0, 1.0)
+    gae_lambda: float = opt(0.95, "GAE lambda", 0.0, 1.0)
+    clip: float = opt(0.2, "PPO ratio clip range", 0.0, None, lo_open=True)
+    epochs: int = opt(4, "passes over each batch", 1)
+    minibatches: int = opt(4, "minibatches per epoch", 1)
+    ent_coef: float = opt(0.01, "entropy bonus coefficient", 0.0)
+    vf_coef: float = opt(0.5, "value loss coefficient", 0.0)
+    max_grad_norm: float = opt(0.5, "global gradient-norm clip", 0.0, None, lo_open=True)
+    task_norm: bool = opt(True, "normalise advantages per task (MOORE MTPPO); false: over the whole batch")
+    anneal_lr: bool = opt(False, "decay the learning rate linearly to 0 over train.total_steps")
+
+
+@dataclass
+class GRPOConfig:
+    group_size: int = opt(8, "G: episodes per group, all of one task from one reset seed (grpo, mt_grpo)", 1)
+    groups: int = opt(24, "B: groups kept for each update, over all tasks (grpo: split evenly over tasks)", 1)
+    outcome: Literal["auto", "success", "return"] = opt(
+        "auto", "episode outcome R: success (0/1), or the undiscounted return; auto: success where the suite reports it"
+    )
+    task_norm: bool = opt(False, "normalise the advantages a second time per task (AgentRL)")
+
+
+@dataclass
+class MTGRPOConfig:
+    lam: float = opt(0.5, "lambda in s_k = I_k + lambda * J_k (MT-GRPO; 0.1 to 1.2; large: worst-task minimax)", 0.0)
+    lr: float = opt(0.025, "AdamW learning rate on the task logits xi (z = softmax(xi))", 0.0, None, lo_open=True)
+    rho_ema: float = opt(0.9, "decay of the EMA of each task's zero-variance group fraction rho_k", 0.0, 1.0)
+    max_inflation: float = opt(5.0, "cap on the oversampling factor 1 / (1 - rho_k)", 1.0)
+    resample_rounds: int = opt(2, "rounds that regenerate groups for tasks short of their quota", 0)
+
+
+@dataclass
+class SACConfig:
+    batch_per_task: int = opt(128, "transitions sampled from each task's replay per update", 1)
+    replay_size: int = opt(200_000, "replay capacity per task (transitions)", 1)
+    replay_memory_gb: float = opt(8.0, "memory budget for all replay buffers; a larger config is refused", 0.0, None, lo_open=True)
+    warmup_steps: int = opt(10_000, "env steps (over all tasks) of uniform random actions before learning starts", 0)
+    updates_per_step: float = opt(1.0, "gradient updates per vector-env step (every slot steps once); 1 as in MTSAC", 0.0,
+                                  None, lo_open=True)  # fmt: skip
+    actor_lr: float = opt(3e-4, "actor Adam learning rate", 0.0, None, lo_open=True)
+    critic_lr: float = opt(3e-4, "critics' Adam learning rate", 0.0, None, lo_open=True)
+    alpha_lr: float = opt(1e-4, "per-task temperature Adam learning rate", 0.0, None, lo_open=True)
+    gamma: float = opt(0.99, "discount factor", 0.0, 1.0)
+    tau: float = opt(0.005, "Polyak rate of the target critics", 0.0, 1.0, lo_open=True)
+
+
+@dataclass
+class CurriculumConfig:
+    name: str | None = opt(None, "task sampler that picks each env slot's next task at reset (`mtrl curricula`: uniform, "
+                           "learning_progress, plr, exp3, worst_task, threshold); null: slot i always runs task i mod K")
+    eps: float = opt(0.05, "share of the uniform distribution mixed in, so every task keeps >= eps/K", 0.0, 1.0)
+    temperature: float = opt(0.1, "Boltzmann temperature of learning_progress (on |Q|) and worst_task", 0.0, None, lo_open=True)
+    lp_alpha: float = opt(0.1, "learning_progress: step size of the progress estimate Q", 0.0, 1.0, lo_open=True)
+    plr_beta: float = opt(0.1, "plr: rank-transform temperature beta (h = rank^(-1/beta))", 0.0, None, lo_open=True)
+    plr_rho: float = opt(0.1, "plr: weight rho of the staleness distribution", 0.0, 1.0)
+    exp3_gamma: float = opt(0.01, "exp3: exploration rate gamma", 0.0, 1.0)
+    threshold: float = opt(0.8, "threshold: success rate (or normalised return) that unlocks the next task", 0.0, 1.0)
+    order: str | None = opt(None, "threshold: comma-separated task names in unlock order (null: the suite's order)")
+
+
+@dataclass
+class TrainConfig:
+    total_steps: int = opt(50_000, "env steps to train for, summed over all tasks", 1)
+    checkpoint_every: int = opt(10, "write a checkpoint every this many iterations", 1)
+    keep_checkpoints: int = opt(3, "how many recent checkpoints to keep", 1)
+    eval_episodes: int | None = opt(None, "episodes per task in the final evaluation (null: suite protocol; 0: skip)", 0)
+
+
+@dataclass
+class LearnerConfig:
+    device: Literal["auto", "cpu", "cuda"] = opt("auto", "learner device; auto picks CUDA when present")
+    threads: int | None = opt(None, "torch CPU threads for the learner (null: torch's default)", 1)
+
+
+@dataclass
+class RayConfig:
+    address: str | None = opt(None, "null starts an embedded local Ray; 'auto' or host:port joins a cluster")
+    num_cpus: int | None = opt(None, "CPUs for the embedded local Ray (null: all)", 1)
+
+
+@dataclass
+class Config:
+    algo: Literal["ppo", "grpo", "mt_grpo", "sac"] = opt(
+        "ppo", "training algorithm: PPO with GAE; critic-free GRPO on groups of episodes; MT-GRPO (task weights "
+        "+ ratio-preserving sampling); multi-task SAC (continuous actions, per-task replay and temperatures). "
+        "grpo and mt_grpo take lr, clip, epochs, minibatches, ent_coef and max_grad_norm from ppo.*"
+    )
+    seed: int = opt(0, "random seed for envs, policy init and sampling", 0)
+    run_dir: str | None = opt(None, "output directory (null: runs/<suite>-<algo>-s<seed>-<time>)")
+    resume: str | None = opt(None, "run directory to continue from its last checkpoint")
+    env: EnvConfig = field(default_factory=EnvConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    mt_grpo: MTGRPOConfig = field(default_factory=MTGRPOConfig)
+    sac: SACConfig = field(default_factory=SACConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
