@@ -41,16 +41,37 @@ MT50 = (
 
 
 class SeededVariantReset(gym.Wrapper):
-    """Make `reset(seed=s)` pick the goal variant from s as well.
+    """Make `reset(seed=s)` fix the whole start state: goal variant s mod 50, then the seed.
 
     Meta-World's task-select wrapper draws the variant from the env's RNG *before* the seed is
-    applied, so the same seed gave different start states depending on the env's history. GRPO
-    groups need reset(seed=s) to fix the whole start state: reseed the RNG first."""
+    applied, so the same seed gave different start states depending on the env's history (GRPO
+    groups need one start per seed). Resets without a seed still draw a random variant, and the
+    evaluation's seeds 0..49 (mod 50) visit every variant once: the v3 protocol.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        select = env
+        while not hasattr(select, "sample_tasks_on_reset"):  # find Meta-World's task-select wrapper
+            select = select.env
+        self._select = select
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        if seed is not None:
-            self.env.unwrapped.np_random = np.random.default_rng(seed)
-        return self.env.reset(seed=seed, options=options)
+        if seed is None:
+            return self.env.reset(options=options)
+        select = self._select
+        select.unwrapped.set_task(select.tasks[seed % len(select.tasks)])
+        select.sample_tasks_on_reset = False
+        try:
+            return self.env.reset(seed=seed, options=options)
+        finally:
+            select.sample_tasks_on_reset = True
+
+
+def eval_seeds(episodes: int, seed: int) -> list[int]:
+    """Reset seeds for a task's evaluation: episode j gets goal variant j mod 50."""
+    base = int(np.random.SeedSequence([seed, 0x3E7A]).generate_state(1)[0]) % 1_000_000 * 50
+    return [base + j for j in range(episodes)]
 
 
 def _build(tasks: tuple[str, ...], task: int, seed: int) -> gym.Env:
@@ -105,6 +126,7 @@ def make_metaworld_suite(name: str, tasks: tuple[str, ...]) -> mtrl.TaskSuite:
         reports_success=True,
         default_max_episode_steps=HORIZON,
         fast_build=partial(_build_envpool, tasks),
+        eval_seeds=eval_seeds,
     )
 
 

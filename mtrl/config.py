@@ -159,7 +159,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     r = cfg.rollout
     if r.pipeline and not r.workers:
         raise ConfigError("rollout.pipeline=true overlaps Ray workers with the learner; it needs rollout.workers >= 1")
-    if cfg.algo != "ppo" and (r.pipeline or cfg.env.backend != "gymnasium"):
+    if cfg.algo in ("grpo", "mt_grpo") and (r.pipeline or cfg.env.backend != "gymnasium"):
         raise ConfigError(f"algo={cfg.algo} resets every env with its group's seed, which needs env.backend=gymnasium "
                           "and rollout.pipeline=false")  # fmt: skip
     name = cfg.curriculum.name

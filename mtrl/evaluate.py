@@ -65,7 +65,10 @@ def evaluate(policy: ActorCritic, suite: TaskSuite, episodes: int, seed: int, gr
     """Run `episodes` episodes of every task (the first episode of each env slot, in chunks of
     `chunk` slots). Deterministic given `seed`; the caller's torch RNG is left untouched."""
     jobs = np.repeat(np.arange(suite.num_tasks), episodes)
-    seeds = np.random.SeedSequence([seed, 0xE7A1]).generate_state(len(jobs))
+    if suite.eval_seeds is not None:
+        seeds = np.concatenate([np.asarray(suite.eval_seeds(episodes, seed + k), np.int64) for k in range(suite.num_tasks)])
+    else:
+        seeds = np.random.SeedSequence([seed, 0xE7A1]).generate_state(len(jobs))
     ret, length, success = np.zeros(len(jobs)), np.zeros(len(jobs)), np.zeros(len(jobs), np.float32)
     device = next(policy.parameters()).device
     with torch.random.fork_rng(devices=[]):

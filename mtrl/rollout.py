@@ -45,6 +45,7 @@ class Collector:
         self.obs, _ = self.envs.reset(seed=[int(s) for s in seeds])
         self.policy = build_policy(spec).eval()
         self.continuous = not spec.discrete
+        self._rng = np.random.default_rng(int(seeds[0]) if len(seeds) else 0)  # warm-up random actions
         n = len(tasks)
         self._pending_reset = np.zeros(n, bool)
         self._ep_ret = np.zeros(n)
@@ -65,8 +66,9 @@ class Collector:
     def close(self) -> None:
         self.envs.close()
 
-    def collect(self, steps: int) -> Fragment:
-        """Run `steps` vector steps and return them as one time-major fragment."""
+    def collect(self, steps: int, random_actions: bool = False) -> Fragment:
+        """Run `steps` vector steps and return them as one time-major fragment. With
+        `random_actions` the actions are uniform over the action space (SAC's warm-up; logp 0)."""
         n = len(self.tasks)
         obs_space = self.suite.observation_space
         buf_obs = np.zeros((steps, n, *obs_space.shape), obs_space.dtype)
@@ -82,11 +84,14 @@ class Collector:
         time_idx = np.arange(steps)[:, None]
         for t in range(steps):
             buf_obs[t], buf_task[t] = self.obs["obs"], self.obs["task_id"]
-            action, lp = self.policy.act(torch.from_numpy(self.obs["obs"]), torch.from_numpy(self.obs["task_id"]))
-            action_np = action.numpy()
+            if random_actions:
+                action_np, lp_np = self._random_actions(n), np.zeros(n, np.float32)
+            else:
+                action, lp = self.policy.act(torch.from_numpy(self.obs["obs"]), torch.from_numpy(self.obs["task_id"]))
+                action_np, lp_np = action.numpy(), lp.numpy()
             if buf_act is None:
                 buf_act = np.zeros((steps, *action_np.shape), action_np.dtype)
-            buf_act[t], logp[t] = action_np, lp.numpy()
+            buf_act[t], logp[t] = action_np, lp_np
             valid[t] = ~self._pending_reset
             env_action = np.clip(action_np, self.suite.action_space.low, self.suite.action_space.high) if self.continuous else action_np
             next_obs, rew, term, trunc, infos = self.envs.step(env_action)
@@ -110,6 +115,12 @@ class Collector:
             np.concatenate(trunc_idx) if trunc_idx else np.zeros((0, 2), np.int64),
             self.obs["obs"].copy(), np.asarray(self.obs["task_id"], np.int64).copy(), Episodes.concat(finished), env_errors,
         )  # fmt: skip
+
+    def _random_actions(self, n: int) -> np.ndarray:
+        space = self.suite.action_space
+        if self.continuous:
+            return self._rng.uniform(space.low, space.high, (n, *space.shape)).astype(np.float32)
+        return self._rng.integers(space.n, size=n)
 
     def _final_obs(self, next_obs: dict, infos: dict, idx: np.ndarray) -> np.ndarray:
         """The last observation of each truncated episode in slots `idx`."""

@@ -38,6 +38,9 @@ class TaskSuite:
     # Optional fast backend: fast_build(task_index, seeds) -> a mtrl.vector.BatchEnv of len(seeds)
     # envs of that task (e.g. an envpool pool), or None where the backend lacks the task.
     fast_build: Callable[[int, Sequence[int]], Any] | None = None
+    # Optional evaluation seeds: eval_seeds(episodes, seed) -> the reset seed of each of a task's
+    # evaluation episodes (Meta-World: one per goal variant); None: independent random seeds.
+    eval_seeds: Callable[[int, int], list[int]] | None = None
 
     def __post_init__(self) -> None:
         if not self.tasks:

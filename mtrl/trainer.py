@@ -12,6 +12,7 @@ import torch
 
 from mtrl.algos.mt_grpo import GRPOAlgorithm
 from mtrl.algos.ppo import PPOAlgorithm
+from mtrl.algos.sac import SACAlgorithm
 from mtrl.checkpoint import list_checkpoints, load_latest, save_checkpoint
 from mtrl.config import Config, save_config, to_dict
 from mtrl.curriculum import make_curriculum, task_stats
@@ -34,7 +35,7 @@ def resolve_device(name: str) -> torch.device:
 def policy_spec(cfg: Config, suite: TaskSuite) -> PolicySpec:
     p = cfg.policy
     return spec_for(suite.observation_space.shape, suite.action_space, suite.num_tasks, p.arch, p.hidden, p.layers,
-                    p.num_experts, p.head)
+                    p.num_experts, p.head, "sac" if cfg.algo == "sac" else "actor_critic")  # fmt: skip
 
 
 def policy_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> tuple[ActorCritic, TaskSuite, dict]:
@@ -84,8 +85,11 @@ def train(cfg: Config) -> Path:
     torch.manual_seed(cfg.seed)
     spec = policy_spec(cfg, suite)
     policy = build_policy(spec).to(device)
+    algo: PPOAlgorithm | GRPOAlgorithm | SACAlgorithm
     if cfg.algo == "ppo":
-        algo: PPOAlgorithm | GRPOAlgorithm = PPOAlgorithm(policy, cfg.ppo, suite.num_tasks, device, cfg.rollout.pipeline)
+        algo = PPOAlgorithm(policy, cfg.ppo, suite.num_tasks, device, cfg.rollout.pipeline)
+    elif cfg.algo == "sac":
+        algo = SACAlgorithm(policy, cfg, suite, device)
     else:
         algo = GRPOAlgorithm(policy, cfg, suite.tasks, suite.reports_success, device)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -163,7 +167,8 @@ def train(cfg: Config) -> Path:
     logger.bar.close()
     episodes = default_episodes(suite, cfg.train.eval_episodes)
     if episodes:
-        result = evaluate(policy, suite, episodes, cfg.seed, max_episode_steps=cfg.env.max_episode_steps)
+        # SAC is evaluated with its deterministic (mean) action, as MOORE and Meta-World report it
+        result = evaluate(policy, suite, episodes, cfg.seed, greedy=cfg.algo == "sac", max_episode_steps=cfg.env.max_episode_steps)
         result.write_json(run_dir / "eval.json")
         logger.log_eval(env_steps, result)
         print(result.table())

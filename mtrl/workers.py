@@ -44,13 +44,14 @@ class RolloutWorker:
         else:
             self.collector = Collector(suite, tasks, seeds, spec, autoreset_mode, max_episode_steps, backend, curriculum)
 
-    def collect(self, weights: dict[str, np.ndarray], steps: int, task_probs: np.ndarray | None = None) -> Fragment:
+    def collect(self, weights: dict[str, np.ndarray], steps: int, task_probs: np.ndarray | None = None,
+                random_actions: bool = False) -> Fragment:  # fmt: skip
         """Load the weights (and the curriculum's task probabilities), then collect one fragment."""
         assert isinstance(self.collector, Collector)
         self.collector.set_weights(weights)
         if task_probs is not None:
             self.collector.set_task_probs(task_probs)
-        return self.collector.collect(steps)
+        return self.collector.collect(steps, random_actions)
 
     def collect_groups(self, weights: dict[str, np.ndarray], tasks: np.ndarray, seeds: np.ndarray,
                        group_ids: np.ndarray) -> Groups:  # fmt: skip
@@ -105,30 +106,31 @@ class WorkerPool:
             for i in range(r.workers)
         ]
 
-    def collect(self, policy: torch.nn.Module, task_probs: np.ndarray | None = None) -> Fragment:
+    def collect(self, policy: torch.nn.Module, task_probs: np.ndarray | None = None, random_actions: bool = False) -> Fragment:
         """Send the policy's current weights to every worker and gather one fragment from each."""
-        return self.wait(self.submit(policy, task_probs))
+        return self.wait(self.submit(policy, task_probs, random_actions))
 
-    def submit(self, policy: torch.nn.Module, task_probs: np.ndarray | None = None) -> Any:
+    def submit(self, policy: torch.nn.Module, task_probs: np.ndarray | None = None, random_actions: bool = False) -> Any:
         """Start one fragment per worker with the policy's current weights; `wait` gathers them.
 
         Between the two the learner is free to update (rollout.pipeline): the fragments then come
         from weights one update old, and PPO's ratio uses their recorded behaviour log-probs."""
         weights = actor_weights(policy)
         if self.local is not None:
-            return weights, task_probs  # in-process: collected in `wait`
+            return weights, task_probs, random_actions  # in-process: collected in `wait`
         import ray
 
         ref = ray.put(weights)  # one copy in the object store, read zero-copy by every actor
-        return ref, task_probs, [a.collect.remote(ref, self.steps, task_probs) for a in self.actors]
+        args = (self.steps, task_probs, random_actions)
+        return ref, args, [a.collect.remote(ref, *args) for a in self.actors]
 
     def wait(self, submitted: Any) -> Fragment:
         """The fragments of a `submit`, joined along the slot axis."""
         if self.local is not None:
-            return self.local.collect(submitted[0], self.steps, submitted[1])
-        ref, probs, pending = submitted
-        return Fragment.concat([self._get(i, call, lambda a: a.collect.remote(ref, self.steps, probs))
-                                for i, call in enumerate(pending)])  # fmt: skip
+            weights, probs, random_actions = submitted
+            return self.local.collect(weights, self.steps, probs, random_actions)
+        ref, args, pending = submitted
+        return Fragment.concat([self._get(i, call, lambda a: a.collect.remote(ref, *args)) for i, call in enumerate(pending)])
 
     def collect_groups(self, policy: torch.nn.Module, tasks: np.ndarray, seeds: np.ndarray, group_ids: np.ndarray) -> Groups:
         """Run groups g (task tasks[g], reset seed seeds[g]) with the policy's current weights,

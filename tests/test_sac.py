@@ -81,3 +81,53 @@ def test_sac_update_moves_targets_by_tau_and_each_temperature_by_its_task():
     for old, new, online in zip(before, learner.target.parameters(), critic.parameters()):
         assert torch.allclose(new, 0.9 * old + 0.1 * online, atol=1e-6)
     assert learner.log_alpha[1] == 0 and learner.log_alpha[0] != 0 and learner.log_alpha[2] != 0  # task 1 had no samples
+
+
+@pytest.mark.parametrize("autoreset", ["next_step", "same_step"])
+def test_fragment_transitions_pair_each_step_with_its_true_next_observation(autoreset):
+    """toy-point's observation carries t / 20, so s' must always be one tick after s, also at the
+    20-step truncations (from the recorded final observation) and after the fragment's last step."""
+    from mtrl.algos.sac import fragment_transitions
+    from mtrl.rollout import Collector
+    from mtrl.suite import get_suite
+    from mtrl.trainer import policy_spec
+    from mtrl.config import load_config
+    from tests.conftest import ROOT
+
+    cfg = load_config(ROOT / "configs/toy_point_sac.yaml")
+    suite = get_suite("toy-point-mt2")
+    c = Collector(suite, [0, 1, 0], [1, 2, 3], policy_spec(cfg, suite), autoreset_mode=autoreset)
+    for random_actions in (True, False):
+        frag = c.collect(47, random_actions)
+        tr = fragment_transitions(frag)
+        np.testing.assert_allclose(tr["next_obs"][:, 1], tr["obs"][:, 1] + 0.05, atol=1e-6)
+        np.testing.assert_allclose(tr["next_obs"][:, 0], np.clip(tr["obs"][:, 0] + 0.2 * tr["actions"][:, 0], -1, 1), atol=1e-5)
+        assert len(tr["obs"]) == frag.num_steps and frag.truncated.any()
+
+
+def test_sac_learns_the_continuous_toy_within_3k_steps(tmp_path):
+    """Random actions score about -12 per episode, heading the wrong way about -28, reaching and
+    holding the goal about -1: the greedy policy must head for each task's own goal."""
+    from mtrl.config import load_config
+    from mtrl.trainer import train
+    from tests.conftest import ROOT
+    import json
+
+    run = train(load_config(ROOT / "configs/toy_point_sac.yaml", [f"run_dir={tmp_path}", "train.total_steps=3000",
+                                                                  "train.eval_episodes=4"]))  # fmt: skip
+    result = json.loads((run / "eval.json").read_text())
+    assert result["mean_return"] >= -8.0 and min(t["mean_return"] for t in result["tasks"]) >= -9.0, result
+    assert all(t["success_rate"] > 0.5 for t in result["tasks"]), result
+
+
+def test_metaworld_seeds_pick_goal_variants_for_the_v3_evaluation_protocol():
+    pytest.importorskip("metaworld")
+    from mtrl.suite import get_suite
+
+    suite = get_suite("metaworld-mt1-reach-v3")
+    seeds = suite.eval_seeds(50, 7)
+    assert [s % 50 for s in seeds] == list(range(50)) and suite.eval_seeds(50, 7) == seeds
+    env = suite.make_env(0, 1)
+    goals = [env.reset(seed=s)[0]["obs"][-3:] for s in seeds]
+    assert len({tuple(np.round(g, 5)) for g in goals}) == 50  # every variant once
+    np.testing.assert_allclose(env.reset(seed=seeds[3] + 50)[0]["obs"][-3:], goals[3])  # the seed fixes the variant

@@ -149,3 +149,21 @@ def test_mt_grpo_training_with_two_ray_workers_on_minigrid(tmp_path):
     _, ckpt = load_latest(run)
     assert ckpt["env_steps"] >= 400 and ckpt["optimizer"]["task_weights"]["xi"].shape == (3,)
     assert (run / "eval.json").is_file()
+
+
+@pytest.mark.slow  # 10 Meta-World envs on 2 Ray workers with MOORE networks: minutes on 2 cores
+def test_sac_on_metaworld_mt10_with_two_ray_workers_completes_evaluates_and_checkpoints(tmp_path):
+    pytest.importorskip("metaworld")
+    run = train(load_config(ROOT / "configs/metaworld_mt10_moore_sac.yaml", [
+        f"run_dir={tmp_path}", "rollout.workers=2", "rollout.steps_per_env=5", "sac.warmup_steps=50",
+        "sac.batch_per_task=8", "sac.replay_size=1000", "env.max_episode_steps=10", "train.total_steps=200",
+        "train.checkpoint_every=1", "train.eval_episodes=1", "ray.num_cpus=2"]))  # fmt: skip
+    import json
+
+    from mtrl.checkpoint import load_latest
+
+    _, ckpt = load_latest(run)
+    assert ckpt["env_steps"] >= 200 and ckpt["optimizer"]["log_alpha"].shape == (10,)
+    assert ckpt["optimizer"]["updates"] > 0 and ckpt["spec"]["kind"] == "sac"
+    result = json.loads((run / "eval.json").read_text())
+    assert len(result["tasks"]) == 10 and result["greedy"] and all(t["success_rate"] is not None for t in result["tasks"])

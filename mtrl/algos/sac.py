@@ -1,18 +1,27 @@
-"""Multi-task SAC losses and update step (Haarnoja et al. 2018; MOORE / Meta-World+ form,
-ALGORITHMS.md section 4): twin critics with Polyak targets and one learned temperature per task.
+"""Multi-task SAC (Haarnoja et al. 2018; MOORE / Meta-World+ form, ALGORITHMS.md section 4): twin
+critics with Polyak targets, one learned temperature per task, one replay buffer per task.
 
 The losses are pure functions of the networks and a batch; `SACLearner.update` applies them in
-the usual order (critics, actor, temperatures, targets).
+the usual order (critics, actor, temperatures, targets); `SACAlgorithm` runs one iteration:
+collect a fragment, store its transitions, then `sac.updates_per_step` updates per vector step.
 """
 
 from __future__ import annotations
 
 import copy
 
+import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 
-from mtrl.nn.sac import SACActor, TwinQ
+from mtrl.algos.ppo import Iteration
+from mtrl.batch import Fragment
+from mtrl.config import Config
+from mtrl.errors import MtrlError
+from mtrl.nn.sac import SACActor, SACPolicy, TwinQ
+from mtrl.replay import TaskReplay
+from mtrl.suite import TaskSuite
 
 
 def alpha_loss(log_alpha: torch.Tensor, logp: torch.Tensor, task_id: torch.Tensor, target_entropy: float) -> torch.Tensor:
@@ -94,3 +103,74 @@ class SACLearner:
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.alpha_opt.load_state_dict(state["alpha_opt"])
+
+
+def fragment_transitions(frag: Fragment) -> dict[str, np.ndarray]:
+    """The valid steps of a fragment as flat (s, a, r, s', terminated) transitions. s' is the next
+    step's observation (under NEXT_STEP autoreset that is also the final observation of an ended
+    episode), the recorded final observation at truncations, and the observation after the last
+    step; after a termination s' is not used."""
+    next_obs = np.concatenate([frag.obs[1:], frag.last_obs[None]], axis=0)
+    if len(frag.trunc_idx):
+        next_obs[frag.trunc_idx[:, 0], frag.trunc_idx[:, 1]] = frag.trunc_obs
+    m = frag.valid
+    return {"task_id": frag.task_id[m], "obs": frag.obs[m], "actions": frag.actions[m], "rewards": frag.rewards[m],
+            "next_obs": next_obs[m], "terminated": frag.terminated[m]}  # fmt: skip
+
+
+class SACAlgorithm:
+    """One SAC iteration: collect a fragment (uniform random actions during the warm-up), add it to
+    the per-task replay, then update. With rollout.pipeline the workers collect the next fragment
+    while the learner updates: they act with weights refreshed every steps_per_env x
+    updates_per_step updates."""
+
+    def __init__(self, policy: SACPolicy, cfg: Config, suite: TaskSuite, device: torch.device) -> None:
+        space = suite.action_space
+        if not isinstance(space, gym.spaces.Box) or not (np.all(space.low == -1) and np.all(space.high == 1)):
+            raise MtrlError(f"algo=sac needs continuous actions in [-1, 1] (tanh-squashed); suite '{suite.name}' has {space}")
+        self.policy, self.cfg, self.sac, self.device, self.tasks = policy, cfg, cfg.sac, device, suite.tasks
+        k, act_dim = suite.num_tasks, int(np.prod(space.shape))
+        s = cfg.sac
+        self.learner = SACLearner(policy.actor, policy.critic, k, act_dim, s.actor_lr, s.critic_lr, s.alpha_lr, s.gamma, s.tau)
+        obs_space = suite.observation_space
+        self.replay = TaskReplay(k, s.replay_size, obs_space.shape, obs_space.dtype, act_dim, int(s.replay_memory_gb * 2**30))
+        self.rng = np.random.default_rng(cfg.seed)
+        self.task_probs: np.ndarray | None = None  # a curriculum's, sent to the workers with the weights
+        self.steps, self.updates, self._owed = 0, 0, 0.0
+        self._in_flight = None
+
+    def iterate(self, pool, gen: torch.Generator) -> Iteration:  # noqa: ANN001 - a mtrl.workers.WorkerPool
+        submit = lambda: pool.submit(self.policy, self.task_probs, self.steps < self.sac.warmup_steps)  # noqa: E731
+        frag = pool.wait(self._in_flight if self._in_flight is not None else submit())
+        self.steps += frag.num_steps
+        self._in_flight = submit() if self.cfg.rollout.pipeline else None
+        tr = fragment_transitions(frag)
+        self.replay.add(tr["task_id"], tr["obs"], tr["actions"], tr["rewards"], tr["next_obs"], tr["terminated"])
+        totals: dict[str, float] = {}
+        if self.steps >= self.sac.warmup_steps:
+            self._owed += frag.valid.shape[0] * self.sac.updates_per_step
+            n, self._owed = int(self._owed), self._owed - int(self._owed)
+            for _ in range(n):
+                batch = {key: torch.as_tensor(v).to(self.device) for key, v in self.replay.sample(self.sac.batch_per_task, self.rng).items()}
+                for key, v in self.learner.update(batch).items():
+                    totals[key] = totals.get(key, 0.0) + v / n
+            self.updates += n
+        k = len(self.tasks)
+        alpha = self.learner.log_alpha.detach().exp().cpu().numpy()
+        scalars = {f"sac/alpha/{name}": float(a) for name, a in zip(self.tasks, alpha)}
+        scalars["sac/updates"] = float(self.updates)
+        return Iteration(frag.num_steps, frag.episodes, totals, int(frag.env_errors.sum()), scalars,
+                         np.bincount(tr["task_id"], minlength=k), np.full(k, np.nan))  # fmt: skip
+
+    def set_lr_fraction(self, frac: float) -> None:
+        pass  # SAC keeps its learning rates
+
+    def task_weights(self) -> None:
+        return None
+
+    def state_dict(self) -> dict:
+        return {**self.learner.state_dict(), "steps": self.steps, "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state)
+        self.steps, self.updates = int(state["steps"]), int(state["updates"])

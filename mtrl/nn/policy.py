@@ -32,6 +32,7 @@ class PolicySpec:
     layers: int = 2
     num_experts: int = 4
     head: str = "multi"
+    kind: str = "actor_critic"  # "sac": squashed-Gaussian actor + twin Q critics (mtrl.nn.sac.SACPolicy)
 
 
 class TaskNetwork(nn.Module):
@@ -103,14 +104,19 @@ class ActorCritic(nn.Module):
         return action, dist.log_prob(action)
 
 
-def build_policy(spec: PolicySpec) -> ActorCritic:
-    """Construct the policy described by `spec`."""
+def build_policy(spec: PolicySpec) -> nn.Module:
+    """Construct the policy described by `spec`: an ActorCritic, or a SACPolicy for kind "sac".
+    Both have `actor` and `critic` parts and `act(obs, task_id, greedy) -> (action, log-prob)`."""
+    if spec.kind == "sac":
+        from mtrl.nn.sac import SACPolicy  # mtrl.nn.sac builds on this module
+
+        return SACPolicy(spec)
     return ActorCritic(spec)
 
 
 def spec_for(suite_obs_shape: tuple[int, ...], action_space, num_tasks: int, arch: str, hidden: int, layers: int,
-             num_experts: int = 4, head: str = "multi") -> PolicySpec:  # fmt: skip
+             num_experts: int = 4, head: str = "multi", kind: str = "actor_critic") -> PolicySpec:  # fmt: skip
     """A PolicySpec from a suite's spaces and the policy config."""
     discrete = hasattr(action_space, "n")
     action_dim = int(action_space.n) if discrete else int(math.prod(action_space.shape))
-    return PolicySpec(tuple(suite_obs_shape), num_tasks, action_dim, discrete, arch, hidden, layers, num_experts, head)
+    return PolicySpec(tuple(suite_obs_shape), num_tasks, action_dim, discrete, arch, hidden, layers, num_experts, head, kind)

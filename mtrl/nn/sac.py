@@ -75,3 +75,19 @@ class TwinQ(nn.Module):
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, task_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.q1(obs, action, task_id), self.q2(obs, action, task_id)
+
+
+class SACPolicy(nn.Module):
+    """The SAC actor and twin critics as one module: rollout workers load the actor's weights
+    only (`mtrl.rollout.actor_weights`), the learner trains both."""
+
+    def __init__(self, spec: PolicySpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.actor = SACActor(spec)
+        self.critic = TwinQ(spec)
+
+    @torch.inference_mode()
+    def act(self, obs: torch.Tensor, task_id: torch.Tensor, greedy: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """A squashed-Gaussian action in (-1, 1) (tanh of the mean when greedy) and its log-prob."""
+        return self.actor.sample(obs, task_id, greedy)
