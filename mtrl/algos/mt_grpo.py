@@ -107,6 +107,7 @@ class GroupSampler:
                gen: torch.Generator, kind: str, task_probs: np.ndarray | None = None) -> Gathered:  # fmt: skip
         """Run the sampling rounds through `collect(tasks, seeds, group_ids)`. Plain GRPO with a
         curriculum draws the quotas from its `task_probs` instead of splitting evenly."""
+
         def draw(p: np.ndarray) -> np.ndarray:  # Multinomial(B, p) counts per task
             return np.bincount(torch.multinomial(torch.as_tensor(p), self.groups, True, generator=gen).numpy(), minlength=self.k)
 
@@ -118,7 +119,6 @@ class GroupSampler:
             quota = counts = draw(task_probs)
         else:
             quota = counts = np.bincount(np.arange(self.groups) % self.k, minlength=self.k)
-            m = np.ones(self.k)
         kept_parts, all_eps = [], []
         kept, generated, zero = np.zeros(self.k, np.int64), np.zeros(self.k, np.int64), np.zeros(self.k, np.int64)
         steps = errors = next_id = 0
