@@ -64,6 +64,17 @@ def steps_to(run: Path, tasks: list[str], target: float, window: int = 5) -> flo
     return float("nan")
 
 
+def step_shares(run: Path, tasks: list[str]) -> np.ndarray | None:
+    """Each task's share of the run's env steps (TensorBoard task/<name>/env_steps), if logged."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0}).Reload()
+    if f"task/{tasks[0]}/env_steps" not in acc.Tags()["scalars"]:
+        return None
+    steps = np.array([acc.Scalars(f"task/{t}/env_steps")[-1].value for t in tasks])
+    return steps / steps.sum()
+
+
 def report(names: list[str], seeds: list[int], out: Path, target: float | None = None) -> None:
     rows, tasks = {}, None
     for name in names:
@@ -92,6 +103,13 @@ def report(names: list[str], seeds: list[int], out: Path, target: float | None =
             med = f"median {np.median(steps):.0f}" if len(reached) * 2 > len(steps) else "median not reached"
             print(f"  {name}: " + ", ".join(f"s{s}={x:.0f}" if np.isfinite(x) else f"s{s}=-" for s, x in zip(found, steps))
                   + f"  ({len(reached)}/{len(steps)} reached, {med})")  # fmt: skip
+    shares = {name: [step_shares(out / name / f"s{s}", tasks) for s in found] for name, (found, _) in rows.items()}
+    if any(x is not None for runs in shares.values() for x in runs):
+        print("\nShare of env steps per task (mean over seeds):")
+        for name, runs in shares.items():
+            known = [x for x in runs if x is not None]
+            if known:
+                print(f"  {name}: " + ", ".join(f"{t.removeprefix('MiniGrid-')} {v:.2f}" for t, v in zip(tasks, np.mean(known, 0))))
     print("\nPer run (mean return over tasks / worst task):")
     for name, (found, ret) in rows.items():
         print(f"  {name}: " + ", ".join(f"s{s}={r.mean():.3f}/{r.min():.3f}" for s, r in zip(found, ret)))
