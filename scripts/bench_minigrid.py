@@ -50,8 +50,8 @@ def run_one(name: str, config: str, seed: int, out: Path, overrides: list[str]) 
 
 
 def steps_to(run: Path, tasks: list[str], target: float, window: int = 5) -> float:
-    """The first env step at which the mean over tasks of each task's recent training return
-    reaches `target` (NaN if never)."""
+    """The first env step at which the mean over tasks of each task's last `window` logged
+    training returns reaches `target` (NaN if never; no task may have fewer than `window`)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0}).Reload()
@@ -59,7 +59,7 @@ def steps_to(run: Path, tasks: list[str], target: float, window: int = 5) -> flo
     recent: list[list[float]] = [[] for _ in tasks]
     for step, k, value in events:
         recent[k] = (recent[k] + [value])[-window:]
-        if all(recent) and np.mean([np.mean(r) for r in recent]) >= target:
+        if all(len(r) == window for r in recent) and np.mean([np.mean(r) for r in recent]) >= target:
             return float(step)
     return float("nan")
 
@@ -100,7 +100,8 @@ def report(names: list[str], seeds: list[int], out: Path, target: float | None =
         for name, (found, _) in rows.items():
             steps = [steps_to(out / name / f"s{s}", tasks, target) for s in found]
             reached = [x for x in steps if np.isfinite(x)]
-            med = f"median {np.median(steps):.0f}" if len(reached) * 2 > len(steps) else "median not reached"
+            median = np.median(np.where(np.isfinite(steps), steps, np.inf))  # a run that never reached counts as last
+            med = f"median {median:.0f}" if np.isfinite(median) else "median not reached"
             print(f"  {name}: " + ", ".join(f"s{s}={x:.0f}" if np.isfinite(x) else f"s{s}=-" for s, x in zip(found, steps))
                   + f"  ({len(reached)}/{len(steps)} reached, {med})")  # fmt: skip
     shares = {name: [step_shares(out / name / f"s{s}", tasks) for s in found] for name, (found, _) in rows.items()}
