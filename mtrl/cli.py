@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--episodes", type=int, default=None, help="episodes per task (default: the suite's protocol)")
     e.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
     e.add_argument("--seed", type=int, default=0, help="evaluation seed (results are deterministic given it)")
-    e.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling")
+    e.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling "
+                   "(always on for SAC policies, which are evaluated with their mean action)")
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run the policy")
 
     s = sub.add_parser("suites", help="list every registered suite and its tasks")
@@ -69,7 +70,8 @@ def _eval(args: argparse.Namespace) -> None:
     policy, suite, cfg = policy_from_checkpoint(ckpt, resolve_device(args.device))
     episodes = default_episodes(suite, args.episodes)
     print(f"mtrl: evaluating {path} ({int(ckpt['env_steps'])} env steps) on {suite.name}, {episodes} episodes per task")
-    result = evaluate(policy, suite, episodes, args.seed, args.greedy, cfg["env"]["max_episode_steps"])
+    greedy = args.greedy or cfg["algo"] == "sac"
+    result = evaluate(policy, suite, episodes, args.seed, greedy, cfg["env"]["max_episode_steps"])
     print(result.table())
     if args.json:
         result.write_json(args.json)
