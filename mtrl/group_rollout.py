@@ -17,9 +17,13 @@ import numpy as np
 import torch
 
 from mtrl.batch import Episodes, Groups
+from mtrl.errors import EnvError
 from mtrl.nn.policy import PolicySpec, build_policy
 from mtrl.rollout import load_actor_weights
 from mtrl.suite import TaskSuite
+
+
+MAX_EPISODE_STEPS = 100_000  # an env that never ends would stall a group forever
 
 
 class GroupCollector:
@@ -86,6 +90,10 @@ class GroupCollector:
                 failed[i] |= bool(info.get("env_error", False))
                 done[j] = term or trunc
             active = active[~done]
+            if len(active) and length[active[0]] >= MAX_EPISODE_STEPS:
+                task = self.suite.tasks[slot_task[active[0]]]
+                raise EnvError(f"suite '{self.suite.name}' task '{task}': an episode ran {MAX_EPISODE_STEPS} steps "
+                               "without ending; GRPO needs whole episodes (set env.max_episode_steps)")  # fmt: skip
         slots = np.concatenate([s[0] for s in steps])
         order = np.argsort(slots, kind="stable")  # episode by episode, each in time order
         slots = slots[order]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import mtrl
 from mtrl.advantage import group_relative, zero_variance_groups
 from mtrl.algos.grpo import GroupBatch, grpo_loss
 from mtrl.algos.mt_grpo import GroupSampler, TaskWeights, inflation, iwu_gradient
@@ -211,3 +212,20 @@ def test_group_starts_on_real_metaworld_depend_only_on_the_seed():
     again = starts([2, 1])  # the same envs, now with a history: the same seeds, the same starts
     assert np.array_equal(again[0], first[1]) and np.array_equal(again[1], first[0])
     collector.close()
+
+
+def test_an_episode_that_never_ends_stops_group_collection_with_a_clear_error(monkeypatch):
+    import gymnasium as gym
+
+    import mtrl.group_rollout as group_rollout
+    from envs.toy import PointEnv
+    from mtrl.errors import EnvError
+    from mtrl.nn.policy import spec_for
+
+    monkeypatch.setattr(group_rollout, "MAX_EPISODE_STEPS", 50)
+    suite = mtrl.TaskSuite(
+        name="endless", tasks=("forever",), build=lambda task, seed: PointEnv(0.5, length=10**9),
+        observation_space=gym.spaces.Box(-1.0, 1.0, (2,), np.float32), action_space=gym.spaces.Box(-1.0, 1.0, (1,), np.float32))
+    spec = spec_for((2,), suite.action_space, 1, "mlp", 16, 1)
+    with pytest.raises(EnvError, match="task 'forever': an episode ran 50 steps without ending"):
+        GroupCollector(suite, spec, group_size=2).collect(np.array([0]), np.array([1]), np.array([0]))
