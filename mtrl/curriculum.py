@@ -63,6 +63,12 @@ def softmax(x: np.ndarray, temperature: float) -> np.ndarray:
     return z / z.sum()
 
 
+def widen_range(lo: np.ndarray, hi: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each task's running (min, max) of `r`, ignoring NaN entries (tasks without data)."""
+    seen = np.isfinite(r)
+    return np.where(seen, np.minimum(lo, r), lo), np.where(seen, np.maximum(hi, r), hi)
+
+
 class _State:
     """Plain numpy attributes named in `_fields`, saved and restored as float64 arrays."""
 
@@ -174,7 +180,7 @@ class Exp3(_State):
     def update(self, stats: TaskStats) -> None:
         r = stats.returns
         seen = np.isfinite(r)
-        self.lo, self.hi = np.where(seen, np.minimum(self.lo, r), self.lo), np.where(seen, np.maximum(self.hi, r), self.hi)
+        self.lo, self.hi = widen_range(self.lo, self.hi, r)
         pulled = np.flatnonzero(seen & np.isfinite(self.prev))
         progress = np.abs(r - self.prev)[pulled] / np.maximum(self.hi - self.lo, 1e-8)[pulled]
         self.pull(pulled, np.clip(progress, 0.0, 1.0))
@@ -235,8 +241,8 @@ class Threshold(_State):
         return mix_uniform((self.rank < self.unlocked[0]).astype(float), self.cfg.eps)
 
     def update(self, stats: TaskStats) -> None:
-        r, seen = stats.returns, np.isfinite(stats.returns)
-        self.lo, self.hi = np.where(seen, np.minimum(self.lo, r), self.lo), np.where(seen, np.maximum(self.hi, r), self.hi)
+        r = stats.returns
+        self.lo, self.hi = widen_range(self.lo, self.hi, r)
         level = np.where(np.isfinite(stats.success), stats.success, (r - self.lo) / np.maximum(self.hi - self.lo, 1e-8))
         self.level = np.where(np.isfinite(level), level, self.level)
         passed = np.nan_to_num(self.level, nan=-1.0) >= self.cfg.threshold

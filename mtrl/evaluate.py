@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
-from mtrl.nn.policy import ActorCritic
 from mtrl.rollout import step_flag
 from mtrl.suite import TaskSuite, make_vector_env
 
@@ -60,7 +60,7 @@ class EvalResult:
         path.write_text(json.dumps(self.to_json(), indent=2), encoding="utf-8")
 
 
-def evaluate(policy: ActorCritic, suite: TaskSuite, episodes: int, seed: int, greedy: bool = False,
+def evaluate(policy: nn.Module, suite: TaskSuite, episodes: int, seed: int, greedy: bool = False,
              max_episode_steps: int | None = None, chunk: int = 64) -> EvalResult:  # fmt: skip
     """Run `episodes` episodes of every task (the first episode of each env slot, in chunks of
     `chunk` slots). Deterministic given `seed`; the caller's torch RNG is left untouched."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from mtrl.algos.mt_grpo import GRPOAlgorithm
 from mtrl.algos.ppo import PPOAlgorithm
@@ -19,7 +20,7 @@ from mtrl.curriculum import make_curriculum, task_stats
 from mtrl.errors import CheckpointError, MtrlError
 from mtrl.evaluate import default_episodes, evaluate
 from mtrl.logger import Logger
-from mtrl.nn.policy import ActorCritic, PolicySpec, build_policy, spec_for
+from mtrl.nn.policy import PolicySpec, build_policy, spec_for
 from mtrl.suite import TaskSuite, get_suite
 from mtrl.vector import check_fast_backend
 from mtrl.workers import WorkerPool
@@ -38,11 +39,19 @@ def policy_spec(cfg: Config, suite: TaskSuite) -> PolicySpec:
                     p.num_experts, p.head, "sac" if cfg.algo == "sac" else "actor_critic")  # fmt: skip
 
 
-def policy_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> tuple[ActorCritic, TaskSuite, dict]:
+def saved_spec(ckpt: dict[str, Any]) -> PolicySpec:
+    """The checkpoint's PolicySpec, with today's defaults for fields added since it was written."""
+    try:
+        return PolicySpec(**{**ckpt["spec"], "obs_shape": tuple(ckpt["spec"]["obs_shape"])})
+    except (TypeError, KeyError):
+        raise CheckpointError(f"checkpoint policy spec {ckpt['spec']!r} does not describe an mtrl policy") from None
+
+
+def policy_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> tuple[nn.Module, TaskSuite, dict]:
     """Rebuild (policy, suite, config dict) from a loaded checkpoint."""
     cfg = json.loads(ckpt["config"])
     suite = get_suite(cfg["env"]["suite"])
-    spec = PolicySpec(**{**ckpt["spec"], "obs_shape": tuple(ckpt["spec"]["obs_shape"])})
+    spec = saved_spec(ckpt)
     if list(suite.tasks) != list(ckpt["tasks"]):
         raise CheckpointError(f"checkpoint tasks {ckpt['tasks']} do not match suite '{suite.name}' tasks {list(suite.tasks)}")
     policy = build_policy(spec).to(device)
@@ -100,7 +109,7 @@ def train(cfg: Config) -> Path:
     task_steps = torch.zeros(suite.num_tasks, dtype=torch.int64)  # env steps per task, ditto
     if cfg.resume:
         path, ckpt = load_latest(run_dir)
-        if ckpt["spec"] != dataclasses.asdict(spec) or list(ckpt["tasks"]) != list(suite.tasks):
+        if saved_spec(ckpt) != spec or list(ckpt["tasks"]) != list(suite.tasks):
             raise CheckpointError(f"{path} was trained with policy {ckpt['spec']} on {ckpt['tasks']}; this config asks "
                                   f"for {dataclasses.asdict(spec)} on {list(suite.tasks)}")  # fmt: skip
         _load_state(policy, ckpt["policy"], "policy")

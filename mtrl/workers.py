@@ -141,11 +141,13 @@ class WorkerPool:
         import ray
 
         ref = ray.put(weights)
-        shares = [s for s in np.array_split(np.arange(len(tasks)), len(self.actors))]
-        calls = [(i, s, a.collect_groups.remote(ref, tasks[s], seeds[s], group_ids[s]))
-                 for i, (a, s) in enumerate(zip(self.actors, shares)) if len(s)]  # fmt: skip
-        return Groups.concat([self._get(i, call, lambda a, s=s: a.collect_groups.remote(ref, tasks[s], seeds[s], group_ids[s]))
-                              for i, s, call in calls])  # fmt: skip
+
+        def send(actor: Any, share: np.ndarray) -> Any:
+            return actor.collect_groups.remote(ref, tasks[share], seeds[share], group_ids[share])
+
+        shares = [(i, s) for i, s in enumerate(np.array_split(np.arange(len(tasks)), len(self.actors))) if len(s)]
+        calls = [(i, s, send(self.actors[i], s)) for i, s in shares]
+        return Groups.concat([self._get(i, call, lambda a, s=s: send(a, s)) for i, s, call in calls])
 
     def _get(self, i: int, call: Any, resend: Any) -> Any:
         """Worker i's result; if its actor died, wait for Ray's restart and re-send its share

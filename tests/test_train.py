@@ -114,3 +114,21 @@ def test_eval_cli_prints_table_and_json(tmp_path, toy_overrides):
     assert [t["episodes"] for t in data["tasks"]] == [3, 3, 3] and data["suite"] == "toy-mt3"
     again = run_cli("eval", str(run), "--episodes", "3")
     assert again.stdout.splitlines()[1:] == out.stdout.splitlines()[1:]  # deterministic given the seed
+
+
+def test_checkpoints_from_before_a_new_spec_field_still_resume(tmp_path, toy_overrides):
+    """A checkpoint whose policy spec lacks a field added later (PolicySpec.kind) resumes with the
+    field's default; a spec with a field mtrl does not know is a clean CheckpointError."""
+    from mtrl.checkpoint import save_checkpoint
+
+    run = train(load_config(TOY, toy_overrides + ["train.total_steps=500", "train.eval_episodes=0"]))
+    _, ckpt = load_latest(run)
+    payload = {k: v for k, v in ckpt.items() if k not in ("format", "version")}
+    del payload["spec"]["kind"]
+    save_checkpoint(run, payload, int(ckpt["env_steps"]) + 1, keep=3)
+    train(load_config(run / "config.yaml", [f"resume={run}", "train.total_steps=1000", "train.eval_episodes=0"]))
+    assert load_latest(run)[1]["env_steps"] >= 1000
+    payload["spec"]["bogus"] = 1
+    save_checkpoint(run, payload, 10**6, keep=3)
+    with pytest.raises(CheckpointError, match="does not describe an mtrl policy"):
+        train(load_config(run / "config.yaml", [f"resume={run}", "train.total_steps=2000000"]))

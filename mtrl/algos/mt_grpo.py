@@ -13,7 +13,8 @@ import torch
 
 from mtrl.algos.grpo import (actor_parameters, grpo_loss, group_table, make_group_batch, outcome_kind, select_groups,
                               task_surrogates)  # fmt: skip
-from mtrl.algos.ppo import Iteration, PPOLearner
+from mtrl.algos import Iteration
+from mtrl.algos.ppo import PPOLearner
 from mtrl.batch import Episodes, Groups, per_task_means, rank_within
 from mtrl.config import Config, MTGRPOConfig
 

@@ -11,22 +11,9 @@ import torch
 from torch import nn
 
 from mtrl.advantage import batch_normalize, gae, task_normalize
-from mtrl.algos import TensorBatch
-from mtrl.batch import Episodes, Fragment, per_task_means
+from mtrl.algos import Iteration, TensorBatch
+from mtrl.batch import Fragment, per_task_means
 from mtrl.config import PPOConfig
-
-
-@dataclass
-class Iteration:
-    """What one training iteration did: for the trainer's step count, logs and fault counters."""
-
-    env_steps: int
-    episodes: Episodes
-    losses: dict[str, float]
-    env_errors: int
-    scalars: dict[str, float]  # extra TensorBoard scalars, by full tag
-    task_steps: np.ndarray  # [K] env steps per task
-    task_abs_adv: np.ndarray  # [K] mean |advantage| per task before normalisation (NaN: no steps)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtrl.algos.ppo import Iteration
+from mtrl.algos import Iteration
 from mtrl.batch import Fragment
 from mtrl.config import Config
 from mtrl.errors import MtrlError
