@@ -71,6 +71,7 @@ def make_minigrid_suite(name: str) -> mtrl.TaskSuite:
         eval_episodes=16,
         reports_success=True,
         fast_build=partial(_build_envpool, tasks),
+        return_range=(0.0, 1.0),  # reward 1 - 0.9 * steps / max_steps on success, else 0
     )
 
 

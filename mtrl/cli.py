@@ -1,4 +1,4 @@
-"""The `mtrl` command: train, eval, suites, curricula. User errors exit with code 2 and one line."""
+"""The `mtrl` command: train, eval, plot, suites, curricula. User errors exit with code 2 and one line."""
 
 from __future__ import annotations
 
@@ -17,6 +17,16 @@ To continue a run: `mtrl train resume=runs/NAME` (CONFIG then defaults to runs/N
 Config keys:
 """
 
+EVAL_DESCRIPTION = """\
+Evaluate each checkpoint on every task of its suite and print its per-task table. With several
+runs, also aggregate them per method (runs sharing a NAME=, else the same algo and arch): mean,
+median and IQM over runs x tasks with 95% stratified-bootstrap CIs, and a per-task comparison.
+
+  mtrl eval runs/a
+  mtrl eval ppo=runs/ppo/s0 ppo=runs/ppo/s1 grpo=runs/grpo/s0 grpo=runs/grpo/s1 --out report/
+  mtrl eval runs/a --video videos/ --episodes 4
+"""
+
 
 def _parser() -> argparse.ArgumentParser:
     from mtrl.config import describe
@@ -29,14 +39,37 @@ def _parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     t.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]", help="a YAML config, then overrides")
 
-    e = sub.add_parser("eval", help="evaluate a checkpoint on every task of its suite")
-    e.add_argument("target", help="a checkpoint file or a run directory (its newest checkpoint)")
+    e = sub.add_parser("eval", help="evaluate checkpoints on every task of their suite, compare runs and methods",
+                       description=EVAL_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    e.add_argument("targets", nargs="+", metavar="[NAME=]RUN",
+                   help="checkpoint files or run directories (their newest checkpoint); NAME= labels the method")
     e.add_argument("--episodes", type=int, default=None, help="episodes per task (default: the suite's protocol)")
-    e.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
     e.add_argument("--seed", type=int, default=0, help="evaluation seed (results are deterministic given it)")
     e.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling "
                    "(always on for SAC policies, which are evaluated with their mean action)")
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run the policy")
+    e.add_argument("--workers", type=int, default=0, help="run the episodes as Ray tasks on this many CPUs "
+                   "(embedded local Ray; same results as 0, in-process)")
+    e.add_argument("--metric", default="auto", choices=["auto", "success", "return"],
+                   help="score per task for the aggregates (auto: success rate where the suite reports it)")
+    e.add_argument("--reps", type=int, default=2000, help="bootstrap replicates for the 95%% CIs")
+    e.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="write report.md, report.json, summary.csv (per method) and runs.csv (per run and task)")
+    e.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the report as JSON")
+    e.add_argument("--video", type=Path, default=None, metavar="DIR",
+                   help="write one GIF per task of each policy acting (DIR/<task>.gif; DIR/<run>/ for several runs)")
+    e.add_argument("--fps", type=int, default=15, help="frames per second of the --video GIFs")
+
+    pl = sub.add_parser("plot", help="plot learning curves of runs from their TensorBoard events",
+                        description="Plot the mean over tasks (or each task) of the training success or return "
+                                    "against env steps, per method, with 95%% bootstrap bands over runs.")  # fmt: skip
+    pl.add_argument("runs", nargs="+", metavar="[NAME=]RUN", help="run directories; NAME= labels the method")
+    pl.add_argument("--out", type=Path, default=Path("curves.png"), help="image file (.png, .pdf, .svg)")
+    pl.add_argument("--per-task", action="store_true", help="one panel per task")
+    pl.add_argument("--metric", default="auto", choices=["auto", "success", "return"],
+                    help="auto: success where every run logs it, else return")
+    pl.add_argument("--smooth", type=int, default=5, help="moving-average window, in logged iterations")
+    pl.add_argument("--title", default=None, help="figure title")
 
     s = sub.add_parser("suites", help="list every registered suite and its tasks")
     s.add_argument("--names", action="store_true", help="print suite names only")
@@ -62,19 +95,82 @@ def _train(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from mtrl.checkpoint import load_latest
     from mtrl.evaluate import default_episodes, evaluate
+    from mtrl.report import RunEval, build_report, method_label, split_target
     from mtrl.trainer import policy_from_checkpoint, resolve_device
 
-    if args.episodes is not None and args.episodes < 1:
-        raise MtrlError(f"--episodes must be >= 1, got {args.episodes}")
-    path, ckpt = load_latest(args.target)
-    policy, suite, cfg = policy_from_checkpoint(ckpt, resolve_device(args.device))
-    episodes = default_episodes(suite, args.episodes)
-    print(f"mtrl: evaluating {path} ({int(ckpt['env_steps'])} env steps) on {suite.name}, {episodes} episodes per task")
-    greedy = args.greedy or cfg["algo"] == "sac"
-    result = evaluate(policy, suite, episodes, args.seed, greedy, cfg["env"]["max_episode_steps"])
-    print(result.table())
+    for flag, value in (("--episodes", args.episodes or 1), ("--reps", args.reps), ("--fps", args.fps)):
+        if value < 1:
+            raise MtrlError(f"{flag} must be >= 1, got {value}")
+    if args.workers < 0:
+        raise MtrlError(f"--workers must be >= 0, got {args.workers}")
+    if args.video:
+        from mtrl.video import choose_mujoco_gl
+
+        choose_mujoco_gl()  # before any MuJoCo env is imported
+    targets = [split_target(t) for t in args.targets]
+    loaded = [(name, *load_latest(path)) for name, path in targets]  # every file checked before any work
+    device = resolve_device(args.device)
+    ray_started = _start_ray(args.workers)
+    runs, suite = [], None
+    try:
+        for name, path, ckpt in loaded:
+            policy, suite, cfg = policy_from_checkpoint(ckpt, device)
+            episodes = default_episodes(suite, args.episodes)
+            print(f"mtrl: evaluating {path} ({int(ckpt['env_steps'])} env steps) on {suite.name}, "
+                  f"{episodes} episodes per task")  # fmt: skip
+            greedy = args.greedy or cfg["algo"] == "sac"
+            result = evaluate(policy, suite, episodes, args.seed, greedy, cfg["env"]["max_episode_steps"], args.workers)
+            print(result.table())
+            runs.append(RunEval(name or method_label(cfg), str(path), int(ckpt["env_steps"]), result))
+            if args.video:
+                from mtrl.video import record_videos
+
+                where = args.video if len(loaded) == 1 else args.video / _slug(path)
+                for gif, frames in record_videos(policy, suite, where, args.seed, greedy, cfg["env"]["max_episode_steps"],
+                                                 args.fps):  # fmt: skip
+                    print(f"mtrl: wrote {gif} ({frames} frames)")
+    finally:
+        if ray_started:
+            import ray
+
+            ray.shutdown()
+    report = build_report(runs, args.metric, suite.return_range, args.reps, args.seed)
+    if len(runs) > 1:
+        print("\n" + report.markdown())
     if args.json:
-        result.write_json(args.json)
+        report.write_json(args.json)
+    if args.out:
+        print("mtrl: wrote " + ", ".join(str(p) for p in report.write(args.out)))
+
+
+def _start_ray(workers: int) -> bool:
+    """Start an embedded local Ray (no dashboard) for `--workers`; True if this call started it."""
+    if not workers:
+        return False
+    from mtrl.schema import RayConfig
+    from mtrl.workers import init_ray
+
+    return init_ray(RayConfig(), workers)[1]
+
+
+def _slug(path: Path) -> str:
+    """A directory name for a run's videos: its run directory's path, flattened."""
+    run = path.parent.parent if path.is_file() and path.parent.name == "checkpoints" else path
+    return "_".join(p for p in run.parts if p not in ("/", ".", "..")) or "run"
+
+
+def _plot(args: argparse.Namespace) -> None:
+    from mtrl.plot import plot, read_run
+    from mtrl.report import run_label, split_target
+
+    if args.smooth < 1:
+        raise MtrlError(f"--smooth must be >= 1, got {args.smooth}")
+    runs = []
+    for target in args.runs:
+        name, path = split_target(target)
+        runs.append(read_run(Path(path), name or run_label(Path(path))))
+    out = plot(runs, args.out, args.metric, args.per_task, args.smooth, args.title)
+    print(f"mtrl: wrote {out}")
 
 
 def _suites(args: argparse.Namespace) -> None:
@@ -100,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mtrl` console script."""
     args = _parser().parse_args(argv)
     try:
-        {"train": _train, "eval": _eval, "suites": _suites, "curricula": _curricula}[args.command](args)
+        {"train": _train, "eval": _eval, "plot": _plot, "suites": _suites, "curricula": _curricula}[args.command](args)
     except MtrlError as exc:
         if args.debug:
             raise

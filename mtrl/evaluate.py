@@ -61,28 +61,66 @@ class EvalResult:
 
 
 def evaluate(policy: nn.Module, suite: TaskSuite, episodes: int, seed: int, greedy: bool = False,
-             max_episode_steps: int | None = None, chunk: int = 64) -> EvalResult:  # fmt: skip
-    """Run `episodes` episodes of every task (the first episode of each env slot, in chunks of
-    `chunk` slots). Deterministic given `seed`; the caller's torch RNG is left untouched."""
+             max_episode_steps: int | None = None, workers: int = 0, chunk: int = 64) -> EvalResult:  # fmt: skip
+    """Run `episodes` episodes of every task (the first episode of each env slot) and average
+    them per task. The work is cut into chunks of at most `chunk` episodes of one task, each
+    with its own env seeds and torch seed, so the result depends on `seed` (and `chunk`) only,
+    not on `workers` (> 0: the chunks run as Ray tasks on that many CPUs, in a Ray the caller
+    has started). The caller's torch RNG is left untouched."""
     jobs = np.repeat(np.arange(suite.num_tasks), episodes)
-    if suite.eval_seeds is not None:
-        seeds = np.concatenate([np.asarray(suite.eval_seeds(episodes, seed + k), np.int64) for k in range(suite.num_tasks)])
+    seeds = episode_seeds(suite, episodes, seed)
+    chunks = [np.arange(lo, min(lo + chunk, hi)) for k in range(suite.num_tasks)
+              for hi in [(k + 1) * episodes] for lo in range(k * episodes, hi, chunk)]  # fmt: skip
+    work = [(jobs[c], seeds[c], [seed, int(jobs[c[0]]), int(c[0])]) for c in chunks]
+    if workers:
+        outs = _run_on_ray(policy, suite, work, greedy, max_episode_steps, workers)
     else:
-        seeds = np.random.SeedSequence([seed, 0xE7A1]).generate_state(len(jobs))
-    ret, length, success = np.zeros(len(jobs)), np.zeros(len(jobs)), np.zeros(len(jobs), np.float32)
-    device = next(policy.parameters()).device
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for lo in range(0, len(jobs), chunk):
-            sl = slice(lo, min(lo + chunk, len(jobs)))
-            ret[sl], length[sl], success[sl] = _run_first_episodes(policy, suite, jobs[sl], seeds[sl], greedy,
-                                                                   max_episode_steps, device)  # fmt: skip
+        outs = _run_chunks(policy, suite, work, greedy, max_episode_steps)
+    ret, length, success = (np.concatenate(parts) for parts in zip(*outs))
     results = []
     for k, name in enumerate(suite.tasks):
         m = jobs == k
         rate = float(success[m].mean()) if suite.reports_success else None
         results.append(TaskResult(name, int(m.sum()), float(ret[m].mean()), rate, float(length[m].mean())))
     return EvalResult(suite.name, results, greedy, seed)
+
+
+def episode_seeds(suite: TaskSuite, episodes: int, seed: int) -> np.ndarray:
+    """The reset seed of each evaluation episode, task-major: the suite's protocol (Meta-World:
+    one per goal variant) or independent seeds drawn from `seed`."""
+    if suite.eval_seeds is not None:
+        return np.concatenate([np.asarray(suite.eval_seeds(episodes, seed + k), np.int64) for k in range(suite.num_tasks)])
+    return np.random.SeedSequence([seed, 0xE7A1]).generate_state(suite.num_tasks * episodes).astype(np.int64)
+
+
+def _run_chunks(policy, suite, work, greedy, max_episode_steps):
+    device = next(policy.parameters()).device
+    outs = []
+    with torch.random.fork_rng(devices=[]):
+        for tasks, seeds, torch_seed in work:
+            torch.manual_seed(int(np.random.SeedSequence(torch_seed).generate_state(1)[0]))
+            outs.append(_run_first_episodes(policy, suite, tasks, seeds, greedy, max_episode_steps, device))
+    return outs
+
+
+def _remote_chunks(spec, state, suite, work, greedy, max_episode_steps):
+    """A Ray task: rebuild the policy on the CPU and run its share of the chunks."""
+    from mtrl.nn.policy import build_policy
+
+    torch.set_num_threads(1)
+    policy = build_policy(spec)
+    policy.load_state_dict(state)
+    return _run_chunks(policy, suite, work, greedy, max_episode_steps)
+
+
+def _run_on_ray(policy, suite, work, greedy, max_episode_steps, workers):
+    import ray
+
+    state = ray.put({k: v.detach().cpu() for k, v in policy.state_dict().items()})
+    fn = ray.remote(num_cpus=1)(_remote_chunks)
+    shares = [s for s in np.array_split(np.arange(len(work)), workers) if len(s)]
+    calls = [fn.remote(policy.spec, state, suite, [work[i] for i in s], greedy, max_episode_steps) for s in shares]
+    return [out for share in ray.get(calls) for out in share]
 
 
 def _run_first_episodes(policy, suite, tasks, seeds, greedy, max_episode_steps, device):

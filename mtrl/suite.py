@@ -41,6 +41,8 @@ class TaskSuite:
     # Optional evaluation seeds: eval_seeds(episodes, seed) -> the reset seed of each of a task's
     # evaluation episodes (Meta-World: one per goal variant); None: independent random seeds.
     eval_seeds: Callable[[int, int], list[int]] | None = None
+    # Optional (worst, best) return of every task: reports normalise returns to [0, 1] with it
+    return_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not self.tasks:

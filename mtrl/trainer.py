@@ -165,21 +165,24 @@ def train(cfg: Config) -> Path:
             if iteration % cfg.train.checkpoint_every == 0:
                 checkpoint()
                 last_saved = iteration
+        if last_saved != iteration:
+            checkpoint()
+        logger.bar.close()
+        episodes = default_episodes(suite, cfg.train.eval_episodes)
+        if episodes:
+            # SAC is evaluated with its deterministic (mean) action, as MOORE and Meta-World report
+            # it; with Ray workers the episodes run on them, with the same result as in-process
+            result = evaluate(policy, suite, episodes, cfg.seed, greedy=cfg.algo == "sac",
+                              max_episode_steps=cfg.env.max_episode_steps, workers=cfg.rollout.workers)  # fmt: skip
+            result.write_json(run_dir / "eval.json")
+            logger.log_eval(env_steps, result)
+            print(result.table())
     except KeyboardInterrupt:
         logger.close()
-        print(f"\nmtrl: interrupted; saved {checkpoint()} (resume with resume={run_dir})")
+        if last_saved != iteration:
+            print(f"\nmtrl: interrupted; saved {checkpoint()} (resume with resume={run_dir})")
         raise
     finally:
         pool.close()
-    if last_saved != iteration:
-        checkpoint()
-    logger.bar.close()
-    episodes = default_episodes(suite, cfg.train.eval_episodes)
-    if episodes:
-        # SAC is evaluated with its deterministic (mean) action, as MOORE and Meta-World report it
-        result = evaluate(policy, suite, episodes, cfg.seed, greedy=cfg.algo == "sac", max_episode_steps=cfg.env.max_episode_steps)
-        result.write_json(run_dir / "eval.json")
-        logger.log_eval(env_steps, result)
-        print(result.table())
     logger.close()
     return run_dir

@@ -95,7 +95,7 @@ class WorkerPool:
             self.actors: list[Any] = []
             return
         self.local = None
-        ray, self._started_ray = _init_ray(cfg.ray, r.workers)
+        ray, self._started_ray = init_ray(cfg.ray, r.workers)
         # Ray restarts a dead actor by re-running its constructor (same slots and seeds); the call
         # that was in flight fails and `collect` re-sends it with the current weights.
         actor_cls = ray.remote(num_cpus=1, max_restarts=r.max_worker_restarts, max_task_retries=0)(RolloutWorker)
@@ -199,7 +199,7 @@ class WorkerPool:
                 ray.shutdown()
 
 
-def _init_ray(ray_cfg: Any, workers: int) -> tuple[Any, bool]:
+def init_ray(ray_cfg: Any, workers: int) -> tuple[Any, bool]:
     """Start an embedded local Ray (no dashboard) or join `ray.address`.
 
     Returns (the ray module, whether this call started it)."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
 import pytest
+import torch
 
 import mtrl
 from mtrl.config import load_config
@@ -55,6 +57,13 @@ def test_training_with_two_pipelined_ray_workers(tmp_path):
     _, ckpt = load_latest(run)
     assert ckpt["env_steps"] >= 3000
     assert list((run / "tb").glob("events.out.tfevents.*")) and (run / "eval.json").is_file()
+    # the final evaluation ran on the Ray workers; in-process it gives exactly the same numbers
+    from mtrl.evaluate import evaluate
+    from mtrl.trainer import policy_from_checkpoint
+
+    policy, suite, _ = policy_from_checkpoint(ckpt, torch.device("cpu"))
+    local = evaluate(policy, suite, 2, seed=0, workers=0).to_json()
+    assert local == json.loads((run / "eval.json").read_text())
 
 
 @pytest.mark.slow  # starts two Ray nodes (~1 min on 2 cores)

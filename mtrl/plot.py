@@ -1,0 +1,131 @@
+"""Learning curves from run directories' TensorBoard events (`mtrl plot RUN [RUN ...] --out curves.png`).
+
+Each run's training curve (the mean over tasks of the per-task episode success or return logged
+every iteration, or one task's with `--per-task`) is smoothed, put on a shared step grid per
+method and averaged over the method's runs, with a 95% bootstrap band over runs
+(`mtrl.stats.mean_ci`). Methods are labelled as in `mtrl.report`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mtrl.errors import MtrlError
+from mtrl.stats import mean_ci
+
+GRID_POINTS = 200
+
+
+@dataclass
+class RunCurves:
+    """One run's scalar series: tag -> (env steps, values)."""
+
+    method: str
+    path: Path
+    series: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    def get(self, tag: str) -> tuple[np.ndarray, np.ndarray]:
+        if tag not in self.series:
+            known = ", ".join(sorted(t for t in self.series if t.startswith(("charts/", "task/")))[:8])
+            raise MtrlError(f"run {self.path} has no '{tag}' in its TensorBoard events (it has e.g. {known})")
+        return self.series[tag]
+
+
+def read_run(path: Path, method: str) -> RunCurves:
+    """Every scalar of `path`/tb; a clear MtrlError when there are no readable events."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = path / "tb"
+    if not path.is_dir():
+        raise MtrlError(f"no such run directory: {path}")
+    if not tb.is_dir() or not any(p.name.startswith("events.out.tfevents") for p in tb.iterdir()):
+        raise MtrlError(f"run {path} has no TensorBoard event files (expected {tb}/events.out.tfevents.*)")
+    acc = EventAccumulator(str(tb), size_guidance={"scalars": 0}).Reload()
+    tags = acc.Tags()["scalars"]
+    if not tags:
+        raise MtrlError(f"the TensorBoard event files in {tb} hold no readable scalars (corrupt or empty)")
+    series = {}
+    for tag in tags:
+        events = acc.Scalars(tag)
+        steps = np.array([e.step for e in events], np.float64)
+        order = np.argsort(steps, kind="stable")  # a resumed run appends; keep the newest value per step
+        steps, values = steps[order], np.array([e.value for e in events], np.float64)[order]
+        last = np.r_[steps[1:] != steps[:-1], True]
+        series[tag] = (steps[last], values[last])
+    return RunCurves(method, path, series)
+
+
+def metric_tag(runs: list[RunCurves], metric: str, task: str | None = None) -> str:
+    """The tag plotted for `metric` ('auto': success where every run logs it, else return)."""
+    where = f"task/{task}/" if task else "charts/mean_"
+    if metric == "auto":
+        metric = "success" if all(f"{where}success" in r.series for r in runs) else "return"
+    return f"{where}{metric}"
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average over `window` points (shorter at the start)."""
+    if window <= 1:
+        return values
+    c = np.cumsum(np.r_[0.0, values])
+    n = np.minimum(np.arange(1, len(values) + 1), window)
+    return (c[1:] - c[np.arange(1, len(values) + 1) - n]) / n
+
+
+def method_curves(runs: list[RunCurves], tag: str, window: int) -> dict[str, tuple[np.ndarray, ...]]:
+    """method -> (grid, mean, lo, hi, number of runs): each run interpolated onto a grid up to the
+    shortest run's last step, so every point averages all the method's runs."""
+    out = {}
+    for method in dict.fromkeys(r.method for r in runs):
+        curves = [r.get(tag) for r in runs if r.method == method]
+        end = min(s[-1] for s, _ in curves)
+        start = max(s[0] for s, _ in curves)
+        grid = np.linspace(start, end, GRID_POINTS) if end > start else np.array([end])
+        values = np.stack([np.interp(grid, s, smooth(v, window)) for s, v in curves])
+        out[method] = (grid, *mean_ci(values), len(curves))
+    return out
+
+
+def plot(runs: list[RunCurves], out: Path, metric: str = "auto", per_task: bool = False, window: int = 5,
+         title: str | None = None) -> Path:  # fmt: skip
+    """Write the learning-curve figure (PNG, PDF or SVG by `out`'s suffix)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless
+    import matplotlib.pyplot as plt
+
+    tasks = _common_tasks(runs) if per_task else [None]
+    cols = math.ceil(math.sqrt(len(tasks)))
+    rows = math.ceil(len(tasks) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        tag = metric_tag(runs, metric, task)
+        for method, (grid, mean, lo, hi, n) in method_curves(runs, tag, window).items():
+            line = ax.plot(grid, mean, label=f"{method} ({n} run{'s' * (n > 1)})")[0]
+            ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_title(task or "mean over tasks", fontsize=10)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(tag.rsplit("/", 1)[-1].replace("mean_", ""))
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def _common_tasks(runs: list[RunCurves]) -> list[str]:
+    per_run = [[t.split("/")[1] for t in r.series if t.startswith("task/") and t.endswith("/return")] for r in runs]
+    common = [t for t in per_run[0] if all(t in p for p in per_run)]
+    if not common:
+        raise MtrlError("--per-task: the runs share no task with a logged return")
+    return common
