@@ -55,6 +55,15 @@ def save_checkpoint(run_dir: Path, payload: dict[str, Any], env_steps: int, keep
     return path
 
 
+def remove_partial_writes(run_dir: Path) -> int:
+    """Delete temporary files that a kill during `save_checkpoint` left behind; returns how many."""
+    folder = checkpoint_dir(run_dir)
+    stale = list(folder.glob(".tmp_*.pt")) if folder.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Checkpoint files of a run, oldest first."""
     folder = checkpoint_dir(run_dir)

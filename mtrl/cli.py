@@ -85,6 +85,8 @@ def _train(args: argparse.Namespace) -> None:
     if overrides and "=" not in overrides[0]:
         config = overrides.pop(0)
     resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
+    if resume and not Path(resume).is_dir():
+        raise MtrlError(f"resume={resume}: no such run directory")
     if config is None and resume:
         config = str(Path(resume) / "config.yaml")
     if config is None:
@@ -94,11 +96,11 @@ def _train(args: argparse.Namespace) -> None:
 
 def _eval(args: argparse.Namespace) -> None:
     from mtrl.checkpoint import load_latest
-    from mtrl.evaluate import default_episodes, evaluate
+    from mtrl.evaluate import default_episodes, evaluate, ray_runner
     from mtrl.report import RunEval, build_report, method_label, split_target
     from mtrl.trainer import policy_from_checkpoint, resolve_device
 
-    for flag, value in (("--episodes", args.episodes or 1), ("--reps", args.reps), ("--fps", args.fps)):
+    for flag, value in (("--episodes", 1 if args.episodes is None else args.episodes), ("--reps", args.reps), ("--fps", args.fps)):
         if value < 1:
             raise MtrlError(f"{flag} must be >= 1, got {value}")
     if args.workers < 0:
@@ -111,6 +113,7 @@ def _eval(args: argparse.Namespace) -> None:
     loaded = [(name, *load_latest(path)) for name, path in targets]  # every file checked before any work
     device = resolve_device(args.device)
     ray_started = _start_ray(args.workers)
+    runner = ray_runner(args.workers) if args.workers else None
     runs, suite = [], None
     try:
         for name, path, ckpt in loaded:
@@ -119,7 +122,7 @@ def _eval(args: argparse.Namespace) -> None:
             print(f"mtrl: evaluating {path} ({int(ckpt['env_steps'])} env steps) on {suite.name}, "
                   f"{episodes} episodes per task")  # fmt: skip
             greedy = args.greedy or cfg["algo"] == "sac"
-            result = evaluate(policy, suite, episodes, args.seed, greedy, cfg["env"]["max_episode_steps"], args.workers)
+            result = evaluate(policy, suite, episodes, args.seed, greedy, cfg["env"]["max_episode_steps"], runner)
             print(result.table())
             runs.append(RunEval(name or method_label(cfg), str(path), int(ckpt["env_steps"]), result))
             if args.video:
@@ -200,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     except MtrlError as exc:
         if args.debug:
             raise
-        print(f"mtrl: error: {exc}", file=sys.stderr)
+        print("mtrl: error: " + str(exc).replace("\n", "\\n"), file=sys.stderr)  # always one line
         return 2
     except KeyboardInterrupt:
         return 130

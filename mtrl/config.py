@@ -79,7 +79,7 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     for key in data:
         if key not in fields:
             raise ConfigError(
-                f"unknown config key '{prefix}{key}'{did_you_mean(str(key), fields)}; valid keys under {where}: "
+                f"unknown config key {prefix + str(key)!r}{did_you_mean(str(key), fields)}; valid keys under {where}: "
                 + ", ".join(fields)
             )
     kwargs = {}
@@ -121,13 +121,13 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     """Apply one `a.b.c=value` override in place; the value is parsed as a YAML scalar."""
     key, sep, raw = override.partition("=")
     if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"bad override '{override}': expected key=value, e.g. train.total_steps=10000")
+        raise ConfigError(f"bad override {override!r}: expected key=value, e.g. train.total_steps=10000")
     *parents, leaf = key.split(".")
     node = data
     for part in parents:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"bad override '{override}': '{part}' is not a section")
+            raise ConfigError(f"bad override {override!r}: {part!r} is not a section")
         node = child
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -60,22 +61,23 @@ class EvalResult:
         path.write_text(json.dumps(self.to_json(), indent=2), encoding="utf-8")
 
 
+# runs evaluation chunks: (policy, suite, chunks, greedy, max_episode_steps) -> per chunk (return, length, success)
+Runner = Callable[[nn.Module, TaskSuite, list, bool, "int | None"], list]
+
+
 def evaluate(policy: nn.Module, suite: TaskSuite, episodes: int, seed: int, greedy: bool = False,
-             max_episode_steps: int | None = None, workers: int = 0, chunk: int = 64) -> EvalResult:  # fmt: skip
+             max_episode_steps: int | None = None, runner: Runner | None = None, chunk: int = 64) -> EvalResult:  # fmt: skip
     """Run `episodes` episodes of every task (the first episode of each env slot) and average
     them per task. The work is cut into chunks of at most `chunk` episodes of one task, each
     with its own env seeds and torch seed, so the result depends on `seed` (and `chunk`) only,
-    not on `workers` (> 0: the chunks run as Ray tasks on that many CPUs, in a Ray the caller
-    has started). The caller's torch RNG is left untouched."""
+    not on where the chunks run: in-process (`run_chunks`, the default), on the rollout actors
+    (`WorkerPool.run_eval`) or as Ray tasks (`ray_runner`). The caller's torch RNG is left untouched."""
     jobs = np.repeat(np.arange(suite.num_tasks), episodes)
     seeds = episode_seeds(suite, episodes, seed)
     chunks = [np.arange(lo, min(lo + chunk, hi)) for k in range(suite.num_tasks)
               for hi in [(k + 1) * episodes] for lo in range(k * episodes, hi, chunk)]  # fmt: skip
     work = [(jobs[c], seeds[c], [seed, int(jobs[c[0]]), int(c[0])]) for c in chunks]
-    if workers:
-        outs = _run_on_ray(policy, suite, work, greedy, max_episode_steps, workers)
-    else:
-        outs = _run_chunks(policy, suite, work, greedy, max_episode_steps)
+    outs = (runner or run_chunks)(policy, suite, work, greedy, max_episode_steps)
     ret, length, success = (np.concatenate(parts) for parts in zip(*outs))
     results = []
     for k, name in enumerate(suite.tasks):
@@ -93,7 +95,8 @@ def episode_seeds(suite: TaskSuite, episodes: int, seed: int) -> np.ndarray:
     return np.random.SeedSequence([seed, 0xE7A1]).generate_state(suite.num_tasks * episodes).astype(np.int64)
 
 
-def _run_chunks(policy, suite, work, greedy, max_episode_steps):
+def run_chunks(policy: nn.Module, suite: TaskSuite, work: list, greedy: bool, max_episode_steps: int | None) -> list:
+    """Run evaluation chunks here, one after the other."""
     device = next(policy.parameters()).device
     outs = []
     with torch.random.fork_rng(devices=[]):
@@ -110,17 +113,22 @@ def _remote_chunks(spec, state, suite, work, greedy, max_episode_steps):
     torch.set_num_threads(1)
     policy = build_policy(spec)
     policy.load_state_dict(state)
-    return _run_chunks(policy, suite, work, greedy, max_episode_steps)
+    return run_chunks(policy, suite, work, greedy, max_episode_steps)
 
 
-def _run_on_ray(policy, suite, work, greedy, max_episode_steps, workers):
-    import ray
+def ray_runner(workers: int) -> Runner:
+    """A Runner that spreads the chunks over `workers` Ray tasks (in a Ray the caller started)."""
 
-    state = ray.put({k: v.detach().cpu() for k, v in policy.state_dict().items()})
-    fn = ray.remote(num_cpus=1)(_remote_chunks)
-    shares = [s for s in np.array_split(np.arange(len(work)), workers) if len(s)]
-    calls = [fn.remote(policy.spec, state, suite, [work[i] for i in s], greedy, max_episode_steps) for s in shares]
-    return [out for share in ray.get(calls) for out in share]
+    def run(policy: nn.Module, suite: TaskSuite, work: list, greedy: bool, max_episode_steps: int | None) -> list:
+        import ray
+
+        state = ray.put({k: v.detach().cpu() for k, v in policy.state_dict().items()})
+        fn = ray.remote(num_cpus=1)(_remote_chunks)
+        shares = [s for s in np.array_split(np.arange(len(work)), workers) if len(s)]
+        calls = [fn.remote(policy.spec, state, suite, [work[i] for i in s], greedy, max_episode_steps) for s in shares]
+        return [out for share in ray.get(calls) for out in share]
+
+    return run
 
 
 def _run_first_episodes(policy, suite, tasks, seeds, greedy, max_episode_steps, device):

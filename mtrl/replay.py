@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from mtrl.batch import rank_within
 from mtrl.errors import ConfigError
@@ -68,3 +69,21 @@ class TaskReplay:
 
     def __len__(self) -> int:
         return int(self.size.sum())
+
+    FIELDS = ("obs", "next_obs", "actions", "rewards", "terminated")
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The filled part of the buffers (up to the fullest task's size), as tensors."""
+        m = int(self.size.max(initial=0))
+        state = {f: torch.from_numpy(getattr(self, f)[:, :m].copy()) for f in self.FIELDS}
+        return {**state, "ptr": torch.from_numpy(self.ptr.copy()), "size": torch.from_numpy(self.size.copy())}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        size = state["size"].numpy()
+        if len(size) != len(self.size) or size.max(initial=0) > self.capacity:
+            raise ValueError(f"saved replay holds {len(size)} tasks of up to {size.max(initial=0)} transitions; "
+                             f"this one has {len(self.size)} tasks of capacity {self.capacity}")  # fmt: skip
+        m = int(size.max(initial=0))
+        for f in self.FIELDS:
+            getattr(self, f)[:, :m] = state[f].numpy()
+        self.ptr, self.size = state["ptr"].numpy().copy(), size.copy()

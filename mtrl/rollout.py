@@ -5,14 +5,17 @@ No Ray in this module: the Ray actor in `workers.py` and the in-process mode bot
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
 from mtrl.batch import Episodes, Fragment
 from mtrl.nn.policy import PolicySpec, build_policy
+from mtrl.slot_state import restore_slots, slots_state
 from mtrl.suite import TaskSuite, make_vector_env
 
 
@@ -65,6 +68,37 @@ class Collector:
 
     def close(self) -> None:
         self.envs.close()
+
+    @property
+    def restorable(self) -> bool:
+        """Whether `state_dict` works: gymnasium-backend slots (envpool's C++ envs cannot be saved)."""
+        return isinstance(self.envs, gym.vector.SyncVectorEnv)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that the next fragment depends on besides the weights and torch's RNG:
+        the env slots (`mtrl.slot_state`), episode accumulators and the warm-up action RNG.
+        Tensors, numbers and strings only, for a weights_only checkpoint."""
+        if not self.restorable:
+            raise ValueError("only gymnasium-backend collectors can be saved (envpool's C++ envs cannot)")
+        arrays = {**slots_state(self.envs), "pending_reset": self._pending_reset, "ep_ret": self._ep_ret,
+                  "ep_len": self._ep_len, "ep_success": self._ep_success, "task_id": np.asarray(self.obs["task_id"])}  # fmt: skip
+        if self.task_probs is not None:
+            arrays["task_probs"] = self.task_probs
+        state: dict[str, Any] = {k: torch.as_tensor(np.array(v, copy=True)) for k, v in arrays.items()}
+        state["rng"] = json.dumps(self._rng.bit_generator.state)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict` output: replay every slot's episode so far (see `mtrl.slot_state`)."""
+        arrays = {k: v.numpy() for k, v in state.items() if isinstance(v, torch.Tensor)}
+        if self.task_probs is not None:
+            self.task_probs[:] = arrays["task_probs"]
+        tasks = arrays["task_id"] if self.task_probs is not None else None
+        obs = restore_slots(self.envs, arrays, tasks)
+        self.obs = {"obs": np.stack([o["obs"] for o in obs]), "task_id": np.array([o["task_id"] for o in obs], np.int64)}
+        self._pending_reset = arrays["pending_reset"].copy()
+        self._ep_ret, self._ep_len, self._ep_success = (arrays[k].copy() for k in ("ep_ret", "ep_len", "ep_success"))
+        self._rng.bit_generator.state = json.loads(state["rng"])
 
     def collect(self, steps: int, random_actions: bool = False) -> Fragment:
         """Run `steps` vector steps and return them as one time-major fragment. With

@@ -93,6 +93,8 @@ class SACConfig:
     alpha_lr: float = opt(1e-4, "per-task temperature Adam learning rate", 0.0, None, lo_open=True)
     gamma: float = opt(0.99, "discount factor", 0.0, 1.0)
     tau: float = opt(0.005, "Polyak rate of the target critics", 0.0, 1.0, lo_open=True)
+    checkpoint_replay: bool = opt(True, "save the replay contents in checkpoints, for an exact resume (up to "
+                                  "replay_memory_gb per checkpoint file); false: a resumed run refills them")
 
 
 @dataclass
@@ -115,6 +117,8 @@ class TrainConfig:
     checkpoint_every: int = opt(10, "write a checkpoint every this many iterations", 1)
     keep_checkpoints: int = opt(3, "how many recent checkpoints to keep", 1)
     eval_episodes: int | None = opt(None, "episodes per task in the final evaluation (null: suite protocol; 0: skip)", 0)
+    max_nonfinite_updates: int = opt(10, "stop after this many optimiser steps in a row with a NaN/inf loss or "
+                                     "gradient (each is skipped and counted in faults/nonfinite_updates)", 1)
 
 
 @dataclass

@@ -136,21 +136,23 @@ def make_vector_env(
     task_probs: np.ndarray | None = None,
 ) -> Any:
     """One vector env whose slot i runs task tasks[i] seeded with seeds[i]: gymnasium's
-    SyncVectorEnv, or with backend="envpool" the suite's fast batched envs (`mtrl.vector`).
+    SyncVectorEnv of restorable slots (`mtrl.slot_state`: each episode reset with a seed derived
+    from seeds[i]), or with backend="envpool" the suite's fast batched envs (`mtrl.vector`).
     With `task_probs` (a curriculum's shared array) every slot draws its task at each reset."""
+    from mtrl.slot_state import SeededEpisodes
+
     if task_probs is not None:
         from mtrl.task_switch import TaskEnvCache, TaskSwitchingEnv
 
         cache = TaskEnvCache(suite, max_episode_steps, int(seeds[0]))
-        fns = [(lambda s=int(s): TaskSwitchingEnv(cache, task_probs, s)) for s in seeds]
+        fns = [(lambda s=int(s): SeededEpisodes(TaskSwitchingEnv(cache, task_probs, s))) for s in seeds]
         return gym.vector.SyncVectorEnv(fns, autoreset_mode=_AUTORESET[autoreset_mode])
     if backend == "envpool":
         from mtrl.vector import make_task_vector_env  # envpool path only; imports this module
 
         return make_task_vector_env(suite, tasks, seeds)
-    fns = [
-        (lambda t=int(t), s=int(s): suite.make_env(t, s, max_episode_steps)) for t, s in zip(tasks, seeds, strict=True)
-    ]
+    fns = [(lambda t=int(t), s=int(s): SeededEpisodes(suite.make_env(t, s, max_episode_steps)))
+           for t, s in zip(tasks, seeds, strict=True)]  # fmt: skip
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=_AUTORESET[autoreset_mode])
 
 

@@ -61,6 +61,9 @@ class TaskSwitchingEnv(gym.Env):
         if self.env is not None:
             self.cache.give(self.task, self.env)
         self.task = int(self.rng.choice(len(self.probs), p=self.probs / self.probs.sum()))
+        if options and "task" in options:  # a resume replaying this episode: the task it drew then
+            self.task = int(options["task"])
+            options = {k: v for k, v in options.items() if k != "task"} or None
         self.env = self.cache.take(self.task)
         return self.env.reset(seed=int(self.rng.integers(2**31 - 1)), options=options)
 

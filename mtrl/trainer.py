@@ -11,10 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from mtrl.algos import NonFiniteGuard
 from mtrl.algos.mt_grpo import GRPOAlgorithm
 from mtrl.algos.ppo import PPOAlgorithm
 from mtrl.algos.sac import SACAlgorithm
-from mtrl.checkpoint import list_checkpoints, load_latest, save_checkpoint
+from mtrl.checkpoint import list_checkpoints, load_latest, remove_partial_writes, save_checkpoint
 from mtrl.config import Config, save_config, to_dict
 from mtrl.curriculum import make_curriculum, task_stats
 from mtrl.errors import CheckpointError, MtrlError
@@ -67,6 +68,18 @@ def _load_state(module: Any, state: dict, what: str) -> None:
         raise CheckpointError(f"checkpoint {what} state does not fit this {what}: {first}") from None
 
 
+def _restore_rollouts(pool: WorkerPool, ckpt: dict[str, Any]) -> None:
+    """Put the in-process envs back where the checkpoint left them, then torch's RNG (after the
+    pool's own construction drew from it), so the run continues as if never stopped."""
+    state = ckpt.get("collector")
+    if state is not None and pool.state_dict() is not None:
+        try:
+            pool.load_state_dict(state)
+        except (ValueError, KeyError) as exc:  # e.g. resumed with another rollout.num_envs
+            print(f"mtrl: env episodes restart on resume ({exc})")
+    torch.set_rng_state(ckpt["rng_torch"])
+
+
 def _run_dir(cfg: Config) -> Path:
     if cfg.resume:
         path = Path(cfg.resume)
@@ -94,30 +107,36 @@ def train(cfg: Config) -> Path:
     torch.manual_seed(cfg.seed)
     spec = policy_spec(cfg, suite)
     policy = build_policy(spec).to(device)
+    guard = NonFiniteGuard(cfg.train.max_nonfinite_updates)
     algo: PPOAlgorithm | GRPOAlgorithm | SACAlgorithm
     if cfg.algo == "ppo":
-        algo = PPOAlgorithm(policy, cfg.ppo, suite.num_tasks, device, cfg.rollout.pipeline)
+        algo = PPOAlgorithm(policy, cfg.ppo, suite.num_tasks, device, cfg.rollout.pipeline, guard)
     elif cfg.algo == "sac":
-        algo = SACAlgorithm(policy, cfg, suite, device)
+        algo = SACAlgorithm(policy, cfg, suite, device, guard)
     else:
-        algo = GRPOAlgorithm(policy, cfg, suite.tasks, suite.reports_success, device)
+        algo = GRPOAlgorithm(policy, cfg, suite.tasks, suite.reports_success, device, guard)
     gen = torch.Generator().manual_seed(cfg.seed)
     curriculum = make_curriculum(suite.tasks, cfg.curriculum) if cfg.curriculum.name else None
     run_dir = _run_dir(cfg)  # only now, so that a bad config leaves nothing behind
     env_steps = iteration = 0
-    faults = {"worker_restarts": 0, "env_errors": 0}  # cumulative over the run, kept across resumes
+    faults = {"worker_restarts": 0, "env_errors": 0, "nonfinite_updates": 0}  # cumulative over the run, kept across resumes
     task_steps = torch.zeros(suite.num_tasks, dtype=torch.int64)  # env steps per task, ditto
-    if cfg.resume:
+    ckpt = None
+    if cfg.resume and remove_partial_writes(run_dir):
+        print(f"mtrl: removed a checkpoint that a crash left half-written in {run_dir}")
+    if cfg.resume and not list_checkpoints(run_dir):  # killed before its first checkpoint: start it over
+        print(f"mtrl: {run_dir} has no checkpoint yet; starting it from step 0")
+    elif cfg.resume:
         path, ckpt = load_latest(run_dir)
         if saved_spec(ckpt) != spec or list(ckpt["tasks"]) != list(suite.tasks):
             raise CheckpointError(f"{path} was trained with policy {ckpt['spec']} on {ckpt['tasks']}; this config asks "
                                   f"for {dataclasses.asdict(spec)} on {list(suite.tasks)}")  # fmt: skip
         _load_state(policy, ckpt["policy"], "policy")
         _load_state(algo, ckpt["optimizer"], "optimizer")
-        torch.set_rng_state(ckpt["rng_torch"])
         gen.set_state(ckpt["rng_learner"])
         env_steps, iteration = int(ckpt["env_steps"]), int(ckpt["iteration"])
         faults.update(ckpt.get("faults", {}))
+        guard.skipped = faults["nonfinite_updates"]
         if curriculum is not None and ckpt.get("curriculum") is not None:
             _load_state(curriculum, ckpt["curriculum"], "curriculum")
         task_steps = torch.as_tensor(ckpt.get("task_steps", task_steps))
@@ -125,17 +144,23 @@ def train(cfg: Config) -> Path:
     save_config(dataclasses.replace(cfg, resume=None, run_dir=str(run_dir)), run_dir / "config.yaml")
 
     def checkpoint() -> Path:
+        bad = [name for name, p in policy.state_dict().items() if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+        if bad:  # cannot happen through NonFiniteGuard; never let such a file replace a good one
+            raise MtrlError(f"refusing to write a checkpoint with non-finite parameters ({', '.join(bad[:3])})")
         payload = {"policy": policy.state_dict(), "optimizer": algo.state_dict(), "env_steps": env_steps,
                    "iteration": iteration, "spec": dataclasses.asdict(spec), "tasks": list(suite.tasks),
                    "config": json.dumps(to_dict(cfg)), "rng_torch": torch.get_rng_state(),
                    "rng_learner": gen.get_state(), "faults": dict(faults), "task_steps": task_steps,
-                   "curriculum": curriculum.state_dict() if curriculum is not None else None}  # fmt: skip
+                   "curriculum": curriculum.state_dict() if curriculum is not None else None,
+                   "collector": pool.state_dict()}  # fmt: skip
         return save_checkpoint(run_dir, payload, env_steps, cfg.train.keep_checkpoints)
 
     workers = f"{cfg.rollout.workers} Ray workers" if cfg.rollout.workers else "in-process rollouts"
     print(f"mtrl: {cfg.algo}/{cfg.policy.arch} on {suite.name} ({suite.num_tasks} tasks), learner on {device}, "
           f"{workers} x {cfg.rollout.num_envs} envs; run dir {run_dir}")  # fmt: skip
     pool = WorkerPool(suite, spec, cfg, seed=cfg.seed + 1_000_003 * iteration)
+    if ckpt is not None:
+        _restore_rollouts(pool, ckpt)
     if cfg.rollout.workers:
         print(f"mtrl: {cfg.rollout.workers} rollout workers on {len(set(pool.node_ids()))} Ray node(s)")
     logger = Logger(run_dir, suite.tasks, cfg.train.total_steps, env_steps)
@@ -152,6 +177,7 @@ def train(cfg: Config) -> Path:
             env_steps += it.env_steps
             iteration += 1
             faults["env_errors"] += it.env_errors
+            faults["nonfinite_updates"] = guard.skipped
             faults["worker_restarts"] += pool.restarts - restarts_seen
             restarts_seen = pool.restarts
             logger.log_faults(env_steps, faults)
@@ -173,16 +199,16 @@ def train(cfg: Config) -> Path:
             # SAC is evaluated with its deterministic (mean) action, as MOORE and Meta-World report
             # it; with Ray workers the episodes run on them, with the same result as in-process
             result = evaluate(policy, suite, episodes, cfg.seed, greedy=cfg.algo == "sac",
-                              max_episode_steps=cfg.env.max_episode_steps, workers=cfg.rollout.workers)  # fmt: skip
+                              max_episode_steps=cfg.env.max_episode_steps, runner=pool.run_eval)  # fmt: skip
             result.write_json(run_dir / "eval.json")
             logger.log_eval(env_steps, result)
             print(result.table())
     except KeyboardInterrupt:
-        logger.close()
+        logger.bar.close()
         if last_saved != iteration:
             print(f"\nmtrl: interrupted; saved {checkpoint()} (resume with resume={run_dir})")
         raise
     finally:
+        logger.close()  # ends the progress bar's line before any error message
         pool.close()
-    logger.close()
     return run_dir

@@ -17,6 +17,7 @@ import torch
 
 from mtrl.batch import Fragment, Groups
 from mtrl.errors import MtrlError
+from mtrl.evaluate import run_chunks
 from mtrl.group_rollout import GroupCollector
 from mtrl.nn.policy import PolicySpec
 from mtrl.rollout import Collector, actor_weights
@@ -59,6 +60,11 @@ class RolloutWorker:
         assert isinstance(self.collector, GroupCollector)
         self.collector.set_weights(weights)
         return self.collector.collect(tasks, seeds, group_ids)
+
+    def evaluate(self, weights: dict[str, np.ndarray], work: list, greedy: bool, max_episode_steps: int | None) -> list:
+        """Load the weights, then run these evaluation chunks (`mtrl.evaluate`) on fresh envs."""
+        self.collector.set_weights(weights)
+        return run_chunks(self.collector.policy, self.collector.suite, work, greedy, max_episode_steps)
 
     def node_id(self) -> str:
         import ray
@@ -177,6 +183,30 @@ class WorkerPool:
                 else:
                     time.sleep(0.5)
                 call = resend(self.actors[i])
+
+    def run_eval(self, policy: torch.nn.Module, suite: TaskSuite, work: list, greedy: bool,
+                 max_episode_steps: int | None) -> list:  # fmt: skip
+        """An `mtrl.evaluate` Runner: the chunks split over the rollout actors (in-process without them)."""
+        if not self.actors:
+            return run_chunks(policy, suite, work, greedy, max_episode_steps)
+        import ray
+
+        ref = ray.put(actor_weights(policy))
+        shares = [(a, s) for a, s in zip(self.actors, np.array_split(np.arange(len(work)), len(self.actors))) if len(s)]
+        calls = [a.evaluate.remote(ref, [work[i] for i in s], greedy, max_episode_steps) for a, s in shares]
+        return [out for share in ray.get(calls) for out in share]
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """The in-process collector's state for an exact resume; None with Ray workers (their
+        envs stay in their processes), GRPO groups (nothing carries over) or envpool."""
+        c = self.local.collector if self.local is not None else None
+        if not isinstance(c, Collector) or not c.restorable:
+            return None
+        return c.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        assert self.local is not None and isinstance(self.local.collector, Collector)
+        self.local.collector.load_state_dict(state)
 
     def node_ids(self) -> list[str]:
         """The Ray node each actor runs on (empty in-process)."""

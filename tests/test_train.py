@@ -111,7 +111,8 @@ def test_eval_cli_prints_table_and_json(tmp_path, toy_overrides):
     for name in ("sequence-0", "sequence-1", "sequence-2", "mean over tasks"):
         assert name in out.stdout
     data = json.loads((tmp_path / "e.json").read_text())
-    assert [t["episodes"] for t in data["tasks"]] == [3, 3, 3] and data["suite"] == "toy-mt3"
+    assert data["suite"] == "toy-mt3" and [m["method"] for m in data["methods"]] == ["ppo-multihead"]
+    assert [t["episodes"] for t in data["runs"][0]["tasks"]] == [3, 3, 3]
     again = run_cli("eval", str(run), "--episodes", "3")
     assert again.stdout.splitlines()[1:] == out.stdout.splitlines()[1:]  # deterministic given the seed
 

@@ -62,7 +62,7 @@ def test_training_with_two_pipelined_ray_workers(tmp_path):
     from mtrl.trainer import policy_from_checkpoint
 
     policy, suite, _ = policy_from_checkpoint(ckpt, torch.device("cpu"))
-    local = evaluate(policy, suite, 2, seed=0, workers=0).to_json()
+    local = evaluate(policy, suite, 2, seed=0).to_json()
     assert local == json.loads((run / "eval.json").read_text())
 
 
@@ -176,3 +176,22 @@ def test_sac_on_metaworld_mt10_with_two_ray_workers_completes_evaluates_and_chec
     assert ckpt["optimizer"]["updates"] > 0 and ckpt["spec"]["kind"] == "sac"
     result = json.loads((run / "eval.json").read_text())
     assert len(result["tasks"]) == 10 and result["greedy"] and all(t["success_rate"] is not None for t in result["tasks"])
+
+
+def test_embedded_ray_has_no_dashboard():
+    """mtrl's embedded Ray starts without the dashboard: nothing answers on its port (8265)."""
+    import socket
+
+    import ray
+
+    from mtrl.schema import RayConfig
+    from mtrl.workers import init_ray
+
+    _, started = init_ray(RayConfig(num_cpus=1), 1)
+    try:
+        assert started
+        with socket.socket() as s:
+            s.settimeout(2)
+            assert s.connect_ex(("127.0.0.1", 8265)) != 0
+    finally:
+        ray.shutdown()

@@ -13,7 +13,7 @@ import torch
 
 from mtrl.algos.grpo import (actor_parameters, grpo_loss, group_table, make_group_batch, outcome_kind, select_groups,
                               task_surrogates)  # fmt: skip
-from mtrl.algos import Iteration
+from mtrl.algos import Iteration, NonFiniteGuard
 from mtrl.algos.ppo import PPOLearner
 from mtrl.batch import Episodes, Groups, per_task_means, rank_within
 from mtrl.config import Config, MTGRPOConfig
@@ -65,10 +65,15 @@ class TaskWeights:
         self.score = torch.where(counts > 0, mean, self.score)
         return self.score
 
-    def step(self, improvement: torch.Tensor) -> None:
-        """One AdamW step on xi along the IWU gradient with the current J."""
-        self.xi.grad = iwu_gradient(self.z(), improvement.float(), self.score, self.lam)
+    def step(self, improvement: torch.Tensor) -> bool:
+        """One AdamW step on xi along the IWU gradient with the current J; False (no step) when
+        the gradient is not finite."""
+        grad = iwu_gradient(self.z(), improvement.float(), self.score, self.lam)
+        if not bool(torch.isfinite(grad).all()):
+            return False
+        self.xi.grad = grad
         self.optimizer.step()
+        return True
 
     def state_dict(self) -> dict:
         return {"xi": self.xi.detach().clone(), "optimizer": self.optimizer.state_dict(), "score": self.score,
@@ -159,12 +164,13 @@ class GRPOAlgorithm:
     the change of task k's surrogate on this batch caused by the update."""
 
     def __init__(self, policy: torch.nn.Module, cfg: Config, tasks: tuple[str, ...], reports_success: bool,
-                 device: torch.device) -> None:  # fmt: skip
+                 device: torch.device, guard: NonFiniteGuard | None = None) -> None:  # fmt: skip
         self.policy, self.cfg, self.tasks, self.device = policy, cfg, tasks, device
+        self.guard = guard or NonFiniteGuard()
         self.kind = outcome_kind(cfg.grpo, reports_success)
         self.score_kind = "success" if reports_success else "return"  # J_k: success rate where the suite has it
         self.multi = cfg.algo == "mt_grpo"
-        self.learner = PPOLearner(actor_parameters(policy), cfg.ppo)
+        self.learner = PPOLearner(actor_parameters(policy), cfg.ppo, self.guard)
         self.sampler = GroupSampler(len(tasks), cfg.grpo.groups, self.multi, cfg.mt_grpo)
         self.weights = TaskWeights(len(tasks), cfg.mt_grpo)
         self.task_probs: np.ndarray | None = None  # a curriculum's: grpo draws each task's quota from them
@@ -191,7 +197,8 @@ class GRPOAlgorithm:
         if self.multi:
             improvement = (task_surrogates(self.policy, batch, self.cfg.ppo, k) - before).cpu()
             self.weights.measure(got.episodes, self.score_kind)
-            self.weights.step(improvement)
+            if not self.weights.step(improvement):
+                self.guard.skip()
             for i, name in enumerate(self.tasks):
                 scalars[f"grpo/improvement/{name}"] = float(improvement[i])
                 scalars[f"grpo/score/{name}"] = float(self.weights.score[i])

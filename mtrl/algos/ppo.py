@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from mtrl.advantage import batch_normalize, gae, task_normalize
-from mtrl.algos import Iteration, TensorBatch
+from mtrl.algos import Iteration, NonFiniteGuard, TensorBatch
 from mtrl.batch import Fragment, per_task_means
 from mtrl.config import PPOConfig
 
@@ -89,8 +89,9 @@ class PPOLearner:
     """Owns the Adam optimiser over `params`; `update` runs epochs x minibatches of a loss on one
     batch (PPO's, or GRPO's, which trains the actor only)."""
 
-    def __init__(self, params: list[nn.Parameter], cfg: PPOConfig) -> None:
+    def __init__(self, params: list[nn.Parameter], cfg: PPOConfig, guard: NonFiniteGuard | None = None) -> None:
         self.params, self.cfg = params, cfg
+        self.guard = guard or NonFiniteGuard()
         self.optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
 
     def set_lr_fraction(self, frac: float) -> None:
@@ -111,10 +112,10 @@ class PPOLearner:
             perm = torch.randperm(n, generator=generator).to(batch.task_id.device)
             for start in range(0, n - mb_size + 1, mb_size):
                 loss, stats = loss_fn(batch.index(perm[start:start + mb_size]))
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                stats["grad_norm"] = nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm).item()
-                self.optimizer.step()
+                norm = self.guard.step(self.optimizer, loss, self.params, self.cfg.max_grad_norm)
+                if norm is None:  # skipped: its statistics are not finite either
+                    continue
+                stats["grad_norm"] = norm
                 for k, v in stats.items():
                     totals[k] = totals.get(k, 0.0) + v
                 count += 1
@@ -126,9 +127,10 @@ class PPOAlgorithm:
 
     With rollout.pipeline the next fragment is collected while this one trains (one update of lag)."""
 
-    def __init__(self, policy: nn.Module, cfg: PPOConfig, num_tasks: int, device: torch.device, pipeline: bool) -> None:
+    def __init__(self, policy: nn.Module, cfg: PPOConfig, num_tasks: int, device: torch.device, pipeline: bool,
+                 guard: NonFiniteGuard | None = None) -> None:  # fmt: skip
         self.policy, self.cfg, self.num_tasks, self.device, self.pipeline = policy, cfg, num_tasks, device, pipeline
-        self.learner = PPOLearner(list(policy.parameters()), cfg)
+        self.learner = PPOLearner(list(policy.parameters()), cfg, guard)
         self._in_flight = None
         self.task_probs: np.ndarray | None = None  # a curriculum's, sent to the workers with the weights
 

@@ -9,13 +9,14 @@ collect a fragment, store its transitions, then `sac.updates_per_step` updates p
 from __future__ import annotations
 
 import copy
+import json
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
-from mtrl.algos import Iteration
+from mtrl.algos import Iteration, NonFiniteGuard
 from mtrl.batch import Fragment
 from mtrl.config import Config
 from mtrl.errors import MtrlError
@@ -60,8 +61,10 @@ class SACLearner:
     """Actor, twin critics, their targets and the per-task log-temperatures, with their optimisers."""
 
     def __init__(self, actor: SACActor, critic: TwinQ, num_tasks: int, action_dim: int, actor_lr: float = 3e-4,
-                 critic_lr: float = 3e-4, alpha_lr: float = 1e-4, gamma: float = 0.99, tau: float = 0.005) -> None:  # fmt: skip
+                 critic_lr: float = 3e-4, alpha_lr: float = 1e-4, gamma: float = 0.99, tau: float = 0.005,
+                 guard: NonFiniteGuard | None = None) -> None:  # fmt: skip
         self.actor, self.critic, self.gamma, self.tau = actor, critic, gamma, tau
+        self.guard = guard or NonFiniteGuard()
         self.target = copy.deepcopy(critic).requires_grad_(False)
         device = next(actor.parameters()).device
         self.log_alpha = torch.zeros(num_tasks, device=device, requires_grad=True)
@@ -74,19 +77,13 @@ class SACLearner:
         """One gradient step on critics, actor and temperatures, then the Polyak target step."""
         alpha = self.log_alpha.detach().exp()
         q_loss = critic_loss(self.critic, self.target, self.actor, alpha, batch, self.gamma)
-        self.critic_opt.zero_grad(set_to_none=True)
-        q_loss.backward()
-        self.critic_opt.step()
+        self.guard.step(self.critic_opt, q_loss, list(self.critic.parameters()))
         self.critic.requires_grad_(False)  # the actor's loss differentiates through Q, not into it
         pi_loss, logp = actor_loss(self.actor, self.critic, alpha, batch)
-        self.actor_opt.zero_grad(set_to_none=True)
-        pi_loss.backward()
-        self.actor_opt.step()
+        self.guard.step(self.actor_opt, pi_loss, list(self.actor.parameters()))
         self.critic.requires_grad_(True)
         a_loss = alpha_loss(self.log_alpha, logp, batch["task_id"], self.target_entropy)
-        self.alpha_opt.zero_grad(set_to_none=True)
-        a_loss.backward()
-        self.alpha_opt.step()
+        self.guard.step(self.alpha_opt, a_loss, [self.log_alpha])
         polyak(self.target, self.critic, self.tau)
         return {"critic": q_loss.item(), "actor": pi_loss.item(), "alpha_loss": a_loss.item(),
                 "entropy": -logp.mean().item(), "alpha_mean": alpha.mean().item()}  # fmt: skip
@@ -124,14 +121,16 @@ class SACAlgorithm:
     while the learner updates: they act with weights refreshed every steps_per_env x
     updates_per_step updates."""
 
-    def __init__(self, policy: SACPolicy, cfg: Config, suite: TaskSuite, device: torch.device) -> None:
+    def __init__(self, policy: SACPolicy, cfg: Config, suite: TaskSuite, device: torch.device,
+                 guard: NonFiniteGuard | None = None) -> None:  # fmt: skip
         space = suite.action_space
         if not isinstance(space, gym.spaces.Box) or not (np.all(space.low == -1) and np.all(space.high == 1)):
             raise MtrlError(f"algo=sac needs continuous actions in [-1, 1] (tanh-squashed); suite '{suite.name}' has {space}")
         self.policy, self.cfg, self.sac, self.device, self.tasks = policy, cfg, cfg.sac, device, suite.tasks
         k, act_dim = suite.num_tasks, int(np.prod(space.shape))
         s = cfg.sac
-        self.learner = SACLearner(policy.actor, policy.critic, k, act_dim, s.actor_lr, s.critic_lr, s.alpha_lr, s.gamma, s.tau)
+        self.learner = SACLearner(policy.actor, policy.critic, k, act_dim, s.actor_lr, s.critic_lr, s.alpha_lr, s.gamma, s.tau,
+                                  guard)  # fmt: skip
         obs_space = suite.observation_space
         self.replay = TaskReplay(k, s.replay_size, obs_space.shape, obs_space.dtype, act_dim, int(s.replay_memory_gb * 2**30))
         self.rng = np.random.default_rng(cfg.seed)
@@ -169,8 +168,17 @@ class SACAlgorithm:
         return None
 
     def state_dict(self) -> dict:
-        return {**self.learner.state_dict(), "steps": self.steps, "updates": self.updates}
+        replay = self.replay.state_dict() if self.sac.checkpoint_replay else None
+        return {**self.learner.state_dict(), "steps": self.steps, "updates": self.updates, "owed": self._owed,
+                "rng": json.dumps(self.rng.bit_generator.state), "replay": replay}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         self.learner.load_state_dict(state)
         self.steps, self.updates = int(state["steps"]), int(state["updates"])
+        self._owed = float(state.get("owed", 0.0))
+        if "rng" in state:
+            self.rng.bit_generator.state = json.loads(state["rng"])
+        if state.get("replay") is not None:
+            self.replay.load_state_dict(state["replay"])
+        else:
+            print("mtrl: this checkpoint has no replay contents (sac.checkpoint_replay=false); SAC refills its buffers")
