@@ -77,6 +77,10 @@ class Logger:
         if result.mean_success is not None:
             self.writer.add_scalar("eval/mean_success", result.mean_success, env_steps)
 
+    def flush(self) -> None:
+        """Write pending events now (at each checkpoint, so a kill loses no logs the checkpoint has)."""
+        self.writer.flush()
+
     def close(self) -> None:
         self.bar.close()
         self.writer.close()

@@ -153,6 +153,7 @@ def train(cfg: Config) -> Path:
                    "rng_learner": gen.get_state(), "faults": dict(faults), "task_steps": task_steps,
                    "curriculum": curriculum.state_dict() if curriculum is not None else None,
                    "collector": pool.state_dict()}  # fmt: skip
+        logger.flush()
         return save_checkpoint(run_dir, payload, env_steps, cfg.train.keep_checkpoints)
 
     workers = f"{cfg.rollout.workers} Ray workers" if cfg.rollout.workers else "in-process rollouts"

@@ -6,13 +6,14 @@ checkpoint write (a temp file was left behind), and how many env steps each kill
   python scripts/reliability_kills.py --kills 10 -- policy.hidden=1024   # bigger, slower checkpoint writes
 
 Every start is `mtrl train configs/toy_mtppo.yaml rollout.workers=0 train.checkpoint_every=1 ...`
-(the first with run_dir=, the rest with resume=); the last one runs to the end. Steps lost by a
-kill = env steps logged before the kill (TensorBoard) - env steps of the checkpoint resumed from.
+(the first with run_dir=, the rest with resume=); the last one adds --final-steps and ends. Steps
+lost by a kill = env steps its progress bar last showed - env steps of the checkpoint resumed from.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import tempfile
@@ -26,14 +27,13 @@ from mtrl.checkpoint import list_checkpoints, load_latest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def logged_steps(run: Path) -> int:
-    """The largest env step any TensorBoard event of the run records."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    if not (run / "tb").is_dir():
+def steps_at_kill(output: str) -> int:
+    """The env steps the progress bar last showed (e.g. '6.32k/1.00M' -> 6320)."""
+    found = re.findall(r"([0-9.]+)([kM]?)/[0-9.]+[kM]?", output)
+    if not found:
         return 0
-    acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0}).Reload()
-    return max((e.step for tag in acc.Tags()["scalars"] for e in acc.Scalars(tag)), default=0)
+    value, unit = found[-1]
+    return int(float(value) * {"": 1, "k": 1e3, "M": 1e6}[unit])
 
 
 def main() -> None:
@@ -42,7 +42,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random kill times")
     p.add_argument("--min-s", type=float, default=2.0, help="earliest kill, seconds after a start")
     p.add_argument("--max-s", type=float, default=8.0, help="latest kill, seconds after a start")
-    p.add_argument("--total-steps", type=int, default=200_000, help="train.total_steps of the run")
+    p.add_argument("--total-steps", type=int, default=2_000_000, help="train.total_steps while killing")
+    p.add_argument("--final-steps", type=int, default=20_000, help="env steps the last, uninterrupted start adds")
     p.add_argument("overrides", nargs="*", help="extra config overrides (after --)")
     args = p.parse_args()
     rng = np.random.default_rng(args.seed)
@@ -53,7 +54,10 @@ def main() -> None:
     rows, newest = [], 0
     for k in range(args.kills + 1):
         cmd = base + ([f"resume={run}"] if k else [f"run_dir={run}"])
+        if k == args.kills:  # the last start finishes a little after where the kills left it
+            cmd.append(f"train.total_steps={newest + args.final_steps}")
         t0 = time.time()
+        tmp_before = set((run / "checkpoints").glob(".tmp_*")) if (run / "checkpoints").is_dir() else set()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if k == args.kills:
             out = proc.communicate()[0]
@@ -65,9 +69,10 @@ def main() -> None:
         wait = float(rng.uniform(args.min_s, args.max_s))
         time.sleep(wait)
         proc.kill()
-        proc.wait()
-        in_write = bool(list((run / "checkpoints").glob(".tmp_*"))) if (run / "checkpoints").is_dir() else False
-        logged = logged_steps(run)
+        out = proc.communicate()[0]
+        # a temp file this start left behind: the kill came while it was writing a checkpoint
+        in_write = bool(set((run / "checkpoints").glob(".tmp_*")) - tmp_before) if (run / "checkpoints").is_dir() else False
+        reached = steps_at_kill(out)
         try:
             steps = int(load_latest(run)[1]["env_steps"]) if list_checkpoints(run) else 0
             loads = "yes" if list_checkpoints(run) else "no checkpoint yet"
@@ -76,13 +81,13 @@ def main() -> None:
         back = "BACKWARDS" if steps < newest else "ok"
         newest = max(newest, steps)
         rows.append((str(k + 1), f"{wait:.1f}", "yes" if in_write else "no", loads, f"{steps} ({back})",
-                     str(max(0, logged - steps))))  # fmt: skip
+                     str(max(0, reached - steps))))  # fmt: skip
     head = ("kill", "after s", "during a write", "newest checkpoint loads", "resumed from step", "steps lost")
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for r in rows:
         print("| " + " | ".join(r) + " |")
     final = int(load_latest(run)[1]["env_steps"])
-    print(f"\nrun {run}: finished at {final} env steps (target {args.total_steps})")
+    print(f"\nrun {run}: finished at {final} env steps")
 
 
 if __name__ == "__main__":
