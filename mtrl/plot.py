@@ -101,7 +101,10 @@ def plot(runs: list[RunCurves], out: Path, metric: str = "auto", per_task: bool 
     tasks = _common_tasks(runs) if per_task else [None]
     cols = math.ceil(math.sqrt(len(tasks)))
     rows = math.ceil(len(tasks) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    from matplotlib.ticker import EngFormatter
+
+    size = (4.2 * cols, 3.2 * rows) if per_task else (6.4, 4.2)
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
     for ax, task in zip(axes.flat, tasks):
         tag = metric_tag(runs, metric, task)
         for method, (grid, mean, lo, hi, n) in method_curves(runs, tag, window).items():
@@ -109,13 +112,14 @@ def plot(runs: list[RunCurves], out: Path, metric: str = "auto", per_task: bool 
             ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
         ax.set_title(task or "mean over tasks", fontsize=10)
         ax.set_xlabel("env steps")
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1M
         ax.set_ylabel(tag.rsplit("/", 1)[-1].replace("mean_", ""))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
