@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from mtrl.rollout import step_flag
 from mtrl.suite import TaskSuite, make_vector_env
@@ -96,11 +98,11 @@ def episode_seeds(suite: TaskSuite, episodes: int, seed: int) -> np.ndarray:
 
 
 def run_chunks(policy: nn.Module, suite: TaskSuite, work: list, greedy: bool, max_episode_steps: int | None) -> list:
-    """Run evaluation chunks here, one after the other."""
+    """Run evaluation chunks here, one after the other (a progress bar on a terminal)."""
     device = next(policy.parameters()).device
     outs = []
     with torch.random.fork_rng(devices=[]):
-        for tasks, seeds, torch_seed in work:
+        for tasks, seeds, torch_seed in tqdm(work, desc="eval", unit="chunk", disable=None, leave=False, file=sys.stderr):
             torch.manual_seed(int(np.random.SeedSequence(torch_seed).generate_state(1)[0]))
             outs.append(_run_first_episodes(policy, suite, tasks, seeds, greedy, max_episode_steps, device))
     return outs

@@ -47,6 +47,8 @@ def _frame(env, task: str, max_side: int) -> np.ndarray:
         frame = env.render()
     except Exception as exc:  # noqa: BLE001 (any renderer failure gets the same advice)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        # the half-built MuJoCo viewer raises again from __del__ at exit; this error says it all
+        sys.unraisablehook = lambda _: None
         raise MtrlError(f"task '{task}' cannot render offscreen ({first}). MuJoCo envs need an OpenGL backend: "
                         "install EGL (a GPU driver) or OSMesa (Debian: apt install libosmesa6), or set "
                         "MUJOCO_GL") from None  # fmt: skip

@@ -156,3 +156,7 @@ def test_metaworld_video_or_a_clear_renderer_message(tmp_path):
 
     frames = imageio.mimread(tmp_path / "vid/reach-v3.gif")
     assert len(frames) == 5 and max(frames[0].shape[:2]) == 256
+    # a backend the user forces is kept; one that cannot render gives one line saying what to do
+    forced = run_cli("eval", str(run), "--episodes", "1", "--video", str(tmp_path / "v2"), env={"MUJOCO_GL": "glx"})
+    lines = [ln for ln in forced.stderr.splitlines() if ln.strip()]
+    assert forced.returncode == 2 and len(lines) == 1 and "cannot render offscreen" in lines[0], forced.stderr
