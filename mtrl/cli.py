@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -111,6 +112,9 @@ def _eval(args: argparse.Namespace) -> None:
         choose_mujoco_gl()  # before any MuJoCo env is imported
     targets = [split_target(t) for t in args.targets]
     loaded = [(name, *load_latest(path)) for name, path in targets]  # every file checked before any work
+    suites = {json.loads(ckpt["config"])["env"]["suite"] for _, _, ckpt in loaded}
+    if len(suites) > 1:
+        raise MtrlError(f"the checkpoints come from different suites ({', '.join(sorted(suites))}); compare runs of one suite")
     device = resolve_device(args.device)
     ray_started = _start_ray(args.workers)
     runner = ray_runner(args.workers) if args.workers else None
