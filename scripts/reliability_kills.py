@@ -53,7 +53,7 @@ def main() -> None:
             "learner.threads=1", *args.overrides]  # fmt: skip
     rows, newest = [], 0
     for k in range(args.kills + 1):
-        cmd = base + ([f"resume={run}"] if k else [f"run_dir={run}"])
+        cmd = base + ([f"resume={run}"] if run.is_dir() else [f"run_dir={run}"])  # a start killed too early made none
         if k == args.kills:  # the last start finishes a little after where the kills left it
             cmd.append(f"train.total_steps={newest + args.final_steps}")
         t0 = time.time()

@@ -78,9 +78,11 @@ def _newest_steps(run) -> int:
 
 
 def test_kill_9_at_random_moments_then_resume(tmp_path):
-    """SIGKILL a real training process 5 times at random moments (checkpoints every iteration, so
-    many kills land in or near a write): the newest checkpoint always loads, resume always
-    works, and the step counter never goes backwards; the sixth start finishes the run."""
+    """SIGKILL a real training process 5 times at random moments, 1-4 s after it starts training
+    (checkpoints every iteration of about 1 s, so kills land before, between, in and near writes):
+    the newest checkpoint always loads, resume always works, and the step counter never goes
+    backwards; the sixth start finishes the run. A start killed before it made its run directory
+    is started again as new, as a user would."""
     import subprocess
     import sys
     import time
@@ -91,15 +93,20 @@ def test_kill_9_at_random_moments_then_resume(tmp_path):
     rng = np.random.default_rng(0)
     seen, resumes = 0, 0
     for attempt in range(6):
-        cmd = args + ([f"resume={run}"] if attempt else [f"run_dir={run}"])
+        events = len(list((run / "tb").glob("events.*"))) if (run / "tb").is_dir() else 0
+        cmd = args + ([f"resume={run}"] if run.is_dir() else [f"run_dir={run}"])
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if attempt < 5:
-            time.sleep(float(rng.uniform(3.0, 7.0)))  # imports take ~2-3 s: some kills come before any checkpoint
+            deadline = time.time() + 300  # a new event file: this start is about to train (imports are slow under load)
+            while proc.poll() is None and time.time() < deadline and (
+                    not (run / "tb").is_dir() or len(list((run / "tb").glob("events.*"))) <= events):  # fmt: skip
+                time.sleep(0.05)
+            time.sleep(float(rng.uniform(1.0, 4.0)))
             proc.kill()
             out = proc.communicate()[0]
             assert proc.returncode == -9, out
         else:
-            out = proc.communicate(timeout=600)[0]
+            out = proc.communicate(timeout=900)[0]
             assert proc.returncode == 0, out
         resumes += "resuming" in out
         steps = _newest_steps(run)
