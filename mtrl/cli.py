@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("targets", nargs="+", metavar="[NAME=]RUN",
                    help="checkpoint files or run directories (their newest checkpoint); NAME= labels the method")
     e.add_argument("--episodes", type=int, default=None, help="episodes per task (default: the suite's protocol)")
-    e.add_argument("--seed", type=int, default=0, help="evaluation seed (results are deterministic given it)")
+    e.add_argument("--seed", type=int, default=0, help="evaluation seed (results are deterministic given it; default 0)")
     e.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling "
                    "(always on for SAC policies, which are evaluated with their mean action)")
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run the policy")
@@ -53,23 +53,23 @@ def _parser() -> argparse.ArgumentParser:
                    "(embedded local Ray; same results as 0, in-process)")
     e.add_argument("--metric", default="auto", choices=["auto", "success", "return"],
                    help="score per task for the aggregates (auto: success rate where the suite reports it)")
-    e.add_argument("--reps", type=int, default=2000, help="bootstrap replicates for the 95%% CIs")
+    e.add_argument("--reps", type=int, default=2000, help="bootstrap replicates for the 95%% CIs (default 2000)")
     e.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="write report.md, report.json, summary.csv (per method) and runs.csv (per run and task)")
     e.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the report as JSON")
     e.add_argument("--video", type=Path, default=None, metavar="DIR",
                    help="write one GIF per task of each policy acting (DIR/<task>.gif; DIR/<run>/ for several runs)")
-    e.add_argument("--fps", type=int, default=15, help="frames per second of the --video GIFs")
+    e.add_argument("--fps", type=int, default=15, help="frames per second of the --video GIFs (default 15)")
 
     pl = sub.add_parser("plot", help="plot learning curves of runs from their TensorBoard events",
                         description="Plot the mean over tasks (or each task) of the training success or return "
-                                    "against env steps, per method, with 95%% bootstrap bands over runs.")  # fmt: skip
+                                    "against env steps, per method, with 95% bootstrap bands over runs.")  # fmt: skip
     pl.add_argument("runs", nargs="+", metavar="[NAME=]RUN", help="run directories; NAME= labels the method")
-    pl.add_argument("--out", type=Path, default=Path("curves.png"), help="image file (.png, .pdf, .svg)")
+    pl.add_argument("--out", type=Path, default=Path("curves.png"), help="image file (.png, .pdf, .svg; default curves.png)")
     pl.add_argument("--per-task", action="store_true", help="one panel per task")
     pl.add_argument("--metric", default="auto", choices=["auto", "success", "return"],
                     help="auto: success where every run logs it, else return")
-    pl.add_argument("--smooth", type=int, default=5, help="moving-average window, in logged iterations")
+    pl.add_argument("--smooth", type=int, default=5, help="moving-average window, in logged iterations (default 5)")
     pl.add_argument("--title", default=None, help="figure title")
 
     s = sub.add_parser("suites", help="list every registered suite and its tasks")
