@@ -81,7 +81,7 @@ def test_kill_9_at_random_moments_then_resume(tmp_path):
     """SIGKILL a real training process 5 times at random moments, 1-4 s after it starts training
     (checkpoints every iteration of about 1 s, so kills land before, between, in and near writes):
     the newest checkpoint always loads, resume always works, and the step counter never goes
-    backwards; the sixth start finishes the run. A start killed before it made its run directory
+    backwards; a sixth start finishes the run 20k steps further. A start killed before it made its run directory
     is started again as new, as a user would."""
     import subprocess
     import sys
@@ -89,12 +89,14 @@ def test_kill_9_at_random_moments_then_resume(tmp_path):
 
     run = tmp_path / "run"
     args = [sys.executable, "-m", "mtrl", "train", str(ROOT / "configs/toy_mtppo.yaml"), "rollout.workers=0",
-            "train.checkpoint_every=1", "train.total_steps=60000", "train.eval_episodes=0", "learner.threads=1"]  # fmt: skip
+            "train.checkpoint_every=1", "train.total_steps=10000000", "train.eval_episodes=0", "learner.threads=1"]  # fmt: skip
     rng = np.random.default_rng(0)
     seen, resumes = 0, 0
     for attempt in range(6):
         events = len(list((run / "tb").glob("events.*"))) if (run / "tb").is_dir() else 0
         cmd = args + ([f"resume={run}"] if run.is_dir() else [f"run_dir={run}"])
+        if attempt == 5:  # the last start ends 20k steps after where the kills left it (the target is unreachable)
+            cmd.append(f"train.total_steps={seen + 20000}")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if attempt < 5:
             deadline = time.time() + 300  # a new event file: this start is about to train (imports are slow under load)
@@ -112,7 +114,7 @@ def test_kill_9_at_random_moments_then_resume(tmp_path):
         steps = _newest_steps(run)
         assert steps >= seen, f"attempt {attempt}: newest checkpoint went back from {seen} to {steps}"
         seen = steps
-    assert seen >= 60000 and resumes >= 1
+    assert seen > 20000 and resumes >= 1
     assert not list((run / "checkpoints").glob(".tmp_*"))
 
 
