@@ -108,6 +108,11 @@ def run_chunks(policy: nn.Module, suite: TaskSuite, work: list, greedy: bool, ma
     return outs
 
 
+def split_work(work: list, parts: int) -> list[list]:
+    """`work` in at most `parts` contiguous, non-empty shares (so results concatenate in order)."""
+    return [[work[i] for i in idx] for idx in np.array_split(np.arange(len(work)), parts) if len(idx)]
+
+
 def _remote_chunks(spec, state, suite, work, greedy, max_episode_steps):
     """A Ray task: rebuild the policy on the CPU and run its share of the chunks."""
     from mtrl.nn.policy import build_policy
@@ -126,8 +131,7 @@ def ray_runner(workers: int) -> Runner:
 
         state = ray.put({k: v.detach().cpu() for k, v in policy.state_dict().items()})
         fn = ray.remote(num_cpus=1)(_remote_chunks)
-        shares = [s for s in np.array_split(np.arange(len(work)), workers) if len(s)]
-        calls = [fn.remote(policy.spec, state, suite, [work[i] for i in s], greedy, max_episode_steps) for s in shares]
+        calls = [fn.remote(policy.spec, state, suite, share, greedy, max_episode_steps) for share in split_work(work, workers)]
         return [out for share in ray.get(calls) for out in share]
 
     return run

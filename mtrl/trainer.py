@@ -72,7 +72,7 @@ def _restore_rollouts(pool: WorkerPool, ckpt: dict[str, Any]) -> None:
     """Put the in-process envs back where the checkpoint left them, then torch's RNG (after the
     pool's own construction drew from it), so the run continues as if never stopped."""
     state = ckpt.get("collector")
-    if state is not None and pool.state_dict() is not None:
+    if state is not None and pool.restorable:
         try:
             pool.load_state_dict(state)
         except (ValueError, KeyError) as exc:  # e.g. resumed with another rollout.num_envs

@@ -19,7 +19,7 @@ import torch
 
 from mtrl.batch import Fragment, Groups
 from mtrl.errors import MtrlError
-from mtrl.evaluate import run_chunks
+from mtrl.evaluate import run_chunks, split_work
 from mtrl.group_rollout import GroupCollector
 from mtrl.nn.policy import PolicySpec
 from mtrl.rollout import Collector, actor_weights
@@ -194,17 +194,20 @@ class WorkerPool:
         import ray
 
         ref = ray.put(actor_weights(policy))
-        shares = [(a, s) for a, s in zip(self.actors, np.array_split(np.arange(len(work)), len(self.actors))) if len(s)]
-        calls = [a.evaluate.remote(ref, [work[i] for i in s], greedy, max_episode_steps) for a, s in shares]
+        shares = split_work(work, len(self.actors))
+        calls = [a.evaluate.remote(ref, share, greedy, max_episode_steps) for a, share in zip(self.actors, shares)]
         return [out for share in ray.get(calls) for out in share]
 
-    def state_dict(self) -> dict[str, Any] | None:
-        """The in-process collector's state for an exact resume; None with Ray workers (their
-        envs stay in their processes), GRPO groups (nothing carries over) or envpool."""
+    @property
+    def restorable(self) -> bool:
+        """Whether the rollouts' state can be saved: an in-process gymnasium Collector. Not with
+        Ray workers (their envs stay in their processes), GRPO groups (nothing carries over) or envpool."""
         c = self.local.collector if self.local is not None else None
-        if not isinstance(c, Collector) or not c.restorable:
-            return None
-        return c.state_dict()
+        return isinstance(c, Collector) and c.restorable
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """The in-process collector's state for an exact resume; None where not `restorable`."""
+        return self.local.collector.state_dict() if self.restorable else None  # type: ignore[union-attr]
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         assert self.local is not None and isinstance(self.local.collector, Collector)
