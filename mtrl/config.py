@@ -170,6 +170,17 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
         if cfg.algo == "mt_grpo" and name != "worst_task":
             raise ConfigError(f"algo=mt_grpo samples tasks by its own weights z; curriculum.name={name} would override "
                               "them (use worst_task, which follows z, or null)")  # fmt: skip
+    if cfg.policy.layers == 0 and cfg.policy.arch != "multihead":
+        raise ConfigError(f"policy.layers=0 (no shared trunk) is for policy.arch=multihead, got {cfg.policy.arch}")
+    p = cfg.ppo
+    if p.critic_update == "joint":
+        for key, value, default in (("critic_epochs", p.critic_epochs, 1), ("critic_minibatch_size", p.critic_minibatch_size, 0),
+                                    ("critic_lr", p.critic_lr, None)):  # fmt: skip
+            if value != default:
+                raise ConfigError(f"ppo.{key}={value} only applies with ppo.critic_update=separate (the joint update "
+                                  "trains the critic inside the policy minibatches)")  # fmt: skip
+    elif cfg.algo != "ppo":
+        raise ConfigError(f"ppo.critic_update=separate applies to algo=ppo only, got algo={cfg.algo}")
     if r.workers and r.num_envs % r.workers:
         raise ConfigError(f"rollout.num_envs={r.num_envs} must be a multiple of rollout.workers={r.workers}")
     return cfg

@@ -33,6 +33,9 @@ class RolloutConfig:
     pipeline: bool = opt(False, "workers collect the next batch while the learner updates (one update of "
                          "policy lag; PPO's ratio uses the behaviour log-probs). Needs rollout.workers >= 1")
     max_worker_restarts: int = opt(10, "restarts of dead worker actors allowed over the run before it stops", 0)
+    reset_each_fragment: bool = opt(False, "reset every env slot at the start of each fragment (MOORE's official "
+                                    "collection); an episode cut at a fragment's end bootstraps from V(last "
+                                    "observation) and is not counted as finished. false: episodes run on across fragments")
 
 
 @dataclass
@@ -41,9 +44,16 @@ class PolicyConfig:
         "multihead", "mlp: trunk + task one-hot; multihead: a head per task; moore/moe: (orthogonal) mixture of experts"
     )
     hidden: int = opt(128, "width of the trunk's hidden layers (moore/moe: of the per-task head)", 1)
-    layers: int = opt(2, "hidden layers in the trunk (mlp, multihead)", 1)
+    layers: int = opt(2, "hidden layers in the shared trunk (mlp, multihead); multihead with 0: no shared trunk, "
+                      "per-task heads Linear(D, hidden) -> Tanh -> Linear on the encoder's features, tanh-squashed "
+                      "for images (MOORE's MTPPO network)", 0)
     num_experts: int = opt(4, "experts k for moore/moe (MOORE: 2/3/4 for MiniGrid MT3/5/7, 4/6 for MT10/50)", 1)
     head: Literal["multi", "single"] = opt("multi", "moore/moe output head: one per task, or one on cat(feature, onehot)")
+    init: Literal["orthogonal", "default"] = opt(
+        "orthogonal", "init of the trunk and head layers: orthogonal weights (gain sqrt 2; output 0.01 for the "
+        "actor, 1 for the critic) and zero biases, as CleanRL; default: PyTorch's default layer init, as MOORE's "
+        "official code (experts and conv encoders always use PyTorch's default)"
+    )
 
 
 @dataclass
@@ -52,13 +62,30 @@ class PPOConfig:
     gamma: float = opt(0.99, "discount factor", 0.0, 1.0)
     gae_lambda: float = opt(0.95, "GAE lambda", 0.0, 1.0)
     clip: float = opt(0.2, "PPO ratio clip range", 0.0, None, lo_open=True)
-    epochs: int = opt(4, "passes over each batch", 1)
-    minibatches: int = opt(4, "minibatches per epoch", 1)
+    epochs: int = opt(4, "passes of the policy update over each batch", 1)
+    minibatches: int = opt(4, "minibatches per epoch: the shuffled batch in equal parts, a remainder left out "
+                           "(ignored when ppo.minibatch_size is set)", 1)
+    minibatch_size: int | None = opt(None, "transitions per minibatch, instead of ppo.minibatches; the last, partial "
+                                     "minibatch of each epoch is kept (MOORE / mushroom-rl)", 1)
     ent_coef: float = opt(0.01, "entropy bonus coefficient", 0.0)
-    vf_coef: float = opt(0.5, "value loss coefficient", 0.0)
-    max_grad_norm: float = opt(0.5, "global gradient-norm clip", 0.0, None, lo_open=True)
-    task_norm: bool = opt(True, "normalise advantages per task (MOORE MTPPO); false: over the whole batch")
-    anneal_lr: bool = opt(False, "decay the learning rate linearly to 0 over train.total_steps")
+    vf_coef: float = opt(0.5, "value loss coefficient (critic_update=joint)", 0.0)
+    max_grad_norm: float | None = opt(0.5, "global gradient-norm clip of every optimiser step (null: no clipping, "
+                                      "as MOORE's official code)", 0.0, None, lo_open=True)
+    adam_eps: float = opt(1e-5, "Adam epsilon (1e-5 as CleanRL; torch's default 1e-8 as MOORE / mushroom-rl)", 0.0,
+                          None, lo_open=True)  # fmt: skip
+    critic_update: Literal["joint", "separate"] = opt(
+        "joint", "joint: 0.5 * vf_coef * the value MSE is part of every policy minibatch's loss, one Adam for "
+        "both; separate: the critic has its own Adam and is fitted to the GAE returns (MSE) before the policy "
+        "epochs, and the policy loss has no value term (MOORE / mushroom-rl)"
+    )
+    critic_epochs: int = opt(1, "critic_update=separate: passes of the critic fit over each batch", 1)
+    critic_minibatch_size: int = opt(0, "critic_update=separate: transitions per critic minibatch, the last partial "
+                                     "one kept; 0: one full-batch step per epoch (MOORE's official setting)", 0)
+    critic_lr: float | None = opt(None, "critic_update=separate: the critic's Adam learning rate (null: ppo.lr)", 0.0,
+                                  None, lo_open=True)  # fmt: skip
+    task_norm: bool = opt(True, "normalise advantages per task, (A - mean) / (population std + 1e-8) over each "
+                          "task's steps in the batch (MOORE MTPPO); false: the same over the whole batch")
+    anneal_lr: bool = opt(False, "decay the learning rate(s) linearly to 0 over train.total_steps")
 
 
 @dataclass
@@ -116,7 +143,12 @@ class TrainConfig:
     total_steps: int = opt(50_000, "env steps to train for, summed over all tasks", 1)
     checkpoint_every: int = opt(10, "write a checkpoint every this many iterations", 1)
     keep_checkpoints: int = opt(3, "how many recent checkpoints to keep", 1)
-    eval_episodes: int | None = opt(None, "episodes per task in the final evaluation (null: suite protocol; 0: skip)", 0)
+    eval_episodes: int | None = opt(None, "episodes per task in each evaluation (null: suite protocol; 0: none)", 0)
+    eval_every: int | None = opt(None, "also evaluate before training and then every this many env steps (logged as "
+                                 "eval/ in TensorBoard and appended to eval_curve.csv; own RNG streams, not counted "
+                                 "in total_steps); null: only the final evaluation", 1)
+    eval_greedy: bool | None = opt(None, "evaluate with the most likely (mean) action; null: the algorithm's protocol "
+                                   "(sampled actions for ppo, grpo and mt_grpo, as MOORE; the mean action for sac)")
     max_nonfinite_updates: int = opt(10, "stop after this many optimiser steps in a row with a NaN/inf loss or "
                                      "gradient (each is skipped and counted in faults/nonfinite_updates)", 1)
 

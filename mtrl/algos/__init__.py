@@ -40,6 +40,12 @@ class TensorBatch:
         return type(self)(*(getattr(self, f.name)[idx] for f in dataclasses.fields(self)))
 
 
+def actor_parameters(policy: nn.Module) -> list[nn.Parameter]:
+    """Every parameter but the critic's: what GRPO trains, and PPO's policy optimiser when the
+    critic is fitted separately."""
+    return [p for name, p in policy.named_parameters() if not name.startswith("critic.")]
+
+
 class NonFiniteGuard:
     """Optimiser steps that never let a NaN or inf reach the parameters.
 

@@ -111,8 +111,3 @@ def task_surrogates(policy: nn.Module, batch: GroupBatch, cfg: PPOConfig, num_ta
         surr, _ = surrogate(policy, mb, cfg.clip)
         sums.index_add_(0, mb.task_id, surr.double())
     return (sums / torch.bincount(batch.task_id, minlength=num_tasks).clamp(min=1)).float()
-
-
-def actor_parameters(policy: nn.Module) -> list[nn.Parameter]:
-    """The parameters GRPO trains: all but the critic's, which it never uses."""
-    return [p for name, p in policy.named_parameters() if not name.startswith("critic.")]

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mtrl.algos.grpo import (actor_parameters, grpo_loss, group_table, make_group_batch, outcome_kind, select_groups,
+from mtrl.algos.grpo import (grpo_loss, group_table, make_group_batch, outcome_kind, select_groups,
                               task_surrogates)  # fmt: skip
-from mtrl.algos import Iteration, NonFiniteGuard
+from mtrl.algos import Iteration, NonFiniteGuard, actor_parameters
 from mtrl.algos.ppo import PPOLearner
 from mtrl.batch import Episodes, Groups, per_task_means, rank_within
 from mtrl.config import Config, MTGRPOConfig

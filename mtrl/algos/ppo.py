@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from mtrl.advantage import batch_normalize, gae, task_normalize
-from mtrl.algos import Iteration, NonFiniteGuard, TensorBatch
+from mtrl.algos import Iteration, NonFiniteGuard, TensorBatch, actor_parameters
 from mtrl.batch import Fragment, per_task_means
 from mtrl.config import PPOConfig
 
@@ -68,50 +68,73 @@ def make_batch(frag: Fragment, policy: nn.Module, cfg: PPOConfig, num_tasks: int
 
 
 def ppo_loss(policy: nn.Module, mb: PPOBatch, cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """The clipped surrogate, value loss and entropy bonus on one minibatch (a pure function)."""
+    """The clipped surrogate and entropy bonus on one minibatch, plus the value loss when the
+    critic trains jointly (`ppo.critic_update=joint`); a pure function."""
     dist = policy.distribution(mb.obs, mb.task_id)
     logp = dist.log_prob(mb.actions)
     log_ratio = logp - mb.logp
     ratio = log_ratio.exp()
     pg = -torch.min(ratio * mb.advantages, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * mb.advantages).mean()
-    value_loss = 0.5 * (policy.value(mb.obs, mb.task_id) - mb.returns).pow(2).mean()
     entropy = dist.entropy().mean()
-    loss = pg + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+    loss = pg - cfg.ent_coef * entropy
+    stats = {"policy": pg.item(), "entropy": entropy.item()}
+    if cfg.critic_update == "joint":
+        value_loss = 0.5 * (policy.value(mb.obs, mb.task_id) - mb.returns).pow(2).mean()
+        loss = loss + cfg.vf_coef * value_loss
+        stats["value"] = value_loss.item()
     with torch.no_grad():
-        approx_kl = ((ratio - 1) - log_ratio).mean()  # the low-variance k3 estimator
-        clipfrac = ((ratio - 1).abs() > cfg.clip).float().mean()
-    stats = {"policy": pg.item(), "value": value_loss.item(), "entropy": entropy.item(),
-             "approx_kl": approx_kl.item(), "clipfrac": clipfrac.item()}  # fmt: skip
+        stats["approx_kl"] = ((ratio - 1) - log_ratio).mean().item()  # the low-variance k3 estimator
+        stats["clipfrac"] = ((ratio - 1).abs() > cfg.clip).float().mean().item()
     return loss, stats
 
 
-class PPOLearner:
-    """Owns the Adam optimiser over `params`; `update` runs epochs x minibatches of a loss on one
-    batch (PPO's, or GRPO's, which trains the actor only)."""
+def critic_loss(policy: nn.Module, mb: PPOBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    """The separate critic fit's loss: the MSE of V(s, c) to the GAE returns (mushroom-rl's
+    TorchApproximator with F.mse_loss, as MOORE's official PPO fits its critic)."""
+    mse = (policy.value(mb.obs, mb.task_id) - mb.returns).pow(2).mean()
+    return mse, {"critic_mse": mse.item()}
 
-    def __init__(self, params: list[nn.Parameter], cfg: PPOConfig, guard: NonFiniteGuard | None = None) -> None:
+
+def minibatch_plan(n: int, cfg: PPOConfig) -> tuple[int, bool]:
+    """(minibatch size, whether the last partial minibatch is kept) for a batch of n transitions."""
+    if cfg.minibatch_size:
+        return min(cfg.minibatch_size, n), True
+    return max(1, n // cfg.minibatches), False
+
+
+class PPOLearner:
+    """Owns one Adam optimiser over `params`; `update` runs epochs x shuffled minibatches of a loss
+    on one batch (PPO's policy loss, the separate critic's, or GRPO's)."""
+
+    def __init__(self, params: list[nn.Parameter], cfg: PPOConfig, guard: NonFiniteGuard | None = None,
+                 lr: float | None = None) -> None:  # fmt: skip
         self.params, self.cfg = params, cfg
+        self.lr = cfg.lr if lr is None else lr
         self.guard = guard or NonFiniteGuard()
-        self.optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
+        self.optimizer = torch.optim.Adam(params, lr=self.lr, eps=cfg.adam_eps)
 
     def set_lr_fraction(self, frac: float) -> None:
-        """Scale the learning rate to frac * ppo.lr (linear annealing)."""
+        """Scale the learning rate to frac * its configured value (linear annealing)."""
         for group in self.optimizer.param_groups:
-            group["lr"] = self.cfg.lr * frac
+            group["lr"] = self.lr * frac
 
     def update(self, batch: TensorBatch, loss_fn: Callable[[Any], tuple[torch.Tensor, dict[str, float]]],
-               generator: torch.Generator) -> dict[str, float]:  # fmt: skip
-        """Optimise `loss_fn(minibatch)`; returns the mean of each statistic over minibatches."""
+               generator: torch.Generator, epochs: int | None = None, plan: tuple[int, bool] | None = None) -> dict[str, float]:  # fmt: skip
+        """Optimise `loss_fn(minibatch)` for `epochs` (default ppo.epochs) passes of minibatches
+        `plan` = (size, keep the last partial one) (default `minibatch_plan`); returns the mean of
+        each statistic over the steps taken."""
         n = len(batch)
         if n == 0:  # e.g. every GRPO group had equal outcomes: nothing to learn from
             return {}
-        mb_size = max(1, n // self.cfg.minibatches)
+        size, keep_last = plan or minibatch_plan(n, self.cfg)
         totals: dict[str, float] = {}
         count = 0
-        for _ in range(self.cfg.epochs):
-            perm = torch.randperm(n, generator=generator).to(batch.task_id.device)
-            for start in range(0, n - mb_size + 1, mb_size):
-                loss, stats = loss_fn(batch.index(perm[start:start + mb_size]))
+        for _ in range(self.cfg.epochs if epochs is None else epochs):
+            # one full-batch step needs no shuffle (and leaves the generator's stream alone)
+            perm = torch.randperm(n, generator=generator).to(batch.task_id.device) if size < n else None
+            for start in range(0, n if keep_last else n - size + 1, size):
+                mb = batch if perm is None else batch.index(perm[start:start + size])
+                loss, stats = loss_fn(mb)
                 norm = self.guard.step(self.optimizer, loss, self.params, self.cfg.max_grad_norm)
                 if norm is None:  # skipped: its statistics are not finite either
                     continue
@@ -130,7 +153,13 @@ class PPOAlgorithm:
     def __init__(self, policy: nn.Module, cfg: PPOConfig, num_tasks: int, device: torch.device, pipeline: bool,
                  guard: NonFiniteGuard | None = None) -> None:  # fmt: skip
         self.policy, self.cfg, self.num_tasks, self.device, self.pipeline = policy, cfg, num_tasks, device, pipeline
-        self.learner = PPOLearner(list(policy.parameters()), cfg, guard)
+        self.critic_learner: PPOLearner | None = None
+        if cfg.critic_update == "separate":  # two optimisers, as mushroom-rl's actor-critic agents
+            critic = [p for name, p in policy.named_parameters() if name.startswith("critic.")]
+            self.learner = PPOLearner(actor_parameters(policy), cfg, guard)
+            self.critic_learner = PPOLearner(critic, cfg, self.learner.guard, lr=cfg.critic_lr)
+        else:
+            self.learner = PPOLearner(list(policy.parameters()), cfg, guard)
         self._in_flight = None
         self.task_probs: np.ndarray | None = None  # a curriculum's, sent to the workers with the weights
 
@@ -139,18 +168,32 @@ class PPOAlgorithm:
         frag = pool.wait(self._in_flight if self._in_flight is not None else submit())
         self._in_flight = submit() if self.pipeline else None
         batch, abs_adv = make_batch(frag, self.policy, self.cfg, self.num_tasks, self.device)
-        losses = self.learner.update(batch, lambda mb: ppo_loss(self.policy, mb, self.cfg), gen)
+        losses: dict[str, float] = {}
+        if self.critic_learner is not None:  # MOORE / mushroom-rl: fit V on the returns, then the policy
+            size = self.cfg.critic_minibatch_size or len(batch)
+            fit = self.critic_learner.update(batch, lambda mb: critic_loss(self.policy, mb), gen,
+                                             self.cfg.critic_epochs, (min(size, max(len(batch), 1)), True))  # fmt: skip
+            losses = {k if k == "critic_mse" else f"critic_{k}": v for k, v in fit.items()}
+        losses.update(self.learner.update(batch, lambda mb: ppo_loss(self.policy, mb, self.cfg), gen))
         task_steps = np.bincount(frag.task_id[frag.valid], minlength=self.num_tasks)
         return Iteration(frag.num_steps, frag.episodes, losses, int(frag.env_errors.sum()), {}, task_steps, abs_adv)
 
     def set_lr_fraction(self, frac: float) -> None:
-        self.learner.set_lr_fraction(frac)
+        for learner in (self.learner, self.critic_learner):
+            if learner is not None:
+                learner.set_lr_fraction(frac)
 
     def task_weights(self) -> None:
         return None
 
     def state_dict(self) -> dict:
-        return self.learner.optimizer.state_dict()
+        if self.critic_learner is None:
+            return self.learner.optimizer.state_dict()
+        return {"actor": self.learner.optimizer.state_dict(), "critic": self.critic_learner.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.learner.optimizer.load_state_dict(state)
+        if self.critic_learner is None:
+            self.learner.optimizer.load_state_dict(state)
+            return
+        self.learner.optimizer.load_state_dict(state["actor"])
+        self.critic_learner.optimizer.load_state_dict(state["critic"])
