@@ -38,14 +38,17 @@ class Collector:
         max_episode_steps: int | None = None,
         backend: str = "gymnasium",
         curriculum: bool = False,
+        reset_each_fragment: bool = False,
     ) -> None:
         self.suite = suite
+        self.reset_each_fragment = reset_each_fragment
         self.tasks = np.asarray(tasks, dtype=np.int64)
         self.same_step = autoreset_mode == "same_step"
         # with a curriculum, slots draw their task at reset from this array (`set_task_probs`)
         self.task_probs = np.full(suite.num_tasks, 1.0 / suite.num_tasks) if curriculum else None
         self.envs = make_vector_env(suite, tasks, seeds, autoreset_mode, max_episode_steps, backend, self.task_probs)
         self.obs, _ = self.envs.reset(seed=[int(s) for s in seeds])
+        self._fresh = True  # the envs were just reset: the first fragment needs no reset_each_fragment
         self.policy = build_policy(spec).eval()
         self.continuous = not spec.discrete
         self._rng = np.random.default_rng(int(seeds[0]) if len(seeds) else 0)  # warm-up random actions
@@ -95,6 +98,7 @@ class Collector:
             self.task_probs[:] = arrays["task_probs"]
         tasks = arrays["task_id"] if self.task_probs is not None else None
         obs = restore_slots(self.envs, arrays, tasks)
+        self._fresh = False  # saved at a fragment boundary: the next fragment resets as it would have
         self.obs = {"obs": np.stack([o["obs"] for o in obs]), "task_id": np.array([o["task_id"] for o in obs], np.int64)}
         self._pending_reset = arrays["pending_reset"].copy()
         self._ep_ret, self._ep_len, self._ep_success = (arrays[k].copy() for k in ("ep_ret", "ep_len", "ep_success"))
@@ -114,6 +118,9 @@ class Collector:
         trunc_obs: list[np.ndarray] = []
         trunc_idx: list[np.ndarray] = []
         env_errors = np.zeros(n, np.int64)
+        if self.reset_each_fragment and not self._fresh:
+            self._reset_all()
+        self._fresh = False
         self._ep_start[:] = 0
         time_idx = np.arange(steps)[:, None]
         for t in range(steps):
@@ -149,6 +156,13 @@ class Collector:
             np.concatenate(trunc_idx) if trunc_idx else np.zeros((0, 2), np.int64),
             self.obs["obs"].copy(), np.asarray(self.obs["task_id"], np.int64).copy(), Episodes.concat(finished), env_errors,
         )  # fmt: skip
+
+    def _reset_all(self) -> None:
+        """Start a new episode in every slot (each with its next derived seed); the episodes cut
+        off here were bootstrapped at the last fragment's end and are not counted as finished."""
+        self.obs, _ = self.envs.reset()
+        self._pending_reset[:] = False
+        self._ep_ret[:], self._ep_len[:], self._ep_success[:] = 0.0, 0, 0.0
 
     def _random_actions(self, n: int) -> np.ndarray:
         space = self.suite.action_space

@@ -55,10 +55,13 @@ class GymBatch:
     """The reference gymnasium envs of one task, for tasks the fast backend lacks."""
 
     def __init__(self, envs: gym.vector.VectorEnv, seeds: Sequence[int]) -> None:
-        self.envs, self.seeds = envs, [int(s) for s in seeds]
+        self.envs = envs
+        self.seeds: list[int] | None = [int(s) for s in seeds]
 
     def reset(self) -> np.ndarray:
-        return self.envs.reset(seed=self.seeds)[0]["obs"]
+        """The first reset uses the slot seeds; later ones continue each slot's seed sequence."""
+        seeds, self.seeds = self.seeds, None
+        return self.envs.reset(seed=seeds)[0]["obs"]
 
     def step(self, actions: np.ndarray):
         obs, rew, term, trunc, infos = self.envs.step(actions)

@@ -37,7 +37,7 @@ class RolloutWorker:
 
     def __init__(self, suite: TaskSuite, tasks: list[int], seeds: list[int], spec: PolicySpec, autoreset_mode: str,
                  max_episode_steps: int | None, backend: str, torch_seed: int, one_thread: bool = True,
-                 group_size: int | None = None, curriculum: bool = False) -> None:  # fmt: skip
+                 group_size: int | None = None, curriculum: bool = False, reset_each_fragment: bool = False) -> None:  # fmt: skip
         if one_thread:
             torch.set_num_threads(1)
         torch.manual_seed(torch_seed)
@@ -45,7 +45,8 @@ class RolloutWorker:
         if group_size:
             self.collector = GroupCollector(suite, spec, group_size, max_episode_steps)
         else:
-            self.collector = Collector(suite, tasks, seeds, spec, autoreset_mode, max_episode_steps, backend, curriculum)
+            self.collector = Collector(suite, tasks, seeds, spec, autoreset_mode, max_episode_steps, backend, curriculum,
+                                       reset_each_fragment)  # fmt: skip
 
     def collect(self, weights: dict[str, np.ndarray], steps: int, task_probs: np.ndarray | None = None,
                 random_actions: bool = False) -> Fragment:  # fmt: skip
@@ -96,7 +97,8 @@ class WorkerPool:
         self._started_ray = False
         args = (spec, r.autoreset_mode, cfg.env.max_episode_steps, cfg.env.backend)
         group_size = cfg.grpo.group_size if cfg.algo in ("grpo", "mt_grpo") else None
-        kw = {"group_size": group_size, "curriculum": cfg.curriculum.name is not None and group_size is None}
+        kw = {"group_size": group_size, "curriculum": cfg.curriculum.name is not None and group_size is None,
+              "reset_each_fragment": r.reset_each_fragment}  # fmt: skip
         if r.workers == 0:
             self.local: RolloutWorker | None = RolloutWorker(suite, tasks, seeds, *args, torch_seed=seed,
                                                              one_thread=False, **kw)  # fmt: skip
