@@ -13,8 +13,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from mtrl.rollout import step_flag
-from mtrl.suite import TaskSuite, make_vector_env
+from mtrl.suite import TaskSuite
 
 
 @dataclass
@@ -53,6 +52,11 @@ class EvalResult:
         ms = "-" if self.mean_success is None else f"{self.mean_success:.3f}"
         rows += ["-" * len(head), f"{'mean over tasks':<{w}}  {self.mean_return:>8.3f}  {ms:>8}"]
         return "\n".join(rows)
+
+    @staticmethod
+    def from_json(data: dict) -> EvalResult:
+        """The inverse of `to_json` (e.g. a run's eval.json)."""
+        return EvalResult(data["suite"], [TaskResult(**t) for t in data["tasks"]], data["greedy"], data["seed"])
 
     def to_json(self) -> dict:
         return {"suite": self.suite, "greedy": self.greedy, "seed": self.seed, "mean_return": self.mean_return,
@@ -138,31 +142,38 @@ def ray_runner(workers: int) -> Runner:
 
 
 def _run_first_episodes(policy, suite, tasks, seeds, greedy, max_episode_steps, device):
-    envs = make_vector_env(suite, tasks, seeds, "next_step", max_episode_steps)
+    """Run one episode in each of len(tasks) envs, stepping only the envs whose episode is still
+    running (a vector env would step all of them until the longest episode ends) and batching the
+    policy over them; returns per-env (undiscounted return, length, success)."""
+    envs = [suite.make_env(int(t), int(s), max_episode_steps) for t, s in zip(tasks, seeds, strict=True)]
     try:
-        obs, _ = envs.reset(seed=[int(s) for s in seeds])
-        n = len(tasks)
-        done, resetting = np.zeros(n, bool), np.zeros(n, bool)
+        obs = [env.reset(seed=int(s))[0]["obs"] for env, s in zip(envs, seeds)]
+        n = len(envs)
+        task_ids = torch.as_tensor(np.asarray(tasks, np.int64), device=device)
+        live = np.ones(n, bool)
         ret, length, success = np.zeros(n), np.zeros(n), np.zeros(n, np.float32)
         box = suite.action_space
-        while not done.all():
-            action, _ = policy.act(torch.as_tensor(obs["obs"], device=device),
-                                   torch.as_tensor(obs["task_id"], device=device), greedy=greedy)  # fmt: skip
+        while live.any():
+            idx = np.flatnonzero(live)
+            action, _ = policy.act(torch.as_tensor(np.stack([obs[i] for i in idx]), device=device),
+                                   task_ids[torch.as_tensor(idx, device=device)], greedy=greedy)  # fmt: skip
             action = action.cpu().numpy()
             if hasattr(box, "low"):
                 action = np.clip(action, box.low, box.high)
-            obs, rew, term, trunc, infos = envs.step(action)
-            live = ~done & ~resetting
-            ret += np.where(live, rew, 0.0)
-            length += live
-            success = np.maximum(success, step_flag(infos, "success", term | trunc, False) * live)
-            # an env that failed (mtrl.envguard) restarts its slot's episode; the next step is its reset step
-            resetting = live & (step_flag(infos, "env_error", trunc, False) > 0)
-            ret[resetting], length[resetting], success[resetting] = 0.0, 0, 0.0
-            done |= (term | trunc) & live & ~resetting
+            for i, a in zip(idx, action):
+                o, rew, term, trunc, info = envs[i].step(a)
+                obs[i] = o["obs"]
+                if info.get("env_error"):  # the env failed and was rebuilt (mtrl.envguard): this slot starts over
+                    ret[i], length[i], success[i] = 0.0, 0, 0.0
+                    continue
+                ret[i] += rew
+                length[i] += 1
+                success[i] = max(success[i], float(info.get("success", 0.0)))
+                live[i] = not (term or trunc)
         return ret, length, success
     finally:
-        envs.close()
+        for env in envs:
+            env.close()
 
 
 def default_episodes(suite: TaskSuite, requested: int | None) -> int:

@@ -67,8 +67,10 @@ class Logger:
                 if np.isfinite(v):
                     self.writer.add_scalar(f"curriculum/{key}/{name}", float(v), env_steps)
 
-    def log_eval(self, env_steps: int, result: EvalResult) -> None:
-        """Log the final evaluation per task and its mean."""
+    def log_eval(self, env_steps: int, result: EvalResult, seconds: float | None = None) -> None:
+        """Log an evaluation per task and its mean (and how long it took)."""
+        if seconds is not None:
+            self.writer.add_scalar("perf/eval_s", seconds, env_steps)
         for t in result.tasks:
             self.writer.add_scalar(f"eval/{t.task}/return", t.mean_return, env_steps)
             if t.success_rate is not None:

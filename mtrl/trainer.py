@@ -17,6 +17,7 @@ from mtrl.algos.ppo import PPOAlgorithm
 from mtrl.algos.sac import SACAlgorithm
 from mtrl.checkpoint import list_checkpoints, load_latest, remove_partial_writes, save_checkpoint
 from mtrl.config import Config, save_config, to_dict
+from mtrl.curve import EvalCurve
 from mtrl.curriculum import make_curriculum, task_stats
 from mtrl.errors import CheckpointError, MtrlError
 from mtrl.evaluate import default_episodes, evaluate
@@ -37,7 +38,7 @@ def resolve_device(name: str) -> torch.device:
 def policy_spec(cfg: Config, suite: TaskSuite) -> PolicySpec:
     p = cfg.policy
     return spec_for(suite.observation_space.shape, suite.action_space, suite.num_tasks, p.arch, p.hidden, p.layers,
-                    p.num_experts, p.head, "sac" if cfg.algo == "sac" else "actor_critic")  # fmt: skip
+                    p.num_experts, p.head, "sac" if cfg.algo == "sac" else "actor_critic", p.init)  # fmt: skip
 
 
 def saved_spec(ckpt: dict[str, Any]) -> PolicySpec:
@@ -165,8 +166,23 @@ def train(cfg: Config) -> Path:
     if cfg.rollout.workers:
         print(f"mtrl: {cfg.rollout.workers} rollout workers on {len(set(pool.node_ids()))} Ray node(s)")
     logger = Logger(run_dir, suite.tasks, cfg.train.total_steps, env_steps)
+    episodes = default_episodes(suite, cfg.train.eval_episodes)
+    # SAC is evaluated with its deterministic (mean) action, as MOORE and Meta-World report it;
+    # with Ray workers the episodes run on them, with the same result as in-process
+    greedy = cfg.algo == "sac" if cfg.train.eval_greedy is None else cfg.train.eval_greedy
+    curve = None
+    if cfg.train.eval_every and episodes:
+        curve = EvalCurve(run_dir, suite, cfg.train.eval_every, episodes, greedy, cfg.seed, cfg.env.max_episode_steps,
+                          env_steps)  # fmt: skip
+
+    def evaluate_on_schedule(final: bool = False) -> None:
+        if curve is not None and (curve.due(env_steps) or final):
+            t0 = time.perf_counter()
+            logger.log_eval(env_steps, curve.run(policy, env_steps, iteration, pool.run_eval), time.perf_counter() - t0)
+
     last_saved, restarts_seen = -1, 0
     try:
+        evaluate_on_schedule()
         while env_steps < cfg.train.total_steps:
             t0 = time.perf_counter()
             if cfg.ppo.anneal_lr:
@@ -189,20 +205,22 @@ def train(cfg: Config) -> Path:
                 logger.log_curriculum(env_steps, algo.task_probs, curriculum.scores())
             logger.log_iteration(env_steps, it.env_steps, it.episodes, it.losses,
                                  it.env_steps / (time.perf_counter() - t0), suite.reports_success, it.scalars)  # fmt: skip
+            evaluate_on_schedule()
             if iteration % cfg.train.checkpoint_every == 0:
                 checkpoint()
                 last_saved = iteration
         if last_saved != iteration:
             checkpoint()
         logger.bar.close()
-        episodes = default_episodes(suite, cfg.train.eval_episodes)
-        if episodes:
-            # SAC is evaluated with its deterministic (mean) action, as MOORE and Meta-World report
-            # it; with Ray workers the episodes run on them, with the same result as in-process
-            result = evaluate(policy, suite, episodes, cfg.seed, greedy=cfg.algo == "sac",
-                              max_episode_steps=cfg.env.max_episode_steps, runner=pool.run_eval)  # fmt: skip
-            result.write_json(run_dir / "eval.json")
+        if curve is not None:  # the final evaluation is the curve's last point
+            if curve.last is None or curve.last[0] != env_steps:  # e.g. total_steps is no multiple of eval_every
+                evaluate_on_schedule(final=True)
+            result = curve.last[1]  # type: ignore[index]
+        elif episodes:
+            result = evaluate(policy, suite, episodes, cfg.seed, greedy, cfg.env.max_episode_steps, pool.run_eval)
             logger.log_eval(env_steps, result)
+        if episodes:
+            result.write_json(run_dir / "eval.json")
             print(result.table())
     except KeyboardInterrupt:
         logger.bar.close()
