@@ -8,18 +8,20 @@ import torch
 from torch import nn
 
 
-def init_linear(layer: nn.Linear, gain: float = math.sqrt(2)) -> nn.Linear:
-    """Orthogonal weights and zero bias, as in PPO implementations (CleanRL, baselines)."""
-    nn.init.orthogonal_(layer.weight, gain)
-    nn.init.zeros_(layer.bias)
+def init_linear(layer: nn.Linear, gain: float | None = math.sqrt(2)) -> nn.Linear:
+    """Orthogonal weights and zero bias, as in PPO implementations (CleanRL, baselines); with
+    gain None the layer keeps PyTorch's default init (as MOORE's official networks)."""
+    if gain is not None:
+        nn.init.orthogonal_(layer.weight, gain)
+        nn.init.zeros_(layer.bias)
     return layer
 
 
-def mlp(sizes: list[int], activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
-    """Linear layers with `activation` after each one."""
+def mlp(sizes: list[int], activation: type[nn.Module] = nn.Tanh, gain: float | None = math.sqrt(2)) -> nn.Sequential:
+    """Linear layers with `activation` after each one (`init_linear` with `gain`)."""
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [init_linear(nn.Linear(a, b)), activation()]
+        layers += [init_linear(nn.Linear(a, b), gain), activation()]
     return nn.Sequential(*layers)
 
 
@@ -67,38 +69,55 @@ def make_encoder(obs_shape: tuple[int, ...]) -> GridEncoder | FlatEncoder:
 class TaskHeads(nn.Module):
     """One linear head per task, all K stored side by side as one [in, K * out] matrix.
 
-    All K heads are applied in one matmul and each row keeps its own task's output (a gather):
-    no Python loop over tasks, no per-row weight copies or per-call weight reshapes, and a loss on
-    task c's rows gives zero gradient to every other head.
+    No Python loop over tasks and no per-row weight copies; a loss on task c's rows gives zero
+    gradient to every other head. A small batch applies all K heads in one matmul and keeps each
+    row's own task's output (a gather), which costs K times the useful work; a large one (a
+    training minibatch) is scattered into a [K, rows per task, in] block, zero-padded to the
+    largest task's count, for one batched matmul of each task's rows with its own head only.
     """
 
-    def __init__(self, num_tasks: int, in_dim: int, out_dim: int, gain: float) -> None:
+    def __init__(self, num_tasks: int, in_dim: int, out_dim: int, gain: float | None) -> None:
         super().__init__()
         self.num_tasks, self.out_dim = num_tasks, out_dim
-        weight = torch.empty(num_tasks, out_dim, in_dim)
-        for k in range(num_tasks):  # init only; orthogonal init per head as for a plain Linear
-            nn.init.orthogonal_(weight[k], gain)
+        weight, bias = torch.empty(num_tasks, out_dim, in_dim), torch.zeros(num_tasks, out_dim)
+        if gain is None:  # PyTorch's default nn.Linear init, per head: U(-1/sqrt(in), 1/sqrt(in))
+            bound = 1.0 / math.sqrt(in_dim)
+            weight.uniform_(-bound, bound)
+            bias.uniform_(-bound, bound)
+        else:
+            for k in range(num_tasks):  # init only; orthogonal per head as for a plain Linear
+                nn.init.orthogonal_(weight[k], gain)
         self.weight = nn.Parameter(weight.permute(2, 0, 1).reshape(in_dim, num_tasks * out_dim).contiguous())
-        self.bias = nn.Parameter(torch.zeros(num_tasks, out_dim))
+        self.bias = nn.Parameter(bias)
 
     def per_task(self, weight: torch.Tensor) -> torch.Tensor:
         """`weight` (the parameter or its gradient) as [K, in, out]: head k is x @ per_task(w)[k]."""
         return weight.view(weight.shape[0], self.num_tasks, self.out_dim).transpose(0, 1)
 
     def forward(self, x: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
-        all_heads = (x @ self.weight).view(len(x), self.num_tasks, self.out_dim)  # [B, K, out]
-        return all_heads[torch.arange(len(task_id), device=x.device), task_id] + self.bias[task_id]
+        if len(x) < 32 * self.num_tasks:
+            all_heads = (x @ self.weight).view(len(x), self.num_tasks, self.out_dim)  # [B, K, out]
+            return all_heads[torch.arange(len(task_id), device=x.device), task_id] + self.bias[task_id]
+        counts = torch.bincount(task_id, minlength=self.num_tasks)
+        order = torch.argsort(task_id, stable=True)
+        rank = torch.empty_like(task_id)  # each row's position among its task's rows
+        rank[order] = torch.arange(len(task_id), device=x.device) - (torch.cumsum(counts, 0) - counts)[task_id[order]]
+        block = x.new_zeros(self.num_tasks, int(counts.max()), x.shape[1])
+        block[task_id, rank] = x
+        out = torch.baddbmm(self.bias.unsqueeze(1), block, self.per_task(self.weight))  # [K, rows, out]
+        return out[task_id, rank]
 
 
 class OutputHead(nn.Module):
     """[Linear(in, hidden) -> Tanh ->] Linear(., out), per task (multi-head) or shared on
     cat(x, onehot(task)) (single-head), the two head types of MOORE (ALGORITHMS.md section 1)."""
 
-    def __init__(self, num_tasks: int, in_dim: int, hidden: int | None, out_dim: int, gain: float, multi: bool) -> None:
+    def __init__(self, num_tasks: int, in_dim: int, hidden: int | None, out_dim: int, gain: float | None, multi: bool,
+                 hidden_gain: float | None = math.sqrt(2)) -> None:  # fmt: skip
         super().__init__()
         self.num_tasks, self.multi = num_tasks, multi
         dims = [in_dim + (0 if multi else num_tasks)] + ([hidden] if hidden else []) + [out_dim]
-        gains = [math.sqrt(2)] * (len(dims) - 2) + [gain]
+        gains = [hidden_gain] * (len(dims) - 2) + [gain]
         if multi:
             self.layers = nn.ModuleList(TaskHeads(num_tasks, a, b, g) for a, b, g in zip(dims[:-1], dims[1:], gains))
         else:

@@ -31,7 +31,9 @@ def gram_schmidt(h: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
         v = h[..., i, :]
         if basis:
             u = torch.stack(basis, dim=-2)  # [B, i, D]
-            v = v - ((u @ v.unsqueeze(-1)) * u).sum(dim=-2)
+            # the projections as elementwise products and sums: a bmm of B tiny [1, D] @ [D, i]
+            # matrices costs more than the arithmetic (forward and backward)
+            v = v - ((u * v.unsqueeze(-2)).sum(-1, keepdim=True) * u).sum(dim=-2)
         basis.append(v / torch.sqrt((v * v).sum(-1, keepdim=True) + eps * eps))
     return torch.stack(basis, dim=-2)
 
@@ -111,7 +113,7 @@ class MixtureEncoder(nn.Module):
         if self.orthogonal:
             h = gram_schmidt(h)
         w = self.task_weights.weight.t()[task_id]  # [B, k]: W onehot(c), as a row gather
-        return torch.tanh((w.unsqueeze(1) @ h).squeeze(1))
+        return torch.tanh((w.unsqueeze(-1) * h).sum(1))  # sum_i w_c[i] u_i, elementwise (see gram_schmidt)
 
 
 def make_mixture(obs_shape: tuple[int, ...], num_tasks: int, k: int, orthogonal: bool) -> MixtureEncoder:

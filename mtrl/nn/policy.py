@@ -1,7 +1,9 @@
 """Actor-critic policies for multi-task PPO. Actor and critic are separate networks.
 
 - `mlp`: encoder -> trunk on cat(features, task one-hot) -> one output layer.
-- `multihead`: encoder -> shared trunk -> one output head per task.
+- `multihead`: encoder -> shared trunk -> one output head per task; with `layers=0` no shared
+  trunk: MOORE's MTPPO network (`networks_ppo.MiniGridPPOMHNetwork`), tanh on the conv features,
+  then per-task heads Linear(D, hidden) -> Tanh -> Linear(hidden, out).
 - `moore` / `moe`: k experts mixed per task (orthogonalised for MOORE) -> a per-task head, as in
   MOORE's networks (ALGORITHMS.md section 1).
 """
@@ -33,6 +35,7 @@ class PolicySpec:
     num_experts: int = 4
     head: str = "multi"
     kind: str = "actor_critic"  # "sac": squashed-Gaussian actor + twin Q critics (mtrl.nn.sac.SACPolicy)
+    init: str = "orthogonal"  # trunk and head layers: "orthogonal" (CleanRL's gains) or "default" (PyTorch's)
 
 
 class TaskNetwork(nn.Module):
@@ -41,20 +44,28 @@ class TaskNetwork(nn.Module):
     def __init__(self, spec: PolicySpec, out_dim: int, out_gain: float) -> None:
         super().__init__()
         self.arch, self.num_tasks = spec.arch, spec.num_tasks
+        default = spec.init == "default"  # PyTorch's layer init (gain None), as MOORE's official networks
+        out_g, hid_g = (None, None) if default else (out_gain, math.sqrt(2))
+        images = len(spec.obs_shape) == 3
         if spec.arch in ("moore", "moe"):
             self.mixture = make_mixture(spec.obs_shape, spec.num_tasks, spec.num_experts, spec.arch == "moore")
             # MOORE's heads: Linear(D, hidden) -> Tanh -> Linear(hidden, out) for MiniGrid images,
             # a single Linear(D, out) for Meta-World states.
-            hidden = spec.hidden if len(spec.obs_shape) == 3 else None
-            self.head = OutputHead(spec.num_tasks, self.mixture.out_dim, hidden, out_dim, out_gain, spec.head == "multi")
+            hidden = spec.hidden if images else None
+            self.head = OutputHead(spec.num_tasks, self.mixture.out_dim, hidden, out_dim, out_g, spec.head == "multi", hid_g)
             return
         self.encoder = make_encoder(spec.obs_shape)
+        self.no_trunk = spec.arch == "multihead" and spec.layers == 0
+        self.squash = self.no_trunk and images  # MOORE's MTPPO network has a tanh after the last conv
+        if self.no_trunk:
+            self.head = OutputHead(spec.num_tasks, self.encoder.out_dim, spec.hidden, out_dim, out_g, True, hid_g)
+            return
         trunk_in = self.encoder.out_dim + (spec.num_tasks if spec.arch == "mlp" else 0)
-        self.trunk = mlp([trunk_in] + [spec.hidden] * spec.layers)
+        self.trunk = mlp([trunk_in] + [spec.hidden] * spec.layers, gain=hid_g)
         if spec.arch == "mlp":
-            self.head: nn.Module = init_linear(nn.Linear(spec.hidden, out_dim), out_gain)
+            self.head: nn.Module = init_linear(nn.Linear(spec.hidden, out_dim), out_g)
         elif spec.arch == "multihead":
-            self.head = TaskHeads(spec.num_tasks, spec.hidden, out_dim, out_gain)
+            self.head = TaskHeads(spec.num_tasks, spec.hidden, out_dim, out_g)
         else:
             raise ValueError(f"unknown policy.arch '{spec.arch}'")
 
@@ -62,6 +73,8 @@ class TaskNetwork(nn.Module):
         if self.arch in ("moore", "moe"):
             return self.head(self.mixture(obs, task_id), task_id)
         x = self.encoder(obs)
+        if self.no_trunk:
+            return self.head(torch.tanh(x) if self.squash else x, task_id)
         if self.arch == "mlp":
             x = with_task_onehot(x, task_id, self.num_tasks)
             return self.head(self.trunk(x))
@@ -115,8 +128,9 @@ def build_policy(spec: PolicySpec) -> nn.Module:
 
 
 def spec_for(suite_obs_shape: tuple[int, ...], action_space, num_tasks: int, arch: str, hidden: int, layers: int,
-             num_experts: int = 4, head: str = "multi", kind: str = "actor_critic") -> PolicySpec:  # fmt: skip
+             num_experts: int = 4, head: str = "multi", kind: str = "actor_critic", init: str = "orthogonal") -> PolicySpec:  # fmt: skip
     """A PolicySpec from a suite's spaces and the policy config."""
     discrete = hasattr(action_space, "n")
     action_dim = int(action_space.n) if discrete else int(math.prod(action_space.shape))
-    return PolicySpec(tuple(suite_obs_shape), num_tasks, action_dim, discrete, arch, hidden, layers, num_experts, head, kind)
+    return PolicySpec(tuple(suite_obs_shape), num_tasks, action_dim, discrete, arch, hidden, layers, num_experts, head,
+                      kind, init)  # fmt: skip
