@@ -28,6 +28,21 @@ median and IQM over runs x tasks with 95% stratified-bootstrap CIs, and a per-ta
   mtrl eval runs/a --video videos/ --episodes 4
 """
 
+SWEEP_DESCRIPTION = """\
+Train a grid of methods x seeds. Each run is `mtrl train CONFIG seed=S run_dir=OUT/<method>/s<S>
+rollout.workers=0 learner.threads=C [overrides]` in a Ray task that reserves C = --cpus-per-run
+CPUs, so the same command fills a laptop (an embedded local Ray) or a cluster (--address auto).
+Runs with an eval.json are skipped, runs with checkpoints resume from the newest, and a run whose
+process dies is resumed up to --retries times (counted in OUT/sweep.json). Ctrl-C stops the sweep;
+every running run saves a checkpoint first, and the same command continues it. At the end the
+runs are compared as by `mtrl eval` (from each run's final evaluation) and written to OUT/report/.
+
+  mtrl sweep moore=configs/moore_paper/minigrid_mt3_moore.yaml moe=configs/moore_paper/minigrid_mt3_moe.yaml \\
+      --seeds 0-9 --out runs/moore_mt3
+  mtrl sweep ppo=configs/toy_mtppo.yaml --seeds 0-3 --out runs/toy -- train.total_steps=20000
+  mtrl plot --source eval --metric return 'moore=runs/moore_mt3/moore/s*' 'moe=runs/moore_mt3/moe/s*'
+"""
+
 
 def _parser() -> argparse.ArgumentParser:
     from mtrl.config import describe
@@ -43,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate checkpoints on every task of their suite, compare runs and methods",
                        description=EVAL_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     e.add_argument("targets", nargs="+", metavar="[NAME=]RUN",
-                   help="checkpoint files or run directories (their newest checkpoint); NAME= labels the method")
+                   help="checkpoint files or run directories (their newest checkpoint), globs allowed "
+                        "(quote them: 'moore=runs/mt3/moore/s*'); NAME= labels the method")
     e.add_argument("--episodes", type=int, default=None, help="episodes per task (default: the suite's protocol)")
     e.add_argument("--seed", type=int, default=0, help="evaluation seed (results are deterministic given it; default 0)")
     e.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling "
@@ -62,15 +78,42 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--fps", type=int, default=15, help="frames per second of the --video GIFs (default 15)")
 
     pl = sub.add_parser("plot", help="plot learning curves of runs from their TensorBoard events",
-                        description="Plot the mean over tasks (or each task) of the training success or return "
-                                    "against env steps, per method, with 95% bootstrap bands over runs.")  # fmt: skip
-    pl.add_argument("runs", nargs="+", metavar="[NAME=]RUN", help="run directories; NAME= labels the method")
+                        description="Plot the mean over tasks (or each task) of the training (or evaluation) "
+                                    "success or return against env steps, per method, with 95% bootstrap bands "
+                                    "over runs.")  # fmt: skip
+    pl.add_argument("runs", nargs="+", metavar="[NAME=]RUN",
+                    help="run directories, globs allowed (quote them: 'moore=runs/mt3/moore/s*'); NAME= labels the method")
+    pl.add_argument("--source", default="train", choices=["train", "eval"],
+                    help="train: episodes of the training rollouts; eval: the train.eval_every evaluations")
+    pl.add_argument("--reference", action="append", default=[], metavar="LABEL=CSV",
+                    help="also draw a reference curve from a CSV with an env_steps column and a 'mean' (or "
+                         "mean_return) column, per task '<task>' (or '<task>/return'), e.g. an official run's; "
+                         "repeatable")
     pl.add_argument("--out", type=Path, default=Path("curves.png"), help="image file (.png, .pdf, .svg; default curves.png)")
     pl.add_argument("--per-task", action="store_true", help="one panel per task")
     pl.add_argument("--metric", default="auto", choices=["auto", "success", "return"],
                     help="auto: success where every run logs it, else return")
-    pl.add_argument("--smooth", type=int, default=5, help="moving-average window, in logged iterations (default 5)")
+    pl.add_argument("--smooth", type=int, default=None,
+                    help="moving-average window, in logged points (default 5 for --source train, 1 for eval)")
     pl.add_argument("--title", default=None, help="figure title")
+
+    sw = sub.add_parser("sweep", help="train methods x seeds as Ray tasks (skips finished runs, resumes the rest)",
+                        description=SWEEP_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+                        usage="mtrl sweep NAME=CONFIG [NAME=CONFIG ...] --out DIR [options] [-- key=value ...]")  # fmt: skip
+    sw.add_argument("methods", nargs="+", metavar="NAME=CONFIG", help="a method label and its training config")
+    sw.add_argument("--seeds", nargs="+", default=["0"], metavar="SEEDS",
+                    help="seeds as 0-9, 3 or 0,2,4 (several allowed; default 0)")
+    sw.add_argument("--out", type=Path, required=True, metavar="DIR",
+                    help="runs go to DIR/<method>/s<seed> (the layout mtrl eval and mtrl plot read)")
+    sw.add_argument("--cpus-per-run", type=int, default=1, metavar="C", help="CPUs each run reserves and uses (default 1)")
+    sw.add_argument("--num-cpus", type=int, default=None, metavar="N",
+                    help="CPUs of the embedded local Ray, i.e. N / C runs at once (default: all of this machine's)")
+    sw.add_argument("--address", default=None, help="run on this Ray cluster ('auto' or host:port) instead of an "
+                    "embedded local Ray; OUT must then be on a filesystem every node sees")
+    sw.add_argument("--retries", type=int, default=2, help="times a run whose process died is resumed (default 2)")
+    sw.add_argument("--metric", default="auto", choices=["auto", "success", "return"],
+                    help="score per task in the final table (auto: success rate where the suite reports it)")
+    sw.add_argument("--reps", type=int, default=2000, help="bootstrap replicates for the final table's 95%% CIs")
 
     s = sub.add_parser("suites", help="list every registered suite and its tasks")
     s.add_argument("--names", action="store_true", help="print suite names only")
@@ -98,7 +141,7 @@ def _train(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from mtrl.checkpoint import load_latest
     from mtrl.evaluate import default_episodes, evaluate, ray_runner
-    from mtrl.report import RunEval, build_report, method_label, split_target
+    from mtrl.report import RunEval, build_report, expand_targets, method_label
     from mtrl.trainer import policy_from_checkpoint, resolve_device
 
     for flag, value in (("--episodes", 1 if args.episodes is None else args.episodes), ("--reps", args.reps), ("--fps", args.fps)):
@@ -110,7 +153,7 @@ def _eval(args: argparse.Namespace) -> None:
         from mtrl.video import choose_mujoco_gl
 
         choose_mujoco_gl()  # before any MuJoCo env is imported
-    targets = [split_target(t) for t in args.targets]
+    targets = expand_targets(args.targets)
     loaded = [(name, *load_latest(path)) for name, path in targets]  # every file checked before any work
     suites = {json.loads(ckpt["config"])["env"]["suite"] for _, _, ckpt in loaded}
     if len(suites) > 1:
@@ -167,17 +210,68 @@ def _slug(path: Path) -> str:
 
 
 def _plot(args: argparse.Namespace) -> None:
+    from mtrl.curve import read_curve
     from mtrl.plot import plot, read_run
-    from mtrl.report import run_label, split_target
+    from mtrl.report import expand_targets, run_label
 
-    if args.smooth < 1:
-        raise MtrlError(f"--smooth must be >= 1, got {args.smooth}")
-    runs = []
-    for target in args.runs:
-        name, path = split_target(target)
-        runs.append(read_run(Path(path), name or run_label(Path(path))))
-    out = plot(runs, args.out, args.metric, args.per_task, args.smooth, args.title)
+    smooth = args.smooth if args.smooth is not None else (5 if args.source == "train" else 1)
+    if smooth < 1:
+        raise MtrlError(f"--smooth must be >= 1, got {smooth}")
+    references = {}
+    for item in args.reference:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not Path(path).is_file():
+            raise MtrlError(f"--reference {item!r}: expected LABEL=CSV with an existing CSV file")
+        references[label] = read_curve(Path(path))
+    runs = [read_run(Path(path), name or run_label(Path(path))) for name, path in expand_targets(args.runs)]
+    out = plot(runs, args.out, args.metric, args.per_task, smooth, args.title, args.source, references)
     print(f"mtrl: wrote {out}")
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from mtrl.config import load_config
+    from mtrl.schema import RayConfig
+    from mtrl.sweep import Sweep, parse_methods, parse_seeds, sweep_report
+    from mtrl.workers import init_ray
+
+    for flag, value in (("--cpus-per-run", args.cpus_per_run), ("--reps", args.reps), ("--num-cpus", args.num_cpus or 1)):
+        if value < 1:
+            raise MtrlError(f"{flag} must be >= 1, got {value}")
+    if args.retries < 0:
+        raise MtrlError(f"--retries must be >= 0, got {args.retries}")
+    seeds, methods = parse_seeds(args.seeds), parse_methods(args.methods)
+    for config in methods.values():  # the overrides as every run will see them
+        load_config(config, ["seed=0", *args.overrides, "rollout.workers=0", f"learner.threads={args.cpus_per_run}"])
+    ray, started = init_ray(RayConfig(address=args.address, num_cpus=args.num_cpus), args.cpus_per_run)
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if cpus < args.cpus_per_run:
+            raise MtrlError(f"--cpus-per-run={args.cpus_per_run} but the Ray cluster has {cpus} CPUs")
+        sweep = Sweep(methods, seeds, args.out, args.overrides, args.cpus_per_run, args.retries)
+        print(f"mtrl: sweep of {len(methods)} method(s) x {len(seeds)} seed(s) = {len(sweep.runs)} runs into {args.out}, "
+              f"{args.cpus_per_run} CPU(s) each on {cpus} CPUs ({cpus // args.cpus_per_run} at once)")  # fmt: skip
+        with tqdm(total=len(sweep.runs), unit="run", desc="sweep", dynamic_ncols=True, file=sys.stderr) as bar:
+            runs = sweep.run(ray, bar)
+    except KeyboardInterrupt:
+        print(f"\nmtrl: sweep interrupted; the running runs saved checkpoints; run the same command to continue",
+              file=sys.stderr)  # fmt: skip
+        raise
+    finally:
+        if started:
+            ray.shutdown()
+    print(f"{'run':<28} {'status':<8} {'minutes':>8} {'retries':>7}  note")
+    for r in runs:
+        minutes = "-" if r.minutes is None else f"{r.minutes:.1f}"
+        print(f"{r.name:<28} {r.status:<8} {minutes:>8} {r.retries:>7}  {r.note}")
+    report = sweep_report(runs, args.metric, args.reps)
+    if report is not None:
+        print("\n" + report.markdown())
+        print("mtrl: wrote " + ", ".join(str(p) for p in report.write(args.out / "report")))
+    failed = [r.name for r in runs if r.status == "failed"]
+    if failed:
+        raise MtrlError(f"{len(failed)} of {len(runs)} runs failed ({', '.join(failed)}); see their train.log")
 
 
 def _suites(args: argparse.Namespace) -> None:
@@ -201,9 +295,19 @@ def _curricula(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mtrl` console script."""
+    from mtrl.sweep import bind_to_parent
+
+    bind_to_parent()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    overrides: list[str] = []
+    if "--" in argv and "sweep" in argv[: argv.index("--")]:  # mtrl sweep ... -- key=value ...: every run's overrides
+        cut = argv.index("--")
+        argv, overrides = argv[:cut], argv[cut + 1:]
     args = _parser().parse_args(argv)
+    args.overrides = overrides
+    commands = {"train": _train, "eval": _eval, "plot": _plot, "sweep": _sweep, "suites": _suites, "curricula": _curricula}
     try:
-        {"train": _train, "eval": _eval, "plot": _plot, "suites": _suites, "curricula": _curricula}[args.command](args)
+        commands[args.command](args)
     except MtrlError as exc:
         if args.debug:
             raise

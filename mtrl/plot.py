@@ -1,9 +1,11 @@
 """Learning curves from run directories' TensorBoard events (`mtrl plot RUN [RUN ...] --out curves.png`).
 
-Each run's training curve (the mean over tasks of the per-task episode success or return logged
-every iteration, or one task's with `--per-task`) is smoothed, put on a shared step grid per
-method and averaged over the method's runs, with a 95% bootstrap band over runs
-(`mtrl.stats.mean_ci`). Methods are labelled as in `mtrl.report`.
+Each run's curve is smoothed, put on a shared step grid per method and averaged over the method's
+runs, with a 95% bootstrap band over runs (`mtrl.stats.mean_ci`). The curve is either the
+training one (`--source train`: the mean over tasks of the per-task episode success or return
+logged every iteration, or one task's with `--per-task`) or the evaluation one (`--source eval`:
+the `train.eval_every` evaluations, as MOORE plots them). Reference curves from CSV files (an
+official run's, say) are drawn on the same axes. Methods are labelled as in `mtrl.report`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ class RunCurves:
 
     def get(self, tag: str) -> tuple[np.ndarray, np.ndarray]:
         if tag not in self.series:
-            known = ", ".join(sorted(t for t in self.series if t.startswith(("charts/", "task/")))[:8])
+            known = ", ".join(sorted(t for t in self.series if t.startswith(("charts/", "task/", "eval/")))[:8])
+            if tag.startswith("eval/"):
+                raise MtrlError(f"run {self.path} has no '{tag}' in its TensorBoard events; --source eval needs runs "
+                                f"trained with train.eval_every (it has e.g. {known})")  # fmt: skip
             raise MtrlError(f"run {self.path} has no '{tag}' in its TensorBoard events (it has e.g. {known})")
         return self.series[tag]
 
@@ -59,9 +64,12 @@ def read_run(path: Path, method: str) -> RunCurves:
     return RunCurves(method, path, series)
 
 
-def metric_tag(runs: list[RunCurves], metric: str, task: str | None = None) -> str:
+def metric_tag(runs: list[RunCurves], metric: str, task: str | None = None, source: str = "train") -> str:
     """The tag plotted for `metric` ('auto': success where every run logs it, else return)."""
-    where = f"task/{task}/" if task else "charts/mean_"
+    if source == "eval":
+        where = f"eval/{task}/" if task else "eval/mean_"
+    else:
+        where = f"task/{task}/" if task else "charts/mean_"
     if metric == "auto":
         metric = "success" if all(f"{where}success" in r.series for r in runs) else "return"
     return f"{where}{metric}"
@@ -90,15 +98,27 @@ def method_curves(runs: list[RunCurves], tag: str, window: int) -> dict[str, tup
     return out
 
 
+def reference_curve(table: dict[str, np.ndarray], tag: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (env steps, values) of a reference CSV for a plotted tag: column '<task>/<metric>' or
+    '<task>' for a task's curve, 'mean_<metric>' or 'mean' for the mean over tasks; None if absent."""
+    parts = tag.split("/")
+    metric = parts[-1].removeprefix("mean_")
+    names = [f"mean_{metric}", "mean"] if len(parts) == 2 else [f"{parts[1]}/{metric}", parts[1]]
+    col = next((n for n in names if n in table), None)
+    return None if col is None else (table["env_steps"], table[col])
+
+
 def plot(runs: list[RunCurves], out: Path, metric: str = "auto", per_task: bool = False, window: int = 5,
-         title: str | None = None) -> Path:  # fmt: skip
-    """Write the learning-curve figure (PNG, PDF or SVG by `out`'s suffix)."""
+         title: str | None = None, source: str = "train",
+         references: dict[str, dict[str, np.ndarray]] | None = None) -> Path:  # fmt: skip
+    """Write the learning-curve figure (PNG, PDF or SVG by `out`'s suffix); `references` maps a
+    label to a CSV table (`mtrl.curve.read_curve`) drawn as a dashed line where it has the column."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless
     import matplotlib.pyplot as plt
 
-    tasks = _common_tasks(runs) if per_task else [None]
+    tasks = _common_tasks(runs, source) if per_task else [None]
     cols = math.ceil(math.sqrt(len(tasks)))
     rows = math.ceil(len(tasks) / cols)
     from matplotlib.ticker import EngFormatter
@@ -106,14 +126,19 @@ def plot(runs: list[RunCurves], out: Path, metric: str = "auto", per_task: bool 
     size = (4.2 * cols, 3.2 * rows) if per_task else (6.4, 4.2)
     fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
     for ax, task in zip(axes.flat, tasks):
-        tag = metric_tag(runs, metric, task)
+        tag = metric_tag(runs, metric, task, source)
         for method, (grid, mean, lo, hi, n) in method_curves(runs, tag, window).items():
             line = ax.plot(grid, mean, label=f"{method} ({n} run{'s' * (n > 1)})")[0]
             ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+        for i, (label, table) in enumerate((references or {}).items()):
+            ref = reference_curve(table, tag)
+            if ref is not None:
+                ax.plot(ref[0], smooth(ref[1], window), linestyle=("--", ":", "-.")[i % 3], color="black",
+                        linewidth=1.2, label=label)  # fmt: skip
         ax.set_title(task or "mean over tasks", fontsize=10)
         ax.set_xlabel("env steps")
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1M
-        ax.set_ylabel(tag.rsplit("/", 1)[-1].replace("mean_", ""))
+        ax.set_ylabel(("eval " if source == "eval" else "") + tag.rsplit("/", 1)[-1].replace("mean_", ""))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
@@ -127,8 +152,10 @@ def plot(runs: list[RunCurves], out: Path, metric: str = "auto", per_task: bool 
     return out
 
 
-def _common_tasks(runs: list[RunCurves]) -> list[str]:
-    per_run = [[t.split("/")[1] for t in r.series if t.startswith("task/") and t.endswith("/return")] for r in runs]
+def _common_tasks(runs: list[RunCurves], source: str = "train") -> list[str]:
+    prefix = "eval/" if source == "eval" else "task/"
+    per_run = [[t.split("/")[1] for t in r.series if t.startswith(prefix) and t.endswith("/return") and t.count("/") == 2]
+               for r in runs]  # fmt: skip
     common = [t for t in per_run[0] if all(t in p for p in per_run)]
     if not common:
         raise MtrlError("--per-task: the runs share no task with a logged return")

@@ -10,7 +10,9 @@ has one (`metric="auto"`); `metric="success"` or `"return"` picks one.
 from __future__ import annotations
 
 import csv
+import glob
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,22 @@ def split_target(target: str) -> tuple[str | None, str]:
     if sep and name and "/" not in name and not Path(target).exists():
         return name, path
     return None, target
+
+
+def expand_targets(targets: list[str]) -> list[tuple[str | None, str]]:
+    """[NAME=]PATH arguments with shell-style globs in PATH expanded (in natural order: s2 before
+    s10), so that `moore=runs/mt3/moore/s*` works where the shell leaves NAME=... unexpanded."""
+    out: list[tuple[str | None, str]] = []
+    for target in targets:
+        name, path = split_target(target)
+        if not glob.has_magic(path):
+            out.append((name, path))
+            continue
+        matches = sorted(glob.glob(path), key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p)])
+        if not matches:
+            raise MtrlError(f"{target}: the pattern {path!r} matches nothing")
+        out += [(name, m) for m in matches]
+    return out
 
 
 def method_label(cfg: dict) -> str:

@@ -1,0 +1,248 @@
+"""`mtrl sweep`: a grid of methods x seeds, each run a Ray task with its own CPU reservation.
+
+Every run is `mtrl train CONFIG seed=S run_dir=OUT/<method>/s<S>` in a subprocess of a Ray task
+that reserves `cpus_per_run` CPUs, so one command fills a laptop (the embedded local Ray) or a
+cluster (`address`). A run with an eval.json is finished and skipped; one with checkpoints is
+resumed from its newest; a run whose process dies (a kill, an OOM, a lost node) is started again
+from its checkpoint, up to `retries` times, and the retries are counted in OUT/sweep.json.
+
+Each run collects in-process (`rollout.workers=0`) on its reserved CPUs (`learner.threads`).
+The training process is tied to its Ray worker: if the worker dies it gets SIGINT and saves a
+checkpoint, and it holds a lock on its run directory so that no second process trains it at the
+same time. On a cluster, OUT must be on a filesystem every node sees, at the same path.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mtrl.errors import MtrlError
+
+LOCK_WAIT_S = 300  # how long a run waits for a previous process on its directory to exit
+RC_USAGE, RC_BUSY = 2, 75  # mtrl's exit code for bad input; "run directory locked by another process"
+
+
+@dataclass
+class Run:
+    """One (method, seed) cell of the grid and what happened to it."""
+
+    method: str
+    config: str
+    seed: int
+    run_dir: Path
+    retries: int = 0
+    status: str = "pending"  # pending | skipped | done | failed
+    minutes: float | None = None
+    note: str = ""
+    pending: Any = field(default=None, repr=False)  # the Ray object ref while it runs
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}/s{self.seed}"
+
+
+def parse_seeds(specs: list[str]) -> list[int]:
+    """'0-9', '3', '0,2,4' (and several of them) -> a sorted list of distinct seeds."""
+    seeds: set[int] = set()
+    for spec in specs:
+        for part in spec.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            try:
+                a, b = int(lo), int(hi) if sep else int(lo)
+            except ValueError:
+                raise MtrlError(f"--seeds {spec!r}: expected seeds like 0-9, 3 or 0,2,4") from None
+            if a < 0 or b < a:
+                raise MtrlError(f"--seeds {spec!r}: expected a range lo-hi with 0 <= lo <= hi")
+            seeds.update(range(a, b + 1))
+    return sorted(seeds)
+
+
+def parse_methods(items: list[str]) -> dict[str, str]:
+    """NAME=CONFIG arguments -> {name: config path}; every config is validated now."""
+    from mtrl.config import load_config
+
+    methods: dict[str, str] = {}
+    for item in items:
+        name, sep, config = item.partition("=")
+        if not sep or not name or "/" in name or not config:
+            raise MtrlError(f"sweep method {item!r}: expected NAME=CONFIG, e.g. moore=configs/moore_paper/minigrid_mt3_moore.yaml")
+        if name in methods:
+            raise MtrlError(f"sweep method name {name!r} is given twice")
+        load_config(config)  # a bad config stops the sweep before any run starts
+        methods[name] = config
+    return methods
+
+
+def train_command(run: Run, overrides: list[str], cpus: int) -> list[str]:
+    """The `mtrl train` command line of a run: resumed when it has checkpoints."""
+    from mtrl.checkpoint import list_checkpoints
+
+    run_dir = run.run_dir.resolve()  # absolute: a Ray worker on another node has another working directory
+    resume = [f"resume={run_dir}"] if list_checkpoints(run_dir) else []
+    return [sys.executable, "-m", "mtrl", "train", str(Path(run.config).resolve()), f"seed={run.seed}", f"run_dir={run_dir}",
+            *resume, "rollout.workers=0", f"learner.threads={cpus}", *overrides]  # fmt: skip
+
+
+PARENT_ENV = "MTRL_SWEEP_PARENT"
+
+
+def bind_to_parent() -> None:
+    """Called first thing by `mtrl`: a training process a sweep started gets SIGINT (so it saves
+    a checkpoint and exits) when its Ray worker dies. Linux only; elsewhere the run outlives a
+    dead worker, and the lock on its run directory still keeps a second process off it."""
+    parent = os.environ.pop(PARENT_ENV, None)
+    if parent is None:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGINT)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):  # the worker died before the prctl
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def run_task(cmd: list[str], run_dir: str, cpus: int) -> int:
+    """The body of a run's Ray task: lock the run directory, run `cmd`, return its exit code."""
+    path = Path(run_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / ".sweep.lock", "w") as lock:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:  # a previous process (e.g. one saving its checkpoint after a kill) may still hold it
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return RC_BUSY
+                time.sleep(1.0)
+        env = {**os.environ, "OMP_NUM_THREADS": str(cpus), "MKL_NUM_THREADS": str(cpus), PARENT_ENV: str(os.getpid())}
+        with open(path / "train.log", "a", encoding="utf-8") as log:
+            log.write("$ " + " ".join(cmd) + "\n")
+            log.flush()
+            # the child inherits the locked file, so the lock lasts as long as the training process
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(lock.fileno(),))
+            return proc.wait()
+
+
+def _last_error(run_dir: Path) -> str:
+    """The last `mtrl: error:` line (or last line) of a run's log, for the summary."""
+    try:
+        lines = (run_dir / "train.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    errors = [ln for ln in lines if ln.startswith("mtrl: error:")]
+    return (errors or lines or [""])[-1][:300]
+
+
+class Sweep:
+    """Plans the grid, submits its runs as Ray tasks, retries dead ones, and keeps OUT/sweep.json."""
+
+    def __init__(self, methods: dict[str, str], seeds: list[int], out: Path, overrides: list[str], cpus_per_run: int = 1,
+                 retries: int = 2) -> None:  # fmt: skip
+        self.out, self.overrides, self.cpus, self.retries = out, overrides, cpus_per_run, retries
+        self.state_path = out / "sweep.json"
+        old = self._load_state()
+        # seed-major: with fewer CPUs than runs, whole seeds of every method finish first
+        self.runs = [Run(m, c, s, out / m / f"s{s}", retries=old.get(f"{m}/s{s}", {}).get("retries", 0))
+                     for s in seeds for m, c in methods.items()]  # fmt: skip
+
+    def _load_state(self) -> dict[str, dict]:
+        try:
+            return json.loads(self.state_path.read_text(encoding="utf-8")).get("runs", {})
+        except (OSError, ValueError, AttributeError):
+            return {}
+
+    def save_state(self) -> None:
+        state = {"runs": {r.name: {"status": r.status, "retries": r.retries, "minutes": r.minutes, "note": r.note,
+                                   "config": r.config, "run_dir": str(r.run_dir)} for r in self.runs},
+                 "overrides": self.overrides}  # fmt: skip
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
+        os.replace(tmp, self.state_path)
+
+    def run(self, ray: Any, bar: Any = None) -> list[Run]:
+        """Run every unfinished cell; returns the runs (status done, skipped or failed)."""
+        task = ray.remote(num_cpus=self.cpus, max_retries=0)(run_task)
+        starts: dict[str, float] = {}
+
+        def submit(r: Run) -> None:
+            starts[r.name] = time.monotonic()
+            r.pending = task.remote(train_command(r, self.overrides, self.cpus), str(r.run_dir), self.cpus)
+
+        for r in self.runs:
+            if (r.run_dir / "eval.json").is_file():
+                r.status, r.note = "skipped", "finished before"
+                if bar is not None:
+                    bar.update(1)
+            else:
+                submit(r)
+        self.save_state()
+        try:
+            while any(r.pending is not None for r in self.runs):
+                live = {r.pending: r for r in self.runs if r.pending is not None}
+                ready, _ = ray.wait(list(live), num_returns=1)
+                r = live[ready[0]]
+                r.pending = None
+                try:
+                    rc: int | None = ray.get(ready[0])
+                except ray.exceptions.RayError as exc:  # the worker or its node died
+                    rc, r.note = None, f"Ray task lost ({type(exc).__name__})"
+                r.minutes = (time.monotonic() - starts[r.name]) / 60
+                if rc == 0 and (r.run_dir / "eval.json").is_file():
+                    r.status, r.note = "done", ""
+                elif rc in (RC_USAGE, RC_BUSY) or r.retries >= self.retries:
+                    r.status = "failed"
+                    r.note = ("run directory locked by another process" if rc == RC_BUSY
+                              else _last_error(r.run_dir) or r.note or f"exit code {rc}")  # fmt: skip
+                else:  # died (a signal, a crash, a lost worker): start it again from its checkpoint
+                    r.retries += 1
+                    r.note = f"exit code {rc}; retry {r.retries} of {self.retries}" if rc is not None else r.note
+                    print(f"mtrl: sweep run {r.name} died ({r.note}); resuming it from its checkpoint", file=sys.stderr)
+                    submit(r)
+                if r.pending is None and bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(f"{r.name} {r.status}", refresh=True)
+                self.save_state()
+        except KeyboardInterrupt:
+            for r in self.runs:
+                if r.pending is not None:
+                    ray.cancel(r.pending, force=True)  # its training process gets SIGINT and saves a checkpoint
+            self.save_state()
+            raise
+        return self.runs
+
+
+def sweep_report(runs: list[Run], metric: str, reps: int) -> Any:
+    """The `mtrl eval` comparison of the finished runs, from each run's final evaluation
+    (eval.json, the run's own protocol and seed) rather than new episodes; None if none finished."""
+    from mtrl.checkpoint import list_checkpoints
+    from mtrl.evaluate import EvalResult
+    from mtrl.report import RunEval, build_report
+    from mtrl.suite import get_suite
+
+    evals = []
+    for r in runs:
+        if r.status not in ("done", "skipped"):
+            continue
+        try:
+            result = EvalResult.from_json(json.loads((r.run_dir / "eval.json").read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise MtrlError(f"{r.run_dir / 'eval.json'} is not a readable evaluation ({exc})") from None
+        ckpts = list_checkpoints(r.run_dir)
+        steps = int(ckpts[-1].stem.split("_")[1]) if ckpts else 0
+        evals.append(RunEval(r.method, str(r.run_dir), steps, result))
+    if not evals:
+        return None
+    return build_report(evals, metric, get_suite(evals[0].result.suite).return_range, reps, 0)
