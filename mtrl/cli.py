@@ -242,8 +242,8 @@ def _sweep(args: argparse.Namespace) -> None:
     if args.retries < 0:
         raise MtrlError(f"--retries must be >= 0, got {args.retries}")
     seeds, methods = parse_seeds(args.seeds), parse_methods(args.methods)
-    for config in methods.values():  # the overrides as every run will see them
-        load_config(config, ["seed=0", *args.overrides, "rollout.workers=0", f"learner.threads={args.cpus_per_run}"])
+    for config, own in methods.values():  # the overrides as every run will see them
+        load_config(config, ["seed=0", *own, *args.overrides, "rollout.workers=0", f"learner.threads={args.cpus_per_run}"])
     ray, started = init_ray(RayConfig(address=args.address, num_cpus=args.num_cpus), args.cpus_per_run)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 0))

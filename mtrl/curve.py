@@ -41,13 +41,15 @@ class EvalCurve:
     """Evaluations before training and after every `every` env steps, appended to `run_dir`/eval_curve.csv."""
 
     def __init__(self, run_dir: Path, suite: TaskSuite, every: int, episodes: int, greedy: bool, seed: int,
-                 max_episode_steps: int | None, start_steps: int) -> None:  # fmt: skip
+                 max_episode_steps: int | None, start_steps: int, done: int | None = None) -> None:  # fmt: skip
+        """`done`: the checkpoint's `self.done` when resuming (it may predate an evaluation that
+        was due at the checkpoint's step, e.g. after Ctrl-C)."""
         self.path = run_dir / FILE
         self.suite, self.every, self.episodes, self.greedy = suite, every, episodes, greedy
         self.seed, self.max_episode_steps = seed, max_episode_steps
         self.columns = curve_columns(suite.tasks, suite.reports_success)
         # evaluations happen when env_steps // every passes this; -1: evaluate before training too
-        self.done = start_steps // every if start_steps else -1
+        self.done = done if done is not None else (start_steps // every if start_steps else -1)
         self.last: tuple[int, EvalResult] | None = None
         self._steps: set[int] = set()  # env steps with a row in the file
         self._keep_rows_up_to(start_steps)

@@ -39,9 +39,11 @@ class Run:
     config: str
     seed: int
     run_dir: Path
+    overrides: list[str] = field(default_factory=list)  # the method's own, before the sweep's
     retries: int = 0
     status: str = "pending"  # pending | skipped | done | failed
     minutes: float | None = None
+    node: str | None = None  # the Ray node that ran it last
     note: str = ""
     pending: Any = field(default=None, repr=False)  # the Ray object ref while it runs
 
@@ -66,11 +68,11 @@ def parse_seeds(specs: list[str]) -> list[int]:
     return sorted(seeds)
 
 
-def parse_methods(items: list[str]) -> dict[str, str]:
-    """NAME=CONFIG arguments -> {name: config path}; every config is validated now."""
+def parse_methods(items: list[str]) -> dict[str, tuple[str, list[str]]]:
+    """NAME=CONFIG arguments -> {name: (config path, no overrides)}; every config is validated now."""
     from mtrl.config import load_config
 
-    methods: dict[str, str] = {}
+    methods: dict[str, tuple[str, list[str]]] = {}
     for item in items:
         name, sep, config = item.partition("=")
         if not sep or not name or "/" in name or not config:
@@ -78,18 +80,19 @@ def parse_methods(items: list[str]) -> dict[str, str]:
         if name in methods:
             raise MtrlError(f"sweep method name {name!r} is given twice")
         load_config(config)  # a bad config stops the sweep before any run starts
-        methods[name] = config
+        methods[name] = (config, [])
     return methods
 
 
 def train_command(run: Run, overrides: list[str], cpus: int) -> list[str]:
-    """The `mtrl train` command line of a run: resumed when it has checkpoints."""
+    """The `mtrl train` command line of a run: resumed when it has checkpoints; the method's
+    overrides, then the sweep's, then the in-process collection on the reserved CPUs."""
     from mtrl.checkpoint import list_checkpoints
 
     run_dir = run.run_dir.resolve()  # absolute: a Ray worker on another node has another working directory
     resume = [f"resume={run_dir}"] if list_checkpoints(run_dir) else []
     return [sys.executable, "-m", "mtrl", "train", str(Path(run.config).resolve()), f"seed={run.seed}", f"run_dir={run_dir}",
-            *resume, "rollout.workers=0", f"learner.threads={cpus}", *overrides]  # fmt: skip
+            *resume, *run.overrides, *overrides, "rollout.workers=0", f"learner.threads={cpus}"]  # fmt: skip
 
 
 PARENT_ENV = "MTRL_SWEEP_PARENT"
@@ -112,8 +115,12 @@ def bind_to_parent() -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
 
-def run_task(cmd: list[str], run_dir: str, cpus: int) -> int:
-    """The body of a run's Ray task: lock the run directory, run `cmd`, return its exit code."""
+def run_task(cmd: list[str], run_dir: str, cpus: int) -> tuple[int, str]:
+    """The body of a run's Ray task: lock the run directory, run `cmd`; returns (its exit code,
+    the Ray node's id)."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
     path = Path(run_dir)
     path.mkdir(parents=True, exist_ok=True)
     with open(path / ".sweep.lock", "w") as lock:
@@ -124,7 +131,7 @@ def run_task(cmd: list[str], run_dir: str, cpus: int) -> int:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    return RC_BUSY
+                    return RC_BUSY, node
                 time.sleep(1.0)
         env = {**os.environ, "OMP_NUM_THREADS": str(cpus), "MKL_NUM_THREADS": str(cpus), PARENT_ENV: str(os.getpid())}
         with open(path / "train.log", "a", encoding="utf-8") as log:
@@ -132,7 +139,7 @@ def run_task(cmd: list[str], run_dir: str, cpus: int) -> int:
             log.flush()
             # the child inherits the locked file, so the lock lasts as long as the training process
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(lock.fileno(),))
-            return proc.wait()
+            return proc.wait(), node
 
 
 def _last_error(run_dir: Path) -> str:
@@ -148,14 +155,15 @@ def _last_error(run_dir: Path) -> str:
 class Sweep:
     """Plans the grid, submits its runs as Ray tasks, retries dead ones, and keeps OUT/sweep.json."""
 
-    def __init__(self, methods: dict[str, str], seeds: list[int], out: Path, overrides: list[str], cpus_per_run: int = 1,
-                 retries: int = 2) -> None:  # fmt: skip
+    def __init__(self, methods: dict[str, tuple[str, list[str]]], seeds: list[int], out: Path, overrides: list[str],
+                 cpus_per_run: int = 1, retries: int = 2) -> None:  # fmt: skip
+        """`methods`: name -> (config path, the method's own overrides)."""
         self.out, self.overrides, self.cpus, self.retries = out, overrides, cpus_per_run, retries
         self.state_path = out / "sweep.json"
         old = self._load_state()
         # seed-major: with fewer CPUs than runs, whole seeds of every method finish first
-        self.runs = [Run(m, c, s, out / m / f"s{s}", retries=old.get(f"{m}/s{s}", {}).get("retries", 0))
-                     for s in seeds for m, c in methods.items()]  # fmt: skip
+        self.runs = [Run(m, c, s, out / m / f"s{s}", list(ov), retries=old.get(f"{m}/s{s}", {}).get("retries", 0))
+                     for s in seeds for m, (c, ov) in methods.items()]  # fmt: skip
 
     def _load_state(self) -> dict[str, dict]:
         try:
@@ -164,8 +172,9 @@ class Sweep:
             return {}
 
     def save_state(self) -> None:
-        state = {"runs": {r.name: {"status": r.status, "retries": r.retries, "minutes": r.minutes, "note": r.note,
-                                   "config": r.config, "run_dir": str(r.run_dir)} for r in self.runs},
+        state = {"runs": {r.name: {"status": r.status, "retries": r.retries, "minutes": r.minutes, "node": r.node,
+                                   "note": r.note, "config": r.config, "overrides": r.overrides, "run_dir": str(r.run_dir)}
+                          for r in self.runs},
                  "overrides": self.overrides}  # fmt: skip
         self.out.mkdir(parents=True, exist_ok=True)
         tmp = self.state_path.with_suffix(".tmp")
@@ -195,10 +204,11 @@ class Sweep:
                 ready, _ = ray.wait(list(live), num_returns=1)
                 r = live[ready[0]]
                 r.pending = None
+                rc: int | None = None
                 try:
-                    rc: int | None = ray.get(ready[0])
+                    rc, r.node = ray.get(ready[0])
                 except ray.exceptions.RayError as exc:  # the worker or its node died
-                    rc, r.note = None, f"Ray task lost ({type(exc).__name__})"
+                    r.note = f"Ray task lost ({type(exc).__name__})"
                 r.minutes = (time.monotonic() - starts[r.name]) / 60
                 if rc == 0 and (r.run_dir / "eval.json").is_file():
                     r.status, r.note = "done", ""

@@ -153,7 +153,7 @@ def train(cfg: Config) -> Path:
                    "config": json.dumps(to_dict(cfg)), "rng_torch": torch.get_rng_state(),
                    "rng_learner": gen.get_state(), "faults": dict(faults), "task_steps": task_steps,
                    "curriculum": curriculum.state_dict() if curriculum is not None else None,
-                   "collector": pool.state_dict()}  # fmt: skip
+                   "collector": pool.state_dict(), "eval_done": curve.done if curve is not None else None}  # fmt: skip
         logger.flush()
         return save_checkpoint(run_dir, payload, env_steps, cfg.train.keep_checkpoints)
 
@@ -172,8 +172,9 @@ def train(cfg: Config) -> Path:
     greedy = cfg.algo == "sac" if cfg.train.eval_greedy is None else cfg.train.eval_greedy
     curve = None
     if cfg.train.eval_every and episodes:
+        done = ckpt.get("eval_done") if ckpt is not None else None
         curve = EvalCurve(run_dir, suite, cfg.train.eval_every, episodes, greedy, cfg.seed, cfg.env.max_episode_steps,
-                          env_steps)  # fmt: skip
+                          env_steps, done)  # fmt: skip
 
     def evaluate_on_schedule(final: bool = False) -> None:
         if curve is not None and (curve.due(env_steps) or final):

@@ -2,11 +2,12 @@
 
 A method is a policy architecture under one config (`--archs`, run as
 `mtrl train <config> policy.arch=<arch>`), an override of that config (`--variants
-name=key=value`) or a whole config (`--methods name=config.yaml`). Every
-run is one `mtrl train ... seed=<s> run_dir=<out>/<method>/s<s>`; the tables read each run's
+name=key=value`) or a whole config (`--methods name=config.yaml`). The runs are an `mtrl sweep`
+(`mtrl.sweep`: each run `mtrl train ... seed=<s> run_dir=<out>/<method>/s<s> rollout.workers=0
+learner.threads=1` in a one-CPU Ray task, `--parallel` at a time); the tables read each run's
 eval.json (final evaluation, 16 stochastic episodes per task, MOORE's protocol). Runs that already
-have an eval.json are skipped and runs with checkpoints are resumed, so an interrupted benchmark
-continues where it stopped. Reported per method, as the IQM (25% trimmed mean, as rliable) over
+have an eval.json are skipped, runs with checkpoints are resumed and runs whose process died are
+retried, so an interrupted benchmark continues where it stopped. Reported per method, as the IQM (25% trimmed mean, as rliable) over
 seeds: the final mean return over tasks and the worst task's return, with the per-task returns;
 with `--target X` also the env steps each run took to reach a mean training return of X over
 tasks (each task's return averaged over its last 5 logged iterations, read from TensorBoard).
@@ -14,7 +15,7 @@ tasks (each task's return averaged over its last 5 logged iterations, read from 
   python scripts/bench_minigrid.py --archs moore moe multihead mlp --seeds 0 1 2 --parallel 2
   python scripts/bench_minigrid.py --methods ppo=configs/minigrid_mt3_mtppo.yaml \\
       grpo=configs/minigrid_mt3_grpo.yaml mt_grpo=configs/minigrid_mt3_mt_grpo.yaml \\
-      --seeds 0 1 2 --out runs/bench_grpo -- rollout.workers=0 learner.threads=1
+      --seeds 0 1 2 --out runs/bench_grpo
   python scripts/bench_minigrid.py --config configs/minigrid_mt5_curriculum.yaml --variants \\
       uniform=curriculum.name=uniform plr=curriculum.name=plr --seeds 0 1 2 --target 0.5
   python scripts/bench_minigrid.py --aggregate-only --archs moore moe multihead mlp --seeds 0 1 2
@@ -24,29 +25,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import trim_mean
-
-
-def run_one(name: str, config: str, seed: int, out: Path, overrides: list[str]) -> str:
-    run = out / name / f"s{seed}"
-    if (run / "eval.json").exists():
-        return f"{name} s{seed}: done before, skipped"
-    resume = [f"resume={run}"] if (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()) else []
-    cmd = [sys.executable, "-m", "mtrl", "train", config, f"seed={seed}", f"run_dir={run}", *resume, *overrides]
-    run.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    with open(out / f"{name}_s{seed}.log", "a", encoding="utf-8") as log:
-        log.write("$ " + " ".join(cmd) + "\n")
-        log.flush()
-        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
-    return f"{name} s{seed}: exit {rc} after {(time.time() - t0) / 60:.1f} min (log {out}/{name}_s{seed}.log)"
 
 
 def steps_to(run: Path, tasks: list[str], target: float, window: int = 5) -> float:
@@ -125,11 +108,11 @@ def main() -> None:
     p.add_argument("--target", type=float, help="also report the env steps to reach this mean training return")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to run")
     p.add_argument("--out", type=Path, default=Path("runs/bench_minigrid"), help="parent folder: <out>/<method>/s<seed>")
-    p.add_argument("--parallel", type=int, default=1, help="runs at once (each should get its own core)")
+    p.add_argument("--parallel", type=int, default=1, help="runs at once, one CPU each (the embedded Ray's CPUs)")
     p.add_argument("--aggregate-only", action="store_true", help="skip training; only read finished runs")
-    p.add_argument("overrides", nargs="*", help="extra key=value overrides for every run, e.g. rollout.workers=0")
+    p.add_argument("overrides", nargs="*", help="extra key=value overrides for every run, e.g. train.total_steps=300000")
     args = p.parse_args()
-    methods = {a: (args.config, [f"policy.arch={a}"]) for a in args.archs}
+    methods: dict[str, tuple[str, list[str]]] = {a: (args.config, [f"policy.arch={a}"]) for a in args.archs}
     for item in args.variants:
         name, sep, override = item.partition("=")
         if not sep or not name or "=" not in override:
@@ -143,11 +126,18 @@ def main() -> None:
     if not methods:
         p.error("give --archs, --variants or --methods")
     if not args.aggregate_only:
-        jobs = [(m, s) for s in args.seeds for m in methods]  # seed-major: complete seeds finish first
-        with ThreadPoolExecutor(max(1, args.parallel)) as pool:
-            run = lambda j: run_one(j[0], methods[j[0]][0], j[1], args.out, methods[j[0]][1] + args.overrides)  # noqa: E731
-            for line in pool.map(run, jobs):
-                print(line, flush=True)
+        from tqdm import tqdm
+
+        from mtrl.schema import RayConfig
+        from mtrl.sweep import Sweep
+        from mtrl.workers import init_ray
+
+        ray, _ = init_ray(RayConfig(num_cpus=max(1, args.parallel)), 1)
+        sweep = Sweep(methods, sorted(set(args.seeds)), args.out, args.overrides)
+        with tqdm(total=len(sweep.runs), unit="run", desc="bench", file=sys.stderr) as bar:
+            for r in sweep.run(ray, bar):
+                print(f"{r.name}: {r.status} {r.note}".rstrip(), flush=True)
+        ray.shutdown()
     report(list(methods), args.seeds, args.out, args.target)
 
 

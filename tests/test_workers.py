@@ -15,7 +15,7 @@ from mtrl.config import load_config
 from mtrl.trainer import policy_spec, train
 from mtrl.nn.policy import build_policy
 from mtrl.workers import WorkerPool
-from tests.conftest import ROOT
+from tests.conftest import ROOT, two_node_cluster
 
 pytest.importorskip("ray")
 TOY = ROOT / "configs/toy_mtppo.yaml"
@@ -70,45 +70,17 @@ def test_training_with_two_pipelined_ray_workers(tmp_path):
 @pytest.mark.slow  # starts two Ray nodes (~1 min on 2 cores)
 def test_training_on_a_two_node_cluster(tmp_path):
     """A head and a second node on loopback; training with ray.address set uses both."""
-    import os
-    import signal
-    import socket
     import subprocess
     import sys
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats", "--block"]
-    head = subprocess.Popen([ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
-                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    nodes = [head]
-    try:
-        address = f"127.0.0.1:{port}"
-        for _ in range(60):  # wait for the head's GCS before the second node joins
-            if subprocess.run([ray_bin, "status", f"--address={address}"], env=env, capture_output=True).returncode == 0:
-                break
-            time.sleep(2)
-        nodes.append(subprocess.Popen([ray_bin, "start", f"--address={address}", *common], env=env,
-                                      start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
-        for _ in range(60):
-            out = subprocess.run([ray_bin, "status", f"--address={address}"], env=env, capture_output=True, text=True).stdout
-            if out.count(" node_") >= 2:
-                break
-            time.sleep(2)
+    with two_node_cluster() as (address, env):
         result = subprocess.run(
             [sys.executable, "-m", "mtrl", "train", str(TOY), f"ray.address={address}", "rollout.workers=2",
              "rollout.num_envs=6", "train.total_steps=1000", "train.eval_episodes=1", f"run_dir={tmp_path / 'run'}"],
             env=env, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
-        assert result.returncode == 0, result.stderr[-2000:]
-        assert "2 rollout workers on 2 Ray node(s)" in result.stdout
-    finally:
-        for p in reversed(nodes):
-            os.killpg(p.pid, signal.SIGTERM)
-            p.wait(timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 rollout workers on 2 Ray node(s)" in result.stdout
 
 
 @pytest.mark.slow  # 24k steps through Ray: 1-4 min on 2 cores
