@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -164,19 +165,23 @@ class PPOAlgorithm:
         self.task_probs: np.ndarray | None = None  # a curriculum's, sent to the workers with the weights
 
     def iterate(self, pool, gen: torch.Generator) -> Iteration:  # noqa: ANN001 - a mtrl.workers.WorkerPool
+        t0 = time.perf_counter()
         submit = lambda: pool.submit(self.policy, self.task_probs)  # noqa: E731
         frag = pool.wait(self._in_flight if self._in_flight is not None else submit())
         self._in_flight = submit() if self.pipeline else None
+        t1 = time.perf_counter()
         batch, abs_adv = make_batch(frag, self.policy, self.cfg, self.num_tasks, self.device)
+        t2 = time.perf_counter()
         losses: dict[str, float] = {}
         if self.critic_learner is not None:  # MOORE / mushroom-rl: fit V on the returns, then the policy
-            size = self.cfg.critic_minibatch_size or len(batch)
-            fit = self.critic_learner.update(batch, lambda mb: critic_loss(self.policy, mb), gen,
-                                             self.cfg.critic_epochs, (min(size, max(len(batch), 1)), True))  # fmt: skip
+            plan = (self.cfg.critic_minibatch_size or max(len(batch), 1), True)
+            fit = self.critic_learner.update(batch, lambda mb: critic_loss(self.policy, mb), gen, self.cfg.critic_epochs, plan)
             losses = {k if k == "critic_mse" else f"critic_{k}": v for k, v in fit.items()}
         losses.update(self.learner.update(batch, lambda mb: ppo_loss(self.policy, mb, self.cfg), gen))
         task_steps = np.bincount(frag.task_id[frag.valid], minlength=self.num_tasks)
-        return Iteration(frag.num_steps, frag.episodes, losses, int(frag.env_errors.sum()), {}, task_steps, abs_adv)
+        # where an iteration's time goes: waiting for the rollouts, values + GAE, the optimiser steps
+        times = {"perf/collect_s": t1 - t0, "perf/advantages_s": t2 - t1, "perf/update_s": time.perf_counter() - t2}
+        return Iteration(frag.num_steps, frag.episodes, losses, int(frag.env_errors.sum()), times, task_steps, abs_adv)
 
     def set_lr_fraction(self, frac: float) -> None:
         for learner in (self.learner, self.critic_learner):
