@@ -172,13 +172,15 @@ class Sweep:
             return {}
 
     def save_state(self) -> None:
-        state = {"runs": {r.name: {"status": r.status, "retries": r.retries, "minutes": r.minutes, "node": r.node,
-                                   "note": r.note, "config": r.config, "overrides": r.overrides, "run_dir": str(r.run_dir)}
-                          for r in self.runs},
-                 "overrides": self.overrides}  # fmt: skip
+        """Write OUT/sweep.json: this sweep's runs over what is there (another sweep into the same
+        OUT, say over other seeds, keeps its entries)."""
+        runs = self._load_state()
+        runs.update({r.name: {"status": r.status, "retries": r.retries, "minutes": r.minutes, "node": r.node,
+                              "note": r.note, "config": r.config, "overrides": r.overrides, "run_dir": str(r.run_dir)}
+                     for r in self.runs})  # fmt: skip
         self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
+        tmp = self.state_path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"runs": runs, "overrides": self.overrides}, indent=2), encoding="utf-8")
         os.replace(tmp, self.state_path)
 
     def run(self, ray: Any, bar: Any = None) -> list[Run]:
