@@ -1,0 +1,109 @@
+"""Compare methods' evaluation curves (train.eval_every, eval_curve.csv) with reference curves.
+
+For each method (runs given as NAME=GLOB), over its seeds:
+- the mean evaluation return over tasks at every `--every`-th update, with its 95% bootstrap band,
+  and whether each reference curve lies inside that band there;
+- the final score of each run: its mean evaluation return over the last `--last` updates (MOORE's
+  curves end in a plateau, so one 16-episode evaluation is noisy), with the mean over runs, its
+  standard error, and each reference's final score;
+- the IQM over runs x tasks of those per-task final scores, with 95% stratified-bootstrap CIs
+  (`mtrl.stats.aggregate`), and per task.
+Prints markdown. The update index is the CSV's `iteration` column (a reference CSV's `update`).
+
+  python scripts/curve_report.py 'moore=runs/moore_mt3/moore/s*' 'moe=runs/moore_mt3/moe/s*' \\
+      --reference official=../shared/anchors/moore_official/mt3_moore_multihead_run1.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from mtrl.curve import read_curve
+from mtrl.report import expand_targets
+from mtrl.stats import aggregate, mean_ci
+
+
+def load_runs(targets: list[str]) -> dict[str, list[dict[str, np.ndarray]]]:
+    """method -> the eval_curve.csv of each of its runs that has one."""
+    methods: dict[str, list[dict[str, np.ndarray]]] = {}
+    for name, path in expand_targets(targets):
+        csv = Path(path) / "eval_curve.csv"
+        if csv.is_file():
+            methods.setdefault(name or Path(path).parent.name, []).append(read_curve(csv))
+    return methods
+
+
+def tasks_of(curve: dict[str, np.ndarray]) -> list[str]:
+    return [k.removesuffix("/return") for k in curve if k.endswith("/return")]
+
+
+def column(curve: dict[str, np.ndarray], task: str | None) -> np.ndarray:
+    """A run's (task's, or mean over tasks') return per update; a reference CSV names columns
+    `<task>` and `mean`, an eval_curve.csv `<task>/return` and `mean_return`."""
+    if task is None:
+        return curve["mean_return"] if "mean_return" in curve else curve["mean"]
+    return curve[f"{task}/return"] if f"{task}/return" in curve else curve[task]
+
+
+def updates(curve: dict[str, np.ndarray]) -> np.ndarray:
+    return curve["iteration"] if "iteration" in curve else curve["update"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", metavar="NAME=GLOB", help="run directories with an eval_curve.csv, per method")
+    p.add_argument("--reference", action="append", default=[], metavar="LABEL=CSV", help="reference curves (repeatable)")
+    p.add_argument("--every", type=int, default=10, help="check the bands at every this many updates (default 10)")
+    p.add_argument("--last", type=int, default=10, help="final score: mean over the last this many updates (default 10)")
+    args = p.parse_args()
+    methods = load_runs(args.runs)
+    refs = {label: read_curve(Path(path)) for label, _, path in (r.partition("=") for r in args.reference)}
+    n_updates = int(min(updates(c)[-1] for runs in methods.values() for c in runs))
+    checks = list(range(args.every, n_updates + 1, args.every))
+    final = slice(n_updates - args.last + 1, n_updates + 1)
+    print(f"Mean evaluation return over tasks at every {args.every}th update: mean over seeds [95% bootstrap band];"
+          f" a reference is checked against the first method ({next(iter(methods))})'s band\n")
+    bands = {}
+    for name, runs in methods.items():
+        bands[name] = mean_ci(np.stack([column(c, None)[np.searchsorted(updates(c), checks)] for c in runs]))
+    ref_vals = {label: column(ref, None)[np.searchsorted(updates(ref), checks)] for label, ref in refs.items()}
+    first = next(iter(bands.values()))
+    head = [f"{n} ({len(methods[n])} seeds)" for n in methods] + [h for label in refs for h in (label, "inside?")]
+    print("| update | " + " | ".join(head) + " |")
+    print("|---|" + "---|" * len(head))
+    for i, u in enumerate(checks):
+        cells = [f"{m[i]:.3f} [{lo[i]:.3f}, {hi[i]:.3f}]" for m, lo, hi in bands.values()]
+        for vals in ref_vals.values():
+            cells += [f"{vals[i]:.3f}", "yes" if first[1][i] <= vals[i] <= first[2][i] else "**no**"]
+        print(f"| {u} | " + " | ".join(cells) + " |")
+    print(f"\nFinal score = mean evaluation return over updates {final.start}-{final.stop - 1}, per run:\n")
+    print("| curve | runs | mean | standard error | per run |")
+    print("|---|---|---|---|---|")
+    per_task = {}
+    for name, runs in methods.items():
+        scores = np.array([column(c, None)[(updates(c) >= final.start) & (updates(c) < final.stop)].mean() for c in runs])
+        se = scores.std(ddof=1) / np.sqrt(len(scores)) if len(scores) > 1 else float("nan")
+        print(f"| {name} | {len(runs)} | {scores.mean():.3f} | {se:.3f} | " + ", ".join(f"{s:.3f}" for s in scores) + " |")
+        tasks = tasks_of(runs[0])
+        per_task[name] = (tasks, np.array([[column(c, t)[(updates(c) >= final.start) & (updates(c) < final.stop)].mean()
+                                            for t in tasks] for c in runs]))  # fmt: skip
+    for label, ref in refs.items():
+        m = (updates(ref) >= final.start) & (updates(ref) < final.stop)
+        print(f"| {label} | 1 | {column(ref, None)[m].mean():.3f} | | |")
+    print("\nIQM over runs x tasks of the per-task final scores [95% stratified-bootstrap CI], and the per-task means:\n")
+    tasks = next(iter(per_task.values()))[0]
+    print("| curve | IQM | mean | " + " | ".join(t.removeprefix("MiniGrid-") for t in tasks) + " |")
+    print("|---|---|---|" + "---|" * len(tasks))
+    for name, (_, scores) in per_task.items():
+        agg = aggregate(scores)
+        print(f"| {name} | {agg['iqm']} | {agg['mean']} | " + " | ".join(f"{v:.3f}" for v in scores.mean(0)) + " |")
+    for label, ref in refs.items():
+        m = (updates(ref) >= final.start) & (updates(ref) < final.stop)
+        print(f"| {label} | | {column(ref, None)[m].mean():.3f} | " + " | ".join(f"{column(ref, t)[m].mean():.3f}" for t in tasks) + " |")
+
+
+if __name__ == "__main__":
+    main()
