@@ -249,6 +249,9 @@ def init_ray(ray_cfg: Any, workers: int) -> tuple[Any, bool]:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
     if ray_cfg.address is None:  # "local": always a fresh embedded Ray, never a stale `ray start` cluster
+        # Ray starts its worker processes at niceness +15; mtrl's rollout actors and sweep runs are
+        # the work itself, so they run at the driver's niceness (as Ray's own job drivers do)
+        os.environ.setdefault("RAY_worker_niceness", "0")
         kwargs["address"] = "local"
         kwargs["num_cpus"] = ray_cfg.num_cpus or max(workers, os.cpu_count() or 1)
         kwargs["_node_ip_address"] = "127.0.0.1"

@@ -24,6 +24,27 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300, env: dict |
                           text=True, timeout=timeout, env=full_env)  # fmt: skip
 
 
+def train_interrupted(monkeypatch: pytest.MonkeyPatch, after: int, cfg) -> None:  # noqa: ANN001 - a mtrl Config
+    """Train `cfg` and stop it like Ctrl-C right after iteration `after` has been logged (before
+    that iteration's evaluation and checkpoint); the trainer saves a checkpoint on the way out."""
+    from mtrl.logger import Logger
+    from mtrl.trainer import train
+
+    calls = {"n": 0}
+    log_iteration = Logger.log_iteration
+
+    def stop(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        log_iteration(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == after:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Logger, "log_iteration", stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.setattr(Logger, "log_iteration", log_iteration)
+
+
 @pytest.fixture
 def toy_overrides(tmp_path: Path) -> list[str]:
     """Overrides for a fast in-process toy run in a temporary run directory."""

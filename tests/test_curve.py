@@ -9,9 +9,8 @@ import torch
 
 from mtrl.checkpoint import load_latest
 from mtrl.config import load_config
-from mtrl.logger import Logger
 from mtrl.trainer import train
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, train_interrupted
 
 TOY = ROOT / "configs/toy_mtppo.yaml"
 COMMON = ["rollout.workers=0", "rollout.num_envs=6", "rollout.steps_per_env=20", "train.total_steps=1200",
@@ -50,19 +49,7 @@ def test_resumed_run_continues_the_curve_without_duplicates(tmp_path, monkeypatc
     the checkpoint: the resumed curve equals the uninterrupted one, row for row."""
     ov = [*COMMON, "train.eval_every=120"]
     straight = train(load_config(TOY, [*ov, f"run_dir={tmp_path / 'straight'}"]))
-    calls = {"n": 0}
-    log_iteration = Logger.log_iteration
-
-    def stop_after_three(self, *args, **kwargs):
-        log_iteration(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Logger, "log_iteration", stop_after_three)
-    with pytest.raises(KeyboardInterrupt):
-        train(load_config(TOY, [*ov, f"run_dir={tmp_path / 'stopped'}"]))
-    monkeypatch.setattr(Logger, "log_iteration", log_iteration)
+    train_interrupted(monkeypatch, 3, load_config(TOY, [*ov, f"run_dir={tmp_path / 'stopped'}"]))
     stopped = tmp_path / "stopped"
     assert [int(r[1]) for r in _rows(stopped)[1:]] == [0, 120, 240]  # iteration 3's evaluation never ran
     with open(stopped / "eval_curve.csv", "a") as f:

@@ -8,9 +8,8 @@ import torch
 
 from mtrl.checkpoint import load_latest
 from mtrl.config import load_config
-from mtrl.logger import Logger
 from mtrl.trainer import train
-from tests.conftest import ROOT
+from tests.conftest import ROOT, train_interrupted
 
 
 def _states_equal(a: dict, b: dict) -> bool:
@@ -34,6 +33,8 @@ EXACT_CASES = {
         "policy.arch=mlp"]),
     "sac-toy-point": ("configs/toy_point_sac.yaml", [
         "rollout.num_envs=4", "rollout.steps_per_env=10", "train.total_steps=400", "sac.warmup_steps=80"]),
+    "ppo-moore-paper-protocol": ("configs/moore_paper/minigrid_mt3_moore.yaml", [
+        "rollout.steps_per_env=40", "train.total_steps=600", "ppo.minibatch_size=50", "ppo.epochs=2"]),
     "mt_grpo-toy": ("configs/minigrid_mt3_mt_grpo.yaml", [
         "env.suite=toy-mt3", "grpo.group_size=3", "grpo.groups=3", "train.total_steps=600", "policy.arch=mlp"]),
 }
@@ -48,19 +49,7 @@ def test_interrupt_then_resume_is_bit_exact(case, tmp_path, monkeypatch):
     straight = train(load_config(ROOT / config, [*common, f"run_dir={tmp_path / 'straight'}"]))
     _, want = load_latest(straight)
 
-    calls = {"n": 0}
-    log_iteration = Logger.log_iteration
-
-    def stop_after_three(self, *args, **kwargs):
-        log_iteration(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Logger, "log_iteration", stop_after_three)
-    with pytest.raises(KeyboardInterrupt):
-        train(load_config(ROOT / config, [*common, f"run_dir={tmp_path / 'stopped'}"]))
-    monkeypatch.setattr(Logger, "log_iteration", log_iteration)
+    train_interrupted(monkeypatch, 3, load_config(ROOT / config, [*common, f"run_dir={tmp_path / 'stopped'}"]))
     _, mid = load_latest(tmp_path / "stopped")
     assert 0 < mid["iteration"] < want["iteration"]
     train(load_config(ROOT / config, [*common, f"resume={tmp_path / 'stopped'}"]))

@@ -179,7 +179,7 @@ def _listening() -> set[tuple[str, int]]:
 @pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's /proc/net/tcp")
 def test_embedded_ray_listens_on_loopback_only_and_has_no_dashboard():
     """mtrl's embedded Ray opens no socket outside 127.0.0.1, and no dashboard (port 8265); the
-    workers still run tasks."""
+    workers still run tasks, at the driver's niceness (Ray alone would add 15)."""
     import ray
 
     from mtrl.schema import RayConfig
@@ -190,6 +190,7 @@ def test_embedded_ray_listens_on_loopback_only_and_has_no_dashboard():
     try:
         assert started
         assert ray.get(ray.remote(lambda: 7).remote()) == 7
+        assert ray.get(ray.remote(lambda: os.nice(0)).remote()) == os.nice(0)
         new = _listening() - before
         assert new, "Ray opened no listening socket?"
         public = sorted(a for a in new if a[0] not in ("127.0.0.1", "::1"))
