@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -293,11 +294,21 @@ def _curricula(args: argparse.Namespace) -> None:
         print(f"{name}: {doc}" if doc else name)
 
 
+def _interruptible() -> None:
+    """Ctrl-C and SIGTERM (a scheduler's stop) end `mtrl train` and `mtrl sweep` through
+    KeyboardInterrupt, so that a run saves its checkpoint first; also where the process started
+    with SIGINT ignored (a background job of a shell script) or blocked (a child of a Ray worker)."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mtrl` console script."""
-    from mtrl.sweep import bind_to_parent
-
-    bind_to_parent()
     argv = sys.argv[1:] if argv is None else list(argv)
     overrides: list[str] = []
     if "--" in argv and "sweep" in argv[: argv.index("--")]:  # mtrl sweep ... -- key=value ...: every run's overrides
@@ -305,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
         argv, overrides = argv[:cut], argv[cut + 1:]
     args = _parser().parse_args(argv)
     args.overrides = overrides
+    if args.command in ("train", "sweep"):
+        from mtrl.sweep import bind_to_parent
+
+        _interruptible()
+        bind_to_parent()  # a run that a sweep started stops (and saves) when its Ray worker dies
     commands = {"train": _train, "eval": _eval, "plot": _plot, "sweep": _sweep, "suites": _suites, "curricula": _curricula}
     try:
         commands[args.command](args)

@@ -28,6 +28,7 @@ from typing import Any
 from mtrl.errors import MtrlError
 
 LOCK_WAIT_S = 300  # how long a run waits for a previous process on its directory to exit
+STOP_WAIT_S = 120  # how long an interrupted run may take to save its checkpoint and exit
 RC_USAGE, RC_BUSY = 2, 75  # mtrl's exit code for bad input; "run directory locked by another process"
 
 
@@ -139,7 +140,19 @@ def run_task(cmd: list[str], run_dir: str, cpus: int) -> tuple[int, str]:
             log.flush()
             # the child inherits the locked file, so the lock lasts as long as the training process
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(lock.fileno(),))
-            return proc.wait(), node
+            try:
+                while True:  # short waits: a cancel's KeyboardInterrupt only lands between Python bytecodes
+                    try:
+                        return proc.wait(timeout=1.0), node
+                    except subprocess.TimeoutExpired:
+                        pass
+            except KeyboardInterrupt:  # ray.cancel() from the sweep: the run saves a checkpoint and exits
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=STOP_WAIT_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                raise
 
 
 def _last_error(run_dir: Path) -> str:
@@ -203,7 +216,9 @@ class Sweep:
         try:
             while any(r.pending is not None for r in self.runs):
                 live = {r.pending: r for r in self.runs if r.pending is not None}
-                ready, _ = ray.wait(list(live), num_returns=1)
+                ready, _ = ray.wait(list(live), num_returns=1, timeout=1.0)  # returns often: Ctrl-C is seen at once
+                if not ready:
+                    continue
                 r = live[ready[0]]
                 r.pending = None
                 rc: int | None = None
@@ -228,9 +243,13 @@ class Sweep:
                     bar.set_postfix_str(f"{r.name} {r.status}", refresh=True)
                 self.save_state()
         except KeyboardInterrupt:
-            for r in self.runs:
-                if r.pending is not None:
-                    ray.cancel(r.pending, force=True)  # its training process gets SIGINT and saves a checkpoint
+            # a cancel raises KeyboardInterrupt inside each run's task, which passes SIGINT on to its
+            # training process (it saves a checkpoint); Ray would SIGKILL them at shutdown
+            pending = [r.pending for r in self.runs if r.pending is not None]
+            for ref in pending:
+                ray.cancel(ref)
+            print(f"\nmtrl: stopping {len(pending)} running run(s); each saves a checkpoint first", file=sys.stderr)
+            ray.wait(pending, num_returns=len(pending), timeout=STOP_WAIT_S + 10)
             self.save_state()
             raise
         return self.runs

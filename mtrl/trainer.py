@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -182,6 +185,7 @@ def train(cfg: Config) -> Path:
             logger.log_eval(env_steps, curve.run(policy, env_steps, iteration, pool.run_eval), time.perf_counter() - t0)
 
     last_saved, restarts_seen = -1, 0
+    stop = GracefulStop()
     try:
         evaluate_on_schedule()
         while env_steps < cfg.train.total_steps:
@@ -210,6 +214,8 @@ def train(cfg: Config) -> Path:
             if iteration % cfg.train.checkpoint_every == 0:
                 checkpoint()
                 last_saved = iteration
+            if stop.requested:  # at an iteration boundary, so that the resume is exact
+                raise KeyboardInterrupt
         if last_saved != iteration:
             checkpoint()
         logger.bar.close()
@@ -229,6 +235,30 @@ def train(cfg: Config) -> Path:
             print(f"\nmtrl: interrupted; saved {checkpoint()} (resume with resume={run_dir})")
         raise
     finally:
+        stop.close()
         logger.close()  # ends the progress bar's line before any error message
         pool.close()
     return run_dir
+
+
+class GracefulStop:
+    """While training: the first SIGINT or SIGTERM asks the loop to stop at the end of the
+    current iteration (`requested`), so the checkpoint it saves is at an iteration boundary and
+    the resume is exact; a second one stops at once. Signal handlers live in the main thread
+    only, so elsewhere (a training started from a thread) signals keep their usual effect."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            self._old = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nmtrl: stopping after this iteration, with a checkpoint (interrupt again to stop at once)", file=sys.stderr)
+
+    def close(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
