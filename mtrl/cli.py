@@ -230,49 +230,9 @@ def _plot(args: argparse.Namespace) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
+    from mtrl.sweep import main as sweep
 
-    from mtrl.config import load_config
-    from mtrl.schema import RayConfig
-    from mtrl.sweep import Sweep, parse_methods, parse_seeds, sweep_report
-    from mtrl.workers import init_ray
-
-    for flag, value in (("--cpus-per-run", args.cpus_per_run), ("--reps", args.reps), ("--num-cpus", args.num_cpus or 1)):
-        if value < 1:
-            raise MtrlError(f"{flag} must be >= 1, got {value}")
-    if args.retries < 0:
-        raise MtrlError(f"--retries must be >= 0, got {args.retries}")
-    seeds, methods = parse_seeds(args.seeds), parse_methods(args.methods)
-    for config, own in methods.values():  # the overrides as every run will see them
-        load_config(config, ["seed=0", *own, *args.overrides, "rollout.workers=0", f"learner.threads={args.cpus_per_run}"])
-    ray, started = init_ray(RayConfig(address=args.address, num_cpus=args.num_cpus), args.cpus_per_run)
-    try:
-        cpus = int(ray.cluster_resources().get("CPU", 0))
-        if cpus < args.cpus_per_run:
-            raise MtrlError(f"--cpus-per-run={args.cpus_per_run} but the Ray cluster has {cpus} CPUs")
-        sweep = Sweep(methods, seeds, args.out, args.overrides, args.cpus_per_run, args.retries)
-        print(f"mtrl: sweep of {len(methods)} method(s) x {len(seeds)} seed(s) = {len(sweep.runs)} runs into {args.out}, "
-              f"{args.cpus_per_run} CPU(s) each on {cpus} CPUs ({cpus // args.cpus_per_run} at once)")  # fmt: skip
-        with tqdm(total=len(sweep.runs), unit="run", desc="sweep", dynamic_ncols=True, file=sys.stderr) as bar:
-            runs = sweep.run(ray, bar)
-    except KeyboardInterrupt:
-        print(f"\nmtrl: sweep interrupted; the running runs saved checkpoints; run the same command to continue",
-              file=sys.stderr)  # fmt: skip
-        raise
-    finally:
-        if started:
-            ray.shutdown()
-    print(f"{'run':<28} {'status':<8} {'minutes':>8} {'retries':>7}  note")
-    for r in runs:
-        minutes = "-" if r.minutes is None else f"{r.minutes:.1f}"
-        print(f"{r.name:<28} {r.status:<8} {minutes:>8} {r.retries:>7}  {r.note}")
-    report = sweep_report(runs, args.metric, args.reps)
-    if report is not None:
-        print("\n" + report.markdown())
-        print("mtrl: wrote " + ", ".join(str(p) for p in report.write(args.out / "report")))
-    failed = [r.name for r in runs if r.status == "failed"]
-    if failed:
-        raise MtrlError(f"{len(failed)} of {len(runs)} runs failed ({', '.join(failed)}); see their train.log")
+    sweep(args)
 
 
 def _suites(args: argparse.Namespace) -> None:

@@ -255,25 +255,49 @@ class Sweep:
         return self.runs
 
 
-def sweep_report(runs: list[Run], metric: str, reps: int) -> Any:
-    """The `mtrl eval` comparison of the finished runs, from each run's final evaluation
-    (eval.json, the run's own protocol and seed) rather than new episodes; None if none finished."""
-    from mtrl.checkpoint import list_checkpoints
-    from mtrl.evaluate import EvalResult
-    from mtrl.report import RunEval, build_report
-    from mtrl.suite import get_suite
+def main(args: Any) -> None:
+    """`mtrl sweep` (argparse namespace from `mtrl.cli`): validate, run on Ray, print the runs and
+    the comparison, and write OUT/report/."""
+    from tqdm import tqdm
 
-    evals = []
+    from mtrl.config import load_config
+    from mtrl.report import report_from_runs
+    from mtrl.schema import RayConfig
+    from mtrl.workers import init_ray
+
+    for flag, value in (("--cpus-per-run", args.cpus_per_run), ("--reps", args.reps), ("--num-cpus", args.num_cpus or 1)):
+        if value < 1:
+            raise MtrlError(f"{flag} must be >= 1, got {value}")
+    if args.retries < 0:
+        raise MtrlError(f"--retries must be >= 0, got {args.retries}")
+    seeds, methods = parse_seeds(args.seeds), parse_methods(args.methods)
+    for config, own in methods.values():  # the overrides as every run will see them
+        load_config(config, ["seed=0", *own, *args.overrides, "rollout.workers=0", f"learner.threads={args.cpus_per_run}"])
+    ray, started = init_ray(RayConfig(address=args.address, num_cpus=args.num_cpus), args.cpus_per_run)
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if cpus < args.cpus_per_run:
+            raise MtrlError(f"--cpus-per-run={args.cpus_per_run} but the Ray cluster has {cpus} CPUs")
+        sweep = Sweep(methods, seeds, args.out, args.overrides, args.cpus_per_run, args.retries)
+        print(f"mtrl: sweep of {len(methods)} method(s) x {len(seeds)} seed(s) = {len(sweep.runs)} runs into {args.out}, "
+              f"{args.cpus_per_run} CPU(s) each on {cpus} CPUs ({cpus // args.cpus_per_run} at once)")  # fmt: skip
+        with tqdm(total=len(sweep.runs), unit="run", desc="sweep", dynamic_ncols=True, file=sys.stderr) as bar:
+            runs = sweep.run(ray, bar)
+    except KeyboardInterrupt:
+        print("\nmtrl: sweep interrupted; the running runs saved checkpoints; run the same command to continue",
+              file=sys.stderr)  # fmt: skip
+        raise
+    finally:
+        if started:
+            ray.shutdown()
+    print(f"{'run':<28} {'status':<8} {'minutes':>8} {'retries':>7}  note")
     for r in runs:
-        if r.status not in ("done", "skipped"):
-            continue
-        try:
-            result = EvalResult.from_json(json.loads((r.run_dir / "eval.json").read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise MtrlError(f"{r.run_dir / 'eval.json'} is not a readable evaluation ({exc})") from None
-        ckpts = list_checkpoints(r.run_dir)
-        steps = int(ckpts[-1].stem.split("_")[1]) if ckpts else 0
-        evals.append(RunEval(r.method, str(r.run_dir), steps, result))
-    if not evals:
-        return None
-    return build_report(evals, metric, get_suite(evals[0].result.suite).return_range, reps, 0)
+        minutes = "-" if r.minutes is None else f"{r.minutes:.1f}"
+        print(f"{r.name:<28} {r.status:<8} {minutes:>8} {r.retries:>7}  {r.note}")
+    report = report_from_runs([(r.method, r.run_dir) for r in runs if r.status in ("done", "skipped")], args.metric, args.reps)
+    if report is not None:
+        print("\n" + report.markdown())
+        print("mtrl: wrote " + ", ".join(str(p) for p in report.write(args.out / "report")))
+    failed = [r.name for r in runs if r.status == "failed"]
+    if failed:
+        raise MtrlError(f"{len(failed)} of {len(runs)} runs failed ({', '.join(failed)}); see their train.log")
