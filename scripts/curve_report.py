@@ -7,7 +7,9 @@ For each method (runs given as NAME=GLOB), over its seeds:
   curves end in a plateau, so one 16-episode evaluation is noisy), with the mean over runs, its
   standard error, and each reference's final score;
 - the IQM over runs x tasks of those per-task final scores, with 95% stratified-bootstrap CIs
-  (`mtrl.stats.aggregate`), and per task.
+  (`mtrl.stats.aggregate`), and per task;
+- with `--timing`, where a run's time goes: the mean seconds per update of collection (rollouts
+  with the actor), values + GAE, the optimiser steps and one evaluation (TensorBoard `perf/`).
 Prints markdown. The update index is the CSV's `iteration` column (a reference CSV's `update`).
 
   python scripts/curve_report.py 'moore=runs/moore_mt3/moore/s*' 'moe=runs/moore_mt3/moe/s*' \\
@@ -58,6 +60,7 @@ def main() -> None:
     p.add_argument("--reference", action="append", default=[], metavar="LABEL=CSV", help="reference curves (repeatable)")
     p.add_argument("--every", type=int, default=10, help="check the bands at every this many updates (default 10)")
     p.add_argument("--last", type=int, default=10, help="final score: mean over the last this many updates (default 10)")
+    p.add_argument("--timing", action="store_true", help="also the seconds per update in each phase (TensorBoard perf/)")
     args = p.parse_args()
     methods = load_runs(args.runs)
     refs = {label: read_curve(Path(path)) for label, _, path in (r.partition("=") for r in args.reference)}
@@ -103,6 +106,26 @@ def main() -> None:
     for label, ref in refs.items():
         m = (updates(ref) >= final.start) & (updates(ref) < final.stop)
         print(f"| {label} | | {column(ref, None)[m].mean():.3f} | " + " | ".join(f"{column(ref, t)[m].mean():.3f}" for t in tasks) + " |")
+    if args.timing:
+        timing(args.runs)
+
+
+def timing(targets: list[str]) -> None:
+    """Mean seconds per update of each phase, over the runs of each method that logged them."""
+    from mtrl.plot import read_run
+
+    phases = ("perf/collect_s", "perf/advantages_s", "perf/update_s", "perf/eval_s")
+    rows: dict[str, list[list[float]]] = {}
+    for name, path in expand_targets(targets):
+        series = read_run(Path(path), name or "").series
+        if all(p in series for p in phases):
+            rows.setdefault(name or Path(path).parent.name, []).append([float(series[p][1].mean()) for p in phases])
+    print("\nSeconds per update (mean over updates, then over runs; evaluation: one of 16 episodes x K tasks):\n")
+    print("| method | runs | collection | values + GAE | optimiser steps | evaluation | all |")
+    print("|---|---|---|---|---|---|---|")
+    for name, values in rows.items():
+        v = np.mean(values, axis=0)
+        print(f"| {name} | {len(values)} | " + " | ".join(f"{x:.2f}" for x in v) + f" | {v.sum():.2f} |")
 
 
 if __name__ == "__main__":
