@@ -149,7 +149,7 @@ def _run_first_episodes(policy, suite, tasks, seeds, greedy, max_episode_steps, 
     try:
         obs = [env.reset(seed=int(s))[0]["obs"] for env, s in zip(envs, seeds)]
         n = len(envs)
-        task_ids = torch.as_tensor(np.asarray(tasks, np.int64), device=device)
+        task_ids = torch.as_tensor(np.array(tasks, np.int64), device=device)  # a copy: Ray's arrays are read-only
         live = np.ones(n, bool)
         ret, length, success = np.zeros(n), np.zeros(n), np.zeros(n, np.float32)
         box = suite.action_space

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-CONFIGS = {"minigrid-mt3": "configs/minigrid_mt3_moore.yaml", "metaworld-mt10": "configs/metaworld_mt10_moore_ppo.yaml"}
+CONFIGS = {"minigrid-mt3": "configs/bench_throughput_minigrid_mt3.yaml", "metaworld-mt10": "configs/metaworld_mt10_moore_ppo.yaml"}
 SLOTS = {"minigrid-mt3": 12, "metaworld-mt10": 10}
 # mtrl's `mlp` arch sized like RLlib's default-catalog model in rllib_peer.py (conv 16/32/64 + 2x128
 # for images, 3x400 for vectors; task one-hot in the input), for a like-for-like network

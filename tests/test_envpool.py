@@ -89,7 +89,7 @@ def test_unsupported_suite_falls_back_and_says_so(capsys):
 
 def test_training_on_envpool(tmp_path):
     cfg = load_config(ROOT / "configs/minigrid_mt3_mtppo.yaml", [
-        "env.backend=envpool", f"run_dir={tmp_path}", "rollout.workers=0", "rollout.num_envs=6",
+        "env.backend=envpool", "rollout.autoreset_mode=next_step", f"run_dir={tmp_path}", "rollout.workers=0", "rollout.num_envs=6",
         "rollout.steps_per_env=32", "train.total_steps=600", "train.eval_episodes=1", "policy.hidden=16",
     ])  # fmt: skip
     from mtrl.checkpoint import load_latest

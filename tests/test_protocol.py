@@ -119,7 +119,7 @@ def test_max_grad_norm_null_does_not_clip():
 ])  # fmt: skip
 def test_protocol_options_are_validated(override, match):
     with pytest.raises(ConfigError, match=match):
-        load_config(ROOT / "configs/minigrid_mt3_moore.yaml", [override])
+        load_config(ROOT / "configs/bench_throughput_minigrid_mt3.yaml", [override])  # joint critic, moore
     with pytest.raises(ConfigError, match="applies to algo=ppo only"):
         load_config(ROOT / "configs/minigrid_mt3_grpo.yaml", ["ppo.critic_update=separate"])
 

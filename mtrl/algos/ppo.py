@@ -40,8 +40,9 @@ def fragment_values(policy: nn.Module, frag: Fragment, device: torch.device, chu
     T, N = frag.task_id.shape
 
     def v(obs: np.ndarray, task: np.ndarray) -> np.ndarray:
-        out = [policy.value(torch.as_tensor(obs[i:i + chunk]).to(device), torch.as_tensor(task[i:i + chunk]).to(device))
-               for i in range(0, len(task), chunk)]  # fmt: skip
+        # np.array copies: a fragment from Ray's object store is read-only, which torch warns about
+        out = [policy.value(torch.from_numpy(np.array(obs[i:i + chunk])).to(device),
+                            torch.from_numpy(np.array(task[i:i + chunk])).to(device)) for i in range(0, len(task), chunk)]  # fmt: skip
         return torch.cat(out).float().cpu().numpy() if out else np.zeros(0, np.float32)
 
     values = v(frag.obs.reshape(T * N, *frag.obs.shape[2:]), frag.task_id.reshape(-1)).reshape(T, N)
