@@ -212,6 +212,8 @@ class Sweep:
                     bar.update(1)
             else:
                 submit(r)
+        if bar is not None:
+            bar.set_postfix_str(f"{sum(r.status == 'skipped' for r in self.runs)} finished before", refresh=True)
         self.save_state()
         try:
             while any(r.pending is not None for r in self.runs):

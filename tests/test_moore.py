@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtrl.nn.moore import gram_schmidt, make_mixture
+from mtrl.nn.moore import gram_schmidt, make_mixture, orthonormal_mix
 from mtrl.nn.policy import PolicySpec, build_policy
 
 
@@ -46,6 +46,29 @@ def test_degenerate_experts_stay_finite(case):
     u = gram_schmidt(h)
     u.sum().backward()
     assert torch.isfinite(u).all() and torch.isfinite(h.grad).all()
+
+
+@pytest.mark.parametrize("k, d", [(2, 1024), (4, 400), (6, 16)])
+def test_orthonormal_mix_equals_gram_schmidt_then_mixing_in_value_and_gradient(k, d):
+    gen = torch.Generator().manual_seed(k)
+    h = torch.randn(16, k, d, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(16, k, dtype=torch.float64, generator=gen, requires_grad=True)
+    fused = orthonormal_mix(h, w)
+    looped = (w.unsqueeze(-1) * gram_schmidt(h)).sum(-2)
+    torch.testing.assert_close(fused, looped, atol=1e-12, rtol=0)
+    weights = torch.randn(16, d, dtype=torch.float64, generator=gen)
+    for a, b in zip(torch.autograd.grad((fused * weights).sum(), (h, w)), torch.autograd.grad((looped * weights).sum(), (h, w))):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("case", ["duplicate", "zero"])
+def test_orthonormal_mix_of_degenerate_experts_stays_finite(case):
+    h = torch.randn(4, 3, 16)
+    h[:, 2] = h[:, 0] if case == "duplicate" else 0.0
+    h.requires_grad_(True)
+    out = orthonormal_mix(h, torch.randn(4, 3))
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(h.grad).all()
 
 
 def test_batched_experts_equal_k_separate_experts():
