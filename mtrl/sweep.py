@@ -116,9 +116,9 @@ def bind_to_parent() -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
 
-def run_task(cmd: list[str], run_dir: str, cpus: int) -> tuple[int, str]:
+def run_task(cmd: list[str], run_dir: str, cpus: int) -> tuple[int, str, float]:
     """The body of a run's Ray task: lock the run directory, run `cmd`; returns (its exit code,
-    the Ray node's id)."""
+    the Ray node's id, the seconds it ran; a task's time queued for a CPU is not counted)."""
     import ray
 
     node = ray.get_runtime_context().get_node_id()
@@ -132,18 +132,19 @@ def run_task(cmd: list[str], run_dir: str, cpus: int) -> tuple[int, str]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    return RC_BUSY, node
+                    return RC_BUSY, node, 0.0
                 time.sleep(1.0)
         env = {**os.environ, "OMP_NUM_THREADS": str(cpus), "MKL_NUM_THREADS": str(cpus), PARENT_ENV: str(os.getpid())}
         with open(path / "train.log", "a", encoding="utf-8") as log:
             log.write("$ " + " ".join(cmd) + "\n")
             log.flush()
             # the child inherits the locked file, so the lock lasts as long as the training process
+            start = time.monotonic()
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(lock.fileno(),))
             try:
                 while True:  # short waits: a cancel's KeyboardInterrupt only lands between Python bytecodes
                     try:
-                        return proc.wait(timeout=1.0), node
+                        return proc.wait(timeout=1.0), node, time.monotonic() - start
                     except subprocess.TimeoutExpired:
                         pass
             except KeyboardInterrupt:  # ray.cancel() from the sweep: the run saves a checkpoint and exits
@@ -199,10 +200,8 @@ class Sweep:
     def run(self, ray: Any, bar: Any = None) -> list[Run]:
         """Run every unfinished cell; returns the runs (status done, skipped or failed)."""
         task = ray.remote(num_cpus=self.cpus, max_retries=0)(run_task)
-        starts: dict[str, float] = {}
 
         def submit(r: Run) -> None:
-            starts[r.name] = time.monotonic()
             r.pending = task.remote(train_command(r, self.overrides, self.cpus), str(r.run_dir), self.cpus)
 
         for r in self.runs:
@@ -225,10 +224,10 @@ class Sweep:
                 r.pending = None
                 rc: int | None = None
                 try:
-                    rc, r.node = ray.get(ready[0])
+                    rc, r.node, seconds = ray.get(ready[0])
+                    r.minutes = (r.minutes or 0.0) + seconds / 60  # training time, over its retries
                 except ray.exceptions.RayError as exc:  # the worker or its node died
                     r.note = f"Ray task lost ({type(exc).__name__})"
-                r.minutes = (time.monotonic() - starts[r.name]) / 60
                 if rc == 0 and (r.run_dir / "eval.json").is_file():
                     r.status, r.note = "done", ""
                 elif rc in (RC_USAGE, RC_BUSY) or r.retries >= self.retries:

@@ -8,6 +8,8 @@ For each method (runs given as NAME=GLOB), over its seeds:
   standard error, and each reference's final score;
 - the IQM over runs x tasks of those per-task final scores, with 95% stratified-bootstrap CIs
   (`mtrl.stats.aggregate`), and per task;
+- with `--reach VALUE`, how fast each run learns each task: the first update at which its
+  evaluation return reaches VALUE;
 - with `--timing`, where a run's time goes: the mean seconds per update of collection (rollouts
   with the actor), values + GAE, the optimiser steps and one evaluation (TensorBoard `perf/`).
 Prints markdown. The update index is the CSV's `iteration` column (a reference CSV's `update`).
@@ -61,6 +63,8 @@ def main() -> None:
     p.add_argument("--every", type=int, default=10, help="check the bands at every this many updates (default 10)")
     p.add_argument("--last", type=int, default=10, help="final score: mean over the last this many updates (default 10)")
     p.add_argument("--timing", action="store_true", help="also the seconds per update in each phase (TensorBoard perf/)")
+    p.add_argument("--reach", type=float, default=None, metavar="VALUE",
+                   help="also the first update at which each run's evaluation return on each task reaches VALUE")
     args = p.parse_args()
     methods = load_runs(args.runs)
     refs = {label: read_curve(Path(path)) for label, _, path in (r.partition("=") for r in args.reference)}
@@ -106,8 +110,24 @@ def main() -> None:
     for label, ref in refs.items():
         m = (updates(ref) >= final.start) & (updates(ref) < final.stop)
         print(f"| {label} | | {column(ref, None)[m].mean():.3f} | " + " | ".join(f"{column(ref, t)[m].mean():.3f}" for t in tasks) + " |")
+    if args.reach is not None:
+        reach(methods, refs, tasks, args.reach)
     if args.timing:
         timing(args.runs)
+
+
+def reach(methods: dict[str, list[dict[str, np.ndarray]]], refs: dict[str, dict[str, np.ndarray]], tasks: list[str],
+          value: float) -> None:  # fmt: skip
+    """How fast each run learns each task: the first update whose evaluation return is >= value."""
+    def first(curve: dict[str, np.ndarray], task: str) -> str:
+        hit = np.flatnonzero(column(curve, task) >= value)
+        return str(int(updates(curve)[hit[0]])) if len(hit) else "never"
+
+    print(f"\nFirst update at which the evaluation return reaches {value}, per run:\n")
+    print("| curve | " + " | ".join(t.removeprefix("MiniGrid-") for t in tasks) + " |")
+    print("|---|" + "---|" * len(tasks))
+    for name, runs in [*methods.items(), *((label, [ref]) for label, ref in refs.items())]:
+        print(f"| {name} | " + " | ".join(", ".join(first(c, t) for c in runs) for t in tasks) + " |")
 
 
 def timing(targets: list[str]) -> None:

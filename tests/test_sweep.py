@@ -129,10 +129,14 @@ def test_sweep_on_a_two_node_cluster(tmp_path):
     """`mtrl sweep --address` on a head and a worker node on loopback, one CPU each: both nodes run runs."""
     cfgs, out = _configs(tmp_path), tmp_path / "sweep"
     with two_node_cluster() as (address, env):
+        start = time.monotonic()
         res = run_cli("sweep", f"quick={cfgs['quick']}", "--seeds", "0-3", "--out", str(out), "--address", address,
                       "--", *SHARED, env=env, timeout=600)  # fmt: skip
+        wall_min = (time.monotonic() - start) / 60
     assert res.returncode == 0, res.stdout + res.stderr
     assert all((out / "quick" / f"s{s}" / "eval.json").exists() for s in range(4))
     assert "| quick | 4 |" in res.stdout
     runs = json.loads((out / "sweep.json").read_text())["runs"]
     assert len({r["node"] for r in runs.values()}) == 2, runs
+    # minutes count training, not the time a run's task waited for a CPU: 4 runs on 2 CPUs fit in 2 x the wall-clock
+    assert all(r["minutes"] > 0 for r in runs.values()) and sum(r["minutes"] for r in runs.values()) <= 2 * wall_min, runs
