@@ -5,7 +5,10 @@ Both start at the same time at the same niceness: the official code through the 
 `tools/run_mt3.sh` (../shared/anchors/moore_official; it pins torch to one thread and prints
 [TIMING] lines), mtrl as `mtrl train configs/moore_paper/minigrid_mt3_moore.yaml
 learner.threads=1` with OMP_NUM_THREADS=1. The official tree and its venv are not part of mtrl:
-set ANCHOR_DIR as that README says. Prints one table (seconds per run and per update, the
+set ANCHOR_DIR as that README says. When one of them finishes, a second mtrl run of the same
+command (`load_run/`, discarded) takes over its core until the other finishes, so that both runs
+see the same contention from start to end (on a 2-core machine a lone run is faster than one
+beside another). Prints one table (seconds per run and per update, the
 time inside evaluation, and the ratio mtrl/official) and writes it as JSON next to the logs.
 
   ANCHOR_DIR=/path/to/moore_anchor python scripts/bench_protocol.py --out runs/bench_protocol
@@ -19,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -37,12 +41,12 @@ def start_official(out: Path, updates: int, arch: str) -> subprocess.Popen:
                             env=env)  # fmt: skip
 
 
-def start_mtrl(out: Path, updates: int, arch: str, seed: int) -> subprocess.Popen:
+def start_mtrl(out: Path, updates: int, arch: str, seed: int, name: str = "mtrl_run") -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cmd = ["nice", "-n", "10", sys.executable, "-m", "mtrl", "train", str(ROOT / f"configs/moore_paper/minigrid_mt3_{arch}.yaml"),
-           f"seed={seed}", f"run_dir={out / 'mtrl_run'}", f"train.total_steps={updates * STEPS_PER_UPDATE}",
+           f"seed={seed}", f"run_dir={out / name}", f"train.total_steps={updates * STEPS_PER_UPDATE}",
            "rollout.workers=0", "learner.threads=1"]  # fmt: skip
-    return subprocess.Popen(cmd, stdout=open(out / "mtrl.log", "w"), stderr=subprocess.STDOUT, env=env)
+    return subprocess.Popen(cmd, stdout=open(out / f"{name}.log", "w"), stderr=subprocess.STDOUT, env=env)
 
 
 def official_times(log: Path) -> dict[str, float]:
@@ -68,7 +72,8 @@ def report(out: Path) -> None:
     data = json.loads((out / "times.json").read_text())
     off, mt, n = data["official"], data["mtrl"], data["updates"]
     print(f"\nMiniGrid MT3 {data['arch']}, {n} updates of 6000 transitions + {n + 1} evaluations of 16 episodes x 3 tasks, "
-          "one core each, side by side\n")  # fmt: skip
+          "one core each, side by side" + (", both cores busy throughout" if data.get("load") else
+                                         " (the later one alone once the other finished)") + "\n")  # fmt: skip
     print("| | official | mtrl | mtrl/official |")
     print("|---|---|---|---|")
     for key, label in (("wall_s", "whole run (s)"), ("learn_s", "collection + fit (s)"), ("eval_s", "evaluation (s)")):
@@ -91,13 +96,19 @@ def main() -> None:
         t0 = time.time()
         official, mtrl = start_official(args.out, args.updates, args.arch), start_mtrl(args.out, args.updates, args.arch, args.seed)
         ends: dict[str, float] = {}
+        load: subprocess.Popen | None = None
         while len(ends) < 2:
             for name, proc in (("official", official), ("mtrl", mtrl)):
                 if name not in ends and proc.poll() is not None:
                     ends[name] = time.time() - t0
                     print(f"{name} finished after {ends[name] / 60:.1f} min (exit {proc.returncode})", flush=True)
+                    if len(ends) == 1:  # keep its core as busy as it was until the other finishes
+                        shutil.rmtree(args.out / "load_run", ignore_errors=True)
+                        load = start_mtrl(args.out, args.updates, args.arch, args.seed + 1, "load_run")
             time.sleep(5)
-        data = {"updates": args.updates, "arch": args.arch, "official": official_times(args.out / "official.stdout.log"),
+        if load is not None:
+            load.kill()
+        data = {"updates": args.updates, "arch": args.arch, "load": load is not None, "official": official_times(args.out / "official.stdout.log"),
                 "mtrl": mtrl_times(args.out / "mtrl_run", ends["mtrl"])}  # fmt: skip
         (args.out / "times.json").write_text(json.dumps(data, indent=2))
     report(args.out)
