@@ -133,7 +133,8 @@ def plot(runs: list[RunCurves], out: Path, metric: str = "auto", per_task: bool 
         for i, (label, table) in enumerate((references or {}).items()):
             ref = reference_curve(table, tag)
             if ref is not None:
-                ax.plot(ref[0], smooth(ref[1], window), linestyle=("--", ":", "-.")[i % 3], color="black",
+                style = ("--", ":", "-.", (0, (3, 1, 1, 1, 1, 1)))[i % 4]  # dashed, dotted, dash-dot, dash-dot-dot
+                ax.plot(ref[0], smooth(ref[1], window), linestyle=style, color=("black", "dimgray")[i // 4 % 2],
                         linewidth=1.2, label=label)  # fmt: skip
         ax.set_title(task or "mean over tasks", fontsize=10)
         ax.set_xlabel("env steps")

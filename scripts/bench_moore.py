@@ -1,11 +1,13 @@
 """MOORE speed: batched experts (one bmm / grouped conv) against a loop over k expert modules.
 
-Both compute the same maths: k experts -> Gram-Schmidt -> task mixing -> tanh. Timed is one
-forward plus backward at each --batches size (2048: a large learner batch; 64: about a rollout
-worker's inference batch, where per-op overhead dominates), median of --repeat runs, side by side
-in one process. Also prints each policy architecture's parameter count.
+Both compute the same maths: k experts -> Gram-Schmidt -> task mixing -> tanh. A second table
+times the encoder's Cholesky form of the mixing against forming the Gram-Schmidt basis first (the
+rest identical). Timed is one forward plus backward at each --batches size (2048: a large
+learner batch; 768: the paper protocol's MiniGrid minibatch; 64: about a rollout worker's
+inference batch, where per-op overhead dominates), median of --repeat runs, side by side in one
+process. Also prints each policy architecture's parameter count.
 
-  python scripts/bench_moore.py [--device cpu|cuda] [--repeat 10] [--threads N] [--batches 64 2048]
+  python scripts/bench_moore.py [--device cpu|cuda] [--repeat 10] [--threads N] [--batches 64 768 2048]
 """
 
 from __future__ import annotations
@@ -45,6 +47,18 @@ class LoopMixture(nn.Module):
         return torch.tanh((w.unsqueeze(1) @ gram_schmidt(h)).squeeze(1))
 
 
+class GramSchmidtMixing(nn.Module):
+    """The same encoder's maths with the basis formed explicitly: experts -> gram_schmidt -> mix."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
+        w = self.encoder.task_weights.weight.t()[task_id]
+        return torch.tanh((w.unsqueeze(-1) * gram_schmidt(self.encoder.experts(obs))).sum(1))
+
+
 def time_fwd_bwd(model: nn.Module, obs: torch.Tensor, task: torch.Tensor, repeat: int) -> float:
     """Median seconds of forward + backward."""
     def step() -> None:
@@ -69,7 +83,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     p.add_argument("--repeat", type=int, default=10, help="timed repetitions per case (median reported)")
-    p.add_argument("--batches", type=int, nargs="+", default=[64, 2048], help="batch sizes to time")
+    p.add_argument("--batches", type=int, nargs="+", default=[64, 768, 2048], help="batch sizes to time")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args()
     if args.threads:
@@ -88,6 +102,19 @@ def main() -> None:
                 batched = time_fwd_bwd(make_mixture(shape, tasks, k, True).to(dev), obs, task, args.repeat)
                 loop = time_fwd_bwd(LoopMixture(shape, tasks, k).to(dev), obs, task, args.repeat)
                 print(f"| {batch} | {k} | {name} | {batched * 1e3:.2f} | {loop * 1e3:.2f} | {loop / batched:.2f}x |")
+    print("\nThe orthonormal mixing: mtrl's Cholesky form (orthonormal_mix) against the explicit Gram-Schmidt "
+          "basis then the mixing, same encoder and weights, forward + backward (ms)\n")
+    print("| batch | experts | case | Cholesky form | Gram-Schmidt basis | basis/Cholesky |")
+    print("|---|---|---|---|---|---|")
+    for batch in args.batches:
+        for name, (shape, tasks) in cases.items():
+            for k in (2, 4, 6):
+                torch.manual_seed(0)
+                obs = (torch.randint(0, 11, (batch, *shape)) if len(shape) == 3 else torch.randn(batch, *shape)).to(dev)
+                task = torch.randint(0, tasks, (batch,), device=dev)
+                enc = make_mixture(shape, tasks, k, True).to(dev)
+                fused, basis = time_fwd_bwd(enc, obs, task, args.repeat), time_fwd_bwd(GramSchmidtMixing(enc), obs, task, args.repeat)
+                print(f"| {batch} | {k} | {name} | {fused * 1e3:.2f} | {basis * 1e3:.2f} | {basis / fused:.2f}x |")
     print("\n| suite | arch | experts | parameters (actor + critic) |")
     print("|---|---|---|---|")
     for suite, shape, tasks, act, discrete, k in [("minigrid-mt3", (7, 7, 3), 3, 7, True, 2),
