@@ -90,31 +90,30 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     print(f"device={dev} threads={torch.get_num_threads()} torch={torch.__version__}\n")
-    print("| batch | experts | case | batched (ms) | loop (ms) | loop/batched |")
-    print("|---|---|---|---|---|---|")
     cases = {"MiniGrid conv 7x7x3 (D=1024)": ((7, 7, 3), 3), "Meta-World MLP 39 (D=400)": ((39,), 10)}
-    for batch in args.batches:
-        for name, (shape, tasks) in cases.items():
-            for k in (2, 4, 6):
-                torch.manual_seed(0)
-                obs = (torch.randint(0, 11, (batch, *shape)) if len(shape) == 3 else torch.randn(batch, *shape)).to(dev)
-                task = torch.randint(0, tasks, (batch,), device=dev)
-                batched = time_fwd_bwd(make_mixture(shape, tasks, k, True).to(dev), obs, task, args.repeat)
-                loop = time_fwd_bwd(LoopMixture(shape, tasks, k).to(dev), obs, task, args.repeat)
-                print(f"| {batch} | {k} | {name} | {batched * 1e3:.2f} | {loop * 1e3:.2f} | {loop / batched:.2f}x |")
+
+    def table(header: str, pair) -> None:
+        """One row per batch x case x k: pair(shape, tasks, k) -> the two models, timed side by side."""
+        print(header)
+        print("|---|---|---|---|---|---|")
+        for batch in args.batches:
+            for name, (shape, tasks) in cases.items():
+                for k in (2, 4, 6):
+                    torch.manual_seed(0)
+                    obs = (torch.randint(0, 11, (batch, *shape)) if len(shape) == 3 else torch.randn(batch, *shape)).to(dev)
+                    task = torch.randint(0, tasks, (batch,), device=dev)
+                    a, b = (time_fwd_bwd(m.to(dev), obs, task, args.repeat) for m in pair(shape, tasks, k))
+                    print(f"| {batch} | {k} | {name} | {a * 1e3:.2f} | {b * 1e3:.2f} | {b / a:.2f}x |")
+
+    table("| batch | experts | case | batched (ms) | loop (ms) | loop/batched |",
+          lambda shape, tasks, k: (make_mixture(shape, tasks, k, True), LoopMixture(shape, tasks, k)))
     print("\nThe orthonormal mixing: mtrl's Cholesky form (orthonormal_mix) against the explicit Gram-Schmidt "
           "basis then the mixing, same encoder and weights, forward + backward (ms)\n")
-    print("| batch | experts | case | Cholesky form | Gram-Schmidt basis | basis/Cholesky |")
-    print("|---|---|---|---|---|---|")
-    for batch in args.batches:
-        for name, (shape, tasks) in cases.items():
-            for k in (2, 4, 6):
-                torch.manual_seed(0)
-                obs = (torch.randint(0, 11, (batch, *shape)) if len(shape) == 3 else torch.randn(batch, *shape)).to(dev)
-                task = torch.randint(0, tasks, (batch,), device=dev)
-                enc = make_mixture(shape, tasks, k, True).to(dev)
-                fused, basis = time_fwd_bwd(enc, obs, task, args.repeat), time_fwd_bwd(GramSchmidtMixing(enc), obs, task, args.repeat)
-                print(f"| {batch} | {k} | {name} | {fused * 1e3:.2f} | {basis * 1e3:.2f} | {basis / fused:.2f}x |")
+    def cholesky_vs_basis(shape: tuple[int, ...], tasks: int, k: int) -> tuple[nn.Module, nn.Module]:
+        enc = make_mixture(shape, tasks, k, True)
+        return enc, GramSchmidtMixing(enc)
+
+    table("| batch | experts | case | Cholesky form | Gram-Schmidt basis | basis/Cholesky |", cholesky_vs_basis)
     print("\n| suite | arch | experts | parameters (actor + critic) |")
     print("|---|---|---|---|")
     for suite, shape, tasks, act, discrete, k in [("minigrid-mt3", (7, 7, 3), 3, 7, True, 2),
