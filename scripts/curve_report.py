@@ -52,6 +52,11 @@ def column(curve: dict[str, np.ndarray], task: str | None) -> np.ndarray:
     return curve[f"{task}/return"] if f"{task}/return" in curve else curve[task]
 
 
+def has(curve: dict[str, np.ndarray], task: str) -> bool:
+    """Whether the curve has a column for the task (a reference may give only the mean)."""
+    return f"{task}/return" in curve or task in curve
+
+
 def updates(curve: dict[str, np.ndarray]) -> np.ndarray:
     return curve["iteration"] if "iteration" in curve else curve["update"]
 
@@ -109,7 +114,7 @@ def main() -> None:
         print(f"| {name} | {agg['iqm']} | {agg['mean']} | " + " | ".join(f"{v:.3f}" for v in scores.mean(0)) + " |")
     for label, ref in refs.items():
         m = (updates(ref) >= final.start) & (updates(ref) < final.stop)
-        print(f"| {label} | | {column(ref, None)[m].mean():.3f} | " + " | ".join(f"{column(ref, t)[m].mean():.3f}" for t in tasks) + " |")
+        print(f"| {label} | | {column(ref, None)[m].mean():.3f} | " + " | ".join(f"{column(ref, t)[m].mean():.3f}" if has(ref, t) else "-" for t in tasks) + " |")
     if args.reach is not None:
         reach(methods, refs, tasks, args.reach)
     if args.timing:
@@ -120,6 +125,8 @@ def reach(methods: dict[str, list[dict[str, np.ndarray]]], refs: dict[str, dict[
           value: float) -> None:  # fmt: skip
     """How fast each run learns each task: the first update whose evaluation return is >= value."""
     def first(curve: dict[str, np.ndarray], task: str) -> str:
+        if not has(curve, task):
+            return "-"
         hit = np.flatnonzero(column(curve, task) >= value)
         return str(int(updates(curve)[hit[0]])) if len(hit) else "never"
 

@@ -1,0 +1,63 @@
+"""The scripts behind the MOORE reproduction's numbers: an official log -> a reference CSV, and
+curve_report's final scores, band check and --reach on constructed curves."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from mtrl.curve import read_curve
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ("MiniGrid-LavaGapS7-v0", "MiniGrid-RedBlueDoors-6x6-v0", "MiniGrid-MemoryS11-v0")
+
+
+def script(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)  # fmt: skip
+
+
+def test_official_curve_reads_the_official_log_and_leaves_out_unfinished_epochs(tmp_path):
+    lines = ["noise line", "[TIMING] eval#1 task0 7.5s"]
+    for epoch, rets in ((0, (0.0, 0.1, 0.2)), (1, (0.3, 0.4, 0.5)), (2, (0.6, 0.7))):  # epoch 2 is cut short
+        for task, r in zip(TASKS, rets):
+            lines.append(f"01/12/2026 15:00:23 [INFO] Epoch {epoch} | EnvName: {task} MinReturn: 0.0 MaxReturn: 0.9 "
+                         f"AverageReturn: {r} AverageDiscountedReturn: 0.01")  # fmt: skip
+    (tmp_path / "run.log").write_text("\n".join(lines))
+    res = script("official_curve.py", str(tmp_path / "run.log"), str(tmp_path / "ref.csv"))
+    assert res.returncode == 0, res.stderr
+    assert "left out epoch(s) [2]" in res.stderr
+    ref = read_curve(tmp_path / "ref.csv")
+    assert list(ref["update"]) == [0, 1] and list(ref["env_steps"]) == [0, 6000]
+    assert abs(ref["mean"][1] - 0.4) < 1e-9 and list(ref[TASKS[2]]) == [0.2, 0.5]
+    bad = script("official_curve.py", str(tmp_path / "nope.log"), str(tmp_path / "x.csv"))
+    assert bad.returncode != 0 and "no log at" in bad.stderr
+
+
+def write_run(path: Path, lava: list[float]) -> None:
+    """An eval_curve.csv of 11 updates whose LavaGapS7 return is `lava`, the other tasks 0.5."""
+    path.mkdir(parents=True)
+    head = ["iteration", "env_steps", "mean_return"] + [f"{t}/return" for t in TASKS]
+    rows = [",".join(head)]
+    for i, v in enumerate(lava):
+        rows.append(",".join(str(x) for x in (i, i * 6000, (v + 1.0) / 3, v, 0.5, 0.5)))
+    (path / "eval_curve.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_curve_report_final_scores_band_and_reach(tmp_path):
+    ramp = [min(1.0, 0.1 * i) for i in range(11)]
+    write_run(tmp_path / "m" / "s0", ramp)
+    write_run(tmp_path / "m" / "s1", [0.0] * 11)  # never reaches the threshold
+    ref = tmp_path / "ref.csv"
+    ref.write_text("update,env_steps,mean\n" + "\n".join(f"{i},{i * 6000},0.5" for i in range(11)) + "\n")
+    res = script("curve_report.py", f"m={tmp_path}/m/s*", "--reference", f"off={ref}", "--every", "5", "--last", "2",
+                 "--reach", "0.6")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    # final score = mean over updates 9-10: s0 (0.9+1)/2 -> mean return (0.95+1)/3, s1 1/3
+    assert f"| m | 2 | {((0.95 + 1) / 3 + 1 / 3) / 2:.3f} |" in out
+    assert "| off | 1 | 0.500 | | |" in out
+    # at update 5 the band of [0.5, 1/3] contains 0.5; LavaGapS7 reaches 0.6 at update 6 in s0, never in s1
+    assert "| 5 | 0.417 [0.333, 0.500] | 0.500 | yes |" in out
+    assert "| m | 6, never | never, never | never, never |" in out and "| off | - | - | - |" in out
