@@ -72,6 +72,14 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if _NAME.match(p.name))
 
 
+def checkpoint_steps(path: Path) -> int:
+    """The env steps of a checkpoint, from its file name (ckpt_<env steps>.pt), without loading it."""
+    m = _NAME.match(path.name)
+    if m is None:
+        raise CheckpointError(f"{path} is not named like a checkpoint (ckpt_<12 digits>.pt)")
+    return int(m.group(1))
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load one checkpoint file without executing code; raise CheckpointError on any problem."""
     p = Path(path)

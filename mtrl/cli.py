@@ -211,19 +211,14 @@ def _slug(path: Path) -> str:
 
 
 def _plot(args: argparse.Namespace) -> None:
-    from mtrl.curve import read_curve
+    from mtrl.curve import read_references
     from mtrl.plot import plot, read_run
     from mtrl.report import expand_targets, run_label
 
     smooth = args.smooth if args.smooth is not None else (5 if args.source == "train" else 1)
     if smooth < 1:
         raise MtrlError(f"--smooth must be >= 1, got {smooth}")
-    references = {}
-    for item in args.reference:
-        label, sep, path = item.partition("=")
-        if not sep or not label or not Path(path).is_file():
-            raise MtrlError(f"--reference {item!r}: expected LABEL=CSV with an existing CSV file")
-        references[label] = read_curve(Path(path))
+    references = read_references(args.reference)
     runs = [read_run(Path(path), name or run_label(Path(path))) for name, path in expand_targets(args.runs)]
     out = plot(runs, args.out, args.metric, args.per_task, smooth, args.title, args.source, references)
     print(f"mtrl: wrote {out}")

@@ -102,6 +102,17 @@ class EvalCurve:
         os.replace(tmp, self.path)
 
 
+def read_references(items: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """`--reference LABEL=CSV` arguments -> label -> curve table (`read_curve`)."""
+    references = {}
+    for item in items:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not Path(path).is_file():
+            raise MtrlError(f"--reference {item!r}: expected LABEL=CSV with an existing CSV file")
+        references[label] = read_curve(Path(path))
+    return references
+
+
 def read_curve(path: Path) -> dict[str, np.ndarray]:
     """An eval_curve.csv (or any CSV with an env_steps column) as column -> float array."""
     with open(path, encoding="utf-8", newline="") as f:

@@ -21,11 +21,13 @@ Prints markdown. The update index is the CSV's `iteration` column (a reference C
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from mtrl.curve import read_curve
+from mtrl.curve import read_curve, read_references
+from mtrl.errors import MtrlError
 from mtrl.report import expand_targets
 from mtrl.stats import aggregate, mean_ci
 
@@ -61,6 +63,12 @@ def updates(curve: dict[str, np.ndarray]) -> np.ndarray:
     return curve["iteration"] if "iteration" in curve else curve["update"]
 
 
+def final_score(curve: dict[str, np.ndarray], final: slice, task: str | None = None) -> float:
+    """Mean evaluation return (of one task, or over tasks) over the updates in `final`."""
+    u = updates(curve)
+    return float(column(curve, task)[(u >= final.start) & (u < final.stop)].mean())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="NAME=GLOB", help="run directories with an eval_curve.csv, per method")
@@ -71,54 +79,66 @@ def main() -> None:
     p.add_argument("--reach", type=float, default=None, metavar="VALUE",
                    help="also the first update at which each run's evaluation return on each task reaches VALUE")
     args = p.parse_args()
-    methods = load_runs(args.runs)
-    refs = {label: read_curve(Path(path)) for label, _, path in (r.partition("=") for r in args.reference)}
+    try:
+        methods = load_runs(args.runs)
+        if not methods:
+            raise MtrlError(f"no eval_curve.csv in any run directory of {' '.join(args.runs)}")
+        refs = read_references(args.reference)
+    except MtrlError as exc:
+        sys.exit(f"curve_report: {exc}")
     n_updates = int(min(updates(c)[-1] for runs in methods.values() for c in runs))
-    checks = list(range(args.every, n_updates + 1, args.every))
+    bands(methods, refs, list(range(args.every, n_updates + 1, args.every)), args.every)
     final = slice(n_updates - args.last + 1, n_updates + 1)
-    print(f"Mean evaluation return over tasks at every {args.every}th update: mean over seeds [95% bootstrap band];"
-          f" a reference is checked against the first method ({next(iter(methods))})'s band\n")
-    bands = {}
-    for name, runs in methods.items():
-        bands[name] = mean_ci(np.stack([column(c, None)[np.searchsorted(updates(c), checks)] for c in runs]))
-    ref_vals = {label: column(ref, None)[np.searchsorted(updates(ref), checks)] for label, ref in refs.items()}
-    first = next(iter(bands.values()))
-    head = [f"{n} ({len(methods[n])} seeds)" for n in methods] + [h for label in refs for h in (label, "inside?")]
-    print("| update | " + " | ".join(head) + " |")
-    print("|---|" + "---|" * len(head))
-    for i, u in enumerate(checks):
-        cells = [f"{m[i]:.3f} [{lo[i]:.3f}, {hi[i]:.3f}]" for m, lo, hi in bands.values()]
-        for vals in ref_vals.values():
-            cells += [f"{vals[i]:.3f}", "yes" if first[1][i] <= vals[i] <= first[2][i] else "**no**"]
-        print(f"| {u} | " + " | ".join(cells) + " |")
-    print(f"\nFinal score = mean evaluation return over updates {final.start}-{final.stop - 1}, per run:\n")
-    print("| curve | runs | mean | standard error | per run |")
-    print("|---|---|---|---|---|")
-    per_task = {}
-    for name, runs in methods.items():
-        scores = np.array([column(c, None)[(updates(c) >= final.start) & (updates(c) < final.stop)].mean() for c in runs])
-        se = scores.std(ddof=1) / np.sqrt(len(scores)) if len(scores) > 1 else float("nan")
-        print(f"| {name} | {len(runs)} | {scores.mean():.3f} | {se:.3f} | " + ", ".join(f"{s:.3f}" for s in scores) + " |")
-        tasks = tasks_of(runs[0])
-        per_task[name] = (tasks, np.array([[column(c, t)[(updates(c) >= final.start) & (updates(c) < final.stop)].mean()
-                                            for t in tasks] for c in runs]))  # fmt: skip
-    for label, ref in refs.items():
-        m = (updates(ref) >= final.start) & (updates(ref) < final.stop)
-        print(f"| {label} | 1 | {column(ref, None)[m].mean():.3f} | | |")
-    print("\nIQM over runs x tasks of the per-task final scores [95% stratified-bootstrap CI], and the per-task means:\n")
-    tasks = next(iter(per_task.values()))[0]
-    print("| curve | IQM | mean | " + " | ".join(t.removeprefix("MiniGrid-") for t in tasks) + " |")
-    print("|---|---|---|" + "---|" * len(tasks))
-    for name, (_, scores) in per_task.items():
-        agg = aggregate(scores)
-        print(f"| {name} | {agg['iqm']} | {agg['mean']} | " + " | ".join(f"{v:.3f}" for v in scores.mean(0)) + " |")
-    for label, ref in refs.items():
-        m = (updates(ref) >= final.start) & (updates(ref) < final.stop)
-        print(f"| {label} | | {column(ref, None)[m].mean():.3f} | " + " | ".join(f"{column(ref, t)[m].mean():.3f}" if has(ref, t) else "-" for t in tasks) + " |")
+    tasks = tasks_of(next(iter(methods.values()))[0])
+    finals(methods, refs, final, tasks)
     if args.reach is not None:
         reach(methods, refs, tasks, args.reach)
     if args.timing:
         timing(args.runs)
+
+
+def bands(methods: dict[str, list[dict[str, np.ndarray]]], refs: dict[str, dict[str, np.ndarray]], checks: list[int],
+          every: int) -> None:  # fmt: skip
+    """The mean over tasks at every checked update, each method's band, and whether each reference
+    lies inside the first method's band."""
+    print(f"Mean evaluation return over tasks at every {every}th update: mean over seeds [95% bootstrap band];"
+          f" a reference is checked against the first method ({next(iter(methods))})'s band\n")
+    at = {name: mean_ci(np.stack([column(c, None)[np.searchsorted(updates(c), checks)] for c in runs]))
+          for name, runs in methods.items()}  # fmt: skip
+    ref_vals = {label: column(ref, None)[np.searchsorted(updates(ref), checks)] for label, ref in refs.items()}
+    _, lo, hi = next(iter(at.values()))
+    head = [f"{n} ({len(methods[n])} seeds)" for n in methods] + [h for label in refs for h in (label, "inside?")]
+    print("| update | " + " | ".join(head) + " |")
+    print("|---|" + "---|" * len(head))
+    for i, u in enumerate(checks):
+        cells = [f"{m[i]:.3f} [{a[i]:.3f}, {b[i]:.3f}]" for m, a, b in at.values()]
+        for vals in ref_vals.values():
+            cells += [f"{vals[i]:.3f}", "yes" if lo[i] <= vals[i] <= hi[i] else "**no**"]
+        print(f"| {u} | " + " | ".join(cells) + " |")
+
+
+def finals(methods: dict[str, list[dict[str, np.ndarray]]], refs: dict[str, dict[str, np.ndarray]], final: slice,
+           tasks: list[str]) -> None:  # fmt: skip
+    """Each run's final score, the mean and standard error per method; the IQM over runs x tasks."""
+    print(f"\nFinal score = mean evaluation return over updates {final.start}-{final.stop - 1}, per run:\n")
+    print("| curve | runs | mean | standard error | per run |")
+    print("|---|---|---|---|---|")
+    for name, runs in methods.items():
+        scores = np.array([final_score(c, final) for c in runs])
+        se = scores.std(ddof=1) / np.sqrt(len(scores)) if len(scores) > 1 else float("nan")
+        print(f"| {name} | {len(runs)} | {scores.mean():.3f} | {se:.3f} | " + ", ".join(f"{s:.3f}" for s in scores) + " |")
+    for label, ref in refs.items():
+        print(f"| {label} | 1 | {final_score(ref, final):.3f} | | |")
+    print("\nIQM over runs x tasks of the per-task final scores [95% stratified-bootstrap CI], and the per-task means:\n")
+    print("| curve | IQM | mean | " + " | ".join(t.removeprefix("MiniGrid-") for t in tasks) + " |")
+    print("|---|---|---|" + "---|" * len(tasks))
+    for name, runs in methods.items():
+        scores = np.array([[final_score(c, final, t) for t in tasks] for c in runs])
+        agg = aggregate(scores)
+        print(f"| {name} | {agg['iqm']} | {agg['mean']} | " + " | ".join(f"{v:.3f}" for v in scores.mean(0)) + " |")
+    for label, ref in refs.items():
+        cells = [f"{final_score(ref, final, t):.3f}" if has(ref, t) else "-" for t in tasks]
+        print(f"| {label} | | {final_score(ref, final):.3f} | " + " | ".join(cells) + " |")
 
 
 def reach(methods: dict[str, list[dict[str, np.ndarray]]], refs: dict[str, dict[str, np.ndarray]], tasks: list[str],

@@ -56,7 +56,7 @@ def orthonormal_mix(h: torch.Tensor, w: torch.Tensor, eps: float = 1e-8) -> torc
         raise ValueError(f"gram_schmidt needs k <= D, got k={k}, D={h.shape[-1]}")
     g = h @ h.transpose(-1, -2) + (eps * eps) * torch.eye(k, dtype=h.dtype, device=h.device)
     chol, info = torch.linalg.cholesky_ex(g)
-    if bool(info.any()):
+    if bool(info.any()):  # on CUDA one host sync per forward: the price of the exact fallback
         return (w.unsqueeze(-1) * gram_schmidt(h, eps)).sum(-2)
     a = torch.linalg.solve_triangular(chol.transpose(-1, -2), w.unsqueeze(-1), upper=True)  # [B, k, 1]
     return (a * h).sum(-2)
