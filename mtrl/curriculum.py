@@ -19,7 +19,7 @@ import numpy as np
 from mtrl.batch import Episodes, per_task_means
 from mtrl.config import CurriculumConfig
 from mtrl.errors import MtrlError
-from mtrl.registry import CURRICULA
+from mtrl.registry import CURRICULA, call_plugin
 
 
 @dataclass
@@ -271,6 +271,26 @@ def register_builtins() -> None:
 
 
 def make_curriculum(tasks: tuple[str, ...], cfg: CurriculumConfig) -> Curriculum:
-    """Build the registered curriculum `cfg.name` for these tasks."""
+    """Build the registered curriculum `cfg.name` for these tasks; a factory that raises, or returns
+    something without the `Curriculum` methods, is one MtrlError naming it."""
     assert cfg.name is not None
-    return CURRICULA.get(cfg.name)(tasks, cfg)
+    cur = call_plugin("curriculum", cfg.name, "its factory", CURRICULA.get(cfg.name), tasks, cfg)
+    missing = [m for m in ("probs", "update", "scores", "state_dict", "load_state_dict") if not callable(getattr(cur, m, None))]
+    if missing:
+        raise MtrlError(f"curriculum '{cfg.name}': its factory returned {type(cur).__name__}, which lacks "
+                        f"{', '.join(missing)} (expected the mtrl.curriculum.Curriculum methods)")  # fmt: skip
+    return cur
+
+
+def checked_probs(cur: Curriculum, name: str, num_tasks: int) -> np.ndarray:
+    """The curriculum's task probabilities, checked at the boundary: [K] finite, >= 0, sum 1."""
+    p = call_plugin("curriculum", name, "probs()", cur.probs)
+    try:
+        arr = np.asarray(p, np.float64)
+    except (TypeError, ValueError):
+        arr = np.full(0, np.nan)
+    if arr.shape != (num_tasks,) or not np.isfinite(arr).all() or (arr < 0).any() or abs(arr.sum() - 1) > 1e-6:
+        shown = np.array2string(arr, precision=4, threshold=8) if arr.size else repr(p)[:80]
+        raise MtrlError(f"curriculum '{name}': probs() returned {shown} (shape {arr.shape}); expected {num_tasks} "
+                        "finite non-negative probabilities that sum to 1")  # fmt: skip
+    return arr

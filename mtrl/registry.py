@@ -61,6 +61,18 @@ class Registry(Generic[T]):
                 warnings.warn(f"mtrl: skipping {self.group} plug-in '{ep.name}' ({ep.value}): {exc}", stacklevel=2)
 
 
+def call_plugin(kind: str, name: str, what: str, fn: Callable[..., T], *args: object) -> T:
+    """Call a plug-in's code; anything it raises other than MtrlError becomes one MtrlError line
+    that names the plug-in and the call, instead of a traceback mid-run."""
+    try:
+        return fn(*args)
+    except MtrlError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise MtrlError(f"{kind} '{name}': {what} raised {type(exc).__name__}: {first}") from None
+
+
 SUITES: Registry[Callable[[], object]] = Registry("suite", "mtrl.suites")
 CURRICULA: Registry[Callable[..., object]] = Registry("curriculum", "mtrl.curricula", plural="curricula")
 

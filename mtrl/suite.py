@@ -15,7 +15,7 @@ import numpy as np
 
 from mtrl.envguard import GuardedEnv
 from mtrl.errors import EnvError, MtrlError
-from mtrl.registry import SUITES
+from mtrl.registry import SUITES, call_plugin
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,7 @@ class TaskIdObservation(gym.ObservationWrapper):
 
 def get_suite(name: str) -> TaskSuite:
     """Build the registered suite `name` (from `register_suite` or the `mtrl.suites` entry points)."""
-    factory = SUITES.get(name)
-    suite = factory()
+    suite = call_plugin("suite", name, "its factory", SUITES.get(name))
     if not isinstance(suite, TaskSuite):
         raise MtrlError(f"suite factory for '{name}' returned {type(suite).__name__}, expected mtrl.suite.TaskSuite")
     return suite

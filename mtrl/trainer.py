@@ -21,11 +21,12 @@ from mtrl.algos.sac import SACAlgorithm
 from mtrl.checkpoint import list_checkpoints, load_latest, remove_partial_writes, save_checkpoint
 from mtrl.config import Config, save_config, to_dict
 from mtrl.curve import EvalCurve
-from mtrl.curriculum import make_curriculum, task_stats
+from mtrl.curriculum import checked_probs, make_curriculum, task_stats
 from mtrl.errors import CheckpointError, MtrlError
 from mtrl.evaluate import default_episodes, evaluate
 from mtrl.logger import Logger
 from mtrl.nn.policy import PolicySpec, build_policy, spec_for
+from mtrl.registry import call_plugin
 from mtrl.suite import TaskSuite, get_suite
 from mtrl.vector import check_fast_backend
 from mtrl.workers import WorkerPool
@@ -120,6 +121,7 @@ def train(cfg: Config) -> Path:
     else:
         algo = GRPOAlgorithm(policy, cfg, suite.tasks, suite.reports_success, device, guard)
     gen = torch.Generator().manual_seed(cfg.seed)
+    cur_name = cfg.curriculum.name or ""
     curriculum = make_curriculum(suite.tasks, cfg.curriculum) if cfg.curriculum.name else None
     run_dir = _run_dir(cfg)  # only now, so that a bad config leaves nothing behind
     env_steps = iteration = 0
@@ -155,7 +157,8 @@ def train(cfg: Config) -> Path:
                    "iteration": iteration, "spec": dataclasses.asdict(spec), "tasks": list(suite.tasks),
                    "config": json.dumps(to_dict(cfg)), "rng_torch": torch.get_rng_state(),
                    "rng_learner": gen.get_state(), "faults": dict(faults), "task_steps": task_steps,
-                   "curriculum": curriculum.state_dict() if curriculum is not None else None,
+                   "curriculum": call_plugin("curriculum", cur_name, "state_dict()", curriculum.state_dict)
+                   if curriculum is not None else None,
                    "collector": pool.state_dict(), "eval_done": curve.done if curve is not None else None}  # fmt: skip
         logger.flush()
         return save_checkpoint(run_dir, payload, env_steps, cfg.train.keep_checkpoints)
@@ -193,7 +196,7 @@ def train(cfg: Config) -> Path:
             if cfg.ppo.anneal_lr:
                 algo.set_lr_fraction(1.0 - env_steps / cfg.train.total_steps)
             if curriculum is not None:
-                algo.task_probs = curriculum.probs()
+                algo.task_probs = checked_probs(curriculum, cur_name, suite.num_tasks)
             it = algo.iterate(pool, gen)
             task_steps += torch.as_tensor(it.task_steps)
             env_steps += it.env_steps
@@ -205,9 +208,10 @@ def train(cfg: Config) -> Path:
             logger.log_faults(env_steps, faults)
             logger.log_task_steps(env_steps, task_steps.numpy())
             if curriculum is not None:
-                curriculum.update(task_stats(iteration, it.episodes, it.task_abs_adv, suite.num_tasks,
-                                             suite.reports_success, algo.task_weights()))  # fmt: skip
-                logger.log_curriculum(env_steps, algo.task_probs, curriculum.scores())
+                stats = task_stats(iteration, it.episodes, it.task_abs_adv, suite.num_tasks, suite.reports_success,
+                                   algo.task_weights())  # fmt: skip
+                call_plugin("curriculum", cur_name, "update()", curriculum.update, stats)
+                logger.log_curriculum(env_steps, algo.task_probs, call_plugin("curriculum", cur_name, "scores()", curriculum.scores))
             logger.log_iteration(env_steps, it.env_steps, it.episodes, it.losses,
                                  it.env_steps / (time.perf_counter() - t0), suite.reports_success, it.scalars)  # fmt: skip
             evaluate_on_schedule()

@@ -164,6 +164,33 @@ def test_a_registered_curriculum_is_used_by_training(tmp_path):
     assert calls == list(range(1, len(calls) + 1)) and len(calls) >= 3
 
 
+class WrongShape(Uniform):
+    def probs(self):
+        return np.ones(2) / 2  # the toy suite has 3 tasks
+
+
+class Raises(Uniform):
+    def update(self, stats):
+        raise ZeroDivisionError("division by zero")
+
+
+@pytest.mark.parametrize("factory, match", [
+    (WrongShape, r"curriculum 'bad-test': probs\(\) returned \[0.5 0.5\] \(shape \(2,\)\); expected 3 finite"),
+    (Raises, r"curriculum 'bad-test': update\(\) raised ZeroDivisionError: division by zero"),
+    (lambda tasks, cfg: object(), r"curriculum 'bad-test': its factory returned object, which lacks probs, update"),
+    (lambda tasks, cfg: 1 / 0, r"curriculum 'bad-test': its factory raised ZeroDivisionError"),
+])  # fmt: skip
+def test_a_malformed_curriculum_plugin_stops_with_one_line_naming_it(tmp_path, factory, match):
+    register_curriculum("bad-test", factory, overwrite=True)
+    try:
+        with pytest.raises(mtrl.MtrlError, match=match) as info:
+            train(load_config(TOY, [f"run_dir={tmp_path}", "rollout.workers=0", "curriculum.name=bad-test",
+                                    "rollout.steps_per_env=16", "train.total_steps=600", "train.eval_episodes=0"]))  # fmt: skip
+    finally:
+        CURRICULA._items.pop("bad-test")
+    assert "\n" not in str(info.value)
+
+
 def test_unknown_curriculum_is_a_clean_error():
     with pytest.raises(UnknownNameError, match="did you mean 'plr'"):
         load_config(TOY, ["curriculum.name=plrr"])

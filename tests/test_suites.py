@@ -11,7 +11,9 @@ import pytest
 import mtrl
 from mtrl.errors import MtrlError, UnknownNameError
 from mtrl.nn.policy import spec_for
+from mtrl.registry import SUITES
 from mtrl.rollout import Collector
+from mtrl.suite import get_suite
 from tests.conftest import run_cli
 
 
@@ -83,6 +85,18 @@ def test_suite_rejects_a_mismatched_env():
     env = suite.make_env(0, 0)
     with pytest.raises(MtrlError, match=r"observation of shape \(4,\); the suite declares \(3,\)"):
         env.reset(seed=0)
+
+
+def test_a_suite_factory_that_raises_is_one_line_naming_it():
+    def broken():
+        raise KeyError("missing asset")
+
+    mtrl.register_suite("broken-test", broken, overwrite=True)
+    try:
+        with pytest.raises(MtrlError, match=r"^suite 'broken-test': its factory raised KeyError: 'missing asset'$"):
+            get_suite("broken-test")
+    finally:
+        SUITES._items.pop("broken-test")
 
 
 def test_third_party_suite_via_entry_point(tmp_path):
