@@ -107,7 +107,7 @@ def _build_envpool(tasks: tuple[str, ...], task: int, seeds: list[int]) -> Any:
     env_id = envpool_id(tasks[task])
     if env_id not in envpool.list_all_envs():
         return None
-    from mtrl.vector import EnvpoolBatch
+    from mtrl.env.envpool import EnvpoolBatch
 
     pool = envpool.make_gymnasium(env_id, num_envs=len(seeds), env_seed=list(seeds), partially_observable=False,
                                   max_episode_steps=HORIZON)  # fmt: skip

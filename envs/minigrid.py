@@ -52,7 +52,7 @@ def _build_envpool(tasks: tuple[str, ...], task: int, seeds: list[int]) -> Any:
         return None
     if tasks[task] not in envpool.list_all_envs():
         return None
-    from mtrl.vector import EnvpoolBatch
+    from mtrl.env.envpool import EnvpoolBatch
 
     pool = envpool.make_gymnasium(tasks[task], num_envs=len(seeds), env_seed=list(seeds))
     # success = a rewarded termination (the goal), as SuccessInfo defines it for the Python envs

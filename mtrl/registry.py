@@ -1,15 +1,18 @@
-"""Named registries for plug-ins: suites and curricula.
+"""Named registries for plug-ins: suites, curricula, algorithms and architectures.
 
-Built-in and third-party packages use the same two routes: call `register_suite` directly, or
-expose a zero-argument callable in the entry-point group `mtrl.suites` that calls it.
+Built-in and third-party packages use the same two routes: call `register_suite` (`register_algo`,
+`register_arch`, ...) directly, or expose a zero-argument callable in the entry-point group
+(`mtrl.suites`, `mtrl.curricula`, `mtrl.algos`, `mtrl.archs`) that calls it. The contract of each
+plug-in kind is in docs/ARCHITECTURE.md; what a plug-in returns is checked where mtrl receives it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from mtrl.errors import MtrlError, UnknownNameError, did_you_mean
 
@@ -75,6 +78,12 @@ def call_plugin(kind: str, name: str, what: str, fn: Callable[..., T], *args: ob
 
 SUITES: Registry[Callable[[], object]] = Registry("suite", "mtrl.suites")
 CURRICULA: Registry[Callable[..., object]] = Registry("curriculum", "mtrl.curricula", plural="curricula")
+ALGOS: Registry[type] = Registry("algorithm", "mtrl.algos", plural="algos")
+ARCHS: Registry[ArchEntry] = Registry("architecture", "mtrl.archs", plural="archs")
+
+# what every registered algorithm class declares (mtrl.algos.base.Algorithm)
+ALGO_ATTRIBUTES = {"section": (str, type(None)), "collector": str, "policy_kind": str, "greedy_eval": bool}
+ALGO_METHODS = ("check_config", "requests", "learn", "set_progress", "task_weights", "state_dict", "load_state_dict")
 
 
 def register_suite(name: str, factory: Callable[[], object], *, overwrite: bool = False) -> None:
@@ -82,3 +91,34 @@ def register_suite(name: str, factory: Callable[[], object], *, overwrite: bool 
     if not callable(factory):
         raise MtrlError(f"register_suite('{name}', ...) needs a callable factory, got {type(factory).__name__}")
     SUITES.register(name, factory, overwrite=overwrite)
+
+
+def register_algo(name: str, cls: type, *, overwrite: bool = False) -> None:
+    """Register an algorithm class (the `mtrl.algos.base.Algorithm` protocol), for `algo: NAME`."""
+    missing = [a for a in ALGO_METHODS if not callable(getattr(cls, a, None))]
+    wrong = [f"{a} ({' or '.join(t.__name__ for t in (kinds if isinstance(kinds, tuple) else (kinds,)))})"
+             for a, kinds in ALGO_ATTRIBUTES.items() if not isinstance(getattr(cls, a, None), kinds)]  # fmt: skip
+    if not isinstance(cls, type) or missing or wrong:
+        raise MtrlError(f"register_algo('{name}', {getattr(cls, '__name__', cls)!r}): an algorithm class needs the "
+                        f"methods {', '.join(missing) or '-'} and the class attributes {', '.join(wrong) or '-'} "
+                        "(see mtrl.algos.base.Algorithm)")  # fmt: skip
+    ALGOS.register(name, cls, overwrite=overwrite)
+
+
+class ArchEntry(NamedTuple):
+    """A registered architecture: `build(spec, out_dim, out_gain)` -> a torch module mapping
+    (obs [B, *obs_shape], task_id [B]) to [B, out_dim]; `options`: a dataclass of its own
+    hyperparameters, the config section policy.<name> (None: it has none)."""
+
+    build: Callable[..., Any]
+    options: type | None = None
+
+
+def register_arch(name: str, build: Callable[..., Any], options: type | None = None, *, overwrite: bool = False) -> None:
+    """Register an architecture for `policy.arch: NAME` (see `ArchEntry`; docs/ARCHITECTURE.md)."""
+    if not callable(build):
+        raise MtrlError(f"register_arch('{name}', ...) needs a callable builder, got {type(build).__name__}")
+    if options is not None and not dataclasses.is_dataclass(options):
+        raise MtrlError(f"register_arch('{name}', ..., options={options!r}): options must be a dataclass (its fields "
+                        f"become the config keys policy.{name}.*)")  # fmt: skip
+    ARCHS.register(name, ArchEntry(build, options), overwrite=overwrite)

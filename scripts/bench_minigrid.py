@@ -128,9 +128,9 @@ def main() -> None:
     if not args.aggregate_only:
         from tqdm import tqdm
 
-        from mtrl.schema import RayConfig
-        from mtrl.sweep import Sweep
-        from mtrl.workers import init_ray
+        from mtrl.config.schema import RayConfig
+        from mtrl.run.sweep import Sweep
+        from mtrl.collect.ray import init_ray
 
         ray, _ = init_ray(RayConfig(num_cpus=max(1, args.parallel)), 1)
         sweep = Sweep(methods, sorted(set(args.seeds)), args.out, args.overrides)

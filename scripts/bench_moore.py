@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from mtrl.nn.moore import gram_schmidt, make_mixture
-from mtrl.nn.policy import PolicySpec, build_policy
+from mtrl.nn.network import PolicySpec
+from mtrl.nn.policy import build_policy
 
 
 class LoopMixture(nn.Module):

@@ -20,8 +20,8 @@ import torch
 from mtrl.algos.sac import SACLearner
 from mtrl.config import load_config
 from mtrl.nn.policy import build_policy
-from mtrl.suite import get_suite
-from mtrl.trainer import policy_spec
+from mtrl.env.suite import get_suite
+from mtrl.run.trainer import policy_spec
 
 
 def time_update(arch: str, tasks: int, batch_per_task: int, device: torch.device, reps: int) -> float:

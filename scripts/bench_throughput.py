@@ -37,7 +37,8 @@ SAME_AS_RLLIB = {"minigrid-mt3": ["policy.arch=mlp"],
 def raw_env(suite_name: str, backend: str, steps: int, slots: int) -> dict:
     """Random-action env steps/s of `slots` env slots stepped together in this process."""
     import mtrl
-    from mtrl.suite import make_vector_env, slot_tasks
+    from mtrl.env.vector import make_vector_env
+    from mtrl.env.suite import slot_tasks
 
     suite = mtrl.get_suite(suite_name)
     envs = make_vector_env(suite, slot_tasks(suite.num_tasks, slots), list(range(slots)), "next_step", None, backend)
@@ -61,8 +62,8 @@ def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool) ->
     from mtrl.algos.ppo import PPOLearner, make_batch, ppo_loss
     from mtrl.config import load_config
     from mtrl.nn.policy import build_policy
-    from mtrl.trainer import policy_spec
-    from mtrl.workers import WorkerPool
+    from mtrl.run.trainer import policy_spec
+    from mtrl.collect.pool import WorkerPool
     from rllib_peer import tree_pss_mb
 
     cfg = load_config(HERE.parent / CONFIGS[suite_name], overrides)

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mtrl.curve import read_curve, read_references
+from mtrl.eval.curve import read_curve, read_references
 from mtrl.errors import MtrlError
-from mtrl.report import expand_targets
-from mtrl.stats import aggregate, mean_ci
+from mtrl.eval.report import expand_targets
+from mtrl.eval.stats import aggregate, mean_ci
 
 
 def load_runs(targets: list[str]) -> dict[str, list[dict[str, np.ndarray]]]:
@@ -159,7 +159,7 @@ def reach(methods: dict[str, list[dict[str, np.ndarray]]], refs: dict[str, dict[
 
 def timing(targets: list[str]) -> None:
     """Mean seconds per update of each phase, over the runs of each method that logged them."""
-    from mtrl.plot import read_run
+    from mtrl.eval.plot import read_run
 
     phases = ("perf/collect_s", "perf/advantages_s", "perf/update_s", "perf/eval_s")
     rows: dict[str, list[list[float]]] = {}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtrl.checkpoint import list_checkpoints, load_latest
+from mtrl.run.checkpoint import list_checkpoints, load_latest
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,8 +27,8 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300, env: dict |
 def train_interrupted(monkeypatch: pytest.MonkeyPatch, after: int, cfg) -> None:  # noqa: ANN001 - a mtrl Config
     """Train `cfg` and stop it like Ctrl-C right after iteration `after` has been logged (before
     that iteration's evaluation and checkpoint); the trainer saves a checkpoint on the way out."""
-    from mtrl.logger import Logger
-    from mtrl.trainer import train
+    from mtrl.run.logger import Logger
+    from mtrl.run.trainer import train
 
     calls = {"n": 0}
     log_iteration = Logger.log_iteration

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mtrl.advantage import gae, task_normalize
+from mtrl.data.advantage import gae, task_normalize
 
 
 def _gae(rewards, values, last, term, trunc, boot, gamma=0.9, lam=0.8):

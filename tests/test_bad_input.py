@@ -12,10 +12,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mtrl.cli import main
+from mtrl.run.cli import main
 from mtrl.config import load_config
 from mtrl.errors import MtrlError
-from mtrl.trainer import train
+from mtrl.run.trainer import train
 from tests.conftest import ROOT
 
 TOY = str(ROOT / "configs/toy_mtppo.yaml")
@@ -78,7 +78,7 @@ CASES = [
     # names
     ("unknown suite", ["train", TOY, "env.suite=minigrid-mt4"], "unknown suite 'minigrid-mt4'"),
     ("unknown Meta-World task", ["train", TOY, "env.suite=metaworld-mt1-fly-v3"], "metaworld-mt1-fly-v3"),
-    ("unknown algorithm", ["train", TOY, "algo=dqn"], "algo: expected one of"),
+    ("unknown algorithm", ["train", TOY, "algo=dqn"], "algo: unknown algorithm .dqn."),
     ("unknown curriculum", ["train", TOY, "curriculum.name=nope"], "unknown curriculum 'nope'"),
     ("unknown arch", ["train", TOY, "policy.arch=transformer"], "policy.arch: expected one of"),
     # checkpoints

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mtrl.cli import main
+from mtrl.run.cli import main
 from mtrl.config import load_config
-from mtrl.trainer import train
+from mtrl.run.trainer import train
 
 DATA = Path(__file__).resolve().parent / "data"
 ROOT = DATA.parents[1]

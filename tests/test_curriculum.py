@@ -10,14 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mtrl
-from mtrl.checkpoint import load_latest
+from mtrl.run.checkpoint import load_latest
 from mtrl.config import CurriculumConfig, load_config
 from mtrl.curriculum import TaskStats, Uniform, make_curriculum, register_curriculum
 from mtrl.errors import UnknownNameError
 from mtrl.nn.policy import build_policy
 from mtrl.registry import CURRICULA
-from mtrl.trainer import policy_spec, train
-from mtrl.workers import WorkerPool
+from mtrl.run.trainer import policy_spec, train
+from mtrl.collect.pool import WorkerPool
 from tests.conftest import ROOT, run_cli
 
 TOY = ROOT / "configs/toy_mtppo.yaml"

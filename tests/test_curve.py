@@ -7,9 +7,9 @@ import csv
 import pytest
 import torch
 
-from mtrl.checkpoint import load_latest
+from mtrl.run.checkpoint import load_latest
 from mtrl.config import load_config
-from mtrl.trainer import train
+from mtrl.run.trainer import train
 from tests.conftest import ROOT, run_cli, train_interrupted
 
 TOY = ROOT / "configs/toy_mtppo.yaml"

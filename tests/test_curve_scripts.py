@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mtrl.curve import read_curve
+from mtrl.eval.curve import read_curve
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("MiniGrid-LavaGapS7-v0", "MiniGrid-RedBlueDoors-6x6-v0", "MiniGrid-MemoryS11-v0")

@@ -9,9 +9,10 @@ import pytest
 import mtrl
 from mtrl.config import load_config
 from mtrl.errors import MtrlError
-from mtrl.suite import make_vector_env, slot_tasks
-from mtrl.trainer import train
-from mtrl.vector import check_fast_backend
+from mtrl.env.vector import make_vector_env
+from mtrl.env.suite import slot_tasks
+from mtrl.run.trainer import train
+from mtrl.env.envpool import check_fast_backend
 from tests.conftest import ROOT
 
 pytest.importorskip("envpool")
@@ -92,7 +93,7 @@ def test_training_on_envpool(tmp_path):
         "env.backend=envpool", "rollout.autoreset_mode=next_step", f"run_dir={tmp_path}", "rollout.workers=0", "rollout.num_envs=6",
         "rollout.steps_per_env=32", "train.total_steps=600", "train.eval_episodes=1", "policy.hidden=16",
     ])  # fmt: skip
-    from mtrl.checkpoint import load_latest
+    from mtrl.run.checkpoint import load_latest
 
     _, ckpt = load_latest(train(cfg))
     assert ckpt["env_steps"] >= 600

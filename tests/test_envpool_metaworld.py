@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import mtrl
-from mtrl.suite import make_vector_env
+from mtrl.env.vector import make_vector_env
 
 pytest.importorskip("envpool")
 pytest.importorskip("metaworld")

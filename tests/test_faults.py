@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 import mtrl
-from mtrl.checkpoint import load_latest
+from mtrl.run.checkpoint import load_latest
 from mtrl.config import load_config
 from mtrl.errors import EnvError
-from mtrl.nn.policy import PolicySpec
-from mtrl.rollout import Collector
-from mtrl.trainer import train
+from mtrl.nn.network import PolicySpec
+from mtrl.collect.fragments import Collector
+from mtrl.run.trainer import train
 from tests.conftest import ROOT
 
 EPISODE = 10

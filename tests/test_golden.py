@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from mtrl.checkpoint import load_latest
+from mtrl.run.checkpoint import load_latest
 from mtrl.config import load_config
-from mtrl.trainer import train
+from mtrl.run.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden.json"

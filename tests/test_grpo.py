@@ -9,17 +9,18 @@ import pytest
 import torch
 
 import mtrl
-from mtrl.advantage import group_relative, zero_variance_groups
+from mtrl.data.advantage import group_relative, zero_variance_groups
 from mtrl.algos.grpo import GroupBatch, grpo_loss
 from mtrl.algos.mt_grpo import GroupSampler, TaskWeights, inflation, iwu_gradient
-from mtrl.batch import Episodes, Groups, rank_within
-from mtrl.checkpoint import load_latest
+from mtrl.data.batch import Episodes, Groups
+from mtrl.data.reduce import rank_within
+from mtrl.run.checkpoint import load_latest
 from mtrl.config import MTGRPOConfig, PPOConfig, load_config
 from mtrl.errors import ConfigError
-from mtrl.group_rollout import GroupCollector
+from mtrl.collect.groups import GroupCollector
 from mtrl.nn.policy import build_policy
-from mtrl.suite import get_suite
-from mtrl.trainer import policy_spec, train
+from mtrl.env.suite import get_suite
+from mtrl.run.trainer import policy_spec, train
 from tests.conftest import ROOT
 
 TOY = ROOT / "configs/toy_mtppo.yaml"
@@ -145,9 +146,9 @@ def test_group_members_start_from_the_same_state_on_real_minigrid():
     """MiniGrid-MemoryS11 places the cue object and the agent at random: the seed decides."""
     suite = get_suite("minigrid-mt3")
     cfg = load_config(ROOT / "configs/minigrid_mt3_grpo.yaml")
-    collector = GroupCollector(suite, policy_spec(cfg, suite), group_size=4, max_episode_steps=6)
+    collector = GroupCollector(suite, policy_spec(cfg, suite), max_episode_steps=6)
     tasks, seeds = np.array([2, 2, 2, 0]), np.array([11, 12, 13, 11])
-    groups = collector.collect(tasks, seeds, np.array([5, 6, 7, 8]))
+    groups = collector.collect(tasks, seeds, np.array([5, 6, 7, 8]), 4)
     first = groups.obs[np.r_[0, np.flatnonzero(np.diff(groups.episode)) + 1]]  # each episode's first observation
     assert len(first) == 16 and groups.group.tolist() == np.repeat([5, 6, 7, 8], 4).tolist()
     per_group = first.reshape(4, 4, -1)
@@ -201,10 +202,10 @@ def test_group_starts_on_real_metaworld_depend_only_on_the_seed():
     pytest.importorskip("metaworld")
     suite = get_suite("metaworld-mt1-pick-place-v3")
     cfg = load_config(TOY, ["env.suite=metaworld-mt1-pick-place-v3", "policy.arch=mlp"])
-    collector = GroupCollector(suite, policy_spec(cfg, suite), group_size=3, max_episode_steps=4)
+    collector = GroupCollector(suite, policy_spec(cfg, suite), max_episode_steps=4)
 
     def starts(seeds: list[int]) -> np.ndarray:
-        groups = collector.collect(np.zeros(len(seeds), np.int64), np.array(seeds), np.arange(len(seeds)))
+        groups = collector.collect(np.zeros(len(seeds), np.int64), np.array(seeds), np.arange(len(seeds)), 3)
         return groups.obs[::4].reshape(len(seeds), 3, -1)  # 4 steps per episode: every 4th row is a start
 
     first = starts([1, 2])
@@ -228,4 +229,4 @@ def test_an_episode_that_never_ends_stops_group_collection_with_a_clear_error(mo
         observation_space=gym.spaces.Box(-1.0, 1.0, (2,), np.float32), action_space=gym.spaces.Box(-1.0, 1.0, (1,), np.float32))
     spec = spec_for((2,), suite.action_space, 1, "mlp", 16, 1)
     with pytest.raises(EnvError, match="task 'forever': an episode ran 50 steps without ending"):
-        GroupCollector(suite, spec, group_size=2).collect(np.array([0]), np.array([1]), np.array([0]))
+        GroupCollector(suite, spec).collect(np.array([0]), np.array([1]), np.array([0]), 2)

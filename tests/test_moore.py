@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mtrl.nn.moore import gram_schmidt, make_mixture, orthonormal_mix
-from mtrl.nn.policy import PolicySpec, build_policy
+from mtrl.nn.network import PolicySpec
+from mtrl.nn.policy import build_policy
 
 
 def sign_fixed_q(h: torch.Tensor) -> torch.Tensor:

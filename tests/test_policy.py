@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtrl.nn.policy import PolicySpec, build_policy
+from mtrl.nn.network import PolicySpec
+from mtrl.nn.policy import build_policy
 
 
 @pytest.mark.parametrize("arch", ["mlp", "multihead"])

@@ -16,8 +16,8 @@ from mtrl.config import PPOConfig, load_config
 from mtrl.errors import ConfigError
 from mtrl.nn.layers import TaskHeads
 from mtrl.nn.policy import build_policy, spec_for
-from mtrl.rollout import Collector
-from mtrl.suite import get_suite
+from mtrl.collect.fragments import Collector
+from mtrl.env.suite import get_suite
 from tests.conftest import ROOT
 
 PAPER = sorted((ROOT / "configs/moore_paper").glob("*.yaml"))
@@ -86,7 +86,7 @@ def test_separate_critic_iteration_fits_critic_before_policy_on_returns_of_the_o
     monkeypatch.setattr(algo.critic_learner, "update", lambda *a, **k: (order.append("critic"), critic_update(*a, **k))[1])
     monkeypatch.setattr(algo.learner, "update", lambda *a, **k: (order.append("policy"), actor_update(*a, **k))[1])
     suite = get_suite("minigrid-mt3")
-    from mtrl.workers import WorkerPool
+    from mtrl.collect.pool import WorkerPool
 
     run_cfg = load_config(ROOT / "configs/moore_paper/minigrid_mt3_moore.yaml", ["rollout.steps_per_env=40"])
     pool = WorkerPool(suite, policy.spec, run_cfg, seed=0)
@@ -128,7 +128,7 @@ def test_reset_each_fragment_starts_every_fragment_with_fresh_episodes():
     """Real MiniGrid: with the option each fragment starts from the reset of every slot's next
     episode (seeded as `mtrl.slot_state` derives it) and no episode of it is longer than the
     fragment; without it the second fragment continues from where the first stopped."""
-    from mtrl.slot_state import episode_seed
+    from mtrl.env.slot_state import episode_seed
 
     suite, spec, seeds = get_suite("minigrid-mt3"), _policy().spec, [11, 12, 13]
     for reset in (True, False):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from mtrl.checkpoint import load_latest
+from mtrl.run.checkpoint import load_latest
 from mtrl.config import load_config
-from mtrl.trainer import train
+from mtrl.run.trainer import train
 from tests.conftest import ROOT, train_interrupted
 
 
@@ -63,7 +63,7 @@ def test_interrupt_then_resume_is_bit_exact(case, tmp_path, monkeypatch):
 
 
 def _newest_steps(run) -> int:
-    from mtrl.checkpoint import list_checkpoints
+    from mtrl.run.checkpoint import list_checkpoints
 
     return int(load_latest(run)[1]["env_steps"]) if list_checkpoints(run) else 0
 
@@ -116,7 +116,7 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path):
     import sys
     import time
 
-    from mtrl.checkpoint import list_checkpoints, remove_partial_writes, save_checkpoint
+    from mtrl.run.checkpoint import list_checkpoints, remove_partial_writes, save_checkpoint
 
     payload = {"policy": {}, "optimizer": {}, "env_steps": 100, "iteration": 1, "spec": {}, "tasks": [], "config": "{}",
                "rng_torch": torch.zeros(1), "rng_learner": torch.zeros(1)}  # fmt: skip
@@ -139,7 +139,7 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path):
 
 
 def test_nonfinite_steps_are_skipped_counted_and_stop_the_run():
-    from mtrl.algos import NonFiniteGuard
+    from mtrl.algos.base import NonFiniteGuard
     from mtrl.errors import MtrlError
 
     w = torch.nn.Parameter(torch.ones(3))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from mtrl.config import load_config
-from mtrl.stats import aggregate, mean_ci
-from mtrl.trainer import train
+from mtrl.eval.stats import aggregate, mean_ci
+from mtrl.run.trainer import train
 from tests.conftest import ROOT, run_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -110,9 +110,9 @@ def test_plot_and_eval_errors_are_one_clean_line(toy_runs, tmp_path):
 
 def test_eval_is_deterministic_given_the_seed(toy_runs):
     """Same seed, same numbers; Ray workers give these same numbers too (tests/test_workers.py)."""
-    from mtrl.checkpoint import load_latest
-    from mtrl.evaluate import evaluate
-    from mtrl.trainer import policy_from_checkpoint
+    from mtrl.run.checkpoint import load_latest
+    from mtrl.eval.evaluate import evaluate
+    from mtrl.run.checkpoint import policy_from_checkpoint
 
     import torch
 

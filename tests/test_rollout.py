@@ -10,7 +10,8 @@ import torch
 import mtrl
 from mtrl.nn.policy import build_policy, spec_for
 from mtrl.algos.ppo import fragment_values
-from mtrl.rollout import Collector, actor_weights
+from mtrl.collect.fragments import Collector
+from mtrl.nn.weights import actor_weights
 
 HORIZON = 5
 
@@ -85,7 +86,7 @@ def test_episode_stats_add_up_across_fragments(mode):
     finished = sum(f.episodes.ret.sum() for f in frags)
     assert finished <= rewards + 1e-6
     assert rewards - finished <= c._ep_ret.sum() + 1e-6  # the rest belongs to unfinished episodes
-    ep = mtrl.batch.Episodes.concat([f.episodes for f in frags])
+    ep = mtrl.data.batch.Episodes.concat([f.episodes for f in frags])
     assert ((ep.success == 1) == (ep.ret == 8)).all()
 
 

@@ -10,9 +10,9 @@ import torch
 
 from mtrl.algos.sac import SACLearner, alpha_loss
 from mtrl.errors import ConfigError
-from mtrl.nn.policy import PolicySpec
+from mtrl.nn.network import PolicySpec
 from mtrl.nn.sac import SACActor, TwinQ
-from mtrl.replay import TaskReplay
+from mtrl.data.replay import TaskReplay
 
 
 def test_alpha_gradient_worked_case_and_no_cross_task_gradient():
@@ -88,9 +88,9 @@ def test_fragment_transitions_pair_each_step_with_its_true_next_observation(auto
     """toy-point's observation carries t / 20, so s' must always be one tick after s, also at the
     20-step truncations (from the recorded final observation) and after the fragment's last step."""
     from mtrl.algos.sac import fragment_transitions
-    from mtrl.rollout import Collector
-    from mtrl.suite import get_suite
-    from mtrl.trainer import policy_spec
+    from mtrl.collect.fragments import Collector
+    from mtrl.env.suite import get_suite
+    from mtrl.run.trainer import policy_spec
     from mtrl.config import load_config
     from tests.conftest import ROOT
 
@@ -109,7 +109,7 @@ def test_sac_learns_the_continuous_toy_within_3k_steps(tmp_path):
     """Random actions score about -12 per episode, heading the wrong way about -28, reaching and
     holding the goal about -1: the greedy policy must head for each task's own goal."""
     from mtrl.config import load_config
-    from mtrl.trainer import train
+    from mtrl.run.trainer import train
     from tests.conftest import ROOT
     import json
 
@@ -122,7 +122,7 @@ def test_sac_learns_the_continuous_toy_within_3k_steps(tmp_path):
 
 def test_metaworld_seeds_pick_goal_variants_for_the_v3_evaluation_protocol():
     pytest.importorskip("metaworld")
-    from mtrl.suite import get_suite
+    from mtrl.env.suite import get_suite
 
     suite = get_suite("metaworld-mt1-reach-v3")
     seeds = suite.eval_seeds(50, 7)

@@ -12,8 +12,8 @@ import mtrl
 from mtrl.errors import MtrlError, UnknownNameError
 from mtrl.nn.policy import spec_for
 from mtrl.registry import SUITES
-from mtrl.rollout import Collector
-from mtrl.suite import get_suite
+from mtrl.collect.fragments import Collector
+from mtrl.env.suite import get_suite
 from tests.conftest import run_cli
 
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 import yaml
 
-from mtrl.checkpoint import list_checkpoints, load_latest
+from mtrl.run.checkpoint import list_checkpoints, load_latest
 from mtrl.config import load_config
 from mtrl.errors import MtrlError
-from mtrl.sweep import parse_seeds
-from mtrl.trainer import train
+from mtrl.run.sweep import parse_seeds
+from mtrl.run.trainer import train
 from tests.conftest import ROOT, run_cli, two_node_cluster
 
 SHARED = ["train.eval_episodes=2", "rollout.num_envs=6", "rollout.steps_per_env=20"]

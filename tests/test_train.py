@@ -9,10 +9,10 @@ import pytest
 import torch
 import yaml
 
-from mtrl.checkpoint import list_checkpoints, load_checkpoint, load_latest
+from mtrl.run.checkpoint import list_checkpoints, load_checkpoint, load_latest
 from mtrl.config import load_config
 from mtrl.errors import CheckpointError, MtrlError
-from mtrl.trainer import train
+from mtrl.run.trainer import train
 from tests.conftest import ROOT, run_cli
 
 TOY = ROOT / "configs/toy_mtppo.yaml"
@@ -120,7 +120,7 @@ def test_eval_cli_prints_table_and_json(tmp_path, toy_overrides):
 def test_checkpoints_from_before_a_new_spec_field_still_resume(tmp_path, toy_overrides):
     """A checkpoint whose policy spec lacks a field added later (PolicySpec.kind) resumes with the
     field's default; a spec with a field mtrl does not know is a clean CheckpointError."""
-    from mtrl.checkpoint import save_checkpoint
+    from mtrl.run.checkpoint import save_checkpoint
 
     run = train(load_config(TOY, toy_overrides + ["train.total_steps=500", "train.eval_episodes=0"]))
     _, ckpt = load_latest(run)

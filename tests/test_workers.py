@@ -12,9 +12,9 @@ import torch
 
 import mtrl
 from mtrl.config import load_config
-from mtrl.trainer import policy_spec, train
+from mtrl.run.trainer import policy_spec, train
 from mtrl.nn.policy import build_policy
-from mtrl.workers import WorkerPool
+from mtrl.collect.pool import WorkerPool
 from tests.conftest import ROOT, two_node_cluster
 
 pytest.importorskip("ray")
@@ -53,14 +53,14 @@ def test_ray_and_in_process_batches_agree_in_shape_and_tasks(autoreset):
 def test_training_with_two_pipelined_ray_workers(tmp_path):
     run = train(load_config(TOY, [f"run_dir={tmp_path}", "rollout.workers=2", "rollout.pipeline=true", "train.total_steps=3000",
                                   "train.checkpoint_every=1", "train.eval_episodes=2"]))  # fmt: skip
-    from mtrl.checkpoint import load_latest
+    from mtrl.run.checkpoint import load_latest
 
     _, ckpt = load_latest(run)
     assert ckpt["env_steps"] >= 3000
     assert list((run / "tb").glob("events.out.tfevents.*")) and (run / "eval.json").is_file()
     # the final evaluation ran on the Ray workers; in-process it gives exactly the same numbers
-    from mtrl.evaluate import evaluate
-    from mtrl.trainer import policy_from_checkpoint
+    from mtrl.eval.evaluate import evaluate
+    from mtrl.run.checkpoint import policy_from_checkpoint
 
     policy, suite, _ = policy_from_checkpoint(ckpt, torch.device("cpu"))
     local = evaluate(policy, suite, 2, seed=0).to_json()
@@ -106,10 +106,10 @@ def test_ray_workers_run_whole_groups_with_the_learners_group_ids():
                                                                  "env.max_episode_steps=12"])  # fmt: skip
     suite = mtrl.get_suite(cfg.env.suite)
     spec = policy_spec(cfg, suite)
-    pool = WorkerPool(suite, spec, cfg, seed=0)
+    pool = WorkerPool(suite, spec, cfg, seed=0, collector="groups")
     try:
         tasks, seeds, ids = np.array([0, 1, 2, 2, 1]), np.array([3, 4, 5, 6, 4]), np.array([10, 11, 12, 13, 14])
-        groups = pool.collect_groups(build_policy(spec), tasks, seeds, ids)
+        groups = pool.collect_groups(build_policy(spec), tasks, seeds, ids, 3)
         assert len(set(pool.node_ids())) == 1 and len(pool.actors) == 2
     finally:
         pool.close()
@@ -126,7 +126,7 @@ def test_mt_grpo_training_with_two_ray_workers_on_minigrid(tmp_path):
     run = train(load_config(ROOT / "configs/minigrid_mt3_mt_grpo.yaml", [
         f"run_dir={tmp_path}", "rollout.workers=2", "grpo.group_size=2", "grpo.groups=3", "env.max_episode_steps=16",
         "train.total_steps=400", "train.checkpoint_every=1", "train.eval_episodes=1", "ray.num_cpus=2"]))  # fmt: skip
-    from mtrl.checkpoint import load_latest
+    from mtrl.run.checkpoint import load_latest
 
     _, ckpt = load_latest(run)
     assert ckpt["env_steps"] >= 400 and ckpt["optimizer"]["task_weights"]["xi"].shape == (3,)
@@ -142,7 +142,7 @@ def test_sac_on_metaworld_mt10_with_two_ray_workers_completes_evaluates_and_chec
         "train.checkpoint_every=1", "train.eval_episodes=1", "ray.num_cpus=2"]))  # fmt: skip
     import json
 
-    from mtrl.checkpoint import load_latest
+    from mtrl.run.checkpoint import load_latest
 
     _, ckpt = load_latest(run)
     assert ckpt["env_steps"] >= 200 and ckpt["optimizer"]["log_alpha"].shape == (10,)
@@ -182,8 +182,8 @@ def test_embedded_ray_listens_on_loopback_only_and_has_no_dashboard():
     workers still run tasks, at the driver's niceness (Ray alone would add 15)."""
     import ray
 
-    from mtrl.schema import RayConfig
-    from mtrl.workers import init_ray
+    from mtrl.config.schema import RayConfig
+    from mtrl.collect.ray import init_ray
 
     before = _listening()
     _, started = init_ray(RayConfig(num_cpus=1), 1)

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtrl.advantage import group_relative, task_normalize, zero_variance_groups
-from mtrl.algos import TensorBatch
-from mtrl.batch import Episodes, Groups
+from mtrl.data.advantage import group_relative, task_normalize, zero_variance_groups
+from mtrl.algos.base import TensorBatch
+from mtrl.data.batch import Episodes, Groups
 from mtrl.config import GRPOConfig, PPOConfig
 
 

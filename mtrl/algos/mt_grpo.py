@@ -5,7 +5,7 @@ section 3). Plain `grpo` uses the same group gathering with uniform, fixed weigh
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,10 +13,14 @@ import torch
 
 from mtrl.algos.grpo import (grpo_loss, group_table, make_group_batch, outcome_kind, select_groups,
                               task_surrogates)  # fmt: skip
-from mtrl.algos import Iteration, NonFiniteGuard, actor_parameters
-from mtrl.algos.ppo import PPOLearner
-from mtrl.batch import Episodes, Groups, per_task_means, rank_within
+from mtrl.algos.base import Iteration, NonFiniteGuard, actor_parameters
+from mtrl.algos.ppo import PPOLearner, check_ppo_section
+from mtrl.collect.requests import GroupRequest, Requests
 from mtrl.config import Config, MTGRPOConfig
+from mtrl.data.batch import Episodes, Groups
+from mtrl.data.reduce import per_task_means, rank_within
+from mtrl.env.suite import TaskSuite
+from mtrl.errors import ConfigError
 
 
 def iwu_gradient(z: torch.Tensor, improvement: torch.Tensor, score: torch.Tensor, lam: float) -> torch.Tensor:
@@ -109,10 +113,11 @@ class GroupSampler:
         self.k, self.groups, self.rp, self.cfg = num_tasks, groups, ratio_preserving, cfg
         self.rho = np.zeros(num_tasks)  # EMA of each task's zero-variance group fraction
 
-    def gather(self, collect: Callable[[np.ndarray, np.ndarray, np.ndarray], Groups], z: np.ndarray,
-               gen: torch.Generator, kind: str, task_probs: np.ndarray | None = None) -> Gathered:  # fmt: skip
-        """Run the sampling rounds through `collect(tasks, seeds, group_ids)`. Plain GRPO with a
-        curriculum draws the quotas from its `task_probs` instead of splitting evenly."""
+    def gather(self, z: np.ndarray, gen: torch.Generator, kind: str, group_size: int,
+               task_probs: np.ndarray | None = None) -> Generator[GroupRequest, Groups, Gathered]:  # fmt: skip
+        """The sampling rounds, as a generator of `GroupRequest`s that is sent each round's groups
+        and returns what was gathered. Plain GRPO with a curriculum draws the quotas from its
+        `task_probs` instead of splitting evenly."""
 
         def draw(p: np.ndarray) -> np.ndarray:  # Multinomial(B, p) counts per task
             return np.bincount(torch.multinomial(torch.as_tensor(p), self.groups, True, generator=gen).numpy(), minlength=self.k)
@@ -133,7 +138,7 @@ class GroupSampler:
                 break
             tasks = np.repeat(np.arange(self.k), counts)
             seeds = torch.randint(0, 2**31 - 1, (len(tasks),), generator=gen).numpy()
-            groups = collect(tasks, seeds, next_id + np.arange(len(tasks)))
+            groups = yield GroupRequest(tasks, seeds, next_id + np.arange(len(tasks)), group_size)
             next_id += len(tasks)
             steps, errors = steps + groups.num_steps, errors + int(groups.env_errors.sum())
             all_eps.append(groups.episodes)
@@ -159,27 +164,46 @@ class GroupSampler:
 
 
 class GRPOAlgorithm:
-    """One GRPO / MT-GRPO iteration: gather groups through the pool, drop the zero-variance ones,
-    update on the rest with the task weights, then (MT-GRPO) move the weights by IWU, where I_k is
-    the change of task k's surrogate on this batch caused by the update."""
+    """One GRPO iteration: gather groups through the rollout workers, drop the zero-variance ones,
+    and update on the rest with uniform task weights (`MTGRPOAlgorithm`: MT-GRPO's weights z,
+    moved by IWU after each update, where I_k is the change of task k's surrogate on this batch
+    caused by the update). The surrogate and optimiser settings come from the ppo section."""
 
-    def __init__(self, policy: torch.nn.Module, cfg: Config, tasks: tuple[str, ...], reports_success: bool,
-                 device: torch.device, guard: NonFiniteGuard | None = None) -> None:  # fmt: skip
-        self.policy, self.cfg, self.tasks, self.device = policy, cfg, tasks, device
+    section = "grpo"
+    collector = "groups"
+    policy_kind = "actor_critic"
+    greedy_eval = False
+    multi = False  # MT-GRPO's task weights and ratio-preserving sampler
+
+    def __init__(self, policy: torch.nn.Module, cfg: Config, suite: TaskSuite, device: torch.device,
+                 guard: NonFiniteGuard | None = None) -> None:  # fmt: skip
+        self.policy, self.cfg, self.tasks, self.device = policy, cfg, suite.tasks, device
         self.guard = guard or NonFiniteGuard()
-        self.kind = outcome_kind(cfg.grpo, reports_success)
-        self.score_kind = "success" if reports_success else "return"  # J_k: success rate where the suite has it
-        self.multi = cfg.algo == "mt_grpo"
+        self.kind = outcome_kind(cfg.grpo, suite.reports_success)
+        self.score_kind = "success" if suite.reports_success else "return"  # J_k: success rate where the suite has it
         self.learner = PPOLearner(actor_parameters(policy), cfg.ppo, self.guard)
-        self.sampler = GroupSampler(len(tasks), cfg.grpo.groups, self.multi, cfg.mt_grpo)
-        self.weights = TaskWeights(len(tasks), cfg.mt_grpo)
-        self.task_probs: np.ndarray | None = None  # a curriculum's: grpo draws each task's quota from them
+        self.sampler = GroupSampler(len(self.tasks), cfg.grpo.groups, self.multi, cfg.mt_grpo)
+        self.weights = TaskWeights(len(self.tasks), cfg.mt_grpo)
 
-    def iterate(self, pool, gen: torch.Generator) -> Iteration:  # noqa: ANN001 - a mtrl.workers.WorkerPool
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        check_ppo_section(cfg)
+        if cfg.ppo.critic_update == "separate":
+            raise ConfigError(f"ppo.critic_update=separate applies to algo=ppo only, got algo={cfg.algo} (critic-free)")
+        if cfg.rollout.pipeline or cfg.env.backend != "gymnasium":
+            raise ConfigError(f"algo={cfg.algo} resets every env with its group's seed, which needs env.backend=gymnasium "
+                              "and rollout.pipeline=false")  # fmt: skip
+
+    def _z(self) -> torch.Tensor:
         k = len(self.tasks)
-        z = self.weights.z() if self.multi else torch.full((k,), 1.0 / k)
-        got = self.sampler.gather(lambda t, s, i: pool.collect_groups(self.policy, t, s, i), z.numpy(), gen, self.kind,
-                                  self.task_probs)  # fmt: skip
+        return self.weights.z() if self.multi else torch.full((k,), 1.0 / k)
+
+    def requests(self, env_steps: int, task_probs: np.ndarray | None, gen: torch.Generator) -> Requests:
+        return (yield from self.sampler.gather(self._z().numpy(), gen, self.kind, self.cfg.grpo.group_size, task_probs))
+
+    def learn(self, got: Gathered, gen: torch.Generator) -> Iteration:
+        k = len(self.tasks)
+        z = self._z()
         batch = make_group_batch(got.kept, self.kind, self.cfg.grpo.task_norm, k, self.device)
         if self.multi:
             before = task_surrogates(self.policy, batch, self.cfg.ppo, k)
@@ -206,8 +230,9 @@ class GRPOAlgorithm:
         abs_adv = per_task_means(batch.task_id.cpu().numpy(), batch.advantages.abs().cpu().numpy(), k)
         return Iteration(got.env_steps, got.episodes, losses, got.env_errors, scalars, task_steps, abs_adv)
 
-    def set_lr_fraction(self, frac: float) -> None:
-        self.learner.set_lr_fraction(frac)
+    def set_progress(self, done: float) -> None:
+        if self.cfg.ppo.anneal_lr:
+            self.learner.set_lr_fraction(1.0 - done)
 
     def task_weights(self) -> np.ndarray | None:
         """MT-GRPO's z (None for plain GRPO)."""
@@ -221,3 +246,18 @@ class GRPOAlgorithm:
         self.learner.optimizer.load_state_dict(state["optimizer"])
         self.weights.load_state_dict(state["task_weights"])
         self.sampler.load_state_dict(state["sampler"])
+
+
+class MTGRPOAlgorithm(GRPOAlgorithm):
+    """MT-GRPO: GRPO with improvement-aware task weights z and ratio-preserving group sampling."""
+
+    section = "mt_grpo"
+    multi = True
+
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        super().check_config(cfg)
+        name = cfg.curriculum.name
+        if name is not None and name != "worst_task":
+            raise ConfigError(f"algo=mt_grpo samples tasks by its own weights z; curriculum.name={name} would override "
+                              "them (use worst_task, which follows z, or null)")  # fmt: skip

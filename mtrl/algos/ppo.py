@@ -11,10 +11,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtrl.advantage import batch_normalize, gae, task_normalize
-from mtrl.algos import Iteration, NonFiniteGuard, TensorBatch, actor_parameters
-from mtrl.batch import Fragment, per_task_means
-from mtrl.config import PPOConfig
+from mtrl.data.advantage import batch_normalize, gae, task_normalize
+from mtrl.algos.base import Iteration, NonFiniteGuard, TensorBatch, actor_parameters
+from mtrl.collect.requests import FragmentRequest, Requests
+from mtrl.config import Config, PPOConfig
+from mtrl.data.batch import Fragment
+from mtrl.data.reduce import per_task_means
+from mtrl.env.suite import TaskSuite
+from mtrl.errors import ConfigError
 
 
 @dataclass
@@ -148,28 +152,33 @@ class PPOLearner:
 
 
 class PPOAlgorithm:
-    """One PPO iteration: collect a fragment from the pool, compute values and advantages, update.
+    """Multi-task PPO: for each fragment, values and GAE on the learner, then (with
+    ppo.critic_update=separate) the critic's fit, then the policy's epochs."""
 
-    With rollout.pipeline the next fragment is collected while this one trains (one update of lag)."""
+    section = "ppo"
+    collector = "fragments"
+    policy_kind = "actor_critic"
+    greedy_eval = False  # sampled actions, as MOORE evaluates
 
-    def __init__(self, policy: nn.Module, cfg: PPOConfig, num_tasks: int, device: torch.device, pipeline: bool,
+    def __init__(self, policy: nn.Module, cfg: Config, suite: TaskSuite, device: torch.device,
                  guard: NonFiniteGuard | None = None) -> None:  # fmt: skip
-        self.policy, self.cfg, self.num_tasks, self.device, self.pipeline = policy, cfg, num_tasks, device, pipeline
+        self.policy, self.cfg, self.num_tasks, self.device = policy, cfg.ppo, suite.num_tasks, device
         self.critic_learner: PPOLearner | None = None
-        if cfg.critic_update == "separate":  # two optimisers, as mushroom-rl's actor-critic agents
+        if self.cfg.critic_update == "separate":  # two optimisers, as mushroom-rl's actor-critic agents
             critic = [p for name, p in policy.named_parameters() if name.startswith("critic.")]
-            self.learner = PPOLearner(actor_parameters(policy), cfg, guard)
-            self.critic_learner = PPOLearner(critic, cfg, self.learner.guard, lr=cfg.critic_lr)
+            self.learner = PPOLearner(actor_parameters(policy), self.cfg, guard)
+            self.critic_learner = PPOLearner(critic, self.cfg, self.learner.guard, lr=self.cfg.critic_lr)
         else:
-            self.learner = PPOLearner(list(policy.parameters()), cfg, guard)
-        self._in_flight = None
-        self.task_probs: np.ndarray | None = None  # a curriculum's, sent to the workers with the weights
+            self.learner = PPOLearner(list(policy.parameters()), self.cfg, guard)
 
-    def iterate(self, pool, gen: torch.Generator) -> Iteration:  # noqa: ANN001 - a mtrl.workers.WorkerPool
-        t0 = time.perf_counter()
-        submit = lambda: pool.submit(self.policy, self.task_probs)  # noqa: E731
-        frag = pool.wait(self._in_flight if self._in_flight is not None else submit())
-        self._in_flight = submit() if self.pipeline else None
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        check_ppo_section(cfg)
+
+    def requests(self, env_steps: int, task_probs: np.ndarray | None, gen: torch.Generator) -> Requests:
+        return (yield FragmentRequest(task_probs))
+
+    def learn(self, frag: Fragment, gen: torch.Generator) -> Iteration:
         t1 = time.perf_counter()
         batch, abs_adv = make_batch(frag, self.policy, self.cfg, self.num_tasks, self.device)
         t2 = time.perf_counter()
@@ -180,14 +189,15 @@ class PPOAlgorithm:
             losses = {k if k == "critic_mse" else f"critic_{k}": v for k, v in fit.items()}
         losses.update(self.learner.update(batch, lambda mb: ppo_loss(self.policy, mb, self.cfg), gen))
         task_steps = np.bincount(frag.task_id[frag.valid], minlength=self.num_tasks)
-        # where an iteration's time goes: waiting for the rollouts, values + GAE, the optimiser steps
-        times = {"perf/collect_s": t1 - t0, "perf/advantages_s": t2 - t1, "perf/update_s": time.perf_counter() - t2}
+        # where the learner's time goes: values + GAE, and the optimiser steps
+        times = {"perf/advantages_s": t2 - t1, "perf/update_s": time.perf_counter() - t2}
         return Iteration(frag.num_steps, frag.episodes, losses, int(frag.env_errors.sum()), times, task_steps, abs_adv)
 
-    def set_lr_fraction(self, frac: float) -> None:
-        for learner in (self.learner, self.critic_learner):
-            if learner is not None:
-                learner.set_lr_fraction(frac)
+    def set_progress(self, done: float) -> None:
+        if self.cfg.anneal_lr:
+            for learner in (self.learner, self.critic_learner):
+                if learner is not None:
+                    learner.set_lr_fraction(1.0 - done)
 
     def task_weights(self) -> None:
         return None
@@ -203,3 +213,15 @@ class PPOAlgorithm:
             return
         self.learner.optimizer.load_state_dict(state["actor"])
         self.critic_learner.optimizer.load_state_dict(state["critic"])
+
+
+def check_ppo_section(cfg: Config) -> None:
+    """The ppo section's own consistency (also read by grpo and mt_grpo): the separate critic's
+    keys only apply with ppo.critic_update=separate."""
+    p = cfg.ppo
+    if p.critic_update == "joint":
+        for key, value, default in (("critic_epochs", p.critic_epochs, 1), ("critic_minibatch_size", p.critic_minibatch_size, 0),
+                                    ("critic_lr", p.critic_lr, None)):  # fmt: skip
+            if value != default:
+                raise ConfigError(f"ppo.{key}={value} only applies with ppo.critic_update=separate (the joint update "
+                                  "trains the critic inside the policy minibatches)")  # fmt: skip

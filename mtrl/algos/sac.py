@@ -16,13 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtrl.algos import Iteration, NonFiniteGuard
-from mtrl.batch import Fragment
+from mtrl.algos.base import Iteration, NonFiniteGuard
+from mtrl.collect.requests import FragmentRequest, Requests
+from mtrl.data.batch import Fragment
 from mtrl.config import Config
 from mtrl.errors import MtrlError
 from mtrl.nn.sac import SACActor, SACPolicy, TwinQ
-from mtrl.replay import TaskReplay
-from mtrl.suite import TaskSuite
+from mtrl.data.replay import TaskReplay
+from mtrl.env.suite import TaskSuite
 
 
 def alpha_loss(log_alpha: torch.Tensor, logp: torch.Tensor, task_id: torch.Tensor, target_entropy: float) -> torch.Tensor:
@@ -119,7 +120,13 @@ class SACAlgorithm:
     """One SAC iteration: collect a fragment (uniform random actions during the warm-up), add it to
     the per-task replay, then update. With rollout.pipeline the workers collect the next fragment
     while the learner updates: they act with weights refreshed every steps_per_env x
-    updates_per_step updates."""
+    updates_per_step updates. The collector is the fragments one; SAC turns each fragment into
+    flat transitions for its replay (`fragment_transitions`)."""
+
+    section = "sac"
+    collector = "fragments"
+    policy_kind = "sac"
+    greedy_eval = True  # the deterministic (mean) action, as MOORE and Meta-World report SAC
 
     def __init__(self, policy: SACPolicy, cfg: Config, suite: TaskSuite, device: torch.device,
                  guard: NonFiniteGuard | None = None) -> None:  # fmt: skip
@@ -134,15 +141,17 @@ class SACAlgorithm:
         obs_space = suite.observation_space
         self.replay = TaskReplay(k, s.replay_size, obs_space.shape, obs_space.dtype, act_dim, int(s.replay_memory_gb * 2**30))
         self.rng = np.random.default_rng(cfg.seed)
-        self.task_probs: np.ndarray | None = None  # a curriculum's, sent to the workers with the weights
         self.steps, self.updates, self._owed = 0, 0, 0.0
-        self._in_flight = None
 
-    def iterate(self, pool, gen: torch.Generator) -> Iteration:  # noqa: ANN001 - a mtrl.workers.WorkerPool
-        submit = lambda: pool.submit(self.policy, self.task_probs, self.steps < self.sac.warmup_steps)  # noqa: E731
-        frag = pool.wait(self._in_flight if self._in_flight is not None else submit())
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        pass  # the action space is checked against the suite in __init__
+
+    def requests(self, env_steps: int, task_probs: np.ndarray | None, gen: torch.Generator) -> Requests:
+        return (yield FragmentRequest(task_probs, random_until=self.sac.warmup_steps))
+
+    def learn(self, frag: Fragment, gen: torch.Generator) -> Iteration:
         self.steps += frag.num_steps
-        self._in_flight = submit() if self.cfg.rollout.pipeline else None
         tr = fragment_transitions(frag)
         self.replay.add(tr["task_id"], tr["obs"], tr["actions"], tr["rewards"], tr["next_obs"], tr["terminated"])
         totals: dict[str, float] = {}
@@ -161,7 +170,7 @@ class SACAlgorithm:
         return Iteration(frag.num_steps, frag.episodes, totals, int(frag.env_errors.sum()), scalars,
                          np.bincount(tr["task_id"], minlength=k), np.full(k, np.nan))  # fmt: skip
 
-    def set_lr_fraction(self, frac: float) -> None:
+    def set_progress(self, done: float) -> None:
         pass  # SAC keeps its learning rates
 
     def task_weights(self) -> None:

@@ -10,85 +10,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
-from mtrl.nn.layers import OutputHead, TaskHeads, init_linear, make_encoder, mlp, with_task_onehot
-from mtrl.nn.moore import make_mixture
+from mtrl.config import PolicyConfig
+from mtrl.nn.network import PolicySpec, task_network
+from mtrl.nn.sac import SACPolicy
 
-
-@dataclass(frozen=True)
-class PolicySpec:
-    """Everything needed to rebuild a policy anywhere (learner, Ray worker, evaluation)."""
-
-    obs_shape: tuple[int, ...]
-    num_tasks: int
-    action_dim: int  # number of discrete actions, or the continuous action size
-    discrete: bool
-    arch: str = "multihead"
-    hidden: int = 128
-    layers: int = 2
-    num_experts: int = 4
-    head: str = "multi"
-    kind: str = "actor_critic"  # "sac": squashed-Gaussian actor + twin Q critics (mtrl.nn.sac.SACPolicy)
-    init: str = "orthogonal"  # trunk and head layers: "orthogonal" (CleanRL's gains) or "default" (PyTorch's)
-
-
-class TaskNetwork(nn.Module):
-    """Encoder -> trunk -> output, conditioned on the task by one-hot input or by head selection."""
-
-    def __init__(self, spec: PolicySpec, out_dim: int, out_gain: float) -> None:
-        super().__init__()
-        self.arch, self.num_tasks = spec.arch, spec.num_tasks
-        default = spec.init == "default"  # PyTorch's layer init (gain None), as MOORE's official networks
-        out_g, hid_g = (None, None) if default else (out_gain, math.sqrt(2))
-        images = len(spec.obs_shape) == 3
-        if spec.arch in ("moore", "moe"):
-            self.mixture = make_mixture(spec.obs_shape, spec.num_tasks, spec.num_experts, spec.arch == "moore")
-            # MOORE's heads: Linear(D, hidden) -> Tanh -> Linear(hidden, out) for MiniGrid images,
-            # a single Linear(D, out) for Meta-World states.
-            hidden = spec.hidden if images else None
-            self.head = OutputHead(spec.num_tasks, self.mixture.out_dim, hidden, out_dim, out_g, spec.head == "multi", hid_g)
-            return
-        self.encoder = make_encoder(spec.obs_shape)
-        self.no_trunk = spec.arch == "multihead" and spec.layers == 0
-        self.squash = self.no_trunk and images  # MOORE's MTPPO network has a tanh after the last conv
-        if self.no_trunk:
-            self.head = OutputHead(spec.num_tasks, self.encoder.out_dim, spec.hidden, out_dim, out_g, True, hid_g)
-            return
-        trunk_in = self.encoder.out_dim + (spec.num_tasks if spec.arch == "mlp" else 0)
-        self.trunk = mlp([trunk_in] + [spec.hidden] * spec.layers, gain=hid_g)
-        if spec.arch == "mlp":
-            self.head: nn.Module = init_linear(nn.Linear(spec.hidden, out_dim), out_g)
-        elif spec.arch == "multihead":
-            self.head = TaskHeads(spec.num_tasks, spec.hidden, out_dim, out_g)
-        else:
-            raise ValueError(f"unknown policy.arch '{spec.arch}'")
-
-    def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
-        if self.arch in ("moore", "moe"):
-            return self.head(self.mixture(obs, task_id), task_id)
-        x = self.encoder(obs)
-        if self.no_trunk:
-            return self.head(torch.tanh(x) if self.squash else x, task_id)
-        if self.arch == "mlp":
-            x = with_task_onehot(x, task_id, self.num_tasks)
-            return self.head(self.trunk(x))
-        return self.head(self.trunk(x), task_id)
 
 
 class ActorCritic(nn.Module):
-    """Separate actor and critic TaskNetworks; Categorical or diagonal Gaussian actions."""
+    """Separate actor and critic networks (`task_network`); Categorical or diagonal Gaussian actions."""
 
     def __init__(self, spec: PolicySpec) -> None:
         super().__init__()
         self.spec = spec
-        self.actor = TaskNetwork(spec, spec.action_dim, out_gain=0.01)
-        self.critic = TaskNetwork(spec, 1, out_gain=1.0)
+        self.actor = task_network(spec, spec.action_dim, out_gain=0.01)
+        self.critic = task_network(spec, 1, out_gain=1.0)
         if not spec.discrete:  # state-independent log-std per task
             self.log_std = nn.Parameter(torch.zeros(spec.num_tasks, spec.action_dim))
 
@@ -121,16 +64,26 @@ def build_policy(spec: PolicySpec) -> nn.Module:
     """Construct the policy described by `spec`: an ActorCritic, or a SACPolicy for kind "sac".
     Both have `actor` and `critic` parts and `act(obs, task_id, greedy) -> (action, log-prob)`."""
     if spec.kind == "sac":
-        from mtrl.nn.sac import SACPolicy  # mtrl.nn.sac builds on this module
-
         return SACPolicy(spec)
     return ActorCritic(spec)
 
 
 def spec_for(suite_obs_shape: tuple[int, ...], action_space, num_tasks: int, arch: str, hidden: int, layers: int,
-             num_experts: int = 4, head: str = "multi", kind: str = "actor_critic", init: str = "orthogonal") -> PolicySpec:  # fmt: skip
-    """A PolicySpec from a suite's spaces and the policy config."""
+             num_experts: int = 4, head: str = "multi", kind: str = "actor_critic", init: str = "orthogonal",
+             options: tuple[tuple[str, Any], ...] = ()) -> PolicySpec:  # fmt: skip
+    """A PolicySpec from a suite's spaces and the policy settings."""
     discrete = hasattr(action_space, "n")
     action_dim = int(action_space.n) if discrete else int(math.prod(action_space.shape))
     return PolicySpec(tuple(suite_obs_shape), num_tasks, action_dim, discrete, arch, hidden, layers, num_experts, head,
-                      kind, init)  # fmt: skip
+                      kind, init, options)  # fmt: skip
+
+
+def spec_from_config(obs_shape: tuple[int, ...], action_space, num_tasks: int, cfg: PolicyConfig, kind: str) -> PolicySpec:  # noqa: ANN001
+    """A PolicySpec from a suite's spaces and the policy config section. The architecture's own
+    options (policy.<arch>.*) that are PolicySpec fields (moore/moe: num_experts, head) fill
+    those fields; the others go to `PolicySpec.options`."""
+    own = cfg.options.get(cfg.arch)
+    values = dataclasses.asdict(own) if own is not None else {}
+    fields = {k: values.pop(k) for k in ("num_experts", "head") if k in values}
+    return spec_for(obs_shape, action_space, num_tasks, cfg.arch, cfg.hidden, cfg.layers, kind=kind, init=cfg.init,
+                    options=tuple(values.items()), **fields)  # fmt: skip

@@ -1,6 +1,6 @@
 """Continuous-action networks for multi-task SAC: a squashed-Gaussian actor and twin Q critics.
 
-Every network is its own TaskNetwork, so with `policy.arch=moore` the actor and each twin critic
+Every network is its own `task_network`, so with `policy.arch=moore` the actor and each twin critic
 is a separate MOORE network (ALGORITHMS.md section 1, "Separate networks"), as in MOORE's
 `networks_sac.py`. The critics' experts see cat(s, a).
 """
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from mtrl.errors import MtrlError
-from mtrl.nn.policy import PolicySpec, TaskNetwork
+from mtrl.nn.network import PolicySpec, task_network
 
 LOG_STD_MIN, LOG_STD_MAX = -10.0, 2.0  # MOORE's SAC actor clamp (ALGORITHMS.md section 1)
 
@@ -32,7 +32,7 @@ class SACActor(nn.Module):
         super().__init__()
         _check_continuous(spec)
         self.action_dim = spec.action_dim
-        self.net = TaskNetwork(spec, 2 * spec.action_dim, out_gain=0.01)
+        self.net = task_network(spec, 2 * spec.action_dim, out_gain=0.01)
 
     def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, log_std), each [B, action_dim], log_std clamped to [-10, 2]."""
@@ -55,12 +55,12 @@ class SACActor(nn.Module):
 
 
 class QCritic(nn.Module):
-    """Q(s, a, c): a TaskNetwork whose input is cat(s, a)."""
+    """Q(s, a, c): a `task_network` whose input is cat(s, a)."""
 
     def __init__(self, spec: PolicySpec) -> None:
         super().__init__()
         _check_continuous(spec)
-        self.net = TaskNetwork(replace(spec, obs_shape=(spec.obs_shape[0] + spec.action_dim,)), 1, out_gain=1.0)
+        self.net = task_network(replace(spec, obs_shape=(spec.obs_shape[0] + spec.action_dim,)), 1, out_gain=1.0)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([obs.float().flatten(1), action.float()], dim=-1), task_id).squeeze(-1)

@@ -1,53 +1,15 @@
-"""Curricula: task samplers that set, each iteration, the probability with which every env slot
-picks its next task at reset (ALGORITHMS.md section 6).
-
-A curriculum is any object with `probs()`, `update(stats)`, `scores()`, `state_dict()` and
-`load_state_dict()` (the `Curriculum` protocol), made by a factory `(tasks, cfg) -> Curriculum`
-registered with `register_curriculum` or through the entry-point group `mtrl.curricula`, the same
-route as suites. Every built-in mixes in `curriculum.eps` of the uniform distribution, so each task
-keeps probability >= eps / K, and ignores tasks without data in an iteration (NaN statistics).
-"""
+"""The built-in curricula (ALGORITHMS.md section 6): uniform, learning_progress, plr, exp3,
+worst_task and threshold. Each mixes in `curriculum.eps` of the uniform distribution."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from mtrl.batch import Episodes, per_task_means
 from mtrl.config import CurriculumConfig
+from mtrl.curriculum.stats import TaskStats
 from mtrl.errors import MtrlError
-from mtrl.registry import CURRICULA, call_plugin
-
-
-@dataclass
-class TaskStats:
-    """Per-task statistics of one iteration, from the learner; NaN where a task has no data."""
-
-    iteration: int
-    returns: np.ndarray  # [K] mean undiscounted return of the episodes that finished
-    success: np.ndarray  # [K] their success rate (NaN where the suite reports none)
-    abs_advantage: np.ndarray  # [K] mean |advantage| of the task's steps, before normalisation
-    episodes: np.ndarray  # [K] episodes that finished
-    task_weights: np.ndarray | None = None  # MT-GRPO's z, when algo=mt_grpo
-
-
-def task_stats(iteration: int, episodes: Episodes, abs_advantage: np.ndarray, num_tasks: int, reports_success: bool,
-               task_weights: np.ndarray | None = None) -> TaskStats:  # fmt: skip
-    """The per-task statistics of one iteration's finished episodes."""
-    success = per_task_means(episodes.task_id, episodes.success, num_tasks) if reports_success else np.full(num_tasks, np.nan)
-    return TaskStats(iteration, per_task_means(episodes.task_id, episodes.ret, num_tasks), success, abs_advantage,
-                     np.bincount(episodes.task_id, minlength=num_tasks), task_weights)  # fmt: skip
-
-
-class Curriculum(Protocol):
-    def probs(self) -> np.ndarray: ...
-    def update(self, stats: TaskStats) -> None: ...
-    def scores(self) -> dict[str, np.ndarray]: ...
-    def state_dict(self) -> dict[str, Any]: ...
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def mix_uniform(p: np.ndarray, eps: float) -> np.ndarray:
@@ -253,44 +215,3 @@ class Threshold(_State):
 
     def scores(self) -> dict[str, np.ndarray]:
         return {"unlocked": (self.rank < self.unlocked[0]).astype(float)}
-
-
-def register_curriculum(name: str, factory: Callable[[tuple[str, ...], CurriculumConfig], Curriculum],
-                        *, overwrite: bool = False) -> None:  # fmt: skip
-    """Register a curriculum: `factory(task_names, curriculum_config)` returns a `Curriculum`."""
-    if not callable(factory):
-        raise MtrlError(f"register_curriculum('{name}', ...) needs a callable factory, got {type(factory).__name__}")
-    CURRICULA.register(name, factory, overwrite=overwrite)
-
-
-def register_builtins() -> None:
-    """Entry point: the built-in curricula."""
-    for name, cls in (("uniform", Uniform), ("learning_progress", LearningProgress), ("plr", PrioritizedLevelReplay),
-                      ("exp3", Exp3), ("worst_task", WorstTask), ("threshold", Threshold)):  # fmt: skip
-        register_curriculum(name, cls)
-
-
-def make_curriculum(tasks: tuple[str, ...], cfg: CurriculumConfig) -> Curriculum:
-    """Build the registered curriculum `cfg.name` for these tasks; a factory that raises, or returns
-    something without the `Curriculum` methods, is one MtrlError naming it."""
-    assert cfg.name is not None
-    cur = call_plugin("curriculum", cfg.name, "its factory", CURRICULA.get(cfg.name), tasks, cfg)
-    missing = [m for m in ("probs", "update", "scores", "state_dict", "load_state_dict") if not callable(getattr(cur, m, None))]
-    if missing:
-        raise MtrlError(f"curriculum '{cfg.name}': its factory returned {type(cur).__name__}, which lacks "
-                        f"{', '.join(missing)} (expected the mtrl.curriculum.Curriculum methods)")  # fmt: skip
-    return cur
-
-
-def checked_probs(cur: Curriculum, name: str, num_tasks: int) -> np.ndarray:
-    """The curriculum's task probabilities, checked at the boundary: [K] finite, >= 0, sum 1."""
-    p = call_plugin("curriculum", name, "probs()", cur.probs)
-    try:
-        arr = np.asarray(p, np.float64)
-    except (TypeError, ValueError):
-        arr = np.full(0, np.nan)
-    if arr.shape != (num_tasks,) or not np.isfinite(arr).all() or (arr < 0).any() or abs(arr.sum() - 1) > 1e-6:
-        shown = np.array2string(arr, precision=4, threshold=8) if arr.size else repr(p)[:80]
-        raise MtrlError(f"curriculum '{name}': probs() returned {shown} (shape {arr.shape}); expected {num_tasks} "
-                        "finite non-negative probabilities that sum to 1")  # fmt: skip
-    return arr

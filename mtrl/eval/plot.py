@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mtrl.errors import MtrlError
-from mtrl.stats import mean_ci
+from mtrl.eval.stats import mean_ci
 
 GRID_POINTS = 200
 

@@ -16,11 +16,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from mtrl.batch import Episodes, Groups
+from mtrl.data.batch import Episodes, Groups
 from mtrl.errors import EnvError
-from mtrl.nn.policy import PolicySpec, build_policy
-from mtrl.rollout import load_actor_weights
-from mtrl.suite import TaskSuite
+from mtrl.nn.network import PolicySpec
+from mtrl.nn.policy import build_policy
+from mtrl.nn.weights import load_actor_weights
+from mtrl.env.suite import TaskSuite
 
 
 MAX_EPISODE_STEPS = 100_000  # an env that never ends would stall a group forever
@@ -33,14 +34,14 @@ class GroupCollector:
     the largest number of its episodes it ever ran at once.
     """
 
-    def __init__(self, suite: TaskSuite, spec: PolicySpec, group_size: int, max_episode_steps: int | None = None) -> None:
-        self.suite, self.group_size, self.max_episode_steps = suite, group_size, max_episode_steps
+    def __init__(self, suite: TaskSuite, spec: PolicySpec, max_episode_steps: int | None = None) -> None:
+        self.suite, self.max_episode_steps = suite, max_episode_steps
         self.policy = build_policy(spec).eval()
         self.continuous = not spec.discrete
         self._envs: dict[int, list[gym.Env]] = defaultdict(list)
 
     def set_weights(self, weights: dict[str, Any]) -> None:
-        """Load the learner's actor weights (`mtrl.rollout.actor_weights`)."""
+        """Load the learner's actor weights (`mtrl.nn.weights.actor_weights`)."""
         load_actor_weights(self.policy, weights)
 
     def close(self) -> None:
@@ -61,10 +62,10 @@ class GroupCollector:
             used[task] += 1
         return out
 
-    def collect(self, tasks: Sequence[int], seeds: Sequence[int], group_ids: Sequence[int]) -> Groups:
-        """Run group g = G episodes of task tasks[g], each reset with seeds[g]; return the groups
-        that finished cleanly (a group with an env failure is dropped and counted)."""
-        g = self.group_size
+    def collect(self, tasks: Sequence[int], seeds: Sequence[int], group_ids: Sequence[int], group_size: int) -> Groups:
+        """Run group g = G = `group_size` episodes of task tasks[g], each reset with seeds[g]; return
+        the groups that finished cleanly (a group with an env failure is dropped and counted)."""
+        g = group_size
         slot_task = np.repeat(np.asarray(tasks, np.int64), g)
         slot_seed = np.repeat(np.asarray(seeds, np.int64), g)
         envs = self._take_envs(slot_task)

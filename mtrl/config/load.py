@@ -13,12 +13,9 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from mtrl.errors import ConfigError, did_you_mean
-from mtrl.registry import CURRICULA
-from mtrl.schema import (  # noqa: F401  (re-exported: the sections' public home is mtrl.config)
-    Config, CurriculumConfig, EnvConfig, GRPOConfig, LearnerConfig, MTGRPOConfig, PolicyConfig, PPOConfig, RayConfig,
-    RolloutConfig, SACConfig, TrainConfig,
-)  # fmt: skip
+from mtrl.errors import ConfigError, UnknownNameError, did_you_mean
+from mtrl.registry import ALGOS, ARCHS, CURRICULA, Registry, call_plugin
+from mtrl.config.schema import Config, PolicyConfig
 
 
 def _type_name(tp: Any) -> str:
@@ -74,7 +71,7 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     where = prefix.rstrip(".") or "config"
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping of keys, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     hints = typing.get_type_hints(cls)
     for key in data:
         if key not in fields:
@@ -94,8 +91,12 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """The config as plain nested dicts (for YAML, checkpoints and TensorBoard)."""
-    return dataclasses.asdict(cfg)
+    """The config as plain nested dicts (for YAML, checkpoints and TensorBoard); each
+    architecture's options are the section policy.<arch>."""
+    data = dataclasses.asdict(cfg)
+    if isinstance(cfg, Config):
+        data["policy"].update(data["policy"].pop("options"))
+    return data
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -155,35 +156,70 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     data = read_yaml(path) if path is not None else {}
     for ov in overrides:
         apply_override(data, ov)
+    sections = _pop_arch_sections(data)
     cfg = from_dict(Config, data)
+    cfg.policy.options = _arch_options(cfg.policy, sections)
     r = cfg.rollout
     if r.pipeline and not r.workers:
         raise ConfigError("rollout.pipeline=true overlaps Ray workers with the learner; it needs rollout.workers >= 1")
-    if cfg.algo in ("grpo", "mt_grpo") and (r.pipeline or cfg.env.backend != "gymnasium"):
-        raise ConfigError(f"algo={cfg.algo} resets every env with its group's seed, which needs env.backend=gymnasium "
-                          "and rollout.pipeline=false")  # fmt: skip
     name = cfg.curriculum.name
     if name is not None:
         CURRICULA.get(name)  # an unknown name stops here, with the closest match
         if cfg.env.backend != "gymnasium":
             raise ConfigError(f"curriculum.name={name} switches a slot's task at reset, which needs env.backend=gymnasium")
-        if cfg.algo == "mt_grpo" and name != "worst_task":
-            raise ConfigError(f"algo=mt_grpo samples tasks by its own weights z; curriculum.name={name} would override "
-                              "them (use worst_task, which follows z, or null)")  # fmt: skip
     if cfg.policy.layers == 0 and cfg.policy.arch != "multihead":
         raise ConfigError(f"policy.layers=0 (no shared trunk) is for policy.arch=multihead, got {cfg.policy.arch}")
-    p = cfg.ppo
-    if p.critic_update == "joint":
-        for key, value, default in (("critic_epochs", p.critic_epochs, 1), ("critic_minibatch_size", p.critic_minibatch_size, 0),
-                                    ("critic_lr", p.critic_lr, None)):  # fmt: skip
-            if value != default:
-                raise ConfigError(f"ppo.{key}={value} only applies with ppo.critic_update=separate (the joint update "
-                                  "trains the critic inside the policy minibatches)")  # fmt: skip
-    elif cfg.algo != "ppo":
-        raise ConfigError(f"ppo.critic_update=separate applies to algo=ppo only, got algo={cfg.algo}")
+    algo = named("algo", ALGOS, cfg.algo)
+    call_plugin("algorithm", cfg.algo, "check_config()", algo.check_config, cfg)
     if r.workers and r.num_envs % r.workers:
         raise ConfigError(f"rollout.num_envs={r.num_envs} must be a multiple of rollout.workers={r.workers}")
     return cfg
+
+
+def _pop_arch_sections(data: dict[str, Any]) -> dict[str, dict]:
+    """Take the sections policy.<arch> (an architecture's own options) out of the raw config."""
+    policy = data.get("policy")
+    if not isinstance(policy, dict):
+        return {}
+    public = {f.name for f in dataclasses.fields(PolicyConfig) if not f.metadata.get("internal")}
+    archs = set(ARCHS.names())
+    return {key: policy.pop(key) for key in list(policy) if key not in public and key in archs}
+
+
+def _arch_options(policy: PolicyConfig, sections: dict[str, Any]) -> dict[str, Any]:
+    """Each given architecture section parsed by its options dataclass, and the active
+    architecture's always (its defaults where not given). policy.num_experts and policy.head, the
+    keys from before the sections, set the active architecture's option of that name."""
+    arch = named("policy.arch", ARCHS, policy.arch)
+    out = {}
+    for name, raw in sections.items():
+        entry = ARCHS.get(name)
+        if entry.options is None:
+            raise ConfigError(f"policy.{name}: architecture '{name}' has no options of its own")
+        if name == policy.arch:
+            continue
+        out[name] = from_dict(entry.options, raw, f"policy.{name}.")
+    if arch.options is not None:
+        raw = dict(sections.get(policy.arch) or {})
+        option_names = {f.name for f in dataclasses.fields(arch.options)}
+        for key in ("num_experts", "head"):
+            old = getattr(policy, key)
+            if old is None or key not in option_names:
+                continue
+            if key in raw and raw[key] != old:
+                raise ConfigError(f"policy.{key}={old} and policy.{policy.arch}.{key}={raw[key]} disagree; set one of them")
+            raw[key] = old
+        out[policy.arch] = from_dict(arch.options, raw, f"policy.{policy.arch}.")
+    policy.num_experts = policy.head = None  # folded into the section
+    return out
+
+
+def named(key: str, registry: Registry, name: str) -> Any:
+    """The plug-in `name` that config key `key` names, or a ConfigError naming the key."""
+    try:
+        return registry.get(name)
+    except UnknownNameError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def save_config(cfg: Config, path: Path) -> None:
@@ -197,8 +233,14 @@ def describe(cls: type = Config, prefix: str = "") -> list[str]:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
+        if f.metadata.get("internal"):
+            continue
         if dataclasses.is_dataclass(tp):
             lines += describe(tp, prefix + f.name + ".")
         else:
-            lines.append(f"  {prefix + f.name:<26} {f.metadata['help']} [{_type_name(tp)}; default {f.default!r}]")
+            lines.append(f"  {prefix + f.name:<26} {f.metadata.get('help', '')} [{_type_name(tp)}; default {f.default!r}]")
+    if cls is Config:  # each architecture's own section
+        for name in ARCHS.names():
+            options = ARCHS.get(name).options
+            lines += describe(options, f"policy.{name}.") if options is not None else []
     return lines

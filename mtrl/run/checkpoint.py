@@ -9,6 +9,7 @@ the previous checkpoint intact.
 from __future__ import annotations
 
 import os
+import json
 import pickle
 import re
 import tempfile
@@ -17,8 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from mtrl.errors import CheckpointError
+from mtrl.env.suite import TaskSuite, get_suite
+from mtrl.nn.network import PolicySpec
+from mtrl.nn.policy import build_policy
 
 FORMAT = "mtrl-checkpoint"
 VERSION = 1
@@ -124,3 +129,31 @@ def load_latest(target: str | Path) -> tuple[Path, dict[str, Any]]:
         except CheckpointError as exc:
             errors.append(str(exc))
     raise CheckpointError(f"every checkpoint in {checkpoint_dir(p)} is unreadable: {errors[0]}")
+
+
+def saved_spec(ckpt: dict[str, Any]) -> PolicySpec:
+    """The checkpoint's PolicySpec, with today's defaults for fields added since it was written."""
+    try:
+        return PolicySpec(**{**ckpt["spec"], "obs_shape": tuple(ckpt["spec"]["obs_shape"])})
+    except (TypeError, KeyError):
+        raise CheckpointError(f"checkpoint policy spec {ckpt['spec']!r} does not describe an mtrl policy") from None
+
+
+def policy_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> tuple[nn.Module, TaskSuite, dict]:
+    """Rebuild (policy, suite, config dict) from a loaded checkpoint."""
+    cfg = json.loads(ckpt["config"])
+    suite = get_suite(cfg["env"]["suite"])
+    spec = saved_spec(ckpt)
+    if list(suite.tasks) != list(ckpt["tasks"]):
+        raise CheckpointError(f"checkpoint tasks {ckpt['tasks']} do not match suite '{suite.name}' tasks {list(suite.tasks)}")
+    policy = build_policy(spec).to(device)
+    load_state(policy, ckpt["policy"], "policy")
+    return policy, suite, cfg
+
+
+def load_state(module: Any, state: dict, what: str) -> None:
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {what} state does not fit this {what}: {first}") from None

@@ -40,20 +40,25 @@ class RolloutConfig:
 
 @dataclass
 class PolicyConfig:
-    arch: Literal["mlp", "multihead", "moe", "moore"] = opt(
-        "multihead", "mlp: trunk + task one-hot; multihead: a head per task; moore/moe: (orthogonal) mixture of experts"
+    arch: str = opt(
+        "multihead", "a registered architecture (`mtrl archs`): mlp (trunk + task one-hot), multihead (a head per "
+        "task), moore / moe ((orthogonal) mixture of experts); its own options are the section policy.<arch>"
     )
     hidden: int = opt(128, "width of the trunk's hidden layers (moore/moe: of the per-task head)", 1)
     layers: int = opt(2, "hidden layers in the shared trunk (mlp, multihead); multihead with 0: no shared trunk, "
                       "per-task heads Linear(D, hidden) -> Tanh -> Linear on the encoder's features, tanh-squashed "
                       "for images (MOORE's MTPPO network)", 0)
-    num_experts: int = opt(4, "experts k for moore/moe (MOORE: 2/3/4 for MiniGrid MT3/5/7, 4/6 for MT10/50)", 1)
-    head: Literal["multi", "single"] = opt("multi", "moore/moe output head: one per task, or one on cat(feature, onehot)")
+    num_experts: int | None = opt(None, "the active architecture's num_experts, i.e. policy.<arch>.num_experts "
+                                  "(the key before policy.moore / policy.moe)", 1)
+    head: Literal["multi", "single"] | None = opt(None, "the active architecture's head, i.e. policy.<arch>.head "
+                                                  "(the key before policy.moore / policy.moe)")
     init: Literal["orthogonal", "default"] = opt(
         "orthogonal", "init of the trunk and head layers: orthogonal weights (gain sqrt 2; output 0.01 for the "
         "actor, 1 for the critic) and zero biases, as CleanRL; default: PyTorch's default layer init, as MOORE's "
         "official code (experts and conv encoders always use PyTorch's default)"
     )
+    # each architecture's own options by name, from the sections policy.<arch> (mtrl.config.load)
+    options: dict[str, Any] = field(default_factory=dict, metadata={"internal": True})
 
 
 @dataclass
@@ -167,10 +172,11 @@ class RayConfig:
 
 @dataclass
 class Config:
-    algo: Literal["ppo", "grpo", "mt_grpo", "sac"] = opt(
-        "ppo", "training algorithm: PPO with GAE; critic-free GRPO on groups of episodes; MT-GRPO (task weights "
-        "+ ratio-preserving sampling); multi-task SAC (continuous actions, per-task replay and temperatures). "
-        "grpo and mt_grpo take lr, clip, epochs, minibatches, ent_coef and max_grad_norm from ppo.*"
+    algo: str = opt(
+        "ppo", "training algorithm, a registered name (`mtrl algos`): ppo (PPO with GAE), grpo (critic-free GRPO "
+        "on groups of episodes), mt_grpo (MT-GRPO: task weights + ratio-preserving sampling), sac (multi-task SAC: "
+        "continuous actions, per-task replay and temperatures). grpo and mt_grpo take lr, clip, epochs, "
+        "minibatches, ent_coef and max_grad_norm from ppo.*"
     )
     seed: int = opt(0, "random seed for envs, policy init and sampling", 0)
     run_dir: str | None = opt(None, "output directory (null: runs/<suite>-<algo>-s<seed>-<time>)")

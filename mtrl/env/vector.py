@@ -8,16 +8,15 @@ with NEXT_STEP autoreset semantics (envpool's own): the step after an episode en
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
-from mtrl.errors import MtrlError
-from mtrl.rollout import step_flag
-from mtrl.suite import TaskSuite, make_vector_env
+from mtrl.env.slot_state import SeededEpisodes
+from mtrl.env.suite import TaskSuite
+from mtrl.env.task_switch import TaskEnvCache, TaskSwitchingEnv
 
 
 class BatchEnv(Protocol):
@@ -26,29 +25,6 @@ class BatchEnv(Protocol):
     def reset(self) -> np.ndarray: ...
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]: ...
     def close(self) -> None: ...
-
-
-class EnvpoolBatch:
-    """An envpool gymnasium-API pool. `obs_fn` picks the observation out of envpool's output and
-    `success_fn(reward, terminated, info)` gives each env's success flag for this step."""
-
-    def __init__(
-        self,
-        pool: Any,
-        obs_fn: Callable[[Any], np.ndarray],
-        success_fn: Callable[[np.ndarray, np.ndarray, dict], np.ndarray],
-    ) -> None:
-        self.pool, self.obs_fn, self.success_fn = pool, obs_fn, success_fn
-
-    def reset(self) -> np.ndarray:
-        return self.obs_fn(self.pool.reset()[0])
-
-    def step(self, actions: np.ndarray):
-        obs, rew, term, trunc, info = self.pool.step(actions)
-        return self.obs_fn(obs), rew, term, trunc, {"success": np.asarray(self.success_fn(rew, term, info), np.float32)}
-
-    def close(self) -> None:
-        self.pool.close()
 
 
 class GymBatch:
@@ -105,39 +81,6 @@ class TaskVectorEnv:
             env.close()
 
 
-def fast_tasks(suite: TaskSuite) -> list[bool]:
-    """Which of the suite's tasks the fast backend can run (builds and closes a 1-env batch each)."""
-    if suite.fast_build is None:
-        return [False] * suite.num_tasks
-    out = []
-    for task in range(suite.num_tasks):
-        env = suite.fast_build(task, [0])
-        out.append(env is not None)
-        if env is not None:
-            env.close()
-    return out
-
-
-def check_fast_backend(suite: TaskSuite, backend: str, autoreset_mode: str, max_episode_steps: int | None) -> None:
-    """Validate env.backend=envpool once, in the driver, and say once which tasks fall back."""
-    if backend != "envpool":
-        return
-    try:
-        import envpool  # noqa: F401
-    except ImportError:
-        raise MtrlError("env.backend=envpool needs envpool: pip install 'mtrl[fast]' (or set env.backend=gymnasium)") from None
-    if autoreset_mode != "next_step":
-        raise MtrlError("env.backend=envpool resets envs on the step after an episode ends; "
-                        f"it needs rollout.autoreset_mode=next_step, got {autoreset_mode}")  # fmt: skip
-    if max_episode_steps is not None:
-        raise MtrlError("env.backend=envpool runs each task at its own episode limit; unset env.max_episode_steps "
-                        "or use env.backend=gymnasium")  # fmt: skip
-    missing = [name for name, ok in zip(suite.tasks, fast_tasks(suite)) if not ok]
-    if missing:
-        print(f"mtrl: envpool has no port of {', '.join(missing)} (suite '{suite.name}'); "
-              "these tasks run on gymnasium", file=sys.stderr)  # fmt: skip
-
-
 def make_task_vector_env(suite: TaskSuite, tasks: Sequence[int], seeds: Sequence[int]) -> TaskVectorEnv:
     """Group slots by task; each group runs on envpool when the suite can, else on gymnasium."""
     tasks_arr, seeds_arr = np.asarray(tasks, np.int64), np.asarray(seeds, np.int64)
@@ -150,3 +93,44 @@ def make_task_vector_env(suite: TaskSuite, tasks: Sequence[int], seeds: Sequence
             env = GymBatch(make_vector_env(suite, tasks_arr[idx], seeds_arr[idx], "next_step", None), group_seeds)
         groups.append((idx, env))
     return TaskVectorEnv(groups, tasks_arr, suite.observation_space)
+
+
+def step_flag(infos: dict, key: str, done: np.ndarray, same_step: bool) -> np.ndarray:
+    """info[key] of this step for every slot (e.g. "success", "env_error"), 0 where absent. Under
+    SAME_STEP autoreset an ended episode's last info lives in info['final_info']."""
+    out = np.zeros(len(done), np.float32)
+    if key in infos:
+        mask = infos.get("_" + key, np.ones_like(done))
+        out[mask] = np.asarray(infos[key], np.float32)[mask]
+    final = infos.get("final_info", {}) if same_step else {}
+    if key in final:
+        mask = done & final.get("_" + key, np.ones_like(done))
+        out[mask] = np.asarray(final[key], np.float32)[mask]
+    return out
+
+
+def make_vector_env(
+    suite: TaskSuite,
+    tasks: Sequence[int],
+    seeds: Sequence[int],
+    autoreset_mode: str = "next_step",
+    max_episode_steps: int | None = None,
+    backend: str = "gymnasium",
+    task_probs: np.ndarray | None = None,
+) -> Any:
+    """One vector env whose slot i runs task tasks[i] seeded with seeds[i]: gymnasium's
+    SyncVectorEnv of restorable slots (`mtrl.slot_state`: each episode reset with a seed derived
+    from seeds[i]), or with backend="envpool" the suite's fast batched envs (`mtrl.vector`).
+    With `task_probs` (a curriculum's shared array) every slot draws its task at each reset."""
+    if task_probs is not None:
+        cache = TaskEnvCache(suite, max_episode_steps, int(seeds[0]))
+        fns = [(lambda s=int(s): SeededEpisodes(TaskSwitchingEnv(cache, task_probs, s))) for s in seeds]
+        return gym.vector.SyncVectorEnv(fns, autoreset_mode=_AUTORESET[autoreset_mode])
+    if backend == "envpool":
+        return make_task_vector_env(suite, tasks, seeds)
+    fns = [(lambda t=int(t), s=int(s): SeededEpisodes(suite.make_env(t, s, max_episode_steps)))
+           for t, s in zip(tasks, seeds, strict=True)]  # fmt: skip
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=_AUTORESET[autoreset_mode])
+
+
+_AUTORESET = {"next_step": gym.vector.AutoresetMode.NEXT_STEP, "same_step": gym.vector.AutoresetMode.SAME_STEP}

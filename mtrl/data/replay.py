@@ -12,7 +12,7 @@ import math
 import numpy as np
 import torch
 
-from mtrl.batch import rank_within
+from mtrl.data.reduce import rank_within
 from mtrl.errors import ConfigError
 
 

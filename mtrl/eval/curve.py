@@ -19,8 +19,8 @@ import numpy as np
 from torch import nn
 
 from mtrl.errors import MtrlError
-from mtrl.evaluate import EvalResult, Runner, evaluate
-from mtrl.suite import TaskSuite
+from mtrl.eval.evaluate import EvalResult, Runner, evaluate
+from mtrl.env.suite import TaskSuite
 
 FILE = "eval_curve.csv"
 

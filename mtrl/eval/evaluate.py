@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -11,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from mtrl.suite import TaskSuite
+from mtrl.collect.episodes import run_chunks, split_work
+
+from mtrl.env.suite import TaskSuite
 
 
 @dataclass
@@ -101,22 +101,6 @@ def episode_seeds(suite: TaskSuite, episodes: int, seed: int) -> np.ndarray:
     return np.random.SeedSequence([seed, 0xE7A1]).generate_state(suite.num_tasks * episodes).astype(np.int64)
 
 
-def run_chunks(policy: nn.Module, suite: TaskSuite, work: list, greedy: bool, max_episode_steps: int | None) -> list:
-    """Run evaluation chunks here, one after the other (a progress bar on a terminal)."""
-    device = next(policy.parameters()).device
-    outs = []
-    with torch.random.fork_rng(devices=[]):
-        for tasks, seeds, torch_seed in tqdm(work, desc="eval", unit="chunk", disable=None, leave=False, file=sys.stderr):
-            torch.manual_seed(int(np.random.SeedSequence(torch_seed).generate_state(1)[0]))
-            outs.append(_run_first_episodes(policy, suite, tasks, seeds, greedy, max_episode_steps, device))
-    return outs
-
-
-def split_work(work: list, parts: int) -> list[list]:
-    """`work` in at most `parts` contiguous, non-empty shares (so results concatenate in order)."""
-    return [[work[i] for i in idx] for idx in np.array_split(np.arange(len(work)), parts) if len(idx)]
-
-
 def _remote_chunks(spec, state, suite, work, greedy, max_episode_steps):
     """A Ray task: rebuild the policy on the CPU and run its share of the chunks."""
     from mtrl.nn.policy import build_policy
@@ -139,41 +123,6 @@ def ray_runner(workers: int) -> Runner:
         return [out for share in ray.get(calls) for out in share]
 
     return run
-
-
-def _run_first_episodes(policy, suite, tasks, seeds, greedy, max_episode_steps, device):
-    """Run one episode in each of len(tasks) envs, stepping only the envs whose episode is still
-    running (a vector env would step all of them until the longest episode ends) and batching the
-    policy over them; returns per-env (undiscounted return, length, success)."""
-    envs = [suite.make_env(int(t), int(s), max_episode_steps) for t, s in zip(tasks, seeds, strict=True)]
-    try:
-        obs = [env.reset(seed=int(s))[0]["obs"] for env, s in zip(envs, seeds)]
-        n = len(envs)
-        task_ids = torch.as_tensor(np.array(tasks, np.int64), device=device)  # a copy: Ray's arrays are read-only
-        live = np.ones(n, bool)
-        ret, length, success = np.zeros(n), np.zeros(n), np.zeros(n, np.float32)
-        box = suite.action_space
-        while live.any():
-            idx = np.flatnonzero(live)
-            action, _ = policy.act(torch.as_tensor(np.stack([obs[i] for i in idx]), device=device),
-                                   task_ids[torch.as_tensor(idx, device=device)], greedy=greedy)  # fmt: skip
-            action = action.cpu().numpy()
-            if hasattr(box, "low"):
-                action = np.clip(action, box.low, box.high)
-            for i, a in zip(idx, action):
-                o, rew, term, trunc, info = envs[i].step(a)
-                obs[i] = o["obs"]
-                if info.get("env_error"):  # the env failed and was rebuilt (mtrl.envguard): this slot starts over
-                    ret[i], length[i], success[i] = 0.0, 0, 0.0
-                    continue
-                ret[i] += rew
-                length[i] += 1
-                success[i] = max(success[i], float(info.get("success", 0.0)))
-                live[i] = not (term or trunc)
-        return ret, length, success
-    finally:
-        for env in envs:
-            env.close()
 
 
 def default_episodes(suite: TaskSuite, requested: int | None) -> int:

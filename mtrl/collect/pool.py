@@ -7,23 +7,23 @@ without Ray installed.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-from mtrl.batch import Fragment, Groups
+from mtrl.data.batch import Fragment, Groups
 from mtrl.errors import MtrlError
-from mtrl.evaluate import run_chunks, split_work
-from mtrl.group_rollout import GroupCollector
-from mtrl.nn.policy import PolicySpec
-from mtrl.rollout import Collector, actor_weights
-from mtrl.suite import TaskSuite, slot_tasks
+from mtrl.collect.episodes import run_chunks, split_work
+from mtrl.collect.groups import GroupCollector
+from mtrl.nn.network import PolicySpec
+from mtrl.collect.fragments import Collector
+from mtrl.collect.ray import init_ray
+from mtrl.collect.requests import COLLECTORS, FragmentRequest, GroupRequest, Requests
+from mtrl.nn.weights import actor_weights
+from mtrl.env.suite import TaskSuite, slot_tasks
 
 
 RESTART_TIMEOUT_S = 300  # how long a dead worker may take to restart (new process, imports, env builds)
@@ -37,13 +37,13 @@ class RolloutWorker:
 
     def __init__(self, suite: TaskSuite, tasks: list[int], seeds: list[int], spec: PolicySpec, autoreset_mode: str,
                  max_episode_steps: int | None, backend: str, torch_seed: int, one_thread: bool = True,
-                 group_size: int | None = None, curriculum: bool = False, reset_each_fragment: bool = False) -> None:  # fmt: skip
+                 collector: str = "fragments", curriculum: bool = False, reset_each_fragment: bool = False) -> None:  # fmt: skip
         if one_thread:
             torch.set_num_threads(1)
         torch.manual_seed(torch_seed)
         self.collector: Collector | GroupCollector
-        if group_size:
-            self.collector = GroupCollector(suite, spec, group_size, max_episode_steps)
+        if collector == "groups":
+            self.collector = GroupCollector(suite, spec, max_episode_steps)
         else:
             self.collector = Collector(suite, tasks, seeds, spec, autoreset_mode, max_episode_steps, backend, curriculum,
                                        reset_each_fragment)  # fmt: skip
@@ -58,11 +58,11 @@ class RolloutWorker:
         return self.collector.collect(steps, random_actions)
 
     def collect_groups(self, weights: dict[str, np.ndarray], tasks: np.ndarray, seeds: np.ndarray,
-                       group_ids: np.ndarray) -> Groups:  # fmt: skip
+                       group_ids: np.ndarray, group_size: int) -> Groups:  # fmt: skip
         """Load the weights, then run the given groups of whole episodes."""
         assert isinstance(self.collector, GroupCollector)
         self.collector.set_weights(weights)
-        return self.collector.collect(tasks, seeds, group_ids)
+        return self.collector.collect(tasks, seeds, group_ids, group_size)
 
     def evaluate(self, weights: dict[str, np.ndarray], work: list, greedy: bool, max_episode_steps: int | None) -> list:
         """Load the weights, then run these evaluation chunks (`mtrl.evaluate`) on fresh envs."""
@@ -87,7 +87,9 @@ class WorkerPool:
     in-process and Ray collection give batches of the same shape and task layout.
     """
 
-    def __init__(self, suite: TaskSuite, spec: PolicySpec, cfg: Any, seed: int) -> None:
+    def __init__(self, suite: TaskSuite, spec: PolicySpec, cfg: Any, seed: int, collector: str = "fragments") -> None:
+        if collector not in COLLECTORS:
+            raise MtrlError(f"unknown collector kind {collector!r}; expected one of {', '.join(COLLECTORS)}")
         r = cfg.rollout
         tasks = slot_tasks(suite.num_tasks, r.num_envs).tolist()
         seeds = slot_seeds(seed, r.num_envs)
@@ -95,9 +97,10 @@ class WorkerPool:
         self.restarts = 0  # worker actors that died and were restarted (faults/worker_restarts)
         self._max_restarts = r.max_worker_restarts
         self._started_ray = False
+        self.pipeline = r.pipeline
+        self._in_flight: Any = None  # the fragment collected while the learner updates (rollout.pipeline)
         args = (spec, r.autoreset_mode, cfg.env.max_episode_steps, cfg.env.backend)
-        group_size = cfg.grpo.group_size if cfg.algo in ("grpo", "mt_grpo") else None
-        kw = {"group_size": group_size, "curriculum": cfg.curriculum.name is not None and group_size is None,
+        kw = {"collector": collector, "curriculum": cfg.curriculum.name is not None and collector == "fragments",
               "reset_each_fragment": r.reset_each_fragment}  # fmt: skip
         if r.workers == 0:
             self.local: RolloutWorker | None = RolloutWorker(suite, tasks, seeds, *args, torch_seed=seed,
@@ -116,6 +119,35 @@ class WorkerPool:
             for i in range(r.workers)
         ]
 
+    def serve(self, requests: Requests, policy: torch.nn.Module, env_steps: int) -> Any:
+        """Answer an algorithm's requests (`mtrl.collect.requests`) with the policy's current
+        weights, one after the other; returns what the generator returns. `env_steps`: the env
+        steps collected before this iteration."""
+        try:
+            request = next(requests)
+            while True:
+                if isinstance(request, GroupRequest):
+                    data: Any = self.collect_groups(policy, request.tasks, request.seeds, request.group_ids, request.group_size)
+                elif isinstance(request, FragmentRequest):
+                    data = self.fragment(policy, request, env_steps)
+                else:
+                    raise MtrlError(f"an algorithm asked the rollout workers for {type(request).__name__}; expected "
+                                    "mtrl.collect.requests.FragmentRequest or GroupRequest")  # fmt: skip
+                request = requests.send(data)
+        except StopIteration as done:
+            return done.value
+
+    def fragment(self, policy: torch.nn.Module, request: FragmentRequest, env_steps: int) -> Fragment:
+        """One fragment for `request`. With rollout.pipeline the fragment returned is the one
+        collected during the last update (from weights one update old; PPO's ratio uses its
+        recorded behaviour log-probs) and the next one starts now, with today's weights."""
+        pending = self._in_flight or self.submit(policy, request.task_probs, env_steps < request.random_until)
+        frag = self.wait(pending)
+        self._in_flight = None
+        if self.pipeline:
+            self._in_flight = self.submit(policy, request.task_probs, env_steps + frag.num_steps < request.random_until)
+        return frag
+
     def collect(self, policy: torch.nn.Module, task_probs: np.ndarray | None = None, random_actions: bool = False) -> Fragment:
         """Send the policy's current weights to every worker and gather one fragment from each."""
         return self.wait(self.submit(policy, task_probs, random_actions))
@@ -123,8 +155,7 @@ class WorkerPool:
     def submit(self, policy: torch.nn.Module, task_probs: np.ndarray | None = None, random_actions: bool = False) -> Any:
         """Start one fragment per worker with the policy's current weights; `wait` gathers them.
 
-        Between the two the learner is free to update (rollout.pipeline): the fragments then come
-        from weights one update old, and PPO's ratio uses their recorded behaviour log-probs."""
+        Between the two the learner is free to update (`fragment` with rollout.pipeline)."""
         weights = actor_weights(policy)
         if self.local is not None:
             return weights, task_probs, random_actions  # in-process: collected in `wait`
@@ -142,18 +173,19 @@ class WorkerPool:
         ref, args, pending = submitted
         return Fragment.concat([self._get(i, call, lambda a: a.collect.remote(ref, *args)) for i, call in enumerate(pending)])
 
-    def collect_groups(self, policy: torch.nn.Module, tasks: np.ndarray, seeds: np.ndarray, group_ids: np.ndarray) -> Groups:
-        """Run groups g (task tasks[g], reset seed seeds[g]) with the policy's current weights,
-        split over the workers; returns the groups that finished cleanly."""
+    def collect_groups(self, policy: torch.nn.Module, tasks: np.ndarray, seeds: np.ndarray, group_ids: np.ndarray,
+                       group_size: int) -> Groups:  # fmt: skip
+        """Run groups g (`group_size` episodes of task tasks[g] from reset seed seeds[g]) with the
+        policy's current weights, split over the workers; returns the groups that finished cleanly."""
         weights = actor_weights(policy)
         if self.local is not None:
-            return self.local.collect_groups(weights, tasks, seeds, group_ids)
+            return self.local.collect_groups(weights, tasks, seeds, group_ids, group_size)
         import ray
 
         ref = ray.put(weights)
 
         def send(actor: Any, share: np.ndarray) -> Any:
-            return actor.collect_groups.remote(ref, tasks[share], seeds[share], group_ids[share])
+            return actor.collect_groups.remote(ref, tasks[share], seeds[share], group_ids[share], group_size)
 
         shares = [(i, s) for i, s in enumerate(np.array_split(np.arange(len(tasks)), len(self.actors))) if len(s)]
         calls = [(i, s, send(self.actors[i], s)) for i, s in shares]
@@ -236,53 +268,3 @@ class WorkerPool:
                 ray.shutdown()
 
 
-def init_ray(ray_cfg: Any, workers: int) -> tuple[Any, bool]:
-    """Start an embedded local Ray (no dashboard) or join `ray.address`.
-
-    Returns (the ray module, whether this call started it)."""
-    try:
-        import ray
-    except ImportError:
-        raise MtrlError("rollout.workers > 0 needs Ray: pip install 'ray>=2.40', or set rollout.workers=0") from None
-    if ray.is_initialized():
-        return ray, False
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
-    if ray_cfg.address is None:  # "local": always a fresh embedded Ray, never a stale `ray start` cluster
-        # Ray starts its worker processes at niceness +15; mtrl's rollout actors and sweep runs are
-        # the work itself, so they run at the driver's niceness (as Ray's own job drivers do)
-        os.environ.setdefault("RAY_worker_niceness", "0")
-        kwargs["address"] = "local"
-        kwargs["num_cpus"] = ray_cfg.num_cpus or max(workers, os.cpu_count() or 1)
-        kwargs["_node_ip_address"] = "127.0.0.1"
-    else:
-        kwargs["address"] = ray_cfg.address
-    try:
-        with _loopback_only(ray_cfg.address is None):
-            ray.init(**kwargs)
-    except ConnectionError as exc:
-        raise MtrlError(f"could not connect to Ray at ray.address={ray_cfg.address!r}: {exc}") from None
-    except ray.exceptions.AuthenticationError:
-        raise MtrlError(f"the Ray cluster at ray.address={ray_cfg.address!r} wants its auth token: export "
-                        "RAY_AUTH_MODE=token and copy the head's ~/.ray/auth_token here (scripts/ray_cluster.sh)") from None
-    return ray, True
-
-
-@contextlib.contextmanager
-def _loopback_only(enabled: bool) -> Iterator[None]:
-    """Keep an embedded Ray's node address on 127.0.0.1, so that its GCS, raylet, workers and
-    runtime-env agent listen on loopback only. Ray 2.60 rewrites a loopback node address to the
-    machine's routable IP (`ray._private.services.resolve_ip_for_localhost`), and its servers then
-    listen on every interface; a single-machine Ray needs none of them reachable from outside.
-    Where that private function is gone (another Ray), Ray's own choice stands."""
-    from ray._private import services
-
-    original = getattr(services, "resolve_ip_for_localhost", None)
-    if not enabled or original is None:
-        yield
-        return
-    services.resolve_ip_for_localhost = lambda host: host
-    try:
-        yield
-    finally:
-        services.resolve_ip_for_localhost = original

@@ -88,7 +88,7 @@ def parse_methods(items: list[str]) -> dict[str, tuple[str, list[str]]]:
 def train_command(run: Run, overrides: list[str], cpus: int) -> list[str]:
     """The `mtrl train` command line of a run: resumed when it has checkpoints; the method's
     overrides, then the sweep's, then the in-process collection on the reserved CPUs."""
-    from mtrl.checkpoint import list_checkpoints
+    from mtrl.run.checkpoint import list_checkpoints
 
     run_dir = run.run_dir.resolve()  # absolute: a Ray worker on another node has another working directory
     resume = [f"resume={run_dir}"] if list_checkpoints(run_dir) else []
@@ -262,9 +262,9 @@ def main(args: Any) -> None:
     from tqdm import tqdm
 
     from mtrl.config import load_config
-    from mtrl.report import report_from_runs
-    from mtrl.schema import RayConfig
-    from mtrl.workers import init_ray
+    from mtrl.eval.report import report_from_runs
+    from mtrl.config.schema import RayConfig
+    from mtrl.collect.ray import init_ray
 
     for flag, value in (("--cpus-per-run", args.cpus_per_run), ("--reps", args.reps), ("--num-cpus", args.num_cpus or 1)):
         if value < 1:

@@ -13,7 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from mtrl.envguard import GuardedEnv
+from mtrl.env.envguard import GuardedEnv
 from mtrl.errors import EnvError, MtrlError
 from mtrl.registry import SUITES, call_plugin
 
@@ -125,34 +125,3 @@ def slot_tasks(num_tasks: int, num_slots: int) -> np.ndarray:
     return np.arange(num_slots) % num_tasks
 
 
-def make_vector_env(
-    suite: TaskSuite,
-    tasks: Sequence[int],
-    seeds: Sequence[int],
-    autoreset_mode: str = "next_step",
-    max_episode_steps: int | None = None,
-    backend: str = "gymnasium",
-    task_probs: np.ndarray | None = None,
-) -> Any:
-    """One vector env whose slot i runs task tasks[i] seeded with seeds[i]: gymnasium's
-    SyncVectorEnv of restorable slots (`mtrl.slot_state`: each episode reset with a seed derived
-    from seeds[i]), or with backend="envpool" the suite's fast batched envs (`mtrl.vector`).
-    With `task_probs` (a curriculum's shared array) every slot draws its task at each reset."""
-    from mtrl.slot_state import SeededEpisodes
-
-    if task_probs is not None:
-        from mtrl.task_switch import TaskEnvCache, TaskSwitchingEnv
-
-        cache = TaskEnvCache(suite, max_episode_steps, int(seeds[0]))
-        fns = [(lambda s=int(s): SeededEpisodes(TaskSwitchingEnv(cache, task_probs, s))) for s in seeds]
-        return gym.vector.SyncVectorEnv(fns, autoreset_mode=_AUTORESET[autoreset_mode])
-    if backend == "envpool":
-        from mtrl.vector import make_task_vector_env  # envpool path only; imports this module
-
-        return make_task_vector_env(suite, tasks, seeds)
-    fns = [(lambda t=int(t), s=int(s): SeededEpisodes(suite.make_env(t, s, max_episode_steps)))
-           for t, s in zip(tasks, seeds, strict=True)]  # fmt: skip
-    return gym.vector.SyncVectorEnv(fns, autoreset_mode=_AUTORESET[autoreset_mode])
-
-
-_AUTORESET = {"next_step": gym.vector.AutoresetMode.NEXT_STEP, "same_step": gym.vector.AutoresetMode.SAME_STEP}

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from mtrl.errors import MtrlError
-from mtrl.evaluate import episode_seeds
-from mtrl.suite import TaskSuite
+from mtrl.eval.evaluate import episode_seeds
+from mtrl.env.suite import TaskSuite
 
 GL_BACKENDS = ("egl", "osmesa")
 _PROBE = "import mujoco; c = mujoco.GLContext(8, 8); c.make_current(); c.free()"

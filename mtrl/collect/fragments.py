@@ -13,10 +13,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from mtrl.batch import Episodes, Fragment
-from mtrl.nn.policy import PolicySpec, build_policy
-from mtrl.slot_state import restore_slots, slots_state
-from mtrl.suite import TaskSuite, make_vector_env
+from mtrl.data.batch import Episodes, Fragment
+from mtrl.env.vector import step_flag
+from mtrl.nn.weights import load_actor_weights
+from mtrl.nn.network import PolicySpec
+from mtrl.nn.policy import build_policy
+from mtrl.env.slot_state import restore_slots, slots_state
+from mtrl.env.suite import TaskSuite
+from mtrl.env.vector import make_vector_env
 
 
 class Collector:
@@ -189,29 +193,3 @@ class Collector:
         return episodes
 
 
-def actor_weights(policy: torch.nn.Module) -> dict[str, np.ndarray]:
-    """The policy's weights a rollout worker needs: everything but the critic, which only the
-    learner runs (half the bytes through the object store per iteration)."""
-    return {k: v.detach().cpu().numpy() for k, v in policy.state_dict().items() if not k.startswith("critic.")}
-
-
-def load_actor_weights(policy: torch.nn.Module, weights: dict[str, Any]) -> None:
-    """Load `actor_weights` output into a worker's policy; refuse weights that do not fit it."""
-    state = {k: torch.tensor(v) for k, v in weights.items()}  # copy: Ray arrays are read-only
-    missing, unexpected = policy.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("critic.") for k in missing):
-        raise ValueError(f"rollout weights do not fit the policy: missing {missing}, unexpected {unexpected}")
-
-
-def step_flag(infos: dict, key: str, done: np.ndarray, same_step: bool) -> np.ndarray:
-    """info[key] of this step for every slot (e.g. "success", "env_error"), 0 where absent. Under
-    SAME_STEP autoreset an ended episode's last info lives in info['final_info']."""
-    out = np.zeros(len(done), np.float32)
-    if key in infos:
-        mask = infos.get("_" + key, np.ones_like(done))
-        out[mask] = np.asarray(infos[key], np.float32)[mask]
-    final = infos.get("final_info", {}) if same_step else {}
-    if key in final:
-        mask = done & final.get("_" + key, np.ones_like(done))
-        out[mask] = np.asarray(final[key], np.float32)[mask]
-    return out

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from mtrl.errors import MtrlError
-from mtrl.evaluate import EvalResult
-from mtrl.stats import METRICS, Estimate, aggregate
+from mtrl.eval.evaluate import EvalResult
+from mtrl.eval.stats import METRICS, Estimate, aggregate
 
 
 @dataclass
@@ -181,8 +181,8 @@ def _md_row(cells: list[str]) -> str:
 def report_from_runs(runs: list[tuple[str, Path]], metric: str, reps: int) -> Report | None:
     """The comparison of finished runs, (method, run directory), from each run's final evaluation
     (eval.json: the run's own protocol and seed) rather than new episodes; None without runs."""
-    from mtrl.checkpoint import checkpoint_steps, list_checkpoints
-    from mtrl.suite import get_suite
+    from mtrl.run.checkpoint import checkpoint_steps, list_checkpoints
+    from mtrl.env.suite import get_suite
 
     evals = []
     for method, run_dir in runs:

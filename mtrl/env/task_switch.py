@@ -13,7 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from mtrl.suite import TaskSuite
+from mtrl.env.suite import TaskSuite
 
 
 class TaskEnvCache:

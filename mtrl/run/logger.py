@@ -9,8 +9,9 @@ import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from mtrl.batch import Episodes, per_task_means
-from mtrl.evaluate import EvalResult
+from mtrl.data.batch import Episodes
+from mtrl.data.reduce import per_task_means
+from mtrl.eval.evaluate import EvalResult
 
 
 class Logger:

@@ -1,0 +1,104 @@
+"""Curricula: task samplers that set, each iteration, the probability with which every env slot
+picks its next task at reset (ALGORITHMS.md section 6).
+
+A curriculum is any object with `probs()`, `update(stats)`, `scores()`, `state_dict()` and
+`load_state_dict()` (the `Curriculum` protocol), made by a factory `(tasks, cfg) -> Curriculum`
+registered with `register_curriculum` or through the entry-point group `mtrl.curricula`, the same
+route as suites. Every built-in mixes in `curriculum.eps` of the uniform distribution, so each task
+keeps probability >= eps / K, and ignores tasks without data in an iteration (NaN statistics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from mtrl.config import CurriculumConfig
+from mtrl.curriculum.stats import TaskStats, task_stats
+from mtrl.errors import MtrlError
+from mtrl.registry import CURRICULA, call_plugin
+
+__all__ = ["Curriculum", "TaskStats", "checked_probs", "checked_scores", "make_curriculum", "register_builtins",
+           "register_curriculum", "task_stats"]  # fmt: skip
+
+
+class Curriculum(Protocol):
+    """What mtrl calls on a curriculum, and what each call must return (checked where received)."""
+
+    def probs(self) -> np.ndarray:
+        """[K] finite, non-negative task probabilities that sum to 1, for this iteration's resets."""
+
+    def update(self, stats: TaskStats) -> None:
+        """Take one iteration's per-task statistics (NaN where a task had no data)."""
+
+    def scores(self) -> dict[str, np.ndarray]:
+        """Diagnostics for TensorBoard (curriculum/<name>/<task>): each value an array of K numbers."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors, numbers and strings only (checkpoints load with weights_only=True)."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def register_curriculum(name: str, factory: Callable[[tuple[str, ...], CurriculumConfig], Curriculum],
+                        *, overwrite: bool = False) -> None:  # fmt: skip
+    """Register a curriculum: `factory(task_names, curriculum_config)` returns a `Curriculum`."""
+    if not callable(factory):
+        raise MtrlError(f"register_curriculum('{name}', ...) needs a callable factory, got {type(factory).__name__}")
+    CURRICULA.register(name, factory, overwrite=overwrite)
+
+
+def register_builtins() -> None:
+    """Entry point: the built-in curricula."""
+    from mtrl.curriculum.builtin import Exp3, LearningProgress, PrioritizedLevelReplay, Threshold, Uniform, WorstTask
+
+    for name, cls in (("uniform", Uniform), ("learning_progress", LearningProgress), ("plr", PrioritizedLevelReplay),
+                      ("exp3", Exp3), ("worst_task", WorstTask), ("threshold", Threshold)):  # fmt: skip
+        register_curriculum(name, cls)
+
+
+def make_curriculum(tasks: tuple[str, ...], cfg: CurriculumConfig) -> Curriculum:
+    """Build the registered curriculum `cfg.name` for these tasks; a factory that raises, or returns
+    something without the `Curriculum` methods, is one MtrlError naming it."""
+    assert cfg.name is not None
+    cur = call_plugin("curriculum", cfg.name, "its factory", CURRICULA.get(cfg.name), tasks, cfg)
+    missing = [m for m in ("probs", "update", "scores", "state_dict", "load_state_dict") if not callable(getattr(cur, m, None))]
+    if missing:
+        raise MtrlError(f"curriculum '{cfg.name}': its factory returned {type(cur).__name__}, which lacks "
+                        f"{', '.join(missing)} (expected the mtrl.curriculum.Curriculum methods)")  # fmt: skip
+    return cur
+
+
+def checked_probs(cur: Curriculum, name: str, num_tasks: int) -> np.ndarray:
+    """The curriculum's task probabilities, checked at the boundary: [K] finite, >= 0, sum 1."""
+    p = call_plugin("curriculum", name, "probs()", cur.probs)
+    try:
+        arr = np.asarray(p, np.float64)
+    except (TypeError, ValueError):
+        arr = np.full(0, np.nan)
+    if arr.shape != (num_tasks,) or not np.isfinite(arr).all() or (arr < 0).any() or abs(arr.sum() - 1) > 1e-6:
+        shown = np.array2string(arr, precision=4, threshold=8) if arr.size else repr(p)[:80]
+        raise MtrlError(f"curriculum '{name}': probs() returned {shown} (shape {arr.shape}); expected {num_tasks} "
+                        "finite non-negative probabilities that sum to 1")  # fmt: skip
+    return arr
+
+
+def checked_scores(cur: Curriculum, name: str, num_tasks: int) -> dict[str, np.ndarray]:
+    """The curriculum's diagnostic scores, checked at the boundary: a dict of name -> K numbers."""
+    scores = call_plugin("curriculum", name, "scores()", cur.scores)
+    if not isinstance(scores, dict):
+        raise MtrlError(f"curriculum '{name}': scores() returned {type(scores).__name__}; expected a dict of "
+                        f"name -> an array of {num_tasks} numbers, one per task")  # fmt: skip
+    out = {}
+    for key, values in scores.items():
+        try:
+            arr = np.asarray(values, np.float64)
+        except (TypeError, ValueError):
+            arr = np.full(0, np.nan)
+        if not isinstance(key, str) or arr.shape != (num_tasks,):
+            raise MtrlError(f"curriculum '{name}': scores() returned {key!r}: {repr(values)[:60]}; expected each "
+                            f"score to be an array of {num_tasks} numbers, one per task")  # fmt: skip
+        out[key] = arr
+    return out

@@ -1,0 +1,1 @@
+"""The data between collection and learning: batches, advantages, replay, per-task reductions."""

@@ -1,0 +1,1 @@
+"""Environments: task suites, guarded envs, vector envs of task slots, the envpool backend."""

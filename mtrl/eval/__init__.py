@@ -1,0 +1,1 @@
+"""Evaluation and reporting: per-task results, bootstrap statistics, reports, curves, plots, videos."""

@@ -1,0 +1,100 @@
+"""The built-in architectures, registered through the `mtrl.archs` entry-point group like any
+other (ALGORITHMS.md section 1; docs/ARCHITECTURE.md, "Adding an architecture").
+
+Each builder takes (spec, out_dim, out_gain) and returns a module mapping (obs [B, *obs_shape],
+task_id [B]) to [B, out_dim]. Parameter names (`encoder`, `trunk`, `mixture`, `head`) are part
+of the checkpoint format and stay as they are.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from mtrl.nn.layers import OutputHead, TaskHeads, init_linear, make_encoder, mlp, with_task_onehot
+from mtrl.nn.moore import make_mixture
+from mtrl.nn.network import PolicySpec
+
+
+def gains(spec: PolicySpec, out_gain: float) -> tuple[float | None, float | None]:
+    """(output, hidden) orthogonal-init gains; None for PyTorch's default init (as MOORE's official networks)."""
+    return (None, None) if spec.init == "default" else (out_gain, math.sqrt(2))
+
+
+class MLPNet(nn.Module):
+    """`mlp`: encoder -> trunk on cat(features, task one-hot) -> one output layer."""
+
+    def __init__(self, spec: PolicySpec, out_dim: int, out_gain: float) -> None:
+        super().__init__()
+        out_g, hid_g = gains(spec, out_gain)
+        self.num_tasks = spec.num_tasks
+        self.encoder = make_encoder(spec.obs_shape)
+        self.trunk = mlp([self.encoder.out_dim + spec.num_tasks] + [spec.hidden] * spec.layers, gain=hid_g)
+        self.head = init_linear(nn.Linear(spec.hidden, out_dim), out_g)
+
+    def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(with_task_onehot(self.encoder(obs), task_id, self.num_tasks)))
+
+
+class MultiHeadNet(nn.Module):
+    """`multihead`: encoder -> shared trunk -> one output head per task. With `layers=0` no
+    shared trunk: MOORE's MTPPO network (`networks_ppo.MiniGridPPOMHNetwork`), tanh on the conv
+    features, then per-task heads Linear(D, hidden) -> Tanh -> Linear(hidden, out)."""
+
+    def __init__(self, spec: PolicySpec, out_dim: int, out_gain: float) -> None:
+        super().__init__()
+        out_g, hid_g = gains(spec, out_gain)
+        self.encoder = make_encoder(spec.obs_shape)
+        self.no_trunk = spec.layers == 0
+        self.squash = self.no_trunk and len(spec.obs_shape) == 3  # MOORE's MTPPO network: tanh after the last conv
+        if self.no_trunk:
+            self.head: nn.Module = OutputHead(spec.num_tasks, self.encoder.out_dim, spec.hidden, out_dim, out_g, True, hid_g)
+            return
+        self.trunk = mlp([self.encoder.out_dim] + [spec.hidden] * spec.layers, gain=hid_g)
+        self.head = TaskHeads(spec.num_tasks, spec.hidden, out_dim, out_g)
+
+    def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
+        x = self.encoder(obs)
+        if self.no_trunk:
+            return self.head(torch.tanh(x) if self.squash else x, task_id)
+        return self.head(self.trunk(x), task_id)
+
+
+@dataclass
+class MixtureOptions:
+    """policy.moore / policy.moe: the mixture's own hyperparameters."""
+
+    num_experts: int = field(default=4, metadata={"help": "experts k (MOORE: 2/3/4 for MiniGrid MT3/5/7, 4/6 for "
+                                                          "MT10/50)", "lo": 1})  # fmt: skip
+    head: Literal["multi", "single"] = field(default="multi", metadata={
+        "help": "output head: one per task, or one on cat(feature, task one-hot)"})  # fmt: skip
+
+
+class MixtureNet(nn.Module):
+    """`moore` / `moe`: k experts mixed per task (orthonormalised for MOORE) -> a per-task head.
+    MOORE's heads: Linear(D, hidden) -> Tanh -> Linear(hidden, out) on MiniGrid images, a single
+    Linear(D, out) on Meta-World states."""
+
+    def __init__(self, spec: PolicySpec, out_dim: int, out_gain: float) -> None:
+        super().__init__()
+        out_g, hid_g = gains(spec, out_gain)
+        self.mixture = make_mixture(spec.obs_shape, spec.num_tasks, spec.num_experts, spec.arch == "moore")
+        hidden = spec.hidden if len(spec.obs_shape) == 3 else None
+        self.head = OutputHead(spec.num_tasks, self.mixture.out_dim, hidden, out_dim, out_g, spec.head == "multi", hid_g)
+
+    def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
+        return self.head(self.mixture(obs, task_id), task_id)
+
+
+def register_builtins() -> None:
+    """Entry point: register mlp, multihead, moe and moore."""
+    from mtrl.registry import register_arch
+
+    register_arch("mlp", MLPNet)
+    register_arch("multihead", MultiHeadNet)
+    register_arch("moe", MixtureNet, MixtureOptions)
+    register_arch("moore", MixtureNet, MixtureOptions)

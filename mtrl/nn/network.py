@@ -1,0 +1,58 @@
+"""PolicySpec, and the task-conditioned networks that every policy is made of: a registered
+architecture (`mtrl.registry.register_arch`; the built-ins are in `mtrl.nn.archs`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtrl.errors import MtrlError
+from mtrl.registry import ARCHS, call_plugin
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """Everything needed to rebuild a policy anywhere (learner, Ray worker, evaluation)."""
+
+    obs_shape: tuple[int, ...]
+    num_tasks: int
+    action_dim: int  # number of discrete actions, or the continuous action size
+    discrete: bool
+    arch: str = "multihead"
+    hidden: int = 128
+    layers: int = 2
+    num_experts: int = 4  # moore / moe: policy.<arch>.num_experts (a field since the first checkpoints)
+    head: str = "multi"  # moore / moe: policy.<arch>.head
+    kind: str = "actor_critic"  # "sac": squashed-Gaussian actor + twin Q critics (mtrl.nn.sac.SACPolicy)
+    init: str = "orthogonal"  # trunk and head layers: "orthogonal" (CleanRL's gains) or "default" (PyTorch's)
+    options: tuple[tuple[str, Any], ...] = ()  # another architecture's own options (policy.<arch>.*), sorted by name
+
+    def __post_init__(self) -> None:  # from a checkpoint's JSON the options come back as lists
+        object.__setattr__(self, "options", tuple(sorted((str(k), v) for k, v in self.options)))
+
+    def option(self, name: str, default: Any = None) -> Any:
+        """The architecture's option `name` (policy.<arch>.<name>)."""
+        return dict(self.options).get(name, default)
+
+
+def task_network(spec: PolicySpec, out_dim: int, out_gain: float) -> nn.Module:
+    """The registered architecture `spec.arch` as a network (obs, task_id) -> [B, out_dim],
+    checked at the boundary: it must be a torch module whose output on a two-row batch has that
+    shape and is finite, or the run stops here with one line naming the architecture."""
+    arch = ARCHS.get(spec.arch)
+    net = call_plugin("architecture", spec.arch, "its builder", arch.build, spec, out_dim, out_gain)
+    if not isinstance(net, nn.Module):
+        raise MtrlError(f"architecture '{spec.arch}': its builder returned {type(net).__name__}, expected a torch.nn.Module")
+    obs, task = torch.zeros(2, *spec.obs_shape), torch.arange(2) % spec.num_tasks
+    training = net.training
+    with torch.no_grad():  # in eval mode, so that e.g. batch-norm statistics stay untouched
+        out = call_plugin("architecture", spec.arch, "forward(obs, task_id)", net.eval(), obs, task)
+    net.train(training)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, out_dim) or not bool(torch.isfinite(out).all()):
+        shown = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise MtrlError(f"architecture '{spec.arch}': forward(obs [2, {', '.join(map(str, spec.obs_shape))}], task_id [2]) "
+                        f"returned {shown}; expected a finite tensor of shape (2, {out_dim})")  # fmt: skip
+    return net

@@ -1,0 +1,1 @@
+"""Running: the trainer, logging, checkpoints, sweeps and the `mtrl` command."""

@@ -1,0 +1,297 @@
+"""The `mtrl` command: train, eval, plot, suites, curricula. User errors exit with code 2 and one line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from mtrl.errors import MtrlError
+
+TRAIN_EPILOG = """\
+Overrides are dotted key=value pairs applied on top of CONFIG, values parsed as YAML scalars,
+e.g. `mtrl train configs/minigrid_mt3_mtppo.yaml seed=1 train.total_steps=60000 rollout.workers=0`.
+To continue a run: `mtrl train resume=runs/NAME` (CONFIG then defaults to runs/NAME/config.yaml).
+
+Config keys:
+"""
+
+EVAL_DESCRIPTION = """\
+Evaluate each checkpoint on every task of its suite and print its per-task table. With several
+runs, also aggregate them per method (runs sharing a NAME=, else the same algo and arch): mean,
+median and IQM over runs x tasks with 95% stratified-bootstrap CIs, and a per-task comparison.
+
+  mtrl eval runs/a
+  mtrl eval ppo=runs/ppo/s0 ppo=runs/ppo/s1 grpo=runs/grpo/s0 grpo=runs/grpo/s1 --out report/
+  mtrl eval runs/a --video videos/ --episodes 4
+"""
+
+SWEEP_DESCRIPTION = """\
+Train a grid of methods x seeds. Each run is `mtrl train CONFIG seed=S run_dir=OUT/<method>/s<S>
+rollout.workers=0 learner.threads=C [overrides]` in a Ray task that reserves C = --cpus-per-run
+CPUs, so the same command fills a laptop (an embedded local Ray) or a cluster (--address auto).
+Runs with an eval.json are skipped, runs with checkpoints resume from the newest, and a run whose
+process dies is resumed up to --retries times (counted in OUT/sweep.json). Ctrl-C stops the sweep;
+every running run saves a checkpoint first, and the same command continues it. At the end the
+runs are compared as by `mtrl eval` (from each run's final evaluation) and written to OUT/report/.
+
+  mtrl sweep moore=configs/moore_paper/minigrid_mt3_moore.yaml moe=configs/moore_paper/minigrid_mt3_moe.yaml \\
+      --seeds 0-9 --out runs/moore_mt3
+  mtrl sweep ppo=configs/toy_mtppo.yaml --seeds 0-3 --out runs/toy -- train.total_steps=20000
+  mtrl plot --source eval --metric return 'moore=runs/moore_mt3/moore/s*' 'moe=runs/moore_mt3/moe/s*'
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    from mtrl.config import describe
+
+    p = argparse.ArgumentParser(prog="mtrl", description="Multi-task reinforcement learning.")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a policy on a suite", epilog=TRAIN_EPILOG + "\n".join(describe()),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    t.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]", help="a YAML config, then overrides")
+
+    e = sub.add_parser("eval", help="evaluate checkpoints on every task of their suite, compare runs and methods",
+                       description=EVAL_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    e.add_argument("targets", nargs="+", metavar="[NAME=]RUN",
+                   help="checkpoint files or run directories (their newest checkpoint), globs allowed "
+                        "(quote them: 'moore=runs/mt3/moore/s*'); NAME= labels the method")
+    e.add_argument("--episodes", type=int, default=None, help="episodes per task (default: the suite's protocol)")
+    e.add_argument("--seed", type=int, default=0, help="evaluation seed (results are deterministic given it; default 0)")
+    e.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling "
+                   "(always on for SAC policies, which are evaluated with their mean action)")
+    e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run the policy")
+    e.add_argument("--workers", type=int, default=0, help="run the episodes as Ray tasks on this many CPUs "
+                   "(embedded local Ray; same results as 0, in-process)")
+    e.add_argument("--metric", default="auto", choices=["auto", "success", "return"],
+                   help="score per task for the aggregates (auto: success rate where the suite reports it)")
+    e.add_argument("--reps", type=int, default=2000, help="bootstrap replicates for the 95%% CIs (default 2000)")
+    e.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="write report.md, report.json, summary.csv (per method) and runs.csv (per run and task)")
+    e.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the report as JSON")
+    e.add_argument("--video", type=Path, default=None, metavar="DIR",
+                   help="write one GIF per task of each policy acting (DIR/<task>.gif; DIR/<run>/ for several runs)")
+    e.add_argument("--fps", type=int, default=15, help="frames per second of the --video GIFs (default 15)")
+
+    pl = sub.add_parser("plot", help="plot learning curves of runs from their TensorBoard events",
+                        description="Plot the mean over tasks (or each task) of the training (or evaluation) "
+                                    "success or return against env steps, per method, with 95% bootstrap bands "
+                                    "over runs.")  # fmt: skip
+    pl.add_argument("runs", nargs="+", metavar="[NAME=]RUN",
+                    help="run directories, globs allowed (quote them: 'moore=runs/mt3/moore/s*'); NAME= labels the method")
+    pl.add_argument("--source", default="train", choices=["train", "eval"],
+                    help="train: episodes of the training rollouts; eval: the train.eval_every evaluations")
+    pl.add_argument("--reference", action="append", default=[], metavar="LABEL=CSV",
+                    help="also draw a reference curve from a CSV with an env_steps column and a 'mean' (or "
+                         "mean_return) column, per task '<task>' (or '<task>/return'), e.g. an official run's; "
+                         "repeatable")
+    pl.add_argument("--out", type=Path, default=Path("curves.png"), help="image file (.png, .pdf, .svg; default curves.png)")
+    pl.add_argument("--per-task", action="store_true", help="one panel per task")
+    pl.add_argument("--metric", default="auto", choices=["auto", "success", "return"],
+                    help="auto: success where every run logs it, else return")
+    pl.add_argument("--smooth", type=int, default=None,
+                    help="moving-average window, in logged points (default 5 for --source train, 1 for eval)")
+    pl.add_argument("--title", default=None, help="figure title")
+
+    sw = sub.add_parser("sweep", help="train methods x seeds as Ray tasks (skips finished runs, resumes the rest)",
+                        description=SWEEP_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+                        usage="mtrl sweep NAME=CONFIG [NAME=CONFIG ...] --out DIR [options] [-- key=value ...]")  # fmt: skip
+    sw.add_argument("methods", nargs="+", metavar="NAME=CONFIG", help="a method label and its training config")
+    sw.add_argument("--seeds", nargs="+", default=["0"], metavar="SEEDS",
+                    help="seeds as 0-9, 3 or 0,2,4 (several allowed; default 0)")
+    sw.add_argument("--out", type=Path, required=True, metavar="DIR",
+                    help="runs go to DIR/<method>/s<seed> (the layout mtrl eval and mtrl plot read)")
+    sw.add_argument("--cpus-per-run", type=int, default=1, metavar="C", help="CPUs each run reserves and uses (default 1)")
+    sw.add_argument("--num-cpus", type=int, default=None, metavar="N",
+                    help="CPUs of the embedded local Ray, i.e. N / C runs at once (default: all of this machine's)")
+    sw.add_argument("--address", default=None, help="run on this Ray cluster ('auto' or host:port) instead of an "
+                    "embedded local Ray; OUT must then be on a filesystem every node sees")
+    sw.add_argument("--retries", type=int, default=2, help="times a run whose process died is resumed (default 2)")
+    sw.add_argument("--metric", default="auto", choices=["auto", "success", "return"],
+                    help="score per task in the final table (auto: success rate where the suite reports it)")
+    sw.add_argument("--reps", type=int, default=2000, help="bootstrap replicates for the final table's 95%% CIs")
+
+    s = sub.add_parser("suites", help="list every registered suite and its tasks")
+    s.add_argument("--names", action="store_true", help="print suite names only")
+    sub.add_parser("curricula", help="list every registered curriculum (task sampler) for curriculum.name")
+    return p
+
+
+def _train(args: argparse.Namespace) -> None:
+    from mtrl.config import load_config
+    from mtrl.run.trainer import train
+
+    config, overrides = None, list(args.args)
+    if overrides and "=" not in overrides[0]:
+        config = overrides.pop(0)
+    resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
+    if resume and not Path(resume).is_dir():
+        raise MtrlError(f"resume={resume}: no such run directory")
+    if config is None and resume:
+        config = str(Path(resume) / "config.yaml")
+    if config is None:
+        raise MtrlError("mtrl train needs a config file (e.g. configs/toy_mtppo.yaml) or resume=RUN_DIR")
+    train(load_config(config, overrides))
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from mtrl.run.checkpoint import load_latest
+    from mtrl.eval.evaluate import default_episodes, evaluate, ray_runner
+    from mtrl.eval.report import RunEval, build_report, expand_targets, method_label
+    from mtrl.run.checkpoint import policy_from_checkpoint
+    from mtrl.run.trainer import resolve_device
+
+    for flag, value in (("--episodes", 1 if args.episodes is None else args.episodes), ("--reps", args.reps), ("--fps", args.fps)):
+        if value < 1:
+            raise MtrlError(f"{flag} must be >= 1, got {value}")
+    if args.workers < 0:
+        raise MtrlError(f"--workers must be >= 0, got {args.workers}")
+    if args.video:
+        from mtrl.eval.video import choose_mujoco_gl
+
+        choose_mujoco_gl()  # before any MuJoCo env is imported
+    targets = expand_targets(args.targets)
+    loaded = [(name, *load_latest(path)) for name, path in targets]  # every file checked before any work
+    suites = {json.loads(ckpt["config"])["env"]["suite"] for _, _, ckpt in loaded}
+    if len(suites) > 1:
+        raise MtrlError(f"the checkpoints come from different suites ({', '.join(sorted(suites))}); compare runs of one suite")
+    device = resolve_device(args.device)
+    ray_started = _start_ray(args.workers)
+    runner = ray_runner(args.workers) if args.workers else None
+    runs, suite = [], None
+    try:
+        for name, path, ckpt in loaded:
+            policy, suite, cfg = policy_from_checkpoint(ckpt, device)
+            episodes = default_episodes(suite, args.episodes)
+            print(f"mtrl: evaluating {path} ({int(ckpt['env_steps'])} env steps) on {suite.name}, "
+                  f"{episodes} episodes per task")  # fmt: skip
+            greedy = args.greedy or cfg["algo"] == "sac"
+            result = evaluate(policy, suite, episodes, args.seed, greedy, cfg["env"]["max_episode_steps"], runner)
+            print(result.table())
+            runs.append(RunEval(name or method_label(cfg), str(path), int(ckpt["env_steps"]), result))
+            if args.video:
+                from mtrl.eval.video import record_videos
+
+                where = args.video if len(loaded) == 1 else args.video / _slug(path)
+                for gif, frames in record_videos(policy, suite, where, args.seed, greedy, cfg["env"]["max_episode_steps"],
+                                                 args.fps):  # fmt: skip
+                    print(f"mtrl: wrote {gif} ({frames} frames)")
+    finally:
+        if ray_started:
+            import ray
+
+            ray.shutdown()
+    report = build_report(runs, args.metric, suite.return_range, args.reps, args.seed)
+    if len(runs) > 1:
+        print("\n" + report.markdown())
+    if args.json:
+        report.write_json(args.json)
+    if args.out:
+        print("mtrl: wrote " + ", ".join(str(p) for p in report.write(args.out)))
+
+
+def _start_ray(workers: int) -> bool:
+    """Start an embedded local Ray (no dashboard) for `--workers`; True if this call started it."""
+    if not workers:
+        return False
+    from mtrl.config.schema import RayConfig
+    from mtrl.collect.ray import init_ray
+
+    return init_ray(RayConfig(), workers)[1]
+
+
+def _slug(path: Path) -> str:
+    """A directory name for a run's videos: its run directory's path, flattened."""
+    run = path.parent.parent if path.is_file() and path.parent.name == "checkpoints" else path
+    return "_".join(p for p in run.parts if p not in ("/", ".", "..")) or "run"
+
+
+def _plot(args: argparse.Namespace) -> None:
+    from mtrl.eval.curve import read_references
+    from mtrl.eval.plot import plot, read_run
+    from mtrl.eval.report import expand_targets, run_label
+
+    smooth = args.smooth if args.smooth is not None else (5 if args.source == "train" else 1)
+    if smooth < 1:
+        raise MtrlError(f"--smooth must be >= 1, got {smooth}")
+    references = read_references(args.reference)
+    runs = [read_run(Path(path), name or run_label(Path(path))) for name, path in expand_targets(args.runs)]
+    out = plot(runs, args.out, args.metric, args.per_task, smooth, args.title, args.source, references)
+    print(f"mtrl: wrote {out}")
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from mtrl.run.sweep import main as sweep
+
+    sweep(args)
+
+
+def _suites(args: argparse.Namespace) -> None:
+    from mtrl.env.suite import get_suite, list_suites
+
+    for name in list_suites():
+        if args.names:
+            print(name)
+            continue
+        suite = get_suite(name)
+        print(f"{name} ({suite.num_tasks} tasks): {', '.join(suite.tasks)}")
+
+
+def _curricula(args: argparse.Namespace) -> None:
+    from mtrl.registry import CURRICULA
+
+    for name in CURRICULA.names():
+        doc = (CURRICULA.get(name).__doc__ or "").strip().split("\n")[0]
+        print(f"{name}: {doc}" if doc else name)
+
+
+def _interruptible() -> None:
+    """Ctrl-C and SIGTERM (a scheduler's stop) end `mtrl train` and `mtrl sweep` through
+    KeyboardInterrupt, so that a run saves its checkpoint first; also where the process started
+    with SIGINT ignored (a background job of a shell script) or blocked (a child of a Ray worker)."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `mtrl` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    overrides: list[str] = []
+    if "--" in argv and "sweep" in argv[: argv.index("--")]:  # mtrl sweep ... -- key=value ...: every run's overrides
+        cut = argv.index("--")
+        argv, overrides = argv[:cut], argv[cut + 1:]
+    args = _parser().parse_args(argv)
+    args.overrides = overrides
+    if args.command in ("train", "sweep"):
+        from mtrl.run.sweep import bind_to_parent
+
+        _interruptible()
+        bind_to_parent()  # a run that a sweep started stops (and saves) when its Ray worker dies
+    commands = {"train": _train, "eval": _eval, "plot": _plot, "sweep": _sweep, "suites": _suites, "curricula": _curricula}
+    try:
+        commands[args.command](args)
+    except MtrlError as exc:
+        if args.debug:
+            raise
+        print("mtrl: error: " + str(exc).replace("\n", "\\n"), file=sys.stderr)  # always one line
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `mtrl suites | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
