@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 import mtrl
 from mtrl.run.checkpoint import load_latest
 from mtrl.config import CurriculumConfig, load_config
-from mtrl.curriculum import TaskStats, Uniform, make_curriculum, register_curriculum
+from mtrl.curriculum import TaskStats, make_curriculum, register_curriculum
+from mtrl.curriculum.builtin import Uniform
 from mtrl.errors import UnknownNameError
 from mtrl.nn.policy import build_policy
 from mtrl.registry import CURRICULA

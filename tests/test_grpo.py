@@ -75,6 +75,17 @@ def fake_groups(tasks: np.ndarray, ids: np.ndarray, outcome: dict[int, list[floa
                   np.zeros(1, np.int64), np.zeros(1, np.int64))  # fmt: skip
 
 
+def answer(requests, collect):
+    """Drive a sampler's request generator with collect(tasks, seeds, group_ids), as the pool does."""
+    try:
+        request = next(requests)
+        while True:
+            assert request.group_size == 4
+            request = requests.send(collect(request.tasks, request.seeds, request.group_ids))
+    except StopIteration as done:
+        return done.value
+
+
 def test_zero_variance_groups_are_dropped_and_counted_per_task():
     outcome = {0: [1, 1, 1, 1], 1: [0, 1, 0, 0], 2: [0, 0, 0, 0]}  # task 0 and 2 groups carry no signal
     calls = []
@@ -84,7 +95,7 @@ def test_zero_variance_groups_are_dropped_and_counted_per_task():
         return fake_groups(tasks, ids, outcome)
 
     sampler = GroupSampler(3, 6, ratio_preserving=False, cfg=MTGRPOConfig())
-    got = sampler.gather(collect, np.full(3, 1 / 3), torch.Generator().manual_seed(0), "return")
+    got = answer(sampler.gather(np.full(3, 1 / 3), torch.Generator().manual_seed(0), "return", 4), collect)
     assert len(calls) == 1 and np.bincount(calls[0]).tolist() == [2, 2, 2]  # even split, no resampling
     assert got.generated.tolist() == [2, 2, 2] and got.zero.tolist() == [2, 0, 2]
     assert set(got.kept.episodes.task_id.tolist()) == {1} and len(got.kept.group) == 8
@@ -103,7 +114,7 @@ def test_ratio_preserving_sampler_resamples_deficits_and_caps_at_the_quota():
 
     sampler = GroupSampler(2, 20, ratio_preserving=True, cfg=MTGRPOConfig(resample_rounds=2, rho_ema=0.0))
     z = np.array([0.5, 0.5])
-    got = sampler.gather(collect, z, torch.Generator().manual_seed(1), "return")
+    got = answer(sampler.gather(z, torch.Generator().manual_seed(1), "return", 4), collect)
     assert len(calls) == 3  # the first round plus 2 deficit rounds, as task 1 never fills its quota
     kept = np.bincount(got.kept.episodes.task_id, minlength=2) // 4
     n = got.quota

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mtrl.algos.ppo import PPOAlgorithm, PPOBatch, PPOLearner, critic_loss, minibatch_plan, ppo_loss
-from mtrl.config import PPOConfig, load_config
+from mtrl.config import Config, PPOConfig, load_config
 from mtrl.errors import ConfigError
 from mtrl.nn.layers import TaskHeads
 from mtrl.nn.policy import build_policy, spec_for
@@ -57,7 +57,7 @@ def test_minibatch_plan_by_size_keeps_the_last_partial_minibatch():
 def test_separate_critic_fit_touches_only_the_critic_and_the_policy_loss_has_no_value_term():
     policy = _policy()
     cfg = PPOConfig(critic_update="separate", critic_lr=1e-3, lr=1e-3, adam_eps=1e-8, max_grad_norm=None)
-    algo = PPOAlgorithm(policy, cfg, 3, torch.device("cpu"), pipeline=False)
+    algo = PPOAlgorithm(policy, Config(ppo=cfg), get_suite("minigrid-mt3"), torch.device("cpu"))
     actor = {n for n, _ in policy.named_parameters() if not n.startswith("critic.")}
     assert {id(p) for p in algo.learner.params} == {id(p) for n, p in policy.named_parameters() if n in actor}
     assert {id(p) for p in algo.critic_learner.params} == {id(p) for n, p in policy.named_parameters() if n not in actor}
@@ -77,11 +77,11 @@ def test_separate_critic_fit_touches_only_the_critic_and_the_policy_loss_has_no_
 
 
 def test_separate_critic_iteration_fits_critic_before_policy_on_returns_of_the_old_values(monkeypatch):
-    """iterate(): GAE returns with V before the fit (mushroom-rl's order), then the critic step, then the policy."""
+    """learn(): GAE returns with V before the fit (mushroom-rl's order), then the critic step, then the policy."""
     order = []
     cfg = PPOConfig(critic_update="separate", minibatch_size=64, epochs=1)
     policy = _policy()
-    algo = PPOAlgorithm(policy, cfg, 3, torch.device("cpu"), pipeline=False)
+    algo = PPOAlgorithm(policy, Config(ppo=cfg), get_suite("minigrid-mt3"), torch.device("cpu"))
     critic_update, actor_update = algo.critic_learner.update, algo.learner.update
     monkeypatch.setattr(algo.critic_learner, "update", lambda *a, **k: (order.append("critic"), critic_update(*a, **k))[1])
     monkeypatch.setattr(algo.learner, "update", lambda *a, **k: (order.append("policy"), actor_update(*a, **k))[1])
@@ -91,7 +91,8 @@ def test_separate_critic_iteration_fits_critic_before_policy_on_returns_of_the_o
     run_cfg = load_config(ROOT / "configs/moore_paper/minigrid_mt3_moore.yaml", ["rollout.steps_per_env=40"])
     pool = WorkerPool(suite, policy.spec, run_cfg, seed=0)
     try:
-        it = algo.iterate(pool, torch.Generator().manual_seed(0))
+        gen = torch.Generator().manual_seed(0)
+        it = algo.learn(pool.serve(algo.requests(0, None, gen), policy, 0), gen)
     finally:
         pool.close()
     assert order == ["critic", "policy"]

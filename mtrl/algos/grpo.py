@@ -18,6 +18,7 @@ from torch import nn
 from mtrl.data.advantage import group_relative, task_normalize, zero_variance_groups
 from mtrl.algos.base import TensorBatch
 from mtrl.data.batch import Episodes, Groups
+from mtrl.data.reduce import segment_mean
 from mtrl.config import GRPOConfig, PPOConfig
 
 
@@ -76,13 +77,6 @@ def make_group_batch(groups: Groups, kind: str, task_norm: bool, num_tasks: int,
     return GroupBatch(t(groups.obs), task, t(groups.actions), t(groups.logp), adv)
 
 
-def per_task_mean(x: torch.Tensor, task_id: torch.Tensor, num_tasks: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean of x over each task's rows [K], whether the task has rows [K]); scatter-adds, no loop."""
-    counts = torch.bincount(task_id, minlength=num_tasks)
-    sums = torch.zeros(num_tasks, dtype=x.dtype, device=x.device).index_add(0, task_id, x)
-    return sums / counts.clamp(min=1), counts > 0
-
-
 def surrogate(policy: nn.Module, mb: GroupBatch, clip: float) -> tuple[torch.Tensor, torch.distributions.Distribution]:
     """PPO's clipped surrogate per step, min(r A, clip(r) A) (to be maximised), and pi(.|s)."""
     dist = policy.distribution(mb.obs, mb.task_id)
@@ -94,10 +88,10 @@ def grpo_loss(policy: nn.Module, mb: GroupBatch, task_weights: torch.Tensor, cfg
     """-sum_k w_k mean_k(surrogate) / sum_{k present} w_k - ent_coef * entropy (a pure function)."""
     surr, dist = surrogate(policy, mb, cfg.clip)
     k = len(task_weights)
-    task_surr, present = per_task_mean(surr, mb.task_id, k)
-    w = task_weights * present
+    task_surr, count = segment_mean(surr, mb.task_id, k)
+    w = task_weights * (count > 0)
     pg = -(w * task_surr).sum() / w.sum().clamp(min=1e-12)
-    entropy_t, _ = per_task_mean(dist.entropy(), mb.task_id, k)
+    entropy_t, _ = segment_mean(dist.entropy(), mb.task_id, k)
     entropy = (w * entropy_t).sum() / w.sum().clamp(min=1e-12)
     return pg - cfg.ent_coef * entropy, {"policy": pg.item(), "entropy": entropy.item()}
 
@@ -105,9 +99,8 @@ def grpo_loss(policy: nn.Module, mb: GroupBatch, task_weights: torch.Tensor, cfg
 @torch.no_grad()
 def task_surrogates(policy: nn.Module, batch: GroupBatch, cfg: PPOConfig, num_tasks: int, chunk: int = 8192) -> torch.Tensor:
     """Each task's mean clipped surrogate on the whole batch [K] (0 for a task with no steps)."""
-    sums = torch.zeros(num_tasks, dtype=torch.float64, device=batch.task_id.device)
-    for start in range(0, len(batch), chunk):
-        mb = batch.index(torch.arange(start, min(start + chunk, len(batch)), device=batch.task_id.device))
-        surr, _ = surrogate(policy, mb, cfg.clip)
-        sums.index_add_(0, mb.task_id, surr.double())
-    return (sums / torch.bincount(batch.task_id, minlength=num_tasks).clamp(min=1)).float()
+    device = batch.task_id.device
+    surr = [surrogate(policy, batch.index(torch.arange(start, min(start + chunk, len(batch)), device=device)), cfg.clip)[0]
+            for start in range(0, len(batch), chunk)]  # fmt: skip
+    flat = torch.cat(surr).double() if surr else torch.zeros(0, dtype=torch.float64, device=device)
+    return segment_mean(flat, batch.task_id, num_tasks)[0].float()

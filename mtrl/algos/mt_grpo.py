@@ -18,7 +18,7 @@ from mtrl.algos.ppo import PPOLearner, check_ppo_section
 from mtrl.collect.requests import GroupRequest, Requests
 from mtrl.config import Config, MTGRPOConfig
 from mtrl.data.batch import Episodes, Groups
-from mtrl.data.reduce import per_task_means, rank_within
+from mtrl.data.reduce import per_task_means, rank_within, segment_mean
 from mtrl.env.suite import TaskSuite
 from mtrl.errors import ConfigError
 
@@ -59,13 +59,12 @@ class TaskWeights:
         k = len(self.score)
         task = torch.as_tensor(episodes.task_id)
         value = torch.as_tensor(episodes.success if kind == "success" else episodes.ret, dtype=torch.float32)
-        counts = torch.bincount(task, minlength=k)
         if kind == "return":  # normalise each task's return by the range seen so far
             lo = torch.full((k,), np.inf).scatter_reduce(0, task, value, "amin")
             hi = torch.full((k,), -np.inf).scatter_reduce(0, task, value, "amax")
             self.ret_range = torch.stack([torch.minimum(self.ret_range[:, 0], lo), torch.maximum(self.ret_range[:, 1], hi)], 1)
             value = (value - self.ret_range[task, 0]) / (self.ret_range[task, 1] - self.ret_range[task, 0]).clamp(min=1e-8)
-        mean = torch.zeros(k).index_add(0, task, value) / counts.clamp(min=1)
+        mean, counts = segment_mean(value, task, k)
         self.score = torch.where(counts > 0, mean, self.score)
         return self.score
 

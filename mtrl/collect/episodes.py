@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from mtrl.env.suite import TaskSuite
+from mtrl.env.suite import TaskSuite, env_actions
 
 
 def run_chunks(policy: nn.Module, suite: TaskSuite, work: list, greedy: bool, max_episode_steps: int | None) -> list:
@@ -19,7 +21,7 @@ def run_chunks(policy: nn.Module, suite: TaskSuite, work: list, greedy: bool, ma
     with torch.random.fork_rng(devices=[]):
         for tasks, seeds, torch_seed in tqdm(work, desc="eval", unit="chunk", disable=None, leave=False, file=sys.stderr):
             torch.manual_seed(int(np.random.SeedSequence(torch_seed).generate_state(1)[0]))
-            outs.append(_run_first_episodes(policy, suite, tasks, seeds, greedy, max_episode_steps, device))
+            outs.append(run_episodes(policy, suite, tasks, seeds, greedy, max_episode_steps, device))
     return outs
 
 
@@ -28,29 +30,34 @@ def split_work(work: list, parts: int) -> list[list]:
     return [[work[i] for i in idx] for idx in np.array_split(np.arange(len(work)), parts) if len(idx)]
 
 
-def _run_first_episodes(policy, suite, tasks, seeds, greedy, max_episode_steps, device):
-    """Run one episode in each of len(tasks) envs, stepping only the envs whose episode is still
-    running (a vector env would step all of them until the longest episode ends) and batching the
-    policy over them; returns per-env (undiscounted return, length, success)."""
+def run_episodes(policy: nn.Module, suite: TaskSuite, tasks: Sequence[int], seeds: Sequence[int], greedy: bool,
+                 max_episode_steps: int | None, device: torch.device,
+                 render: Callable[[int, gym.Env], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Run one episode in each of len(tasks) fresh envs (task tasks[i], reset seed seeds[i]),
+    stepping only the envs whose episode is still running (a vector env would step all of them
+    until the longest episode ends) and batching the policy over them. `render(i, env)` is
+    called after the reset and after every step of env i (video frames). Returns per env the
+    undiscounted return, length and success."""
     envs = [suite.make_env(int(t), int(s), max_episode_steps) for t, s in zip(tasks, seeds, strict=True)]
     try:
         obs = [env.reset(seed=int(s))[0]["obs"] for env, s in zip(envs, seeds)]
         n = len(envs)
+        if render is not None:
+            for i, env in enumerate(envs):
+                render(i, env)
         task_ids = torch.as_tensor(np.array(tasks, np.int64), device=device)  # a copy: Ray's arrays are read-only
         live = np.ones(n, bool)
         ret, length, success = np.zeros(n), np.zeros(n), np.zeros(n, np.float32)
-        box = suite.action_space
         while live.any():
             idx = np.flatnonzero(live)
             action, _ = policy.act(torch.as_tensor(np.stack([obs[i] for i in idx]), device=device),
                                    task_ids[torch.as_tensor(idx, device=device)], greedy=greedy)  # fmt: skip
-            action = action.cpu().numpy()
-            if hasattr(box, "low"):
-                action = np.clip(action, box.low, box.high)
-            for i, a in zip(idx, action):
+            for i, a in zip(idx, env_actions(suite.action_space, action.cpu().numpy())):
                 o, rew, term, trunc, info = envs[i].step(a)
                 obs[i] = o["obs"]
-                if info.get("env_error"):  # the env failed and was rebuilt (mtrl.envguard): this slot starts over
+                if render is not None:
+                    render(int(i), envs[i])
+                if info.get("env_error"):  # the env failed and was rebuilt (mtrl.env.envguard): this slot starts over
                     ret[i], length[i], success[i] = 0.0, 0, 0.0
                     continue
                 ret[i] += rew

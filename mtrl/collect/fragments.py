@@ -19,7 +19,7 @@ from mtrl.nn.weights import load_actor_weights
 from mtrl.nn.network import PolicySpec
 from mtrl.nn.policy import build_policy
 from mtrl.env.slot_state import restore_slots, slots_state
-from mtrl.env.suite import TaskSuite
+from mtrl.env.suite import TaskSuite, env_actions
 from mtrl.env.vector import make_vector_env
 
 
@@ -138,8 +138,7 @@ class Collector:
                 buf_act = np.zeros((steps, *action_np.shape), action_np.dtype)
             buf_act[t], logp[t] = action_np, lp_np
             valid[t] = ~self._pending_reset
-            env_action = np.clip(action_np, self.suite.action_space.low, self.suite.action_space.high) if self.continuous else action_np
-            next_obs, rew, term, trunc, infos = self.envs.step(env_action)
+            next_obs, rew, term, trunc, infos = self.envs.step(env_actions(self.suite.action_space, action_np))
             rewards[t], terminated[t], truncated[t] = rew, term, trunc
             if trunc.any():
                 idx = np.flatnonzero(trunc)

@@ -21,7 +21,7 @@ from mtrl.errors import EnvError
 from mtrl.nn.network import PolicySpec
 from mtrl.nn.policy import build_policy
 from mtrl.nn.weights import load_actor_weights
-from mtrl.env.suite import TaskSuite
+from mtrl.env.suite import TaskSuite, env_actions
 
 
 MAX_EPISODE_STEPS = 100_000  # an env that never ends would stall a group forever
@@ -37,7 +37,6 @@ class GroupCollector:
     def __init__(self, suite: TaskSuite, spec: PolicySpec, max_episode_steps: int | None = None) -> None:
         self.suite, self.max_episode_steps = suite, max_episode_steps
         self.policy = build_policy(spec).eval()
-        self.continuous = not spec.discrete
         self._envs: dict[int, list[gym.Env]] = defaultdict(list)
 
     def set_weights(self, weights: dict[str, Any]) -> None:
@@ -79,8 +78,7 @@ class GroupCollector:
             action, logp = self.policy.act(torch.from_numpy(obs[active]), torch.from_numpy(slot_task[active]))
             action_np = action.numpy()
             steps.append((active, obs[active], action_np, logp.numpy()))
-            if self.continuous:
-                action_np = np.clip(action_np, self.suite.action_space.low, self.suite.action_space.high)
+            action_np = env_actions(self.suite.action_space, action_np)
             done = np.zeros(len(active), bool)
             for j, i in enumerate(active.tolist()):  # gymnasium envs step one by one, as in SyncVectorEnv
                 o, r, term, trunc, info = envs[i].step(action_np[j])

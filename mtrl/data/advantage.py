@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mtrl.data.reduce import segment_mean, segment_sum
+
 
 def gae(
     rewards: np.ndarray,
@@ -41,12 +43,9 @@ def task_normalize(adv: torch.Tensor, task_id: torch.Tensor, num_tasks: int, eps
     A[c] = (A[c] - mean A[c]) / (std A[c] + eps) with the population std, for every task c in
     the batch, computed with scatter-adds rather than a loop over tasks. Pass only valid steps.
     """
-    counts = torch.bincount(task_id, minlength=num_tasks).to(adv.dtype)
-    sums = torch.zeros(num_tasks, dtype=adv.dtype, device=adv.device).index_add_(0, task_id, adv)
-    mean = sums / counts.clamp(min=1)
+    mean, _ = segment_mean(adv, task_id, num_tasks)
     centred = adv - mean[task_id]
-    sq = torch.zeros(num_tasks, dtype=adv.dtype, device=adv.device).index_add_(0, task_id, centred**2)
-    std = (sq / counts.clamp(min=1)).sqrt()
+    std = segment_mean(centred**2, task_id, num_tasks)[0].sqrt()
     return centred / (std[task_id] + eps)
 
 
@@ -65,10 +64,9 @@ def group_relative(returns: torch.Tensor, group_ids: torch.Tensor, eps: float = 
     returns = returns.to(torch.float64)  # exact sums of squares for the zero-variance test
     _, inv = torch.unique(group_ids, return_inverse=True)
     n_groups = int(inv.max()) + 1 if len(inv) else 0
-    counts = torch.bincount(inv, minlength=n_groups).to(returns.dtype)
-    mean = torch.zeros(n_groups, dtype=returns.dtype, device=returns.device).index_add_(0, inv, returns) / counts
+    mean, counts = segment_mean(returns, inv, n_groups)  # every group has >= 1 episode
     centred = returns - mean[inv]
-    sq = torch.zeros(n_groups, dtype=returns.dtype, device=returns.device).index_add_(0, inv, centred**2)
+    sq, _ = segment_sum(centred**2, inv, n_groups)
     std = (sq / (counts - 1).clamp(min=1)).sqrt()
     adv = centred / (std[inv] + eps)
     return torch.where(counts[inv] > 1, adv, torch.zeros_like(adv)).float()

@@ -1,4 +1,5 @@
-"""Per-task (and per-group) reductions, vectorised: no Python loop over tasks."""
+"""Per-task (and per-group) reductions, vectorised: no Python loop over tasks. `segment_mean` is
+the one scatter-mean behind every per-task mean in mtrl (losses, normalisation, statistics)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,22 @@ import numpy as np
 import torch
 
 
+def segment_sum(x: torch.Tensor, index: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of the rows of x with index i, for i < n [n], the number of such rows [n]), by one
+    scatter-add in x's dtype; differentiable in x."""
+    return torch.zeros(n, dtype=x.dtype, device=x.device).index_add(0, index, x), torch.bincount(index, minlength=n)
+
+
+def segment_mean(x: torch.Tensor, index: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean of the rows of x with index i [n], 0 where there are none; the number of rows [n])."""
+    sums, counts = segment_sum(x, index, n)
+    return sums / counts.clamp(min=1), counts
+
+
 def per_task_means(task_id: np.ndarray, values: np.ndarray, num_tasks: int) -> np.ndarray:
-    """Mean of `values` per task (NaN for a task with no entries), without a loop over tasks."""
-    values = np.asarray(values, np.float64)
-    counts = np.bincount(task_id, minlength=num_tasks)
-    sums = np.bincount(task_id, weights=values, minlength=num_tasks)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / counts, np.nan)
+    """Mean of `values` per task in float64 (NaN for a task with no entries), for numpy statistics."""
+    mean, counts = segment_mean(torch.as_tensor(np.asarray(values, np.float64)), torch.as_tensor(task_id), num_tasks)
+    return torch.where(counts > 0, mean, torch.nan).numpy()
 
 
 def rank_within(labels: np.ndarray) -> np.ndarray:

@@ -120,6 +120,13 @@ def list_suites() -> list[str]:
     return SUITES.names()
 
 
+def env_actions(space: gym.spaces.Space, actions: np.ndarray) -> np.ndarray:
+    """The policy's actions as the env takes them, the one rule for every stepping loop:
+    continuous actions clipped to the Box (a Gaussian sample can leave it; the learner keeps the
+    unclipped sample and its log-probability), discrete ones as they are."""
+    return np.clip(actions, space.low, space.high) if isinstance(space, gym.spaces.Box) else actions
+
+
 def slot_tasks(num_tasks: int, num_slots: int) -> np.ndarray:
     """Assign env slots to tasks round-robin, so every task gets floor or ceil of its share."""
     return np.arange(num_slots) % num_tasks

@@ -13,11 +13,13 @@ import sys
 from importlib.util import find_spec
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
 from mtrl.errors import MtrlError
+from mtrl.collect.episodes import run_episodes
 from mtrl.eval.evaluate import episode_seeds
 from mtrl.env.suite import TaskSuite
 
@@ -91,23 +93,13 @@ def record_videos(policy: nn.Module, suite: TaskSuite, out_dir: Path, seed: int,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for k, task in enumerate(suite.tasks):
-            env = suite.make_env(k, int(seeds[k]), max_episode_steps)
-            env.unwrapped.render_mode = "rgb_array"  # gymnasium envs read it at render time
-            try:
-                obs, _ = env.reset(seed=int(seeds[k]))
-                frames = [_frame(env, task, max_side)]
-                done = False
-                while not done:
-                    action, _ = policy.act(torch.as_tensor(obs["obs"], device=device)[None],
-                                           torch.as_tensor([obs["task_id"]], device=device), greedy=greedy)  # fmt: skip
-                    act = action[0].cpu().numpy()
-                    if hasattr(suite.action_space, "low"):
-                        act = np.clip(act, suite.action_space.low, suite.action_space.high)
-                    obs, _, term, trunc, _ = env.step(act if act.ndim else int(act))
-                    frames.append(_frame(env, task, max_side))
-                    done = term or trunc
-            finally:
-                env.close()
+            frames: list[np.ndarray] = []
+
+            def render(i: int, env: gym.Env, task: str = task, frames: list = frames) -> None:
+                env.unwrapped.render_mode = "rgb_array"  # gymnasium envs read it at render time
+                frames.append(_frame(env, task, max_side))
+
+            run_episodes(policy, suite, [k], [int(seeds[k])], greedy, max_episode_steps, device, render)
             path = out_dir / f"{task}.gif"
             imageio.mimsave(path, [_caption(f, f"t={i}") for i, f in enumerate(frames)], duration=1000 / fps, loop=0)
             written.append((path, len(frames)))
