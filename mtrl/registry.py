@@ -95,13 +95,12 @@ def register_suite(name: str, factory: Callable[[], object], *, overwrite: bool 
 
 def register_algo(name: str, cls: type, *, overwrite: bool = False) -> None:
     """Register an algorithm class (the `mtrl.algos.base.Algorithm` protocol), for `algo: NAME`."""
-    missing = [a for a in ALGO_METHODS if not callable(getattr(cls, a, None))]
-    wrong = [f"{a} ({' or '.join(t.__name__ for t in (kinds if isinstance(kinds, tuple) else (kinds,)))})"
-             for a, kinds in ALGO_ATTRIBUTES.items() if not isinstance(getattr(cls, a, None), kinds)]  # fmt: skip
-    if not isinstance(cls, type) or missing or wrong:
-        raise MtrlError(f"register_algo('{name}', {getattr(cls, '__name__', cls)!r}): an algorithm class needs the "
-                        f"methods {', '.join(missing) or '-'} and the class attributes {', '.join(wrong) or '-'} "
-                        "(see mtrl.algos.base.Algorithm)")  # fmt: skip
+    missing = [f"method {a}()" for a in ALGO_METHODS if not callable(getattr(cls, a, None))]
+    missing += [f"attribute {a} ({' or '.join(t.__name__ for t in (kinds if isinstance(kinds, tuple) else (kinds,)))})"
+                for a, kinds in ALGO_ATTRIBUTES.items() if not hasattr(cls, a) or not isinstance(getattr(cls, a), kinds)]  # fmt: skip
+    if not isinstance(cls, type) or missing:
+        raise MtrlError(f"register_algo('{name}', {getattr(cls, '__name__', cls)!r}): an algorithm class needs "
+                        f"{', '.join(missing) or 'to be a class'} (see mtrl.algos.base.Algorithm)")  # fmt: skip
     ALGOS.register(name, cls, overwrite=overwrite)
 
 

@@ -17,7 +17,7 @@ import yaml
 from mtrl.run.checkpoint import list_checkpoints, load_latest
 from mtrl.config import load_config
 from mtrl.errors import MtrlError
-from mtrl.run.sweep import parse_seeds
+from mtrl.run.grid import parse_seeds
 from mtrl.run.trainer import train
 from tests.conftest import ROOT, run_cli, two_node_cluster
 

@@ -163,7 +163,8 @@ class GroupSampler:
 
 
 class GRPOAlgorithm:
-    """One GRPO iteration: gather groups through the rollout workers, drop the zero-variance ones,
+    """Critic-free GRPO on groups of whole episodes, uniform task weights. One iteration: gather
+    groups through the rollout workers, drop the zero-variance ones,
     and update on the rest with uniform task weights (`MTGRPOAlgorithm`: MT-GRPO's weights z,
     moved by IWU after each update, where I_k is the change of task k's surrogate on this batch
     caused by the update). The surrogate and optimiser settings come from the ppo section."""

@@ -152,8 +152,9 @@ class PPOLearner:
 
 
 class PPOAlgorithm:
-    """Multi-task PPO: for each fragment, values and GAE on the learner, then (with
-    ppo.critic_update=separate) the critic's fit, then the policy's epochs."""
+    """Multi-task PPO with GAE and per-task advantage normalisation (MOORE's MTPPO). For each
+    fragment: values and GAE on the learner, then (ppo.critic_update=separate) the critic's fit,
+    then the policy's epochs."""
 
     section = "ppo"
     collector = "fragments"

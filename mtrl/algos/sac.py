@@ -117,7 +117,7 @@ def fragment_transitions(frag: Fragment) -> dict[str, np.ndarray]:
 
 
 class SACAlgorithm:
-    """One SAC iteration: collect a fragment (uniform random actions during the warm-up), add it to
+    """Multi-task SAC: twin critics, per-task temperatures and replay. One iteration: collect a fragment (uniform random actions during the warm-up), add it to
     the per-task replay, then update. With rollout.pipeline the workers collect the next fragment
     while the learner updates: they act with weights refreshed every steps_per_env x
     updates_per_step updates. The collector is the fragments one; SAC turns each fragment into

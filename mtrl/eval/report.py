@@ -178,20 +178,3 @@ def _md_row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def report_from_runs(runs: list[tuple[str, Path]], metric: str, reps: int) -> Report | None:
-    """The comparison of finished runs, (method, run directory), from each run's final evaluation
-    (eval.json: the run's own protocol and seed) rather than new episodes; None without runs."""
-    from mtrl.run.checkpoint import checkpoint_steps, list_checkpoints
-    from mtrl.env.suite import get_suite
-
-    evals = []
-    for method, run_dir in runs:
-        try:
-            result = EvalResult.from_json(json.loads((run_dir / "eval.json").read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise MtrlError(f"{run_dir / 'eval.json'} is not a readable evaluation ({exc})") from None
-        ckpts = list_checkpoints(run_dir)
-        evals.append(RunEval(method, str(run_dir), checkpoint_steps(ckpts[-1]) if ckpts else 0, result))
-    if not evals:
-        return None
-    return build_report(evals, metric, get_suite(evals[0].result.suite).return_range, reps, 0)

@@ -26,7 +26,7 @@ def gains(spec: PolicySpec, out_gain: float) -> tuple[float | None, float | None
 
 
 class MLPNet(nn.Module):
-    """`mlp`: encoder -> trunk on cat(features, task one-hot) -> one output layer."""
+    """Encoder, then a trunk on cat(features, task one-hot), then one output layer."""
 
     def __init__(self, spec: PolicySpec, out_dim: int, out_gain: float) -> None:
         super().__init__()
@@ -41,7 +41,7 @@ class MLPNet(nn.Module):
 
 
 class MultiHeadNet(nn.Module):
-    """`multihead`: encoder -> shared trunk -> one output head per task. With `layers=0` no
+    """Encoder, then a shared trunk, then one output head per task. With `layers=0` no
     shared trunk: MOORE's MTPPO network (`networks_ppo.MiniGridPPOMHNetwork`), tanh on the conv
     features, then per-task heads Linear(D, hidden) -> Tanh -> Linear(hidden, out)."""
 
@@ -75,7 +75,7 @@ class MixtureOptions:
 
 
 class MixtureNet(nn.Module):
-    """`moore` / `moe`: k experts mixed per task (orthonormalised for MOORE) -> a per-task head.
+    """k experts mixed per task, orthonormalised for moore (Gram-Schmidt), then a per-task head.
     MOORE's heads: Linear(D, hidden) -> Tanh -> Linear(hidden, out) on MiniGrid images, a single
     Linear(D, out) on Meta-World states."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -119,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("suites", help="list every registered suite and its tasks")
     s.add_argument("--names", action="store_true", help="print suite names only")
     sub.add_parser("curricula", help="list every registered curriculum (task sampler) for curriculum.name")
+    sub.add_parser("algos", help="list every registered algorithm for algo=NAME, with what it declares")
+    sub.add_parser("archs", help="list every registered architecture for policy.arch=NAME, with its options")
     return p
 
 
@@ -140,75 +141,9 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from mtrl.run.checkpoint import load_latest
-    from mtrl.eval.evaluate import default_episodes, evaluate, ray_runner
-    from mtrl.eval.report import RunEval, build_report, expand_targets, method_label
-    from mtrl.run.checkpoint import policy_from_checkpoint
-    from mtrl.run.trainer import resolve_device
+    from mtrl.run.evaluation import evaluate_checkpoints
 
-    for flag, value in (("--episodes", 1 if args.episodes is None else args.episodes), ("--reps", args.reps), ("--fps", args.fps)):
-        if value < 1:
-            raise MtrlError(f"{flag} must be >= 1, got {value}")
-    if args.workers < 0:
-        raise MtrlError(f"--workers must be >= 0, got {args.workers}")
-    if args.video:
-        from mtrl.eval.video import choose_mujoco_gl
-
-        choose_mujoco_gl()  # before any MuJoCo env is imported
-    targets = expand_targets(args.targets)
-    loaded = [(name, *load_latest(path)) for name, path in targets]  # every file checked before any work
-    suites = {json.loads(ckpt["config"])["env"]["suite"] for _, _, ckpt in loaded}
-    if len(suites) > 1:
-        raise MtrlError(f"the checkpoints come from different suites ({', '.join(sorted(suites))}); compare runs of one suite")
-    device = resolve_device(args.device)
-    ray_started = _start_ray(args.workers)
-    runner = ray_runner(args.workers) if args.workers else None
-    runs, suite = [], None
-    try:
-        for name, path, ckpt in loaded:
-            policy, suite, cfg = policy_from_checkpoint(ckpt, device)
-            episodes = default_episodes(suite, args.episodes)
-            print(f"mtrl: evaluating {path} ({int(ckpt['env_steps'])} env steps) on {suite.name}, "
-                  f"{episodes} episodes per task")  # fmt: skip
-            greedy = args.greedy or cfg["algo"] == "sac"
-            result = evaluate(policy, suite, episodes, args.seed, greedy, cfg["env"]["max_episode_steps"], runner)
-            print(result.table())
-            runs.append(RunEval(name or method_label(cfg), str(path), int(ckpt["env_steps"]), result))
-            if args.video:
-                from mtrl.eval.video import record_videos
-
-                where = args.video if len(loaded) == 1 else args.video / _slug(path)
-                for gif, frames in record_videos(policy, suite, where, args.seed, greedy, cfg["env"]["max_episode_steps"],
-                                                 args.fps):  # fmt: skip
-                    print(f"mtrl: wrote {gif} ({frames} frames)")
-    finally:
-        if ray_started:
-            import ray
-
-            ray.shutdown()
-    report = build_report(runs, args.metric, suite.return_range, args.reps, args.seed)
-    if len(runs) > 1:
-        print("\n" + report.markdown())
-    if args.json:
-        report.write_json(args.json)
-    if args.out:
-        print("mtrl: wrote " + ", ".join(str(p) for p in report.write(args.out)))
-
-
-def _start_ray(workers: int) -> bool:
-    """Start an embedded local Ray (no dashboard) for `--workers`; True if this call started it."""
-    if not workers:
-        return False
-    from mtrl.config.schema import RayConfig
-    from mtrl.collect.ray import init_ray
-
-    return init_ray(RayConfig(), workers)[1]
-
-
-def _slug(path: Path) -> str:
-    """A directory name for a run's videos: its run directory's path, flattened."""
-    run = path.parent.parent if path.is_file() and path.parent.name == "checkpoints" else path
-    return "_".join(p for p in run.parts if p not in ("/", ".", "..")) or "run"
+    evaluate_checkpoints(args)
 
 
 def _plot(args: argparse.Namespace) -> None:
@@ -242,12 +177,38 @@ def _suites(args: argparse.Namespace) -> None:
         print(f"{name} ({suite.num_tasks} tasks): {', '.join(suite.tasks)}")
 
 
+def _first_line(obj: object) -> str:
+    """The first sentence of a plug-in's docstring, for the listings."""
+    doc = " ".join((getattr(obj, "__doc__", None) or "").split())
+    return doc.split(". ")[0].rstrip(".")
+
+
 def _curricula(args: argparse.Namespace) -> None:
     from mtrl.registry import CURRICULA
 
     for name in CURRICULA.names():
-        doc = (CURRICULA.get(name).__doc__ or "").strip().split("\n")[0]
+        doc = _first_line(CURRICULA.get(name))
         print(f"{name}: {doc}" if doc else name)
+
+
+def _algos(args: argparse.Namespace) -> None:
+    from mtrl.registry import ALGOS
+
+    for name in ALGOS.names():
+        cls = ALGOS.get(name)
+        print(f"{name}: {_first_line(cls)} [config section {cls.section or '-'}; collects {cls.collector}; "
+              f"{cls.policy_kind} policy; evaluated with {'greedy' if cls.greedy_eval else 'sampled'} actions]")
+
+
+def _archs(args: argparse.Namespace) -> None:
+    from dataclasses import fields
+
+    from mtrl.registry import ARCHS
+
+    for name in ARCHS.names():
+        entry = ARCHS.get(name)
+        options = ", ".join(f"policy.{name}.{f.name}" for f in fields(entry.options)) if entry.options else "none"
+        print(f"{name}: {_first_line(entry.build)} [options: {options}]")
 
 
 def _interruptible() -> None:
@@ -277,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
 
         _interruptible()
         bind_to_parent()  # a run that a sweep started stops (and saves) when its Ray worker dies
-    commands = {"train": _train, "eval": _eval, "plot": _plot, "sweep": _sweep, "suites": _suites, "curricula": _curricula}
+    commands = {"train": _train, "eval": _eval, "plot": _plot, "sweep": _sweep, "suites": _suites, "curricula": _curricula,
+                "algos": _algos, "archs": _archs}  # fmt: skip
     try:
         commands[args.command](args)
     except MtrlError as exc:

@@ -1,0 +1,99 @@
+"""Evaluating trained policies: `mtrl eval` on checkpoints (tables, reports, videos), and the
+comparison of a sweep's finished runs from their own final evaluations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mtrl.collect.ray import init_ray
+from mtrl.config.schema import RayConfig
+from mtrl.env.suite import get_suite
+from mtrl.errors import MtrlError
+from mtrl.eval.evaluate import EvalResult, default_episodes, evaluate, ray_runner
+from mtrl.eval.report import Report, RunEval, build_report, expand_targets, method_label
+from mtrl.registry import ALGOS
+from mtrl.run.checkpoint import checkpoint_steps, list_checkpoints, load_latest, policy_from_checkpoint
+from mtrl.run.training import resolve_device
+
+
+def evaluate_checkpoints(args: argparse.Namespace) -> None:
+    """`mtrl eval`: evaluate each checkpoint, print its table, then compare the runs (see its --help)."""
+
+    for flag, value in (("--episodes", 1 if args.episodes is None else args.episodes), ("--reps", args.reps), ("--fps", args.fps)):
+        if value < 1:
+            raise MtrlError(f"{flag} must be >= 1, got {value}")
+    if args.workers < 0:
+        raise MtrlError(f"--workers must be >= 0, got {args.workers}")
+    if args.video:
+        from mtrl.eval.video import choose_mujoco_gl
+
+        choose_mujoco_gl()  # before any MuJoCo env is imported
+    targets = expand_targets(args.targets)
+    loaded = [(name, *load_latest(path)) for name, path in targets]  # every file checked before any work
+    suites = {json.loads(ckpt["config"])["env"]["suite"] for _, _, ckpt in loaded}
+    if len(suites) > 1:
+        raise MtrlError(f"the checkpoints come from different suites ({', '.join(sorted(suites))}); compare runs of one suite")
+    device = resolve_device(args.device)
+    ray_started = _start_ray(args.workers)
+    runner = ray_runner(args.workers) if args.workers else None
+    runs, suite = [], None
+    try:
+        for name, path, ckpt in loaded:
+            policy, suite, cfg = policy_from_checkpoint(ckpt, device)
+            episodes = default_episodes(suite, args.episodes)
+            print(f"mtrl: evaluating {path} ({int(ckpt['env_steps'])} env steps) on {suite.name}, "
+                  f"{episodes} episodes per task")  # fmt: skip
+            greedy = args.greedy or ALGOS.get(cfg["algo"]).greedy_eval  # SAC: its mean action
+            result = evaluate(policy, suite, episodes, args.seed, greedy, cfg["env"]["max_episode_steps"], runner)
+            print(result.table())
+            runs.append(RunEval(name or method_label(cfg), str(path), int(ckpt["env_steps"]), result))
+            if args.video:
+                from mtrl.eval.video import record_videos
+
+                where = args.video if len(loaded) == 1 else args.video / _slug(path)
+                for gif, frames in record_videos(policy, suite, where, args.seed, greedy, cfg["env"]["max_episode_steps"],
+                                                 args.fps):  # fmt: skip
+                    print(f"mtrl: wrote {gif} ({frames} frames)")
+    finally:
+        if ray_started:
+            import ray
+
+            ray.shutdown()
+    report = build_report(runs, args.metric, suite.return_range, args.reps, args.seed)
+    if len(runs) > 1:
+        print("\n" + report.markdown())
+    if args.json:
+        report.write_json(args.json)
+    if args.out:
+        print("mtrl: wrote " + ", ".join(str(p) for p in report.write(args.out)))
+
+
+def _start_ray(workers: int) -> bool:
+    """Start an embedded local Ray (no dashboard) for `--workers`; True if this call started it."""
+    if not workers:
+        return False
+    return init_ray(RayConfig(), workers)[1]
+
+
+def _slug(path: Path) -> str:
+    """A directory name for a run's videos: its run directory's path, flattened."""
+    run = path.parent.parent if path.is_file() and path.parent.name == "checkpoints" else path
+    return "_".join(p for p in run.parts if p not in ("/", ".", "..")) or "run"
+
+
+def report_from_runs(runs: list[tuple[str, Path]], metric: str, reps: int) -> Report | None:
+    """The comparison of finished runs, (method, run directory), from each run's final evaluation
+    (eval.json: the run's own protocol and seed) rather than new episodes; None without runs."""
+    evals = []
+    for method, run_dir in runs:
+        try:
+            result = EvalResult.from_json(json.loads((run_dir / "eval.json").read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise MtrlError(f"{run_dir / 'eval.json'} is not a readable evaluation ({exc})") from None
+        ckpts = list_checkpoints(run_dir)
+        evals.append(RunEval(method, str(run_dir), checkpoint_steps(ckpts[-1]) if ckpts else 0, result))
+    if not evals:
+        return None
+    return build_report(evals, metric, get_suite(evals[0].result.suite).return_range, reps, 0)
