@@ -87,7 +87,7 @@ ALGO_METHODS = ("check_config", "requests", "learn", "set_progress", "task_weigh
 
 
 def register_suite(name: str, factory: Callable[[], object], *, overwrite: bool = False) -> None:
-    """Register a suite: `factory()` returns a `mtrl.suite.TaskSuite` and is called lazily."""
+    """Register a suite: `factory()` returns a `mtrl.env.suite.TaskSuite` and is called lazily."""
     if not callable(factory):
         raise MtrlError(f"register_suite('{name}', ...) needs a callable factory, got {type(factory).__name__}")
     SUITES.register(name, factory, overwrite=overwrite)

@@ -3,7 +3,7 @@
 A method is a policy architecture under one config (`--archs`, run as
 `mtrl train <config> policy.arch=<arch>`), an override of that config (`--variants
 name=key=value`) or a whole config (`--methods name=config.yaml`). The runs are an `mtrl sweep`
-(`mtrl.sweep`: each run `mtrl train ... seed=<s> run_dir=<out>/<method>/s<s> rollout.workers=0
+(`mtrl.run.sweep`: each run `mtrl train ... seed=<s> run_dir=<out>/<method>/s<s> rollout.workers=0
 learner.threads=1` in a one-CPU Ray task, `--parallel` at a time); the tables read each run's
 eval.json (final evaluation, 16 stochastic episodes per task, MOORE's protocol). Runs that already
 have an eval.json are skipped, runs with checkpoints are resumed and runs whose process died are

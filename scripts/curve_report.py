@@ -7,7 +7,7 @@ For each method (runs given as NAME=GLOB), over its seeds:
   curves end in a plateau, so one 16-episode evaluation is noisy), with the mean over runs, its
   standard error, and each reference's final score;
 - the IQM over runs x tasks of those per-task final scores, with 95% stratified-bootstrap CIs
-  (`mtrl.stats.aggregate`), and per task;
+  (`mtrl.eval.stats.aggregate`), and per task;
 - with `--reach VALUE`, how fast each run learns each task: the first update at which its
   evaluation return reaches VALUE;
 - with `--timing`, where a run's time goes: the mean seconds per update of collection (rollouts

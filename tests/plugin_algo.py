@@ -1,8 +1,11 @@
 """A tiny algorithm written as a user would, in one file outside mtrl: advantage actor-critic
-(one gradient step per fragment on -log pi * A + 0.5 (V - R)^2, with GAE and per-task
-normalisation from mtrl's PPO helpers). `register_algo("a2c", A2C)` makes it `algo=a2c`."""
+(one gradient step per fragment on -log pi * A + c (V - R)^2, with GAE and per-task
+normalisation from mtrl's PPO helpers). `register_algo("a2c", A2C)` makes it `algo=a2c`, and its
+own hyperparameters the config section `a2c`."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -12,17 +15,25 @@ from mtrl.algos.ppo import make_batch
 from mtrl.collect.requests import FragmentRequest
 
 
-class A2C:
-    """Advantage actor-critic: one step per fragment (hyperparameters from the ppo section)."""
+@dataclass
+class A2COptions:
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate", "lo": 0.0, "lo_open": True})
+    value_coef: float = field(default=0.5, metadata={"help": "weight c of the value loss", "lo": 0.0})
 
-    section = "ppo"
+
+class A2C:
+    """Advantage actor-critic: one step per fragment (GAE settings from the ppo section)."""
+
+    section = "a2c"
+    options = A2COptions
     collector = "fragments"
     policy_kind = "actor_critic"
     greedy_eval = False
 
     def __init__(self, policy, cfg, suite, device, guard):  # noqa: ANN001
         self.policy, self.cfg, self.k, self.device, self.guard = policy, cfg.ppo, suite.num_tasks, device, guard
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.ppo.lr)
+        self.own = cfg.sections["a2c"]
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=self.own.lr)
 
     @classmethod
     def check_config(cls, cfg) -> None:  # noqa: ANN001
@@ -35,7 +46,7 @@ class A2C:
         batch, abs_adv = make_batch(frag, self.policy, self.cfg, self.k, self.device)
         logp = self.policy.distribution(batch.obs, batch.task_id).log_prob(batch.actions)
         value = self.policy.value(batch.obs, batch.task_id)
-        loss = -(logp * batch.advantages).mean() + 0.5 * (value - batch.returns).pow(2).mean()
+        loss = -(logp * batch.advantages).mean() + self.own.value_coef * (value - batch.returns).pow(2).mean()
         self.guard.step(self.optimizer, loss, list(self.policy.parameters()), self.cfg.max_grad_norm)
         steps = np.bincount(frag.task_id[frag.valid], minlength=self.k)
         return Iteration(frag.num_steps, frag.episodes, {"loss": loss.item()}, int(frag.env_errors.sum()), {}, steps, abs_adv)

@@ -78,9 +78,9 @@ CASES = [
     # names
     ("unknown suite", ["train", TOY, "env.suite=minigrid-mt4"], "unknown suite 'minigrid-mt4'"),
     ("unknown Meta-World task", ["train", TOY, "env.suite=metaworld-mt1-fly-v3"], "metaworld-mt1-fly-v3"),
-    ("unknown algorithm", ["train", TOY, "algo=dqn"], "algo: unknown algorithm .dqn."),
+    ("unknown algorithm", ["train", TOY, "algo=dqn"], "algo: unknown algorithm 'dqn'"),
     ("unknown curriculum", ["train", TOY, "curriculum.name=nope"], "unknown curriculum 'nope'"),
-    ("unknown arch", ["train", TOY, "policy.arch=transformer"], "policy.arch: unknown architecture .transformer."),
+    ("unknown arch", ["train", TOY, "policy.arch=transformer"], "policy.arch: unknown architecture 'transformer'"),
     # checkpoints
     ("zero-byte checkpoint", ["eval", "<zero.pt>"], "is empty (0 bytes)"),
     ("truncated checkpoint", ["eval", "<truncated.pt>"], "truncated, corrupt or not a checkpoint file"),

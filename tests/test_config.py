@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def test_overrides_apply_and_parse_types():
         ("ppo.lr=0", "ppo.lr: must be > 0.0"),
         ("ppo.lr=.nan", "ppo.lr: expected a finite number"),
         ("rollout.workers=-1", "rollout.workers: must be >= 0"),
-        ("policy.arch=transformer", "policy.arch: expected one of 'mlp', 'multihead', 'moe', 'moore'"),
+        ("policy.arch=transformer", "policy.arch: unknown architecture 'transformer'"),
         ("env=3", "env: expected a mapping"),
         ("novalue", "bad override 'novalue'"),
     ],
@@ -79,3 +80,25 @@ def test_saved_config_round_trips(tmp_path):
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == cfg
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["seed"] == 3
+
+
+def test_arch_options_live_in_their_section_and_the_old_keys_still_work(tmp_path):
+    from mtrl.config import save_config, to_dict
+
+    new = load_config(ROOT / "configs/toy_mtppo.yaml", ["policy.arch=moore", "policy.moore.num_experts=3"])
+    old = load_config(ROOT / "configs/toy_mtppo.yaml", ["policy.arch=moore", "policy.num_experts=3", "policy.head=multi"])
+    assert new == old and new.policy.options["moore"].num_experts == 3 and new.policy.num_experts is None
+    assert to_dict(new)["policy"]["moore"] == {"num_experts": 3, "head": "multi"}
+    save_config(new, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == new
+    # a run directory's config.yaml from before the sections (num_experts and head at policy level)
+    (tmp_path / "old.yaml").write_text("policy:\n  arch: moe\n  num_experts: 2\n  head: single\n")
+    assert vars(load_config(tmp_path / "old.yaml").policy.options["moe"]) == {"num_experts": 2, "head": "single"}
+    for overrides, message in (
+        (["policy.arch=moore", "policy.num_experts=3", "policy.moore.num_experts=2"], "policy.num_experts=3 and policy.moore.num_experts=2 disagree"),
+        (["policy.arch=moore", "policy.moore.num_experts=0"], "policy.moore.num_experts: must be >= 1, got 0"),
+        (["policy.arch=moore", "policy.moore.experts=2"], "unknown config key 'policy.moore.experts'"),
+        (["policy.mlp.width=2"], "policy.mlp: architecture 'mlp' has no options of its own"),
+    ):  # fmt: skip
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(ROOT / "configs/toy_mtppo.yaml", overrides)

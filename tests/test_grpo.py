@@ -229,7 +229,7 @@ def test_group_starts_on_real_metaworld_depend_only_on_the_seed():
 def test_an_episode_that_never_ends_stops_group_collection_with_a_clear_error(monkeypatch):
     import gymnasium as gym
 
-    import mtrl.group_rollout as group_rollout
+    import mtrl.collect.groups as group_rollout
     from envs.toy import PointEnv
     from mtrl.errors import EnvError
     from mtrl.nn.policy import spec_for

@@ -13,10 +13,10 @@ import torch
 
 from mtrl.algos.base import Iteration
 from mtrl.algos.ppo import PPOAlgorithm
-from mtrl.config import load_config
+from mtrl.config import describe, load_config
 from mtrl.curriculum import register_curriculum
 from mtrl.curriculum.builtin import Uniform
-from mtrl.errors import MtrlError
+from mtrl.errors import ConfigError, MtrlError
 from mtrl.registry import ALGOS, ARCHS, register_algo, register_arch
 from mtrl.run.checkpoint import load_latest
 from mtrl.run.trainer import train
@@ -44,9 +44,16 @@ def registered():
 def test_an_algorithm_in_one_file_plus_one_registration_trains_and_resumes(tmp_path, registered):
     registered(ALGOS, "a2c", A2C)
     run = tmp_path / "run"
-    train(load_config(TOY, [*FAST, f"run_dir={run}", "algo=a2c", "train.total_steps=3072", "train.checkpoint_every=2"]))
+    cfg = load_config(TOY, [*FAST, f"run_dir={run}", "algo=a2c", "a2c.lr=2e-3", "train.total_steps=3072",
+                            "train.checkpoint_every=2"])  # fmt: skip
+    assert cfg.sections["a2c"].lr == 2e-3 and cfg.sections["a2c"].value_coef == 0.5
+    train(cfg)
     _, ckpt = load_latest(run)
-    assert ckpt["env_steps"] >= 3072 and json.loads(ckpt["config"])["algo"] == "a2c" and "optimizer" in ckpt
+    assert ckpt["env_steps"] >= 3072 and json.loads(ckpt["config"])["a2c"] == {"lr": 2e-3, "value_coef": 0.5}
+    assert load_config(run / "config.yaml").sections["a2c"].lr == 2e-3  # the saved config reads back
+    with pytest.raises(ConfigError, match="unknown config key 'a2c.gamma'"):
+        load_config(TOY, ["algo=a2c", "a2c.gamma=0.9"])
+    assert any("a2c.value_coef" in line for line in describe())
     assert json.loads((run / "eval.json").read_text())["suite"] == "toy-mt3"
     train(load_config(TOY, [*FAST, f"resume={run}", "algo=a2c", "train.total_steps=4608"]))
     assert load_latest(run)[1]["env_steps"] >= 4608

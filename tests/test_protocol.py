@@ -127,7 +127,7 @@ def test_protocol_options_are_validated(override, match):
 
 def test_reset_each_fragment_starts_every_fragment_with_fresh_episodes():
     """Real MiniGrid: with the option each fragment starts from the reset of every slot's next
-    episode (seeded as `mtrl.slot_state` derives it) and no episode of it is longer than the
+    episode (seeded as `mtrl.env.slot_state` derives it) and no episode of it is longer than the
     fragment; without it the second fragment continues from where the first stopped."""
     from mtrl.env.slot_state import episode_seed
 

@@ -121,7 +121,7 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path):
     payload = {"policy": {}, "optimizer": {}, "env_steps": 100, "iteration": 1, "spec": {}, "tasks": [], "config": "{}",
                "rng_torch": torch.zeros(1), "rng_learner": torch.zeros(1)}  # fmt: skip
     save_checkpoint(tmp_path, payload, 100, keep=3)
-    writer = ("import torch, sys; from mtrl.checkpoint import save_checkpoint; "
+    writer = ("import torch, sys; from mtrl.run.checkpoint import save_checkpoint; "
               "p = dict(policy={'w': torch.ones(400_000_000, dtype=torch.uint8)}, optimizer={}, env_steps=200, iteration=2, "
               "spec={}, tasks=[], config='{}', rng_torch=torch.zeros(1), rng_learner=torch.zeros(1)); "
               f"save_checkpoint(sys.argv[1], p, 200, keep=3)")  # fmt: skip

@@ -83,7 +83,7 @@ class Collector:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything that the next fragment depends on besides the weights and torch's RNG:
-        the env slots (`mtrl.slot_state`), episode accumulators and the warm-up action RNG.
+        the env slots (`mtrl.env.slot_state`), episode accumulators and the warm-up action RNG.
         Tensors, numbers and strings only, for a weights_only checkpoint."""
         if not self.restorable:
             raise ValueError("only gymnasium-backend collectors can be saved (envpool's C++ envs cannot)")
@@ -96,7 +96,7 @@ class Collector:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore `state_dict` output: replay every slot's episode so far (see `mtrl.slot_state`)."""
+        """Restore `state_dict` output: replay every slot's episode so far (see `mtrl.env.slot_state`)."""
         arrays = {k: v.numpy() for k, v in state.items() if isinstance(v, torch.Tensor)}
         if self.task_probs is not None:
             self.task_probs[:] = arrays["task_probs"]

@@ -65,7 +65,7 @@ class RolloutWorker:
         return self.collector.collect(tasks, seeds, group_ids, group_size)
 
     def evaluate(self, weights: dict[str, np.ndarray], work: list, greedy: bool, max_episode_steps: int | None) -> list:
-        """Load the weights, then run these evaluation chunks (`mtrl.evaluate`) on fresh envs."""
+        """Load the weights, then run these evaluation chunks (`mtrl.eval.evaluate`) on fresh envs."""
         self.collector.set_weights(weights)
         return run_chunks(self.collector.policy, self.collector.suite, work, greedy, max_episode_steps)
 
@@ -222,7 +222,7 @@ class WorkerPool:
 
     def run_eval(self, policy: torch.nn.Module, suite: TaskSuite, work: list, greedy: bool,
                  max_episode_steps: int | None) -> list:  # fmt: skip
-        """An `mtrl.evaluate` Runner: the chunks split over the rollout actors (in-process without them)."""
+        """An `mtrl.eval.evaluate` Runner: the chunks split over the rollout actors (in-process without them)."""
         if not self.actors:
             return run_chunks(policy, suite, work, greedy, max_episode_steps)
         import ray

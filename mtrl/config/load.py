@@ -1,93 +1,22 @@
 """Strict YAML loading, validation and dotted command-line overrides for the schema in
-`mtrl.schema`, whose field metadata (help, type, range) drives both the validation errors and
+`mtrl.config.schema`, whose field metadata (help, type, range) drives both the validation errors and
 `mtrl train --help`. YAML is read with `yaml.safe_load` only.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any
 
 import yaml
 
-from mtrl.errors import ConfigError, UnknownNameError, did_you_mean
-from mtrl.registry import ALGOS, ARCHS, CURRICULA, Registry, call_plugin
-from mtrl.config.schema import Config, PolicyConfig
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (Union, types.UnionType):
-        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
-    return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(tp, str(tp))
-
-
-def _check_value(path: str, tp: Any, value: Any) -> Any:
-    """Return `value` converted to `tp`, or raise ConfigError naming `path`."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _check_value(path, inner[0], value) if len(inner) == 1 else value
-    if tp is float and isinstance(value, str):
-        # YAML 1.1 reads '3e-4' (no dot) as a string; accept any float literal.
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    ok = (
-        (origin is Literal and value in typing.get_args(tp))
-        or (tp is bool and isinstance(value, bool))
-        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
-        or (tp is float and isinstance(value, (int, float)) and not isinstance(value, bool))
-        or (tp is str and isinstance(value, str))
-    )
-    if not ok:
-        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
-    return float(value) if tp is float else value
-
-
-def _check_range(path: str, f: dataclasses.Field, value: Any) -> None:
-    lo, hi, lo_open = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("lo_open")
-    if value is None or isinstance(value, (bool, str)):
-        return
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ConfigError(f"{path}: expected a finite number, got {value!r}")
-    if lo is not None and (value <= lo if lo_open else value < lo):
-        raise ConfigError(f"{path}: must be {'>' if lo_open else '>='} {lo}, got {value!r}")
-    if hi is not None and value > hi:
-        raise ConfigError(f"{path}: must be <= {hi}, got {value!r}")
-
-
-def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
-    """Build dataclass `cls` from a nested dict, rejecting unknown keys, wrong types and bad ranges."""
-    where = prefix.rstrip(".") or "config"
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping of keys, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
-    hints = typing.get_type_hints(cls)
-    for key in data:
-        if key not in fields:
-            raise ConfigError(
-                f"unknown config key {prefix + str(key)!r}{did_you_mean(str(key), fields)}; valid keys under {where}: "
-                + ", ".join(fields)
-            )
-    kwargs = {}
-    for name, value in data.items():
-        path, tp = prefix + name, hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = from_dict(tp, value, path + ".")
-        else:
-            kwargs[name] = _check_value(path, tp, value)
-            _check_range(path, fields[name], kwargs[name])
-    return cls(**kwargs)
+from mtrl.config.parse import type_name, from_dict
+from mtrl.config.schema import Config
+from mtrl.config.sections import algo_options, algo_sections, arch_options, named, pop_algo_sections, pop_arch_sections
+from mtrl.errors import ConfigError
+from mtrl.registry import ALGOS, ARCHS, CURRICULA, call_plugin
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -96,6 +25,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     data = dataclasses.asdict(cfg)
     if isinstance(cfg, Config):
         data["policy"].update(data["policy"].pop("options"))
+        data.update(data.pop("sections"))
     return data
 
 
@@ -156,9 +86,9 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     data = read_yaml(path) if path is not None else {}
     for ov in overrides:
         apply_override(data, ov)
-    sections = _pop_arch_sections(data)
+    arch_raw, algo_raw = pop_arch_sections(data), pop_algo_sections(data)
     cfg = from_dict(Config, data)
-    cfg.policy.options = _arch_options(cfg.policy, sections)
+    cfg.policy.options = arch_options(cfg.policy, arch_raw)
     r = cfg.rollout
     if r.pipeline and not r.workers:
         raise ConfigError("rollout.pipeline=true overlaps Ray workers with the learner; it needs rollout.workers >= 1")
@@ -170,56 +100,11 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     if cfg.policy.layers == 0 and cfg.policy.arch != "multihead":
         raise ConfigError(f"policy.layers=0 (no shared trunk) is for policy.arch=multihead, got {cfg.policy.arch}")
     algo = named("algo", ALGOS, cfg.algo)
+    cfg.sections = algo_sections(cfg, algo_raw)
     call_plugin("algorithm", cfg.algo, "check_config()", algo.check_config, cfg)
     if r.workers and r.num_envs % r.workers:
         raise ConfigError(f"rollout.num_envs={r.num_envs} must be a multiple of rollout.workers={r.workers}")
     return cfg
-
-
-def _pop_arch_sections(data: dict[str, Any]) -> dict[str, dict]:
-    """Take the sections policy.<arch> (an architecture's own options) out of the raw config."""
-    policy = data.get("policy")
-    if not isinstance(policy, dict):
-        return {}
-    public = {f.name for f in dataclasses.fields(PolicyConfig) if not f.metadata.get("internal")}
-    archs = set(ARCHS.names())
-    return {key: policy.pop(key) for key in list(policy) if key not in public and key in archs}
-
-
-def _arch_options(policy: PolicyConfig, sections: dict[str, Any]) -> dict[str, Any]:
-    """Each given architecture section parsed by its options dataclass, and the active
-    architecture's always (its defaults where not given). policy.num_experts and policy.head, the
-    keys from before the sections, set the active architecture's option of that name."""
-    arch = named("policy.arch", ARCHS, policy.arch)
-    out = {}
-    for name, raw in sections.items():
-        entry = ARCHS.get(name)
-        if entry.options is None:
-            raise ConfigError(f"policy.{name}: architecture '{name}' has no options of its own")
-        if name == policy.arch:
-            continue
-        out[name] = from_dict(entry.options, raw, f"policy.{name}.")
-    if arch.options is not None:
-        raw = dict(sections.get(policy.arch) or {})
-        option_names = {f.name for f in dataclasses.fields(arch.options)}
-        for key in ("num_experts", "head"):
-            old = getattr(policy, key)
-            if old is None or key not in option_names:
-                continue
-            if key in raw and raw[key] != old:
-                raise ConfigError(f"policy.{key}={old} and policy.{policy.arch}.{key}={raw[key]} disagree; set one of them")
-            raw[key] = old
-        out[policy.arch] = from_dict(arch.options, raw, f"policy.{policy.arch}.")
-    policy.num_experts = policy.head = None  # folded into the section
-    return out
-
-
-def named(key: str, registry: Registry, name: str) -> Any:
-    """The plug-in `name` that config key `key` names, or a ConfigError naming the key."""
-    try:
-        return registry.get(name)
-    except UnknownNameError as exc:
-        raise ConfigError(f"{key}: {exc}") from None
 
 
 def save_config(cfg: Config, path: Path) -> None:
@@ -238,9 +123,12 @@ def describe(cls: type = Config, prefix: str = "") -> list[str]:
         if dataclasses.is_dataclass(tp):
             lines += describe(tp, prefix + f.name + ".")
         else:
-            lines.append(f"  {prefix + f.name:<26} {f.metadata.get('help', '')} [{_type_name(tp)}; default {f.default!r}]")
-    if cls is Config:  # each architecture's own section
+            lines.append(f"  {prefix + f.name:<26} {f.metadata.get('help', '')} [{type_name(tp)}; default {f.default!r}]")
+    if cls is Config:  # each architecture's and plug-in algorithm's own section
         for name in ARCHS.names():
             options = ARCHS.get(name).options
             lines += describe(options, f"policy.{name}.") if options is not None else []
+        for name in ALGOS.names():
+            algo = ALGOS.get(name)
+            lines += describe(algo_options(algo), f"{algo.section}.") if algo_options(algo) else []
     return lines

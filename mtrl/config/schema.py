@@ -192,3 +192,5 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    # plug-in algorithms' own sections by name (mtrl.config.sections)
+    sections: dict[str, Any] = field(default_factory=dict, metadata={"internal": True})

@@ -35,7 +35,7 @@ class TaskSuite:
     eval_episodes: int = 16
     reports_success: bool = False
     default_max_episode_steps: int | None = None
-    # Optional fast backend: fast_build(task_index, seeds) -> a mtrl.vector.BatchEnv of len(seeds)
+    # Optional fast backend: fast_build(task_index, seeds) -> a mtrl.env.vector.BatchEnv of len(seeds)
     # envs of that task (e.g. an envpool pool), or None where the backend lacks the task.
     fast_build: Callable[[int, Sequence[int]], Any] | None = None
     # Optional evaluation seeds: eval_seeds(episodes, seed) -> the reset seed of each of a task's
@@ -66,7 +66,7 @@ class TaskSuite:
         """Build task `task_index`'s env with the task id in every observation.
 
         The env is guarded: if it raises or returns NaN it is rebuilt and the step is reported as
-        a truncation with info["env_error"] (see `mtrl.envguard`)."""
+        a truncation with info["env_error"] (see `mtrl.env.envguard`)."""
         if not 0 <= task_index < self.num_tasks:
             raise MtrlError(f"suite '{self.name}' has tasks 0..{self.num_tasks - 1}, got task index {task_index}")
         self.check_horizon(max_episode_steps)
@@ -111,7 +111,7 @@ def get_suite(name: str) -> TaskSuite:
     """Build the registered suite `name` (from `register_suite` or the `mtrl.suites` entry points)."""
     suite = call_plugin("suite", name, "its factory", SUITES.get(name))
     if not isinstance(suite, TaskSuite):
-        raise MtrlError(f"suite factory for '{name}' returned {type(suite).__name__}, expected mtrl.suite.TaskSuite")
+        raise MtrlError(f"suite factory for '{name}' returned {type(suite).__name__}, expected mtrl.env.suite.TaskSuite")
     return suite
 
 

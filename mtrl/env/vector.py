@@ -119,8 +119,8 @@ def make_vector_env(
     task_probs: np.ndarray | None = None,
 ) -> Any:
     """One vector env whose slot i runs task tasks[i] seeded with seeds[i]: gymnasium's
-    SyncVectorEnv of restorable slots (`mtrl.slot_state`: each episode reset with a seed derived
-    from seeds[i]), or with backend="envpool" the suite's fast batched envs (`mtrl.vector`).
+    SyncVectorEnv of restorable slots (`mtrl.env.slot_state`: each episode reset with a seed derived
+    from seeds[i]), or with backend="envpool" the suite's fast batched envs (`mtrl.env.vector`).
     With `task_probs` (a curriculum's shared array) every slot draws its task at each reset."""
     if task_probs is not None:
         cache = TaskEnvCache(suite, max_episode_steps, int(seeds[0]))

@@ -3,7 +3,7 @@ run's `eval_curve.csv`, one row per evaluation.
 
 MOORE's curves are evaluations after every update (16 sampled episodes per task), not training
 returns; this makes them. Each evaluation's env and torch seeds derive from the run seed and the
-env step it happens at, and `mtrl.evaluate` forks the torch RNG, so evaluating never changes the
+env step it happens at, and `mtrl.eval.evaluate` forks the torch RNG, so evaluating never changes the
 training trajectory. A resumed run first drops the rows written after its checkpoint, then
 re-runs those evaluations (same seeds, same weights: the same rows), so the curve has no
 duplicates and no gaps.

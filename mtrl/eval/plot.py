@@ -1,11 +1,11 @@
 """Learning curves from run directories' TensorBoard events (`mtrl plot RUN [RUN ...] --out curves.png`).
 
 Each run's curve is smoothed, put on a shared step grid per method and averaged over the method's
-runs, with a 95% bootstrap band over runs (`mtrl.stats.mean_ci`). The curve is either the
+runs, with a 95% bootstrap band over runs (`mtrl.eval.stats.mean_ci`). The curve is either the
 training one (`--source train`: the mean over tasks of the per-task episode success or return
 logged every iteration, or one task's with `--per-task`) or the evaluation one (`--source eval`:
 the `train.eval_every` evaluations, as MOORE plots them). Reference curves from CSV files (an
-official run's, say) are drawn on the same axes. Methods are labelled as in `mtrl.report`.
+official run's, say) are drawn on the same axes. Methods are labelled as in `mtrl.eval.report`.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def plot(runs: list[RunCurves], out: Path, metric: str = "auto", per_task: bool 
          title: str | None = None, source: str = "train",
          references: dict[str, dict[str, np.ndarray]] | None = None) -> Path:  # fmt: skip
     """Write the learning-curve figure (PNG, PDF or SVG by `out`'s suffix); `references` maps a
-    label to a CSV table (`mtrl.curve.read_curve`) drawn as a dashed line where it has the column."""
+    label to a CSV table (`mtrl.eval.curve.read_curve`) drawn as a dashed line where it has the column."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless

@@ -79,7 +79,7 @@ class TwinQ(nn.Module):
 
 class SACPolicy(nn.Module):
     """The SAC actor and twin critics as one module: rollout workers load the actor's weights
-    only (`mtrl.rollout.actor_weights`), the learner trains both."""
+    only (`mtrl.nn.weights.actor_weights`), the learner trains both."""
 
     def __init__(self, spec: PolicySpec) -> None:
         super().__init__()
