@@ -13,6 +13,7 @@ import torch
 
 from mtrl.algos.base import Iteration
 from mtrl.algos.ppo import PPOAlgorithm
+from mtrl.collect.requests import FragmentRequest
 from mtrl.config import describe, load_config
 from mtrl.curriculum import register_curriculum
 from mtrl.curriculum.builtin import Uniform
@@ -139,10 +140,17 @@ class BadRequest(A2C):
         return (yield "a fragment, please")
 
 
+class BadGenerator(A2C):
+    def requests(self, env_steps, task_probs, gen):  # noqa: ANN001, ANN201
+        return FragmentRequest(task_probs)
+
+
 @pytest.mark.parametrize("cls, expected", [
     (BadLearn, "algorithm 'bad': learn\\(\\) returned dict; expected a mtrl.algos.base.Iteration"),
     (BadSteps, "algorithm 'bad': learn\\(\\) returned an Iteration with task_steps of shape \\(2,\\); .*shape \\(3,\\)"),
-    (BadRequest, "an algorithm asked the rollout workers for str; expected .*FragmentRequest or GroupRequest"),
+    (BadRequest, "algorithm 'bad' asked the rollout workers for str; its collector is fragments, which answers "
+                 "FragmentRequest"),
+    (BadGenerator, "algorithm 'bad': requests\\(\\) returned FragmentRequest; expected a generator"),
 ])  # fmt: skip
 def test_a_malformed_algorithm_stops_at_its_first_iteration(tmp_path, registered, cls, expected):
     registered(ALGOS, "bad", cls)

@@ -205,10 +205,11 @@ def test_paper_configs_follow_the_official_protocol(path):
     assert (p.epochs, p.minibatch_size, p.lr, p.critic_lr, p.adam_eps) == (8, 256 * k, 1e-3, 1e-3, 1e-8)
     assert (p.critic_update, p.critic_epochs, p.critic_minibatch_size, p.max_grad_norm) == ("separate", 1, 0, None)
     assert (p.ent_coef, p.clip, p.gamma, p.gae_lambda, p.task_norm, p.anneal_lr) == (0.01, 0.2, 0.99, 0.95, True, False)
-    assert (cfg.policy.head, cfg.policy.hidden, cfg.policy.init) == ("multi", 128, "default")
+    assert (cfg.policy.hidden, cfg.policy.init) == (128, "default")
     arch = {"moore": "moore", "moe": "moe", "mtppo": "multihead"}[method]
     assert cfg.policy.arch == arch
     if arch == "multihead":
         assert cfg.policy.layers == 0
     else:
-        assert cfg.policy.num_experts == {3: 2, 5: 3, 7: 4}[k]
+        own = cfg.policy.options[arch]
+        assert (own.num_experts, own.head) == ({3: 2, 5: 3, 7: 4}[k], "multi")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
@@ -97,7 +98,7 @@ class WorkerPool:
         self.restarts = 0  # worker actors that died and were restarted (faults/worker_restarts)
         self._max_restarts = r.max_worker_restarts
         self._started_ray = False
-        self.pipeline = r.pipeline
+        self.pipeline, self.kind = r.pipeline, collector
         self._in_flight: Any = None  # the fragment collected while the learner updates (rollout.pipeline)
         args = (spec, r.autoreset_mode, cfg.env.max_episode_steps, cfg.env.backend)
         kw = {"collector": collector, "curriculum": cfg.curriculum.name is not None and collector == "fragments",
@@ -119,20 +120,24 @@ class WorkerPool:
             for i in range(r.workers)
         ]
 
-    def serve(self, requests: Requests, policy: torch.nn.Module, env_steps: int) -> Any:
-        """Answer an algorithm's requests (`mtrl.collect.requests`) with the policy's current
+    def serve(self, requests: Requests, policy: torch.nn.Module, env_steps: int, name: str = "?") -> Any:
+        """Answer algorithm `name`'s requests (`mtrl.collect.requests`) with the policy's current
         weights, one after the other; returns what the generator returns. `env_steps`: the env
         steps collected before this iteration."""
+        if not isinstance(requests, Generator):
+            raise MtrlError(f"algorithm '{name}': requests() returned {type(requests).__name__}; expected a generator "
+                            "that yields FragmentRequest or GroupRequest (mtrl.collect.requests)")  # fmt: skip
+        kinds = {"fragments": FragmentRequest, "groups": GroupRequest}
         try:
             request = next(requests)
             while True:
+                if not isinstance(request, kinds[self.kind]):
+                    raise MtrlError(f"algorithm '{name}' asked the rollout workers for {type(request).__name__}; its "
+                                    f"collector is {self.kind}, which answers {kinds[self.kind].__name__}")  # fmt: skip
                 if isinstance(request, GroupRequest):
                     data: Any = self.collect_groups(policy, request.tasks, request.seeds, request.group_ids, request.group_size)
-                elif isinstance(request, FragmentRequest):
-                    data = self.fragment(policy, request, env_steps)
                 else:
-                    raise MtrlError(f"an algorithm asked the rollout workers for {type(request).__name__}; expected "
-                                    "mtrl.collect.requests.FragmentRequest or GroupRequest")  # fmt: skip
+                    data = self.fragment(policy, request, env_steps)
                 request = requests.send(data)
         except StopIteration as done:
             return done.value

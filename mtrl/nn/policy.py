@@ -1,12 +1,6 @@
-"""Actor-critic policies for multi-task PPO. Actor and critic are separate networks.
-
-- `mlp`: encoder -> trunk on cat(features, task one-hot) -> one output layer.
-- `multihead`: encoder -> shared trunk -> one output head per task; with `layers=0` no shared
-  trunk: MOORE's MTPPO network (`networks_ppo.MiniGridPPOMHNetwork`), tanh on the conv features,
-  then per-task heads Linear(D, hidden) -> Tanh -> Linear(hidden, out).
-- `moore` / `moe`: k experts mixed per task (orthogonalised for MOORE) -> a per-task head, as in
-  MOORE's networks (ALGORITHMS.md section 1).
-"""
+"""The policies an algorithm trains (its `policy_kind`): the actor-critic of PPO and GRPO here,
+SAC's squashed-Gaussian actor and twin critics in `mtrl.nn.sac`. Actor and critic are separate
+networks of the registered architecture `spec.arch` (`mtrl.nn.archs` has the built-ins)."""
 
 from __future__ import annotations
 
@@ -19,9 +13,9 @@ from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from mtrl.config import PolicyConfig
+from mtrl.errors import MtrlError
 from mtrl.nn.network import PolicySpec, task_network
 from mtrl.nn.sac import SACPolicy
-
 
 
 class ActorCritic(nn.Module):
@@ -60,12 +54,15 @@ class ActorCritic(nn.Module):
         return action, dist.log_prob(action)
 
 
+POLICY_KINDS: dict[str, type[nn.Module]] = {"actor_critic": ActorCritic, "sac": SACPolicy}
+
+
 def build_policy(spec: PolicySpec) -> nn.Module:
     """Construct the policy described by `spec`: an ActorCritic, or a SACPolicy for kind "sac".
     Both have `actor` and `critic` parts and `act(obs, task_id, greedy) -> (action, log-prob)`."""
-    if spec.kind == "sac":
-        return SACPolicy(spec)
-    return ActorCritic(spec)
+    if spec.kind not in POLICY_KINDS:
+        raise MtrlError(f"policy kind {spec.kind!r} (an algorithm's policy_kind) is not one of {', '.join(POLICY_KINDS)}")
+    return POLICY_KINDS[spec.kind](spec)
 
 
 def spec_for(suite_obs_shape: tuple[int, ...], action_space, num_tasks: int, arch: str, hidden: int, layers: int,

@@ -146,7 +146,7 @@ class Training:
         t0 = time.perf_counter()
         algo.set_progress(self.env_steps / cfg.train.total_steps)
         probs = checked_probs(self.curriculum, self.cur_name, suite.num_tasks) if self.curriculum is not None else None
-        data = self.pool.serve(algo.requests(self.env_steps, probs, self.gen), self.policy, self.env_steps)
+        data = self.pool.serve(algo.requests(self.env_steps, probs, self.gen), self.policy, self.env_steps, cfg.algo)
         collect_s = time.perf_counter() - t0
         it = checked_iteration(algo.learn(data, self.gen), cfg.algo, suite.num_tasks)
         self.task_steps += torch.as_tensor(it.task_steps)
