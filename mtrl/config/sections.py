@@ -36,11 +36,12 @@ def arch_options(policy: PolicyConfig, sections: dict[str, Any]) -> dict[str, An
             continue
         out[name] = from_dict(entry.options, raw, f"policy.{name}.")
     if arch.options is not None:
-        raw = dict(sections.get(policy.arch) or {})
+        raw = sections.get(policy.arch, {})
+        raw = dict(raw) if isinstance(raw, dict) else raw  # not a mapping: from_dict says so
         option_names = {f.name for f in dataclasses.fields(arch.options)}
         for key in ("num_experts", "head"):
             old = getattr(policy, key)
-            if old is None or key not in option_names:
+            if old is None or key not in option_names or not isinstance(raw, dict):
                 continue
             if key in raw and raw[key] != old:
                 raise ConfigError(f"policy.{key}={old} and policy.{policy.arch}.{key}={raw[key]} disagree; set one of them")

@@ -126,7 +126,7 @@ class MixtureEncoder(nn.Module):
     def __init__(self, experts: MLPExperts | ConvExperts, num_tasks: int, orthogonal: bool) -> None:
         super().__init__()
         if orthogonal and experts.k > experts.out_dim:
-            raise MtrlError(f"policy.num_experts={experts.k} exceeds the expert feature size {experts.out_dim}; "
+            raise MtrlError(f"policy.moore.num_experts={experts.k} exceeds the expert feature size {experts.out_dim}; "
                             "MOORE's Gram-Schmidt needs num_experts <= feature size")  # fmt: skip
         self.experts, self.orthogonal = experts, orthogonal
         self.task_weights = nn.Linear(num_tasks, experts.k, bias=False)
