@@ -21,7 +21,9 @@ def segment_mean(x: torch.Tensor, index: torch.Tensor, n: int) -> tuple[torch.Te
 
 def per_task_means(task_id: np.ndarray, values: np.ndarray, num_tasks: int) -> np.ndarray:
     """Mean of `values` per task in float64 (NaN for a task with no entries), for numpy statistics."""
-    mean, counts = segment_mean(torch.as_tensor(np.asarray(values, np.float64)), torch.as_tensor(task_id), num_tasks)
+    # copies: arrays from Ray's object store are read-only, which torch warns about
+    x, index = torch.from_numpy(np.array(values, np.float64)), torch.from_numpy(np.array(task_id, np.int64))
+    mean, counts = segment_mean(x, index, num_tasks)
     return torch.where(counts > 0, mean, torch.nan).numpy()
 
 
