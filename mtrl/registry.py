@@ -80,6 +80,7 @@ SUITES: Registry[Callable[[], object]] = Registry("suite", "mtrl.suites")
 CURRICULA: Registry[Callable[..., object]] = Registry("curriculum", "mtrl.curricula", plural="curricula")
 ALGOS: Registry[type] = Registry("algorithm", "mtrl.algos", plural="algos")
 ARCHS: Registry[ArchEntry] = Registry("architecture", "mtrl.archs", plural="archs")
+AGGREGATORS: Registry[Callable[..., Any]] = Registry("aggregator", "mtrl.aggregators")
 
 # what every registered algorithm class declares (mtrl.algos.base.Algorithm)
 ALGO_ATTRIBUTES = {"section": (str, type(None)), "collector": str, "policy_kind": str, "greedy_eval": bool}
@@ -107,17 +108,30 @@ def register_algo(name: str, cls: type, *, overwrite: bool = False) -> None:
 class ArchEntry(NamedTuple):
     """A registered architecture: `build(spec, out_dim, out_gain)` -> a torch module mapping
     (obs [B, *obs_shape], task_id [B]) to [B, out_dim]; `options`: a dataclass of its own
-    hyperparameters, the config section policy.<name> (None: it has none)."""
+    hyperparameters, the config section policy.<name> (None: it has none); `features(net)`: the
+    submodule whose output is the last representation shared by all tasks (gradient aggregators
+    act on everything upstream of it; None: the whole network, i.e. every parameter is shared)."""
 
     build: Callable[..., Any]
     options: type | None = None
+    features: Callable[[Any], Any] | None = None
 
 
-def register_arch(name: str, build: Callable[..., Any], options: type | None = None, *, overwrite: bool = False) -> None:
+def register_arch(name: str, build: Callable[..., Any], options: type | None = None,
+                  features: Callable[[Any], Any] | None = None, *, overwrite: bool = False) -> None:  # fmt: skip
     """Register an architecture for `policy.arch: NAME` (see `ArchEntry`; docs/ARCHITECTURE.md)."""
     if not callable(build):
         raise MtrlError(f"register_arch('{name}', ...) needs a callable builder, got {type(build).__name__}")
     if options is not None and not dataclasses.is_dataclass(options):
         raise MtrlError(f"register_arch('{name}', ..., options={options!r}): options must be a dataclass (its fields "
                         f"become the config keys policy.{name}.*)")  # fmt: skip
-    ARCHS.register(name, ArchEntry(build, options), overwrite=overwrite)
+    ARCHS.register(name, ArchEntry(build, options, features), overwrite=overwrite)
+
+
+def register_aggregator(name: str, factory: Callable[..., Any], *, overwrite: bool = False) -> None:
+    """Register a gradient aggregator for `learner.aggregator: NAME`: `factory(num_tasks, **options)`
+    (options from learner.aggregator_options) returns a callable that maps a Jacobian [K, n] (one
+    row per task) to a gradient [n], such as a torchjd Aggregator."""
+    if not callable(factory):
+        raise MtrlError(f"register_aggregator('{name}', ...) needs a callable factory, got {type(factory).__name__}")
+    AGGREGATORS.register(name, factory, overwrite=overwrite)

@@ -30,6 +30,7 @@ class Iteration:
     scalars: dict[str, float]  # extra TensorBoard scalars, by full tag
     task_steps: np.ndarray  # [K] env steps per task
     task_abs_adv: np.ndarray  # [K] mean |advantage| per task before normalisation (NaN: no steps)
+    faults: dict[str, int] = dataclasses.field(default_factory=dict)  # new fault counts, e.g. aggregator_fallbacks
 
 
 class Algorithm(Protocol):

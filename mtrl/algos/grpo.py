@@ -84,16 +84,32 @@ def surrogate(policy: nn.Module, mb: GroupBatch, clip: float) -> tuple[torch.Ten
     return torch.min(ratio * mb.advantages, ratio.clamp(1 - clip, 1 + clip) * mb.advantages), dist
 
 
-def grpo_loss(policy: nn.Module, mb: GroupBatch, task_weights: torch.Tensor, cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """-sum_k w_k mean_k(surrogate) / sum_{k present} w_k - ent_coef * entropy (a pure function)."""
+def _task_terms(policy: nn.Module, mb: GroupBatch, task_weights: torch.Tensor, cfg: PPOConfig) -> tuple[torch.Tensor, ...]:
+    """(per-task mean surrogate [K], per-task mean entropy [K], the weights w_k of the tasks present
+    in the minibatch, 0 for the others [K], which tasks are present [K])."""
     surr, dist = surrogate(policy, mb, cfg.clip)
     k = len(task_weights)
     task_surr, count = segment_mean(surr, mb.task_id, k)
-    w = task_weights * (count > 0)
-    pg = -(w * task_surr).sum() / w.sum().clamp(min=1e-12)
     entropy_t, _ = segment_mean(dist.entropy(), mb.task_id, k)
+    return task_surr, entropy_t, task_weights * (count > 0), count > 0
+
+
+def grpo_loss(policy: nn.Module, mb: GroupBatch, task_weights: torch.Tensor, cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """-sum_k w_k mean_k(surrogate) / sum_{k present} w_k - ent_coef * entropy (a pure function)."""
+    task_surr, entropy_t, w, _ = _task_terms(policy, mb, task_weights, cfg)
+    pg = -(w * task_surr).sum() / w.sum().clamp(min=1e-12)
     entropy = (w * entropy_t).sum() / w.sum().clamp(min=1e-12)
     return pg - cfg.ent_coef * entropy, {"policy": pg.item(), "entropy": entropy.item()}
+
+
+def grpo_task_losses(policy: nn.Module, mb: GroupBatch, task_weights: torch.Tensor,
+                     cfg: PPOConfig) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:  # fmt: skip
+    """Task k's share of `grpo_loss`, w_k / sum w * (-mean_k surrogate - ent_coef * mean_k entropy),
+    per task [K], and which tasks are present: what a gradient aggregator takes."""
+    task_surr, entropy_t, w, present = _task_terms(policy, mb, task_weights, cfg)
+    w = w / w.sum().clamp(min=1e-12)
+    pg, entropy = -(w * task_surr), w * entropy_t
+    return pg - cfg.ent_coef * entropy, present, {"policy": pg.sum().item(), "entropy": entropy.sum().item()}
 
 
 @torch.no_grad()

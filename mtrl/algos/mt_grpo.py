@@ -11,10 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mtrl.algos.grpo import (grpo_loss, group_table, make_group_batch, outcome_kind, select_groups,
+from mtrl.algos.grpo import (grpo_loss, grpo_task_losses, group_table, make_group_batch, outcome_kind, select_groups,
                               task_surrogates)  # fmt: skip
 from mtrl.algos.base import Iteration, NonFiniteGuard, actor_parameters
-from mtrl.algos.ppo import PPOLearner, check_ppo_section
+from mtrl.algos.learner import PPOLearner
+from mtrl.algos.multitask import TaskGradients
+from mtrl.algos.ppo import check_ppo_section
 from mtrl.collect.requests import GroupRequest, Requests
 from mtrl.config import Config, MTGRPOConfig
 from mtrl.data.batch import Episodes, Groups
@@ -181,7 +183,8 @@ class GRPOAlgorithm:
         self.guard = guard or NonFiniteGuard()
         self.kind = outcome_kind(cfg.grpo, suite.reports_success)
         self.score_kind = "success" if suite.reports_success else "return"  # J_k: success rate where the suite has it
-        self.learner = PPOLearner(actor_parameters(policy), cfg.ppo, self.guard)
+        self.grads = TaskGradients(policy, cfg.learner, suite.tasks, self.guard, cfg.train.log_grad_every)
+        self.learner = PPOLearner(actor_parameters(policy), cfg.ppo, self.guard, grads=self.grads)
         self.sampler = GroupSampler(len(self.tasks), cfg.grpo.groups, self.multi, cfg.mt_grpo)
         self.weights = TaskWeights(len(self.tasks), cfg.mt_grpo)
 
@@ -208,7 +211,9 @@ class GRPOAlgorithm:
         if self.multi:
             before = task_surrogates(self.policy, batch, self.cfg.ppo, k)
         w = z.to(self.device)
-        losses = self.learner.update(batch, lambda mb: grpo_loss(self.policy, mb, w, self.cfg.ppo), gen)
+        self.grads.next_iteration()
+        losses = self.learner.update(batch, lambda mb: grpo_loss(self.policy, mb, w, self.cfg.ppo), gen, None, None,
+                                     lambda mb: grpo_task_losses(self.policy, mb, w, self.cfg.ppo))  # fmt: skip
         scalars = {}
         with np.errstate(invalid="ignore", divide="ignore"):
             filtered = got.zero / got.generated
@@ -228,7 +233,9 @@ class GRPOAlgorithm:
                 scalars[f"grpo/score/{name}"] = float(self.weights.score[i])
         task_steps = np.bincount(got.episodes.task_id, weights=got.episodes.length, minlength=k).astype(np.int64)
         abs_adv = per_task_means(batch.task_id.cpu().numpy(), batch.advantages.abs().cpu().numpy(), k)
-        return Iteration(got.env_steps, got.episodes, losses, got.env_errors, scalars, task_steps, abs_adv)
+        scalars.update(self.grads.report())
+        faults = {"aggregator_fallbacks": self.grads.take_fallbacks()} if self.grads.active else {}
+        return Iteration(got.env_steps, got.episodes, losses, got.env_errors, scalars, task_steps, abs_adv, faults)
 
     def set_progress(self, done: float) -> None:
         if self.cfg.ppo.anneal_lr:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -13,10 +11,12 @@ from torch import nn
 
 from mtrl.data.advantage import batch_normalize, gae, task_normalize
 from mtrl.algos.base import Iteration, NonFiniteGuard, TensorBatch, actor_parameters
+from mtrl.algos.learner import PPOLearner, minibatch_plan  # noqa: F401  (minibatch_plan: re-exported)
+from mtrl.algos.multitask import TaskGradients
 from mtrl.collect.requests import FragmentRequest, Requests
 from mtrl.config import Config, PPOConfig
 from mtrl.data.batch import Fragment
-from mtrl.data.reduce import per_task_means
+from mtrl.data.reduce import per_task_means, segment_mean
 from mtrl.env.suite import TaskSuite
 from mtrl.errors import ConfigError
 
@@ -73,25 +73,48 @@ def make_batch(frag: Fragment, policy: nn.Module, cfg: PPOConfig, num_tasks: int
     return PPOBatch(t(frag.obs), task, t(frag.actions), t(frag.logp), adv_t, t(ret), t(values)), abs_adv
 
 
-def ppo_loss(policy: nn.Module, mb: PPOBatch, cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """The clipped surrogate and entropy bonus on one minibatch, plus the value loss when the
-    critic trains jointly (`ppo.critic_update=joint`); a pure function."""
+def _ppo_terms(policy: nn.Module, mb: PPOBatch, cfg: PPOConfig) -> tuple[list[torch.Tensor], dict[str, float]]:
+    """Per sample: the negated clipped surrogate, the entropy, and (ppo.critic_update=joint) the
+    squared value error; plus the ratio statistics."""
     dist = policy.distribution(mb.obs, mb.task_id)
     logp = dist.log_prob(mb.actions)
     log_ratio = logp - mb.logp
     ratio = log_ratio.exp()
-    pg = -torch.min(ratio * mb.advantages, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * mb.advantages).mean()
-    entropy = dist.entropy().mean()
-    loss = pg - cfg.ent_coef * entropy
-    stats = {"policy": pg.item(), "entropy": entropy.item()}
+    terms = [-torch.min(ratio * mb.advantages, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * mb.advantages), dist.entropy()]
     if cfg.critic_update == "joint":
-        value_loss = 0.5 * (policy.value(mb.obs, mb.task_id) - mb.returns).pow(2).mean()
-        loss = loss + cfg.vf_coef * value_loss
-        stats["value"] = value_loss.item()
+        terms.append((policy.value(mb.obs, mb.task_id) - mb.returns).pow(2))
     with torch.no_grad():
-        stats["approx_kl"] = ((ratio - 1) - log_ratio).mean().item()  # the low-variance k3 estimator
-        stats["clipfrac"] = ((ratio - 1).abs() > cfg.clip).float().mean().item()
-    return loss, stats
+        stats = {"approx_kl": ((ratio - 1) - log_ratio).mean().item(),  # the low-variance k3 estimator
+                 "clipfrac": ((ratio - 1).abs() > cfg.clip).float().mean().item()}  # fmt: skip
+    return terms, stats
+
+
+def _combine(cfg: PPOConfig, pg: torch.Tensor, entropy: torch.Tensor, *value: torch.Tensor) -> torch.Tensor:
+    """pg - ent_coef * entropy (+ vf_coef * 0.5 * squared value error), for means over samples or tasks."""
+    loss = pg - cfg.ent_coef * entropy
+    return loss + cfg.vf_coef * (0.5 * value[0]) if value else loss
+
+
+def ppo_loss(policy: nn.Module, mb: PPOBatch, cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """The clipped surrogate and entropy bonus on one minibatch, plus the value loss when the
+    critic trains jointly (`ppo.critic_update=joint`), each a mean over the samples; pure."""
+    terms, stats = _ppo_terms(policy, mb, cfg)
+    means = [t.mean() for t in terms]
+    stats.update({name: m.item() for name, m in zip(("policy", "entropy"), means)})
+    if len(means) == 3:
+        stats["value"] = (0.5 * means[2]).item()
+    return _combine(cfg, *means), stats
+
+
+def ppo_task_losses(policy: nn.Module, mb: PPOBatch, cfg: PPOConfig, num_tasks: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """The same loss per task [K] (each term the mean over that task's samples), which tasks have
+    samples [K], and the statistics: what a gradient aggregator takes (`learner.aggregator`)."""
+    terms, stats = _ppo_terms(policy, mb, cfg)
+    per_task = [segment_mean(t, mb.task_id, num_tasks) for t in terms]
+    stats.update({name: t.mean().item() for name, t in zip(("policy", "entropy"), terms)})
+    if len(terms) == 3:
+        stats["value"] = (0.5 * terms[2].mean()).item()
+    return _combine(cfg, *(m for m, _ in per_task)), per_task[0][1] > 0, stats
 
 
 def critic_loss(policy: nn.Module, mb: PPOBatch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -101,54 +124,11 @@ def critic_loss(policy: nn.Module, mb: PPOBatch) -> tuple[torch.Tensor, dict[str
     return mse, {"critic_mse": mse.item()}
 
 
-def minibatch_plan(n: int, cfg: PPOConfig) -> tuple[int, bool]:
-    """(minibatch size, whether the last partial minibatch is kept) for a batch of n transitions."""
-    if cfg.minibatch_size:
-        return min(cfg.minibatch_size, n), True
-    return max(1, n // cfg.minibatches), False
-
-
-class PPOLearner:
-    """Owns one Adam optimiser over `params`; `update` runs epochs x shuffled minibatches of a loss
-    on one batch (PPO's policy loss, the separate critic's, or GRPO's)."""
-
-    def __init__(self, params: list[nn.Parameter], cfg: PPOConfig, guard: NonFiniteGuard | None = None,
-                 lr: float | None = None) -> None:  # fmt: skip
-        self.params, self.cfg = params, cfg
-        self.lr = cfg.lr if lr is None else lr
-        self.guard = guard or NonFiniteGuard()
-        self.optimizer = torch.optim.Adam(params, lr=self.lr, eps=cfg.adam_eps)
-
-    def set_lr_fraction(self, frac: float) -> None:
-        """Scale the learning rate to frac * its configured value (linear annealing)."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr * frac
-
-    def update(self, batch: TensorBatch, loss_fn: Callable[[Any], tuple[torch.Tensor, dict[str, float]]],
-               generator: torch.Generator, epochs: int | None = None, plan: tuple[int, bool] | None = None) -> dict[str, float]:  # fmt: skip
-        """Optimise `loss_fn(minibatch)` for `epochs` (default ppo.epochs) passes of minibatches
-        `plan` = (size, keep the last partial one) (default `minibatch_plan`); returns the mean of
-        each statistic over the steps taken."""
-        n = len(batch)
-        if n == 0:  # e.g. every GRPO group had equal outcomes: nothing to learn from
-            return {}
-        size, keep_last = plan or minibatch_plan(n, self.cfg)
-        totals: dict[str, float] = {}
-        count = 0
-        for _ in range(self.cfg.epochs if epochs is None else epochs):
-            # one full-batch step needs no shuffle (and leaves the generator's stream alone)
-            perm = torch.randperm(n, generator=generator).to(batch.task_id.device) if size < n else None
-            for start in range(0, n if keep_last else n - size + 1, size):
-                mb = batch if perm is None else batch.index(perm[start:start + size])
-                loss, stats = loss_fn(mb)
-                norm = self.guard.step(self.optimizer, loss, self.params, self.cfg.max_grad_norm)
-                if norm is None:  # skipped: its statistics are not finite either
-                    continue
-                stats["grad_norm"] = norm
-                for k, v in stats.items():
-                    totals[k] = totals.get(k, 0.0) + v
-                count += 1
-        return {k: v / max(count, 1) for k, v in totals.items()}
+def critic_task_losses(policy: nn.Module, mb: PPOBatch, num_tasks: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """The separate critic's MSE per task [K], for a gradient aggregator."""
+    err = (policy.value(mb.obs, mb.task_id) - mb.returns).pow(2)
+    mse, count = segment_mean(err, mb.task_id, num_tasks)
+    return mse, count > 0, {"critic_mse": err.mean().item()}
 
 
 class PPOAlgorithm:
@@ -164,13 +144,16 @@ class PPOAlgorithm:
     def __init__(self, policy: nn.Module, cfg: Config, suite: TaskSuite, device: torch.device,
                  guard: NonFiniteGuard | None = None) -> None:  # fmt: skip
         self.policy, self.cfg, self.num_tasks, self.device = policy, cfg.ppo, suite.num_tasks, device
+        guard = guard or NonFiniteGuard()
+        self.grads = TaskGradients(policy, cfg.learner, suite.tasks, guard, cfg.train.log_grad_every)
         self.critic_learner: PPOLearner | None = None
         if self.cfg.critic_update == "separate":  # two optimisers, as mushroom-rl's actor-critic agents
             critic = [p for name, p in policy.named_parameters() if name.startswith("critic.")]
-            self.learner = PPOLearner(actor_parameters(policy), self.cfg, guard)
-            self.critic_learner = PPOLearner(critic, self.cfg, self.learner.guard, lr=self.cfg.critic_lr)
+            self.learner = PPOLearner(actor_parameters(policy), self.cfg, guard, grads=self.grads)
+            critic_grads = TaskGradients(policy, cfg.learner, suite.tasks, guard)
+            self.critic_learner = PPOLearner(critic, self.cfg, guard, lr=self.cfg.critic_lr, grads=critic_grads)
         else:
-            self.learner = PPOLearner(list(policy.parameters()), self.cfg, guard)
+            self.learner = PPOLearner(list(policy.parameters()), self.cfg, guard, grads=self.grads)
 
     @classmethod
     def check_config(cls, cfg: Config) -> None:
@@ -184,15 +167,22 @@ class PPOAlgorithm:
         batch, abs_adv = make_batch(frag, self.policy, self.cfg, self.num_tasks, self.device)
         t2 = time.perf_counter()
         losses: dict[str, float] = {}
+        k, learners = self.num_tasks, [self.learner]
+        self.grads.next_iteration()
         if self.critic_learner is not None:  # MOORE / mushroom-rl: fit V on the returns, then the policy
+            learners.append(self.critic_learner)
             plan = (self.cfg.critic_minibatch_size or max(len(batch), 1), True)
-            fit = self.critic_learner.update(batch, lambda mb: critic_loss(self.policy, mb), gen, self.cfg.critic_epochs, plan)
-            losses = {k if k == "critic_mse" else f"critic_{k}": v for k, v in fit.items()}
-        losses.update(self.learner.update(batch, lambda mb: ppo_loss(self.policy, mb, self.cfg), gen))
-        task_steps = np.bincount(frag.task_id[frag.valid], minlength=self.num_tasks)
+            fit = self.critic_learner.update(batch, lambda mb: critic_loss(self.policy, mb), gen, self.cfg.critic_epochs, plan,
+                                             lambda mb: critic_task_losses(self.policy, mb, k))  # fmt: skip
+            losses = {key if key == "critic_mse" else f"critic_{key}": v for key, v in fit.items()}
+        losses.update(self.learner.update(batch, lambda mb: ppo_loss(self.policy, mb, self.cfg), gen, None, None,
+                                          lambda mb: ppo_task_losses(self.policy, mb, self.cfg, k)))  # fmt: skip
+        task_steps = np.bincount(frag.task_id[frag.valid], minlength=k)
         # where the learner's time goes: values + GAE, and the optimiser steps
-        times = {"perf/advantages_s": t2 - t1, "perf/update_s": time.perf_counter() - t2}
-        return Iteration(frag.num_steps, frag.episodes, losses, int(frag.env_errors.sum()), times, task_steps, abs_adv)
+        scalars = {"perf/advantages_s": t2 - t1, "perf/update_s": time.perf_counter() - t2, **self.grads.report()}
+        faults = {"aggregator_fallbacks": sum(lr.grads.take_fallbacks() for lr in learners)} if self.grads.active else {}
+        return Iteration(frag.num_steps, frag.episodes, losses, int(frag.env_errors.sum()), scalars, task_steps, abs_adv,
+                         faults)  # fmt: skip
 
     def set_progress(self, done: float) -> None:
         if self.cfg.anneal_lr:

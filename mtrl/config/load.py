@@ -16,7 +16,7 @@ from mtrl.config.parse import type_name, from_dict
 from mtrl.config.schema import Config
 from mtrl.config.sections import algo_options, algo_sections, arch_options, named, pop_algo_sections, pop_arch_sections
 from mtrl.errors import ConfigError
-from mtrl.registry import ALGOS, ARCHS, CURRICULA, call_plugin
+from mtrl.registry import AGGREGATORS, ALGOS, ARCHS, CURRICULA, call_plugin
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -99,6 +99,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
             raise ConfigError(f"curriculum.name={name} switches a slot's task at reset, which needs env.backend=gymnasium")
     if cfg.policy.layers == 0 and cfg.policy.arch != "multihead":
         raise ConfigError(f"policy.layers=0 (no shared trunk) is for policy.arch=multihead, got {cfg.policy.arch}")
+    if cfg.learner.aggregator != "none":
+        named("learner.aggregator", AGGREGATORS, cfg.learner.aggregator)
     algo = named("algo", ALGOS, cfg.algo)
     cfg.sections = algo_sections(cfg, algo_raw)
     call_plugin("algorithm", cfg.algo, "check_config()", algo.check_config, cfg)
@@ -123,7 +125,8 @@ def describe(cls: type = Config, prefix: str = "") -> list[str]:
         if dataclasses.is_dataclass(tp):
             lines += describe(tp, prefix + f.name + ".")
         else:
-            lines.append(f"  {prefix + f.name:<26} {f.metadata.get('help', '')} [{type_name(tp)}; default {f.default!r}]")
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            lines.append(f"  {prefix + f.name:<26} {f.metadata.get('help', '')} [{type_name(tp)}; default {default!r}]")
     if cls is Config:  # each architecture's and plug-in algorithm's own section
         for name in ARCHS.names():
             options = ARCHS.get(name).options

@@ -17,6 +17,8 @@ def type_name(tp: Any) -> str:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (Union, types.UnionType):
         return " or ".join("null" if a is type(None) else type_name(a) for a in typing.get_args(tp))
+    if origin is dict:
+        return "a mapping of names to numbers, strings or true/false"
     return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(tp, str(tp))
 
 
@@ -35,6 +37,11 @@ def _check_value(path: str, tp: Any, value: Any) -> Any:
             value = float(value)
         except ValueError:
             pass
+    if origin is dict:  # options handed to a plug-in, which checks their names itself
+        scalar = (int, float, bool, str, type(None))
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, scalar) for k, v in value.items()):
+            raise ConfigError(f"{path}: expected {type_name(tp)}, got {value!r}")
+        return dict(value)
     ok = (
         (origin is Literal and value in typing.get_args(tp))
         or (tp is bool and isinstance(value, bool))
@@ -49,7 +56,7 @@ def _check_value(path: str, tp: Any, value: Any) -> Any:
 
 def _check_range(path: str, f: dataclasses.Field, value: Any) -> None:
     lo, hi, lo_open = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("lo_open")
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, (bool, str, dict)):
         return
     if value != value or value in (float("inf"), float("-inf")):
         raise ConfigError(f"{path}: expected a finite number, got {value!r}")

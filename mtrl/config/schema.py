@@ -11,7 +11,10 @@ from typing import Any, Literal
 
 def opt(default: Any, help: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Any:
     """A dataclass field with help text and an optional range [lo, hi] (or (lo, hi] if lo_open)."""
-    return field(default=default, metadata={"help": help, "lo": lo, "hi": hi, "lo_open": lo_open})
+    meta = {"help": help, "lo": lo, "hi": hi, "lo_open": lo_open}
+    if isinstance(default, dict):  # a mutable default: each config gets its own copy
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
@@ -156,12 +159,20 @@ class TrainConfig:
                                    "(sampled actions for ppo, grpo and mt_grpo, as MOORE; the mean action for sac)")
     max_nonfinite_updates: int = opt(10, "stop after this many optimiser steps in a row with a NaN/inf loss or "
                                      "gradient (each is skipped and counted in faults/nonfinite_updates)", 1)
+    log_grad_every: int | None = opt(None, "every this many iterations, log the per-task gradients on the shared "
+                                     "parameters: norms, pairwise cosines, the conflicting fraction and the "
+                                     "aggregator's task weights (grad/ in TensorBoard); null: never", 1)
 
 
 @dataclass
 class LearnerConfig:
     device: Literal["auto", "cpu", "cuda"] = opt("auto", "learner device; auto picks CUDA when present")
     threads: int | None = opt(None, "torch CPU threads for the learner (null: torch's default)", 1)
+    aggregator: str = opt("none", "how the per-task gradients on the shared parameters combine (`mtrl aggregators`): "
+                          "none (today's single loss, averaged over all samples), or a gradient aggregator such as "
+                          "pcgrad, upgrad, cagrad, mgda, nash_mtl; task-specific parameters keep their own gradients")
+    aggregator_options: dict[str, Any] = opt({}, "the aggregator's own options, e.g. {c: 0.4} for cagrad (as "
+                                             "torchjd.aggregation takes them)")
 
 
 @dataclass

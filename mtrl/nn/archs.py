@@ -94,7 +94,9 @@ def register_builtins() -> None:
     """Entry point: register mlp, multihead, moe and moore."""
     from mtrl.registry import register_arch
 
+    # what the gradient aggregators treat as shared: mlp everything; multihead the encoder and trunk
+    # (its heads are task-specific); moore / moe the experts (task-weight rows and heads specific)
     register_arch("mlp", MLPNet)
-    register_arch("multihead", MultiHeadNet)
-    register_arch("moe", MixtureNet, MixtureOptions)
-    register_arch("moore", MixtureNet, MixtureOptions)
+    register_arch("multihead", MultiHeadNet, features=lambda net: net.encoder if net.no_trunk else net.trunk)
+    register_arch("moe", MixtureNet, MixtureOptions, features=lambda net: net.mixture.experts)
+    register_arch("moore", MixtureNet, MixtureOptions, features=lambda net: net.mixture.experts)

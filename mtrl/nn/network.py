@@ -55,4 +55,9 @@ def task_network(spec: PolicySpec, out_dim: int, out_gain: float) -> nn.Module:
         shown = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise MtrlError(f"architecture '{spec.arch}': forward(obs [2, {', '.join(map(str, spec.obs_shape))}], task_id [2]) "
                         f"returned {shown}; expected a finite tensor of shape (2, {out_dim})")  # fmt: skip
+    features = net if arch.features is None else call_plugin("architecture", spec.arch, "features()", arch.features, net)
+    if not isinstance(features, nn.Module) or all(m is not features for m in net.modules()):
+        raise MtrlError(f"architecture '{spec.arch}': features(net) returned {type(features).__name__}, expected one "
+                        "of the network's own modules (the one whose output all tasks share)")  # fmt: skip
+    object.__setattr__(net, "_mtrl_features", features)  # not a registered submodule: the state dict stays as it is
     return net

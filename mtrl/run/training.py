@@ -153,6 +153,8 @@ class Training:
         self.env_steps += it.env_steps
         self.iteration += 1
         self.faults["env_errors"] += it.env_errors
+        for key, n in it.faults.items():
+            self.faults[key] = self.faults.get(key, 0) + int(n)
         self.faults["nonfinite_updates"] = self.guard.skipped
         self.faults["worker_restarts"] += self.pool.restarts - self._restarts_seen
         self._restarts_seen = self.pool.restarts

@@ -1,0 +1,54 @@
+"""The built-in gradient aggregators for `learner.aggregator`: torchjd's (Quinton and Rey 2024,
+"Jacobian Descent for Multi-Objective Optimization"), each built from (num_tasks, **options).
+
+They map the Jacobian of the K per-task losses with respect to the shared parameters [K, n] to
+one update direction [n]: PCGrad (Yu et al. 2020), CAGrad (Liu et al. 2021), MGDA (Desideri 2012;
+Sener and Koltun 2018), Nash-MTL (Navon et al. 2022), Aligned-MTL (Senushkin et al. 2023), IMTL-G
+(Liu et al. 2021), DualProj, GradDrop (Chen et al. 2020), ConFIG (Liu et al. 2024), GradVac (Wang
+et al. 2021), FairGrad (Ban and Ji 2024), Random (Lin et al. 2021), UPGrad and the plain mean.
+CAGrad and Nash-MTL solve a convex program with cvxpy: pip install 'mtrl[aggregators]'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+# name -> (torchjd class name, whether it takes num_tasks, default options, what it is)
+BUILTINS: dict[str, tuple[str, bool, dict[str, Any], str]] = {
+    "mean": ("Mean", False, {}, "the mean of the task gradients"),
+    "upgrad": ("UPGrad", False, {}, "projects each task gradient onto the dual cone of all of them, then averages (Jacobian descent)"),
+    "mgda": ("MGDA", False, {}, "the minimum-norm point of the convex hull of the task gradients"),
+    "pcgrad": ("PCGrad", False, {}, "projects each task gradient off the others it conflicts with, then sums"),
+    "cagrad": ("CAGrad", False, {"c": 0.5}, "the mean gradient, moved to improve the worst task within radius c"),
+    "nash_mtl": ("NashMTL", True, {}, "the Nash bargaining solution of the task gradients"),
+    "aligned_mtl": ("AlignedMTL", False, {}, "aligns the task gradients' principal components (condition number 1)"),
+    "dualproj": ("DualProj", False, {}, "the mean gradient projected onto the dual cone of the task gradients"),
+    "graddrop": ("GradDrop", False, {}, "drops gradient coordinates by sign consistency across tasks"),
+    "imtl_g": ("IMTLG", False, {}, "weights with equal projections of the update onto every task gradient"),
+    "config": ("ConFIG", False, {}, "a conflict-free direction with equal cosine to every task gradient"),
+    "gradvac": ("GradVac", False, {}, "sets pairwise cosines toward their running targets (gradient vaccine)"),
+    "fairgrad": ("FairGrad", False, {"alpha": 1.0}, "alpha-fair utility maximisation over the task gradients"),
+    "random": ("Random", False, {}, "random positive task weights each step (random loss weighting)"),
+}
+
+
+def _factory(name: str) -> Callable[..., Any]:
+    cls_name, takes_tasks, defaults, doc = BUILTINS[name]
+
+    def make(num_tasks: int, **options: Any) -> Any:
+        from torchjd import aggregation  # imported when an aggregator is used: training without one needs no torchjd
+
+        cls = getattr(aggregation, cls_name)
+        return cls(**({"n_tasks": num_tasks} if takes_tasks else {}), **{**defaults, **options})
+
+    make.__doc__ = f"{doc} (torchjd.aggregation.{cls_name})"
+    return make
+
+
+def register_builtins() -> None:
+    """Entry point: register every built-in aggregator."""
+    from mtrl.registry import register_aggregator
+
+    for name in BUILTINS:
+        register_aggregator(name, _factory(name))

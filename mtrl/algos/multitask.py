@@ -1,0 +1,156 @@
+"""Per-task gradients on the shared parameters (`learner.aggregator`, `train.log_grad_every`).
+
+An algorithm's per-task losses L_1..L_K (each the mean over that task's samples) are
+differentiated with torchjd's `mtl_backward` (Quinton and Rey 2024): the Jacobian [K, n] of the
+losses with respect to the parameters upstream of the architecture's shared representation (its
+registered `features` module; `mtrl.nn.archs`), and the ordinary gradient for the task-specific
+parameters after it (heads, MOORE's task-weight rows, per-task log-std). The aggregator turns the
+Jacobian into one direction. A step where a task has no samples, or the aggregator fails or gives
+a non-finite direction, falls back to the mean of the task gradients and is counted
+(faults/aggregator_fallbacks); `NonFiniteGuard` still guards the step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtrl.algos.base import NonFiniteGuard
+from mtrl.errors import ConfigError, MtrlError
+from mtrl.registry import AGGREGATORS, call_plugin
+
+
+def feature_modules(policy: nn.Module) -> list[nn.Module]:
+    """The shared-representation module of every task network in `policy` (`mtrl.nn.network.task_network`)."""
+    return [m._mtrl_features for m in policy.modules() if getattr(m, "_mtrl_features", None) is not None]
+
+
+def make_aggregator(name: str, options: dict[str, Any], num_tasks: int) -> Any:
+    """The registered aggregator `name` built with `options`, or one ConfigError naming the problem."""
+    factory = AGGREGATORS.get(name)
+    try:
+        return factory(num_tasks, **options)
+    except TypeError as exc:
+        raise ConfigError(f"learner.aggregator_options {options}: aggregator '{name}' does not take them ({exc})") from None
+    except ImportError as exc:
+        raise ConfigError(f"learner.aggregator={name} needs more packages: pip install 'mtrl[aggregators]' ({exc})") from None
+
+
+class TaskGradients:
+    """The per-task gradient step of one optimiser, and the gradient diagnostics."""
+
+    def __init__(self, policy: nn.Module, learner_cfg: Any, tasks: tuple[str, ...], guard: NonFiniteGuard,
+                 log_every: int | None = None) -> None:  # fmt: skip
+        self.name, self.tasks, self.guard, self.log_every = learner_cfg.aggregator, tasks, guard, log_every
+        self._iterations = 0
+        self.aggregator = None if self.name == "none" else make_aggregator(self.name, learner_cfg.aggregator_options, len(tasks))
+        self.modules = feature_modules(policy)
+        self.fallbacks = 0  # steps that fell back to the mean (faults/aggregator_fallbacks)
+        self.diagnose = False  # measure the next step's task gradients (train.log_grad_every)
+        self.diagnostics: dict[str, float] = {}
+
+    @property
+    def active(self) -> bool:
+        return self.aggregator is not None
+
+    def next_iteration(self) -> None:
+        """Count an iteration; the first step of every `log_every`-th one is measured."""
+        self._iterations += 1
+        self.diagnose = bool(self.log_every) and self._iterations % self.log_every == 0  # type: ignore[operator]
+
+    def report(self) -> dict[str, float]:
+        """The last measurement's scalars (grad/...), once."""
+        out, self.diagnostics = self.diagnostics, {}
+        self.diagnose = False
+        return out
+
+    def take_fallbacks(self) -> int:
+        """Steps that fell back to the mean since the last call."""
+        n, self.fallbacks = self.fallbacks, 0
+        return n
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[list[torch.Tensor]]:
+        """Collect the shared representations computed inside the block (forward hooks)."""
+        out: list[torch.Tensor] = []
+        handles = [m.register_forward_hook(lambda _m, _i, o: out.append(o)) for m in self.modules]
+        try:
+            yield out
+        finally:
+            for h in handles:
+                h.remove()
+
+    def _jacobian(self, losses: torch.Tensor, features: list[torch.Tensor], params: list[nn.Parameter]) -> list[nn.Parameter]:
+        """mtl_backward: .jac [K, *shape] on the shared parameters, .grad on the task-specific ones."""
+        from torchjd.autojac import mtl_backward
+
+        # retain_graph: the task-specific parameters of all tasks live in shared tensors (a batched
+        # head, MOORE's task-weight matrix), which torchjd differentiates once per task
+        mtl_backward(list(losses), features=features, retain_graph=True)
+        return [p for p in params if getattr(p, "jac", None) is not None]
+
+    def step(self, optimizer: torch.optim.Optimizer, losses: torch.Tensor, present: torch.Tensor,
+             features: list[torch.Tensor], params: list[nn.Parameter], max_grad_norm: float | None) -> float | None:  # fmt: skip
+        """One optimiser step on the per-task losses [K] (`present`: tasks with samples); returns
+        the gradient norm, or None when the step was skipped (non-finite)."""
+        optimizer.zero_grad(set_to_none=True)
+        if not bool(torch.isfinite(losses[present]).all()):
+            self.guard.skip()
+            return None
+        if not bool(present.all()):  # a task without samples has no gradient to aggregate
+            self.fallbacks += 1
+            losses[present].mean().backward()
+        else:
+            shared = self._jacobian(losses, features, params)
+            weights = None
+            try:
+                from torchjd.autojac import jac_to_grad
+
+                aggregate = lambda: jac_to_grad(shared, self.aggregator, retain_jac=True)  # noqa: E731
+                weights = call_plugin("aggregator", self.name, "aggregate", aggregate)
+                ok = all(p.grad is not None and bool(torch.isfinite(p.grad).all()) for p in shared)
+            except MtrlError:  # e.g. Nash-MTL's solver failed
+                ok = False
+            if not ok:
+                self.fallbacks += 1
+                for p in shared:
+                    p.grad = p.jac.mean(0)
+            self._measure(shared, weights if ok else None)
+        norm = nn.utils.clip_grad_norm_(params, float("inf") if max_grad_norm is None else max_grad_norm)
+        if not bool(torch.isfinite(norm)):
+            optimizer.zero_grad(set_to_none=True)
+            self.guard.skip()
+            return None
+        optimizer.step()
+        self.guard.streak = 0
+        return float(norm)
+
+    def measure(self, losses: torch.Tensor, present: torch.Tensor, features: list[torch.Tensor],
+                params: list[nn.Parameter]) -> None:  # fmt: skip
+        """Diagnostics only (aggregator none): the task gradients of these losses, then no trace left."""
+        if bool(present.all()) and bool(torch.isfinite(losses).all()):
+            self._measure(self._jacobian(losses, features, params), None)
+        for p in params:
+            p.grad = None
+
+    def _measure(self, shared: list[nn.Parameter], weights: torch.Tensor | None) -> None:
+        """Per-task gradient norms, pairwise cosines and the conflicting fraction on the shared
+        parameters (and the aggregator's task weights), when `diagnose` is set; drops the .jac."""
+        if self.diagnose and shared:
+            k = len(self.tasks)
+            jac = torch.cat([p.jac.detach().reshape(k, -1) for p in shared], 1).double()
+            norms = jac.norm(dim=1)
+            cos = (jac @ jac.T) / (norms[:, None] * norms[None, :]).clamp(min=1e-30)
+            i, j = torch.triu_indices(k, k, 1)
+            out = {f"grad/norm/{t}": float(n) for t, n in zip(self.tasks, norms)}
+            out.update({f"grad/cosine/{self.tasks[a]}/{self.tasks[b]}": float(cos[a, b]) for a, b in zip(i.tolist(), j.tolist())})
+            out["grad/conflicting_fraction"] = float((cos[i, j] < 0).double().mean()) if len(i) else 0.0
+            if weights is not None:
+                out.update({f"grad/weight/{t}": float(w) for t, w in zip(self.tasks, weights.detach().flatten())})
+            self.diagnostics, self.diagnose = out, False
+        for p in shared:
+            del p.jac
