@@ -19,7 +19,7 @@ BUILTINS: dict[str, tuple[str, bool, dict[str, Any], str]] = {
     "mean": ("Mean", False, {}, "the mean of the task gradients"),
     "upgrad": ("UPGrad", False, {}, "projects each task gradient onto the dual cone of all of them, then averages (Jacobian descent)"),
     "mgda": ("MGDA", False, {}, "the minimum-norm point of the convex hull of the task gradients"),
-    "pcgrad": ("PCGrad", False, {}, "projects each task gradient off the others it conflicts with, then sums"),
+    "pcgrad": ("PCGrad", False, {}, "projects each task gradient off the others it conflicts with, then averages"),
     "cagrad": ("CAGrad", False, {"c": 0.5}, "the mean gradient, moved to improve the worst task within radius c"),
     "nash_mtl": ("NashMTL", True, {}, "the Nash bargaining solution of the task gradients"),
     "aligned_mtl": ("AlignedMTL", False, {}, "aligns the task gradients' principal components (condition number 1)"),
@@ -40,7 +40,12 @@ def _factory(name: str) -> Callable[..., Any]:
         from torchjd import aggregation  # imported when an aggregator is used: training without one needs no torchjd
 
         cls = getattr(aggregation, cls_name)
-        return cls(**({"n_tasks": num_tasks} if takes_tasks else {}), **{**defaults, **options})
+        agg = cls(**({"n_tasks": num_tasks} if takes_tasks else {}), **{**defaults, **options})
+        if name == "pcgrad":
+            # Yu et al.'s Algorithm 1 sums the projected gradients; mtrl averages them (Pytorch-PCGrad's
+            # default reduction), so that without conflicts the step is the mean, as for `mean` and `none`
+            agg.weighting.register_forward_hook(lambda _m, _i, weights: weights / num_tasks)
+        return agg
 
     make.__doc__ = f"{doc} (torchjd.aggregation.{cls_name})"
     return make

@@ -120,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("curricula", help="list every registered curriculum (task sampler) for curriculum.name")
     sub.add_parser("algos", help="list every registered algorithm for algo=NAME, with what it declares")
     sub.add_parser("archs", help="list every registered architecture for policy.arch=NAME, with its options")
+    sub.add_parser("aggregators", help="list every registered gradient aggregator for learner.aggregator=NAME")
     return p
 
 
@@ -211,6 +212,14 @@ def _archs(args: argparse.Namespace) -> None:
         print(f"{name}: {_first_line(entry.build)} [options: {options}]")
 
 
+def _aggregators(args: argparse.Namespace) -> None:
+    from mtrl.registry import AGGREGATORS
+
+    print("none: one loss averaged over all samples, no per-task gradients (the default)")
+    for name in AGGREGATORS.names():
+        print(f"{name}: {_first_line(AGGREGATORS.get(name))}")
+
+
 def _interruptible() -> None:
     """Ctrl-C and SIGTERM (a scheduler's stop) end `mtrl train` and `mtrl sweep` through
     KeyboardInterrupt, so that a run saves its checkpoint first; also where the process started
@@ -239,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         _interruptible()
         bind_to_parent()  # a run that a sweep started stops (and saves) when its Ray worker dies
     commands = {"train": _train, "eval": _eval, "plot": _plot, "sweep": _sweep, "suites": _suites, "curricula": _curricula,
-                "algos": _algos, "archs": _archs}  # fmt: skip
+                "algos": _algos, "archs": _archs, "aggregators": _aggregators}  # fmt: skip
     try:
         commands[args.command](args)
     except MtrlError as exc:

@@ -1,0 +1,146 @@
+"""Gradient aggregators (learner.aggregator): the per-task gradient step on hand-computed cases,
+head isolation inside a real MOORE policy, every built-in on a short toy run, the fallbacks, and
+the gradient diagnostics."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from mtrl.algos.base import NonFiniteGuard
+from mtrl.algos.multitask import TaskGradients
+from mtrl.config import load_config
+from mtrl.errors import ConfigError
+from mtrl.registry import AGGREGATORS, register_aggregator
+from mtrl.run.checkpoint import load_latest
+from mtrl.run.trainer import train
+from tests.conftest import ROOT
+
+TOY = ROOT / "configs/toy_mtppo.yaml"
+
+
+def two_task_step(name: str, a: list[float], b: list[float], present=(True, True), diagnose=False):
+    """Shared parameters theta (features f = theta), task heads h; L_1 = h_0 a.f, L_2 = h_1 b.f, so
+    the Jacobian of the losses on theta is [h_0 a; h_1 b] = [a; b] at h = 1."""
+    theta = nn.Parameter(torch.tensor([1.0, 2.0]))
+    heads = nn.Parameter(torch.ones(2))
+    grads = TaskGradients(nn.Module(), SimpleNamespace(aggregator=name, aggregator_options={}), ("a", "b"), NonFiniteGuard())
+    grads.diagnose = diagnose
+    features = theta * 1.0
+    losses = torch.stack([heads[0] * (torch.tensor(a) @ features), heads[1] * (torch.tensor(b) @ features)])
+    opt = torch.optim.SGD([theta, heads], lr=0.0)
+    grads.step(opt, losses, torch.tensor(present), [features], [theta, heads], None)
+    return theta.grad, heads.grad, grads
+
+
+def test_pcgrad_projects_conflicting_task_gradients_as_computed_by_hand():
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])  # a.b = -1 < 0: they conflict
+    a_pc = a - (a @ b) / (b @ b) * b  # Yu et al. 2020, eq. (1): project a onto b's normal plane
+    b_pc = b - (b @ a) / (a @ a) * a
+    shared, heads, grads = two_task_step("pcgrad", a.tolist(), b.tolist())
+    torch.testing.assert_close(shared, (a_pc + b_pc) / 2)  # averaged over the K = 2 tasks
+    # the task-specific head entries get their own ordinary gradients: dL_c/dh_c = (a or b) . theta
+    torch.testing.assert_close(heads, torch.tensor([1.0, 1.0]))
+    assert grads.fallbacks == 0
+
+
+def test_without_conflict_pcgrad_is_the_mean():
+    a, b = [1.0, 0.5], [0.5, 1.0]
+    for name in ("pcgrad", "mean"):
+        shared, _, _ = two_task_step(name, a, b)
+        torch.testing.assert_close(shared, torch.tensor([0.75, 0.75]))
+
+
+def test_diagnostics_give_the_known_cosine_norms_and_conflict_fraction():
+    _, _, grads = two_task_step("mean", [1.0, 0.0], [1.0, 1.0], diagnose=True)
+    d = grads.report()
+    assert d["grad/cosine/a/b"] == pytest.approx(1 / math.sqrt(2))
+    assert (d["grad/norm/a"], d["grad/norm/b"]) == pytest.approx((1.0, math.sqrt(2)))
+    assert d["grad/conflicting_fraction"] == 0.0 and d["grad/weight/a"] == pytest.approx(0.5)
+    _, _, grads = two_task_step("upgrad", [1.0, 0.0], [-1.0, 1.0], diagnose=True)
+    d = grads.report()
+    assert d["grad/cosine/a/b"] == pytest.approx(-1 / math.sqrt(2)) and d["grad/conflicting_fraction"] == 1.0
+    assert grads.report() == {}  # reported once
+
+
+def test_a_task_without_samples_falls_back_to_the_mean_and_is_counted():
+    shared, _, grads = two_task_step("upgrad", [1.0, 0.0], [-1.0, 1.0], present=(True, False))
+    torch.testing.assert_close(shared, torch.tensor([1.0, 0.0]))  # the mean over the present task
+    assert grads.take_fallbacks() == 1 and grads.take_fallbacks() == 0
+
+
+@pytest.mark.parametrize("result", ["raises", "nan"])
+def test_a_failing_aggregator_falls_back_to_the_mean_and_never_writes_nan(result):
+    def broken(num_tasks):
+        def aggregate(matrix):
+            if result == "raises":
+                raise RuntimeError("solver failed")
+            return torch.full(matrix.shape[1:], float("nan"))
+
+        return aggregate
+
+    register_aggregator("broken", broken, overwrite=True)
+    try:
+        shared, _, grads = two_task_step("broken", [1.0, 0.0], [-1.0, 1.0])
+    finally:
+        AGGREGATORS._items.pop("broken")
+    torch.testing.assert_close(shared, torch.tensor([0.0, 0.5]))  # the mean of the task gradients
+    assert grads.fallbacks == 1
+
+
+def test_task_c_loss_changes_only_task_cs_head_and_task_weight_row():
+    from mtrl.algos.ppo import PPOBatch, ppo_task_losses
+    from mtrl.nn.policy import build_policy
+    from mtrl.run.training import policy_spec
+    from mtrl.env.suite import get_suite
+
+    cfg = load_config(TOY, ["policy.arch=moore", "policy.moore.num_experts=2", "learner.aggregator=upgrad"])
+    suite = get_suite(cfg.env.suite)
+    torch.manual_seed(0)
+    policy = build_policy(policy_spec(cfg, suite))
+    grads = TaskGradients(policy, cfg.learner, suite.tasks, NonFiniteGuard())
+    n = 12
+    g = torch.Generator().manual_seed(0)
+    obs = torch.rand(n, *suite.observation_space.shape, generator=g)
+    task = torch.arange(n) % 3
+    adv = torch.where(task == 1, torch.randn(n, generator=g), torch.zeros(n))  # only task 1 has a signal
+    mb = PPOBatch(obs, task, torch.randint(0, 4, (n,), generator=g), torch.full((n,), -math.log(4)), adv, torch.zeros(n),
+                  torch.zeros(n))  # fmt: skip
+    cfg.ppo.ent_coef, cfg.ppo.vf_coef = 0.0, 0.0
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    opt = torch.optim.SGD(policy.parameters(), lr=0.1)
+    with grads.capture() as features:
+        losses, present, _ = ppo_task_losses(policy, mb, cfg.ppo, 3)
+    grads.step(opt, losses, present, features, list(policy.parameters()), None)
+    after = policy.state_dict()
+    mix = "actor.mixture.task_weights.weight"  # [k, K]: column c is task c's weight row
+    assert not torch.equal(after[mix][:, 1], before[mix][:, 1])
+    assert torch.equal(after[mix][:, [0, 2]], before[mix][:, [0, 2]])
+    head = policy.actor.head.layers[0]  # MOORE's multi-head output layer on flat observations: a TaskHeads
+    w_before, w_after = (head.per_task(s["actor.head.layers.0.weight"]) for s in (before, after))
+    assert torch.equal(w_after[[0, 2]], w_before[[0, 2]]) and not torch.equal(w_after[1], w_before[1])
+    b_before, b_after = before["actor.head.layers.0.bias"], after["actor.head.layers.0.bias"]
+    assert torch.equal(b_after[[0, 2]], b_before[[0, 2]]) and not torch.equal(b_after[1], b_before[1])
+    assert any(not torch.equal(after[k], before[k]) for k in after if k.startswith("actor.mixture.experts"))
+
+
+@pytest.mark.parametrize("name", sorted(AGGREGATORS.names()))
+def test_every_aggregator_trains_toy_with_finite_parameters(name, tmp_path):
+    run = train(load_config(TOY, ["rollout.workers=0", "train.eval_episodes=1", f"run_dir={tmp_path}",
+                                  "train.total_steps=1536", f"learner.aggregator={name}", "train.log_grad_every=1"]))  # fmt: skip
+    _, ckpt = load_latest(run)
+    assert ckpt["env_steps"] >= 1536 and ckpt["faults"].get("aggregator_fallbacks", 0) == 0
+    assert all(bool(torch.isfinite(p).all()) for p in ckpt["policy"].values() if p.is_floating_point())
+
+
+def test_bad_aggregator_names_and_options_are_one_line_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="learner.aggregator: unknown aggregator 'pcgard' \\(did you mean 'pcgrad'"):
+        load_config(TOY, ["learner.aggregator=pcgard"])
+    with pytest.raises(ConfigError, match="aggregator 'cagrad' does not take them"):
+        train(load_config(TOY, ["rollout.workers=0", f"run_dir={tmp_path}", "learner.aggregator=cagrad",
+                                "learner.aggregator_options.radius=0.4"]))  # fmt: skip
+    assert not (tmp_path / "checkpoints").exists()
