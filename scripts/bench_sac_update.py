@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from mtrl.algos.sac import SACLearner
+from mtrl.algos.sac_learner import SACLearner
 from mtrl.config import load_config
 from mtrl.nn.policy import build_policy
 from mtrl.env.suite import get_suite

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtrl.algos.sac import SACLearner, alpha_loss
+from mtrl.algos.sac_learner import SACLearner, alpha_loss
 from mtrl.errors import ConfigError
 from mtrl.nn.network import PolicySpec
 from mtrl.nn.sac import SACActor, TwinQ

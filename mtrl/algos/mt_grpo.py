@@ -183,7 +183,7 @@ class GRPOAlgorithm:
         self.guard = guard or NonFiniteGuard()
         self.kind = outcome_kind(cfg.grpo, suite.reports_success)
         self.score_kind = "success" if suite.reports_success else "return"  # J_k: success rate where the suite has it
-        self.grads = TaskGradients(policy, cfg.learner, suite.tasks, self.guard, cfg.train.log_grad_every)
+        self.grads = TaskGradients(policy.actor, cfg.learner, suite.tasks, self.guard, cfg.train.log_grad_every)
         self.learner = PPOLearner(actor_parameters(policy), cfg.ppo, self.guard, grads=self.grads)
         self.sampler = GroupSampler(len(self.tasks), cfg.grpo.groups, self.multi, cfg.mt_grpo)
         self.weights = TaskWeights(len(self.tasks), cfg.mt_grpo)

@@ -43,12 +43,13 @@ def make_aggregator(name: str, options: dict[str, Any], num_tasks: int) -> Any:
 class TaskGradients:
     """The per-task gradient step of one optimiser, and the gradient diagnostics."""
 
-    def __init__(self, policy: nn.Module, learner_cfg: Any, tasks: tuple[str, ...], guard: NonFiniteGuard,
+    def __init__(self, network: nn.Module, learner_cfg: Any, tasks: tuple[str, ...], guard: NonFiniteGuard,
                  log_every: int | None = None) -> None:  # fmt: skip
+        """`network`: the part of the policy this optimiser trains (whose shared representations count)."""
         self.name, self.tasks, self.guard, self.log_every = learner_cfg.aggregator, tasks, guard, log_every
         self._iterations = 0
         self.aggregator = None if self.name == "none" else make_aggregator(self.name, learner_cfg.aggregator_options, len(tasks))
-        self.modules = feature_modules(policy)
+        self.modules = feature_modules(network)
         self.fallbacks = 0  # steps that fell back to the mean (faults/aggregator_fallbacks)
         self.diagnose = False  # measure the next step's task gradients (train.log_grad_every)
         self.diagnostics: dict[str, float] = {}
@@ -75,9 +76,15 @@ class TaskGradients:
 
     @contextlib.contextmanager
     def capture(self) -> Iterator[list[torch.Tensor]]:
-        """Collect the shared representations computed inside the block (forward hooks)."""
+        """Collect the shared representations computed inside the block (forward hooks), those
+        that gradients flow through (not, e.g., SAC's target values computed without them)."""
         out: list[torch.Tensor] = []
-        handles = [m.register_forward_hook(lambda _m, _i, o: out.append(o)) for m in self.modules]
+
+        def keep(_m: nn.Module, _i: Any, o: torch.Tensor) -> None:
+            if o.requires_grad:
+                out.append(o)
+
+        handles = [m.register_forward_hook(keep) for m in self.modules]
         try:
             yield out
         finally:

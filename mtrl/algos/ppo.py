@@ -145,12 +145,13 @@ class PPOAlgorithm:
                  guard: NonFiniteGuard | None = None) -> None:  # fmt: skip
         self.policy, self.cfg, self.num_tasks, self.device = policy, cfg.ppo, suite.num_tasks, device
         guard = guard or NonFiniteGuard()
-        self.grads = TaskGradients(policy, cfg.learner, suite.tasks, guard, cfg.train.log_grad_every)
+        separate = self.cfg.critic_update == "separate"
+        self.grads = TaskGradients(policy.actor if separate else policy, cfg.learner, suite.tasks, guard, cfg.train.log_grad_every)
         self.critic_learner: PPOLearner | None = None
-        if self.cfg.critic_update == "separate":  # two optimisers, as mushroom-rl's actor-critic agents
+        if separate:  # two optimisers, as mushroom-rl's actor-critic agents
             critic = [p for name, p in policy.named_parameters() if name.startswith("critic.")]
             self.learner = PPOLearner(actor_parameters(policy), self.cfg, guard, grads=self.grads)
-            critic_grads = TaskGradients(policy, cfg.learner, suite.tasks, guard)
+            critic_grads = TaskGradients(policy.critic, cfg.learner, suite.tasks, guard)
             self.critic_learner = PPOLearner(critic, self.cfg, guard, lr=self.cfg.critic_lr, grads=critic_grads)
         else:
             self.learner = PPOLearner(list(policy.parameters()), self.cfg, guard, grads=self.grads)

@@ -1,0 +1,144 @@
+"""Multi-task SAC's losses and learner (Haarnoja et al. 2018; MOORE / Meta-World+ form,
+ALGORITHMS.md section 4): twin critics with Polyak targets, one learned temperature per task.
+
+The losses are pure functions of the networks and a batch; `SACLearner.update` applies them in
+the usual order (critics, actor, temperatures, targets). With a gradient aggregator the critics'
+and the actor's steps take their per-task losses (`critic_task_losses`, `actor_task_losses`);
+the temperatures are task-specific already (each sample moves only its own task's).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from mtrl.algos.base import NonFiniteGuard
+from mtrl.algos.multitask import TaskGradients
+from mtrl.data.reduce import segment_mean
+from mtrl.nn.sac import SACActor, TwinQ
+
+
+def alpha_loss(log_alpha: torch.Tensor, logp: torch.Tensor, task_id: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """-mean(log_alpha[c] * (log pi + target).detach()), target = -|A|: each sample moves only
+    its own task's temperature, so no gradient crosses tasks."""
+    return -(log_alpha[task_id] * (logp + target_entropy).detach()).mean()
+
+
+def _critic_errors(critic: TwinQ, target: TwinQ, actor: SACActor, alpha: torch.Tensor, batch: dict[str, torch.Tensor],
+                   gamma: float) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Both critics' squared soft Bellman errors per sample, y = r + gamma (1 - term) (min Q'(s', a') - alpha_c log pi(a'|s'))."""
+    obs, act, task = batch["obs"], batch["actions"], batch["task_id"]
+    with torch.no_grad():
+        next_act, next_logp = actor.sample(batch["next_obs"], task)
+        q1_t, q2_t = target(batch["next_obs"], next_act, task)
+        soft_v = torch.min(q1_t, q2_t) - alpha[task] * next_logp
+        y = batch["rewards"] + gamma * (1.0 - batch["terminated"].float()) * soft_v
+    q1, q2 = critic(obs, act, task)
+    return (q1 - y).pow(2), (q2 - y).pow(2)
+
+
+def critic_loss(critic: TwinQ, target: TwinQ, actor: SACActor, alpha: torch.Tensor, batch: dict[str, torch.Tensor],
+                gamma: float) -> torch.Tensor:  # fmt: skip
+    """Soft Bellman error of both critics, each a mean over the samples."""
+    e1, e2 = _critic_errors(critic, target, actor, alpha, batch, gamma)
+    return 0.5 * (e1.mean() + e2.mean())
+
+
+def critic_task_losses(critic: TwinQ, target: TwinQ, actor: SACActor, alpha: torch.Tensor, batch: dict[str, torch.Tensor],
+                       gamma: float, num_tasks: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The same per task [K] (means over each task's samples), and which tasks have samples."""
+    (m1, count), (m2, _) = (segment_mean(e, batch["task_id"], num_tasks) for e in _critic_errors(critic, target, actor, alpha, batch, gamma))
+    return 0.5 * (m1 + m2), count > 0
+
+
+def _actor_terms(actor: SACActor, critic: TwinQ, alpha: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """alpha_c log pi(a|s) - min Q(s, a) per sample, with a reparameterised a; and log pi."""
+    act, logp = actor.sample(batch["obs"], batch["task_id"])
+    q1, q2 = critic(batch["obs"], act, batch["task_id"])
+    return alpha[batch["task_id"]] * logp - torch.min(q1, q2), logp
+
+
+def actor_loss(actor: SACActor, critic: TwinQ, alpha: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """mean(alpha_c log pi(a|s) - min Q(s, a)); also returns log pi."""
+    terms, logp = _actor_terms(actor, critic, alpha, batch)
+    return terms.mean(), logp
+
+
+def actor_task_losses(actor: SACActor, critic: TwinQ, alpha: torch.Tensor, batch: dict[str, torch.Tensor],
+                      num_tasks: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The actor's loss per task [K], which tasks have samples, and log pi."""
+    terms, logp = _actor_terms(actor, critic, alpha, batch)
+    mean, count = segment_mean(terms, batch["task_id"], num_tasks)
+    return mean, count > 0, logp
+
+
+@torch.no_grad()
+def polyak(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """target <- (1 - tau) target + tau online, for all parameters at once."""
+    torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+
+
+class SACLearner:
+    """Actor, twin critics, their targets and the per-task log-temperatures, with their optimisers."""
+
+    def __init__(self, actor: SACActor, critic: TwinQ, num_tasks: int, action_dim: int, actor_lr: float = 3e-4,
+                 critic_lr: float = 3e-4, alpha_lr: float = 1e-4, gamma: float = 0.99, tau: float = 0.005,
+                 guard: NonFiniteGuard | None = None, actor_grads: TaskGradients | None = None,
+                 critic_grads: TaskGradients | None = None) -> None:  # fmt: skip
+        self.actor, self.critic, self.gamma, self.tau, self.num_tasks = actor, critic, gamma, tau, num_tasks
+        self.guard = guard or NonFiniteGuard()
+        self.actor_grads, self.critic_grads = actor_grads, critic_grads
+        self.target = copy.deepcopy(critic).requires_grad_(False)
+        device = next(actor.parameters()).device
+        self.log_alpha = torch.zeros(num_tasks, device=device, requires_grad=True)
+        self.target_entropy = -float(action_dim)
+        self.actor_opt = torch.optim.Adam(actor.parameters(), lr=actor_lr)
+        self.critic_opt = torch.optim.Adam(critic.parameters(), lr=critic_lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=alpha_lr)
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One gradient step on critics, actor and temperatures, then the Polyak target step."""
+        alpha = self.log_alpha.detach().exp()
+        args = (self.critic, self.target, self.actor, alpha, batch, self.gamma)
+        if self.critic_grads is not None and self.critic_grads.active:
+            with self.critic_grads.capture() as features:
+                losses, present = critic_task_losses(*args, self.num_tasks)
+            self.critic_grads.step(self.critic_opt, losses, present, features, list(self.critic.parameters()), None)
+            q_loss = losses[present].mean()
+        else:
+            q_loss = critic_loss(*args)
+            self.guard.step(self.critic_opt, q_loss, list(self.critic.parameters()))
+        self.critic.requires_grad_(False)  # the actor's loss differentiates through Q, not into it
+        grads = self.actor_grads
+        if grads is not None and (grads.active or grads.diagnose):
+            with grads.capture() as features:
+                losses, present, logp = actor_task_losses(self.actor, self.critic, alpha, batch, self.num_tasks)
+        if grads is not None and grads.active:
+            grads.step(self.actor_opt, losses, present, features, list(self.actor.parameters()), None)
+            pi_loss = losses[present].mean()
+        else:
+            if grads is not None and grads.diagnose:  # aggregator none: measure, then the usual step
+                grads.measure(losses, present, features, list(self.actor.parameters()))
+            pi_loss, logp = actor_loss(self.actor, self.critic, alpha, batch)
+            self.guard.step(self.actor_opt, pi_loss, list(self.actor.parameters()))
+        self.critic.requires_grad_(True)
+        a_loss = alpha_loss(self.log_alpha, logp, batch["task_id"], self.target_entropy)
+        self.guard.step(self.alpha_opt, a_loss, [self.log_alpha])
+        polyak(self.target, self.critic, self.tau)
+        return {"critic": q_loss.item(), "actor": pi_loss.item(), "alpha_loss": a_loss.item(),
+                "entropy": -logp.mean().item(), "alpha_mean": alpha.mean().item()}  # fmt: skip
+
+    def state_dict(self) -> dict:
+        return {"target": self.target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
+                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                "alpha_opt": self.alpha_opt.state_dict()}  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        self.target.load_state_dict(state["target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.alpha_opt.load_state_dict(state["alpha_opt"])
