@@ -15,7 +15,7 @@ from mtrl.algos.grpo import (grpo_loss, grpo_task_losses, group_table, make_grou
                               task_surrogates)  # fmt: skip
 from mtrl.algos.base import Iteration, NonFiniteGuard, actor_parameters
 from mtrl.algos.learner import PPOLearner
-from mtrl.algos.multitask import TaskGradients
+from mtrl.algos.multitask import TaskGradients, with_task_state, without_task_state
 from mtrl.algos.ppo import check_ppo_section
 from mtrl.collect.requests import GroupRequest, Requests
 from mtrl.config import Config, MTGRPOConfig
@@ -246,10 +246,12 @@ class GRPOAlgorithm:
         return self.weights.z().numpy() if self.multi else None
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.learner.optimizer.state_dict(), "task_weights": self.weights.state_dict(),
-                "sampler": self.sampler.state_dict()}  # fmt: skip
+        state = {"optimizer": self.learner.optimizer.state_dict(), "task_weights": self.weights.state_dict(),
+                 "sampler": self.sampler.state_dict()}  # fmt: skip
+        return with_task_state(state, [self.grads])
 
     def load_state_dict(self, state: dict) -> None:
+        state = without_task_state(state, [self.grads])
         self.learner.optimizer.load_state_dict(state["optimizer"])
         self.weights.load_state_dict(state["task_weights"])
         self.sampler.load_state_dict(state["sampler"])

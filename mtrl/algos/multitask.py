@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from mtrl.algos.base import NonFiniteGuard
+from mtrl.algos.gradnorm import GradNorm
 from mtrl.errors import ConfigError, MtrlError
 from mtrl.registry import AGGREGATORS, call_plugin
 
@@ -50,13 +51,18 @@ class TaskGradients:
         self._iterations = 0
         self.aggregator = None if self.name == "none" else make_aggregator(self.name, learner_cfg.aggregator_options, len(tasks))
         self.modules = feature_modules(network)
+        alpha = learner_cfg.gradnorm_alpha
+        self.gradnorm = None if alpha is None else GradNorm(len(tasks), alpha, learner_cfg.gradnorm_lr)
+        # GradNorm's W: the last weight of the first shared representation (e.g. the actor trunk's last layer)
+        self.last_shared = [p for p in self.modules[0].parameters() if p.dim() >= 2][-1] if self.modules else None
         self.fallbacks = 0  # steps that fell back to the mean (faults/aggregator_fallbacks)
         self.diagnose = False  # measure the next step's task gradients (train.log_grad_every)
         self.diagnostics: dict[str, float] = {}
 
     @property
     def active(self) -> bool:
-        return self.aggregator is not None
+        """Whether steps take the per-task losses (an aggregator or GradNorm)."""
+        return self.aggregator is not None or self.gradnorm is not None
 
     def next_iteration(self) -> None:
         """Count an iteration; the first step of every `log_every`-th one is measured."""
@@ -64,15 +70,25 @@ class TaskGradients:
         self.diagnose = bool(self.log_every) and self._iterations % self.log_every == 0  # type: ignore[operator]
 
     def report(self) -> dict[str, float]:
-        """The last measurement's scalars (grad/...), once."""
+        """The last measurement's scalars (grad/...), once, and GradNorm's task weights."""
         out, self.diagnostics = self.diagnostics, {}
         self.diagnose = False
+        if self.gradnorm is not None:
+            out.update({f"grad/gradnorm_weight/{t}": float(w) for t, w in zip(self.tasks, self.gradnorm.w.detach())})
         return out
 
     def take_fallbacks(self) -> int:
         """Steps that fell back to the mean since the last call."""
         n, self.fallbacks = self.fallbacks, 0
         return n
+
+    def state_dict(self) -> dict[str, Any]:
+        """GradNorm's state ({} without it): the rest is stateless or lives in the aggregator's own step."""
+        return self.gradnorm.state_dict() if self.gradnorm is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.gradnorm is not None and state:
+            self.gradnorm.load_state_dict(state)
 
     @contextlib.contextmanager
     def capture(self) -> Iterator[list[torch.Tensor]]:
@@ -108,7 +124,19 @@ class TaskGradients:
         if not bool(torch.isfinite(losses[present]).all()):
             self.guard.skip()
             return None
-        if not bool(present.all()):  # a task without samples has no gradient to aggregate
+        if self.gradnorm is not None:  # weight the task losses (Chen et al. 2018), then move the weights
+            weights = self.gradnorm.weights(losses.device)
+            if bool(present.all()) and self.last_shared is not None:
+                from torchjd.autojac import jac
+
+                (j,) = jac(list(losses), [self.last_shared], retain_graph=True)
+                self.gradnorm.update(losses, j.flatten(1).norm(dim=1))
+            losses = losses * weights
+        if self.aggregator is None:  # GradNorm alone: the weighted mean, one backward pass
+            if self.diagnose:
+                self.measure(losses, present, features, params)
+            losses[present].sum().div(len(self.tasks)).backward()
+        elif not bool(present.all()):  # a task without samples has no gradient to aggregate
             self.fallbacks += 1
             losses[present].mean().backward()
         else:
@@ -161,3 +189,19 @@ class TaskGradients:
             self.diagnostics, self.diagnose = out, False
         for p in shared:
             del p.jac
+
+
+def with_task_state(state: Any, grads: list[TaskGradients]) -> Any:
+    """An algorithm's state with its TaskGradients' (GradNorm) state added, when there is any;
+    unchanged otherwise, so that checkpoints without GradNorm keep their layout."""
+    extra = [g.state_dict() for g in grads]
+    return {"algorithm": state, "task_gradients": extra} if any(extra) else state
+
+
+def without_task_state(state: Any, grads: list[TaskGradients]) -> Any:
+    """The inverse of `with_task_state`: loads the TaskGradients' part, returns the algorithm's."""
+    if isinstance(state, dict) and set(state) == {"algorithm", "task_gradients"}:
+        for g, s in zip(grads, state["task_gradients"]):
+            g.load_state_dict(s)
+        return state["algorithm"]
+    return state

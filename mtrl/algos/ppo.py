@@ -12,7 +12,7 @@ from torch import nn
 from mtrl.data.advantage import batch_normalize, gae, task_normalize
 from mtrl.algos.base import Iteration, NonFiniteGuard, TensorBatch, actor_parameters
 from mtrl.algos.learner import PPOLearner, minibatch_plan  # noqa: F401  (minibatch_plan: re-exported)
-from mtrl.algos.multitask import TaskGradients
+from mtrl.algos.multitask import TaskGradients, with_task_state, without_task_state
 from mtrl.collect.requests import FragmentRequest, Requests
 from mtrl.config import Config, PPOConfig
 from mtrl.data.batch import Fragment
@@ -194,12 +194,17 @@ class PPOAlgorithm:
     def task_weights(self) -> None:
         return None
 
+    def _task_grads(self) -> list[TaskGradients]:
+        return [lr.grads for lr in (self.learner, self.critic_learner) if lr is not None and lr.grads is not None]
+
     def state_dict(self) -> dict:
         if self.critic_learner is None:
-            return self.learner.optimizer.state_dict()
-        return {"actor": self.learner.optimizer.state_dict(), "critic": self.critic_learner.optimizer.state_dict()}
+            return with_task_state(self.learner.optimizer.state_dict(), self._task_grads())
+        state = {"actor": self.learner.optimizer.state_dict(), "critic": self.critic_learner.optimizer.state_dict()}
+        return with_task_state(state, self._task_grads())
 
     def load_state_dict(self, state: dict) -> None:
+        state = without_task_state(state, self._task_grads())
         if self.critic_learner is None:
             self.learner.optimizer.load_state_dict(state)
             return

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mtrl.algos.base import Iteration, NonFiniteGuard
-from mtrl.algos.multitask import TaskGradients
+from mtrl.algos.multitask import TaskGradients, with_task_state, without_task_state
 from mtrl.algos.sac_learner import SACLearner
 from mtrl.collect.requests import FragmentRequest, Requests
 from mtrl.data.batch import Fragment
@@ -106,10 +106,12 @@ class SACAlgorithm:
 
     def state_dict(self) -> dict:
         replay = self.replay.state_dict() if self.sac.checkpoint_replay else None
-        return {**self.learner.state_dict(), "steps": self.steps, "updates": self.updates, "owed": self._owed,
-                "rng": json.dumps(self.rng.bit_generator.state), "replay": replay}  # fmt: skip
+        state = {**self.learner.state_dict(), "steps": self.steps, "updates": self.updates, "owed": self._owed,
+                 "rng": json.dumps(self.rng.bit_generator.state), "replay": replay}  # fmt: skip
+        return with_task_state(state, self.grads)
 
     def load_state_dict(self, state: dict) -> None:
+        state = without_task_state(state, self.grads)
         self.learner.load_state_dict(state)
         self.steps, self.updates = int(state["steps"]), int(state["updates"])
         self._owed = float(state.get("owed", 0.0))

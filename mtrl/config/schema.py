@@ -173,6 +173,11 @@ class LearnerConfig:
                           "pcgrad, upgrad, cagrad, mgda, nash_mtl; task-specific parameters keep their own gradients")
     aggregator_options: dict[str, Any] = opt({}, "the aggregator's own options, e.g. {c: 0.4} for cagrad (as "
                                              "torchjd.aggregation takes them)")
+    gradnorm_alpha: float | None = opt(None, "GradNorm (Chen et al. 2018): learned task loss weights that balance the "
+                                       "task gradient norms on the last shared layer, with this asymmetry alpha "
+                                       "(paper: 0.12 to 3); composes with any learner.aggregator, none included; "
+                                       "null: off", 0.0)
+    gradnorm_lr: float = opt(0.025, "Adam learning rate of GradNorm's task weights", 0.0, None, lo_open=True)
 
 
 @dataclass
