@@ -28,7 +28,7 @@ def two_task_step(name: str, a: list[float], b: list[float], present=(True, True
     the Jacobian of the losses on theta is [h_0 a; h_1 b] = [a; b] at h = 1."""
     theta = nn.Parameter(torch.tensor([1.0, 2.0]))
     heads = nn.Parameter(torch.ones(2))
-    grads = TaskGradients(nn.Module(), SimpleNamespace(aggregator=name, aggregator_options={}), ("a", "b"), NonFiniteGuard())
+    grads = TaskGradients(nn.Module(), SimpleNamespace(aggregator=name, aggregator_options={}, gradnorm_alpha=None, gradnorm_lr=0.025), ("a", "b"), NonFiniteGuard())
     grads.diagnose = diagnose
     features = theta * 1.0
     losses = torch.stack([heads[0] * (torch.tensor(a) @ features), heads[1] * (torch.tensor(b) @ features)])
