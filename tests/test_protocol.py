@@ -195,8 +195,9 @@ def test_task_heads_batched_paths_agree_and_keep_heads_apart(batch):
 @pytest.mark.parametrize("path", PAPER, ids=[p.stem for p in PAPER])
 def test_paper_configs_follow_the_official_protocol(path):
     """Each line of REFERENCE_PROTOCOLS.md 'MOORE on MiniGrid', read back from the config."""
-    suite, method = re.match(r"minigrid_(mt\d)_(\w+)$", path.stem).groups()
+    suite, aggregator, method = re.match(r"minigrid_(mt\d)_(?:(\w+)_)?(moore|moe|mtppo)$", path.stem).groups()
     cfg = load_config(path)
+    assert cfg.learner.aggregator == (aggregator or "none")
     k = get_suite(cfg.env.suite).num_tasks
     assert (cfg.env.suite, k) == (f"minigrid-{suite}", int(suite[2:]))
     r, p, t = cfg.rollout, cfg.ppo, cfg.train
