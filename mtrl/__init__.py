@@ -4,10 +4,10 @@ from typing import Any
 
 from mtrl.env.suite import TaskSuite, get_suite, list_suites
 from mtrl.errors import MtrlError
-from mtrl.registry import register_algo, register_arch, register_suite
+from mtrl.registry import register_aggregator, register_algo, register_arch, register_suite
 
-__all__ = ["MtrlError", "TaskSuite", "get_suite", "list_suites", "register_algo", "register_arch", "register_curriculum",
-           "register_suite"]  # fmt: skip
+__all__ = ["MtrlError", "TaskSuite", "get_suite", "list_suites", "register_aggregator", "register_algo", "register_arch",
+           "register_curriculum", "register_suite"]  # fmt: skip
 __version__ = "0.1.0"
 
 

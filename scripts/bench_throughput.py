@@ -59,7 +59,8 @@ def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool) ->
     import torch
 
     import mtrl
-    from mtrl.algos.ppo import PPOLearner, make_batch, ppo_loss
+    from mtrl.algos.learner import PPOLearner
+    from mtrl.algos.ppo import make_batch, ppo_loss
     from mtrl.config import load_config
     from mtrl.nn.policy import build_policy
     from mtrl.run.trainer import policy_spec

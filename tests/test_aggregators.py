@@ -172,3 +172,21 @@ def test_gradnorm_trains_with_and_without_an_aggregator_and_resumes_its_weights(
         assert float(w.sum()) == pytest.approx(3.0) and not torch.equal(w, torch.ones(3))
         train(load_config(TOY, [*common, f"resume={run}", "train.total_steps=4608"]))
         assert load_latest(run)[1]["env_steps"] >= 4608
+
+
+def test_gradient_diagnostics_reach_tensorboard_with_aggregator_none_without_changing_the_run(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs = {}
+    for every in (None, 1):
+        run = tmp_path / f"log{every}"
+        train(load_config(TOY, ["rollout.workers=0", "train.eval_episodes=1", f"run_dir={run}", "train.total_steps=2304",
+                                f"train.log_grad_every={'null' if every is None else every}"]))  # fmt: skip
+        runs[every] = run
+    a, b = (load_latest(runs[e])[1]["policy"] for e in (None, 1))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # measuring leaves the trajectory as it was
+    events = EventAccumulator(str(runs[1] / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"grad/cosine/sequence-0/sequence-1", "grad/norm/sequence-2", "grad/conflicting_fraction"} <= tags
+    assert len(events.Scalars("grad/conflicting_fraction")) == load_latest(runs[1])[1]["iteration"]  # one per iteration

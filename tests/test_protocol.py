@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from mtrl.algos.ppo import PPOAlgorithm, PPOBatch, PPOLearner, critic_loss, minibatch_plan, ppo_loss
+from mtrl.algos.learner import PPOLearner, minibatch_plan
+from mtrl.algos.ppo import PPOAlgorithm, PPOBatch, critic_loss, ppo_loss
 from mtrl.config import Config, PPOConfig, load_config
 from mtrl.errors import ConfigError
 from mtrl.nn.layers import TaskHeads

@@ -11,7 +11,7 @@ from torch import nn
 
 from mtrl.data.advantage import batch_normalize, gae, task_normalize
 from mtrl.algos.base import Iteration, NonFiniteGuard, TensorBatch, actor_parameters
-from mtrl.algos.learner import PPOLearner, minibatch_plan  # noqa: F401  (minibatch_plan: re-exported)
+from mtrl.algos.learner import PPOLearner
 from mtrl.algos.multitask import TaskGradients, with_task_state, without_task_state
 from mtrl.collect.requests import FragmentRequest, Requests
 from mtrl.config import Config, PPOConfig
