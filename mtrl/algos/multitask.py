@@ -108,13 +108,18 @@ class TaskGradients:
                 h.remove()
 
     def _jacobian(self, losses: torch.Tensor, features: list[torch.Tensor], params: list[nn.Parameter]) -> list[nn.Parameter]:
-        """mtl_backward: .jac [K, *shape] on the shared parameters, .grad on the task-specific ones."""
+        """mtl_backward: .jac [K, *shape] on the shared parameters, then .grad on the task-specific
+        ones from one backward pass of sum_k L_k: each task's head slice, task-weight row or log-std
+        is reached by its own task's loss only, so the sum gives every task its own gradient (the
+        same as torchjd's per-task differentiation, in one pass instead of K)."""
         from torchjd.autojac import mtl_backward
 
-        # retain_graph: the task-specific parameters of all tasks live in shared tensors (a batched
-        # head, MOORE's task-weight matrix), which torchjd differentiates once per task
-        mtl_backward(list(losses), features=features, retain_graph=True)
-        return [p for p in params if getattr(p, "jac", None) is not None]
+        mtl_backward(list(losses), features=features, tasks_params=[[] for _ in range(len(losses))], retain_graph=True)
+        shared = [p for p in params if getattr(p, "jac", None) is not None]
+        specific = [p for p in params if getattr(p, "jac", None) is None and p.requires_grad]
+        if specific:
+            torch.autograd.backward(losses.sum(), inputs=specific)
+        return shared
 
     def step(self, optimizer: torch.optim.Optimizer, losses: torch.Tensor, present: torch.Tensor,
              features: list[torch.Tensor], params: list[nn.Parameter], max_grad_norm: float | None) -> float | None:  # fmt: skip

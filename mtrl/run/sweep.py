@@ -218,7 +218,7 @@ class Sweep:
             pending = [r.pending for r in self.runs if r.pending is not None]
             for ref in pending:
                 ray.cancel(ref)
-            print(f"\nmtrl: stopping {len(pending)} running run(s); each saves a checkpoint first", file=sys.stderr)
+            print(f"\nmtrl: stopping {len(pending)} unfinished run(s); the running ones save a checkpoint first", file=sys.stderr)
             ray.wait(pending, num_returns=len(pending), timeout=STOP_WAIT_S + 10)
             self.save_state()
             raise
