@@ -190,3 +190,19 @@ def test_gradient_diagnostics_reach_tensorboard_with_aggregator_none_without_cha
     tags = set(events.Tags()["scalars"])
     assert {"grad/cosine/sequence-0/sequence-1", "grad/norm/sequence-2", "grad/conflicting_fraction"} <= tags
     assert len(events.Scalars("grad/conflicting_fraction")) == load_latest(runs[1])[1]["iteration"]  # one per iteration
+
+
+@pytest.mark.parametrize("factory, expected", [
+    (lambda num_tasks: 1 / 0, "aggregator 'odd': its factory raised ZeroDivisionError"),
+    (lambda num_tasks: "pcgrad", "aggregator 'odd': its factory returned str, expected a callable"),
+])  # fmt: skip
+def test_a_malformed_aggregator_plugin_stops_before_training_with_one_line(tmp_path, factory, expected):
+    from mtrl.errors import MtrlError
+
+    register_aggregator("odd", factory, overwrite=True)
+    try:
+        with pytest.raises(MtrlError, match=expected):
+            train(load_config(TOY, ["rollout.workers=0", f"run_dir={tmp_path}", "learner.aggregator=odd"]))
+    finally:
+        AGGREGATORS._items.pop("odd")
+    assert not (tmp_path / "checkpoints").exists()

@@ -34,11 +34,20 @@ def make_aggregator(name: str, options: dict[str, Any], num_tasks: int) -> Any:
     """The registered aggregator `name` built with `options`, or one ConfigError naming the problem."""
     factory = AGGREGATORS.get(name)
     try:
-        return factory(num_tasks, **options)
+        agg = factory(num_tasks, **options)
     except TypeError as exc:
         raise ConfigError(f"learner.aggregator_options {options}: aggregator '{name}' does not take them ({exc})") from None
     except ImportError as exc:
         raise ConfigError(f"learner.aggregator={name} needs more packages: pip install 'mtrl[aggregators]' ({exc})") from None
+    except MtrlError:
+        raise
+    except Exception as exc:  # a plug-in's factory: one line naming it, not a traceback
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise MtrlError(f"aggregator '{name}': its factory raised {type(exc).__name__}: {first}") from None
+    if not callable(agg):
+        raise MtrlError(f"aggregator '{name}': its factory returned {type(agg).__name__}, expected a callable mapping a "
+                        "Jacobian [K, n] to a direction [n] (e.g. a torchjd Aggregator)")  # fmt: skip
+    return agg
 
 
 class TaskGradients:
@@ -107,18 +116,19 @@ class TaskGradients:
             for h in handles:
                 h.remove()
 
-    def _jacobian(self, losses: torch.Tensor, features: list[torch.Tensor], params: list[nn.Parameter]) -> list[nn.Parameter]:
+    def _jacobian(self, losses: torch.Tensor, features: list[torch.Tensor], params: list[nn.Parameter],
+                  specific: bool = True) -> list[nn.Parameter]:  # fmt: skip
         """mtl_backward: .jac [K, *shape] on the shared parameters, then .grad on the task-specific
-        ones from one backward pass of sum_k L_k: each task's head slice, task-weight row or log-std
+        ones (unless not `specific`) from one backward pass of sum_k L_k: each task's head slice, task-weight row or log-std
         is reached by its own task's loss only, so the sum gives every task its own gradient (the
         same as torchjd's per-task differentiation, in one pass instead of K)."""
         from torchjd.autojac import mtl_backward
 
         mtl_backward(list(losses), features=features, tasks_params=[[] for _ in range(len(losses))], retain_graph=True)
         shared = [p for p in params if getattr(p, "jac", None) is not None]
-        specific = [p for p in params if getattr(p, "jac", None) is None and p.requires_grad]
-        if specific:
-            torch.autograd.backward(losses.sum(), inputs=specific)
+        rest = [p for p in params if getattr(p, "jac", None) is None and p.requires_grad] if specific else []
+        if rest:
+            torch.autograd.backward(losses.sum(), inputs=rest)
         return shared
 
     def step(self, optimizer: torch.optim.Optimizer, losses: torch.Tensor, present: torch.Tensor,
@@ -173,7 +183,7 @@ class TaskGradients:
                 params: list[nn.Parameter]) -> None:  # fmt: skip
         """Diagnostics only (aggregator none): the task gradients of these losses, then no trace left."""
         if bool(present.all()) and bool(torch.isfinite(losses).all()):
-            self._measure(self._jacobian(losses, features, params), None)
+            self._measure(self._jacobian(losses, features, params, specific=False), None)  # shared only
         for p in params:
             p.grad = None
 

@@ -95,15 +95,20 @@ def _combine(cfg: PPOConfig, pg: torch.Tensor, entropy: torch.Tensor, *value: to
     return loss + cfg.vf_coef * (0.5 * value[0]) if value else loss
 
 
+def _with_means(stats: dict[str, float], means: list[torch.Tensor]) -> dict[str, float]:
+    """The logged statistics: policy, entropy (and value loss) means over the samples."""
+    stats.update({name: m.item() for name, m in zip(("policy", "entropy"), means)})
+    if len(means) == 3:
+        stats["value"] = (0.5 * means[2]).item()
+    return stats
+
+
 def ppo_loss(policy: nn.Module, mb: PPOBatch, cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """The clipped surrogate and entropy bonus on one minibatch, plus the value loss when the
     critic trains jointly (`ppo.critic_update=joint`), each a mean over the samples; pure."""
     terms, stats = _ppo_terms(policy, mb, cfg)
     means = [t.mean() for t in terms]
-    stats.update({name: m.item() for name, m in zip(("policy", "entropy"), means)})
-    if len(means) == 3:
-        stats["value"] = (0.5 * means[2]).item()
-    return _combine(cfg, *means), stats
+    return _combine(cfg, *means), _with_means(stats, means)
 
 
 def ppo_task_losses(policy: nn.Module, mb: PPOBatch, cfg: PPOConfig, num_tasks: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
@@ -111,10 +116,7 @@ def ppo_task_losses(policy: nn.Module, mb: PPOBatch, cfg: PPOConfig, num_tasks: 
     samples [K], and the statistics: what a gradient aggregator takes (`learner.aggregator`)."""
     terms, stats = _ppo_terms(policy, mb, cfg)
     per_task = [segment_mean(t, mb.task_id, num_tasks) for t in terms]
-    stats.update({name: t.mean().item() for name, t in zip(("policy", "entropy"), terms)})
-    if len(terms) == 3:
-        stats["value"] = (0.5 * terms[2].mean()).item()
-    return _combine(cfg, *(m for m, _ in per_task)), per_task[0][1] > 0, stats
+    return _combine(cfg, *(m for m, _ in per_task)), per_task[0][1] > 0, _with_means(stats, [t.mean() for t in terms])
 
 
 def critic_loss(policy: nn.Module, mb: PPOBatch) -> tuple[torch.Tensor, dict[str, float]]:
