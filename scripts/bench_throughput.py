@@ -5,8 +5,10 @@
   (c) train:    collect + PPO update (MOORE actor and critic), as `mtrl train` runs it; also with
                 rollout.pipeline=true, and with the same network as RLlib's (c=)
 
-  (d) RLlib:    RLlib 2.60 PPO (new API stack) on the same tasks and batch settings, 2 env runners
-                (scripts/rllib_peer.py; needs `pip install -e ".[rllib]"`)
+  (d) RLlib:    RLlib 2.60 PPO (new API stack) with mtrl's MOORE network as its RLModule
+                (mtrl.rllib.ppo_config), the same tasks and batch settings, 2 env runners
+  (d=) RLlib:   the same with RLlib's default-catalog network, which (c=) mirrors
+                (scripts/rllib_peer.py; both need `pip install -e ".[rllib]"`)
 
 Every cell runs in a fresh subprocess, so each memory figure (summed PSS of the process and all
 its children, Ray's included) belongs to that measurement alone.
@@ -94,14 +96,19 @@ def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool) ->
         pool.close()
 
 
-def rllib(suite_name: str, iters: int, workers: int, slots: int) -> dict:
-    """(d): RLlib PPO with mtrl's batch settings for this suite's config."""
+def rllib(suite_name: str, iters: int, workers: int, slots: int, mtrl_network: bool) -> dict:
+    """(d) / (d=): RLlib PPO with mtrl's batch settings for this suite's config, and with the
+    config's own (MOORE) network as an mtrl.rllib module when `mtrl_network`."""
     from mtrl.config import load_config
     from rllib_peer import rllib_ppo
 
     cfg = load_config(HERE.parent / CONFIGS[suite_name], [])
-    return rllib_ppo(suite_name, iters, env_runners=workers, num_envs=slots,
-                     steps_per_env=cfg.rollout.steps_per_env, epochs=cfg.ppo.epochs, minibatches=cfg.ppo.minibatches)  # fmt: skip
+    p = cfg.policy
+    mixture = p.options[p.arch]  # MOORE's own options (policy.moore.*)
+    policy = {"arch": p.arch, "num_experts": mixture.num_experts, "head": mixture.head, "task_norm": cfg.ppo.task_norm,
+              "overrides": (f"policy.hidden={p.hidden}", f"policy.layers={p.layers}", f"policy.init={p.init}")}  # fmt: skip
+    return rllib_ppo(suite_name, iters, env_runners=workers, num_envs=slots, steps_per_env=cfg.rollout.steps_per_env,
+                     epochs=cfg.ppo.epochs, minibatches=cfg.ppo.minibatches, mtrl_policy=policy if mtrl_network else None)  # fmt: skip
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -118,7 +125,7 @@ def measure(args: argparse.Namespace) -> dict:
         return mtrl_pool(args.suite, [*base, "rollout.pipeline=true"], args.iters, learn=True)
     if args.cell == "same":
         return mtrl_pool(args.suite, [*base, *SAME_AS_RLLIB[args.suite]], args.iters, learn=True)
-    return rllib(args.suite, args.iters, args.workers, slots)
+    return rllib(args.suite, args.iters, args.workers, slots, mtrl_network=args.cell == "rllib_mtrl")
 
 
 def cell(args: argparse.Namespace, suite: str, name: str, backend: str = "gymnasium") -> dict:
@@ -152,8 +159,8 @@ def main() -> None:
     p.add_argument("--raw-steps", type=int, default=500, help="vector steps for (a)")
     p.add_argument("--envs-scale", type=int, default=1,
                    help="multiply the env slots (12 MiniGrid, 10 MT10) in every cell; the batch grows with them")  # fmt: skip
-    p.add_argument("--no-rllib", action="store_true", help="skip (d)")
-    p.add_argument("--cell", choices=["raw", "collect", "train", "pipelined", "same", "rllib"], help=argparse.SUPPRESS)
+    p.add_argument("--no-rllib", action="store_true", help="skip (d) and (d=)")
+    p.add_argument("--cell", choices=["raw", "collect", "train", "pipelined", "same", "rllib", "rllib_mtrl"], help=argparse.SUPPRESS)
     p.add_argument("--suite", help=argparse.SUPPRESS)
     p.add_argument("--backend", default="gymnasium", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -168,22 +175,25 @@ def main() -> None:
     print(f"torch {torch.__version__}; {args.workers} workers / env runners; {args.iters} timed iterations\n")
     speed, memory = [], []
     for suite in args.suites:
-        d = {} if args.no_rllib else cell(args, suite, "rllib")
+        d, dd = ({}, {}) if args.no_rllib else (cell(args, suite, "rllib_mtrl"), cell(args, suite, "rllib"))
         for backend in args.backends:
             a, b, c, cp, cs = (cell(args, suite, name, backend) for name in ("raw", "collect", "train", "pipelined", "same"))
             speed.append(f"| {suite} | {backend} | {fmt(a.get('steps_per_s'))} | {fmt(b.get('steps_per_s'))} | {ratio(b, a)} "
                          f"| {fmt(c.get('steps_per_s'))} | {fmt(cp.get('steps_per_s'))} | {ratio(cp, c)} "
-                         f"| {fmt(cs.get('steps_per_s'))} | {fmt(d.get('steps_per_s'))} | {ratio(c, d)} | {ratio(cs, d)} |")  # fmt: skip
-            memory.append(f"| {suite} | {backend} | {fmt(c.get('pss_mb'))} | {fmt(d.get('pss_mb'))} | {ratio(c, d, 'pss_mb')} "
-                          f"| {c.get('params', 'n/a')} | {cs.get('params', 'n/a')} | {d.get('params', 'n/a')} |")  # fmt: skip
+                         f"| {fmt(d.get('steps_per_s'))} | **{ratio(c, d)}** "
+                         f"| {fmt(cs.get('steps_per_s'))} | {fmt(dd.get('steps_per_s'))} | {ratio(cs, dd)} |")  # fmt: skip
+            memory.append(f"| {suite} | {backend} | {fmt(c.get('pss_mb'))} | {fmt(d.get('pss_mb'))} | **{ratio(c, d, 'pss_mb')}** "
+                          f"| {c.get('params', 'n/a')} | {d.get('params', 'n/a')} | {fmt(cs.get('pss_mb'))} "
+                          f"| {fmt(dd.get('pss_mb'))} | {ratio(cs, dd, 'pss_mb')} |")  # fmt: skip
             print(speed[-1], file=sys.stderr, flush=True)  # progress while the rest runs
-    print("| suite | mtrl backend | (a) raw env steps/s | (b) collect | (b)/(a) | (c) train | (c) pipelined "
-          "| pipelined/plain | (c=) train, RLlib's network | (d) RLlib PPO | (c)/(d) | (c=)/(d) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| suite | mtrl backend | (a) raw env steps/s | (b) collect | (b)/(a) | (c) mtrl train, MOORE | (c) pipelined "
+          "| pipelined/plain | (d) RLlib PPO, mtrl's MOORE | (c)/(d) | (c=) mtrl, RLlib's network "
+          "| (d=) RLlib PPO, its network | (c=)/(d=) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(speed))
-    print("\n| suite | mtrl backend | mtrl (c) PSS MiB | RLlib (d) PSS MiB | mtrl/RLlib | mtrl (c) params "
-          "| mtrl (c=) params | RLlib params |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| suite | mtrl backend | mtrl (c) PSS MiB | RLlib (d) PSS MiB | (c)/(d) | mtrl (c) params | RLlib (d) params "
+          "| mtrl (c=) PSS MiB | RLlib (d=) PSS MiB | (c=)/(d=) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(memory))
 
 

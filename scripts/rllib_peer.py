@@ -161,10 +161,12 @@ def _learner_params(algo: Any) -> int:
 
 
 def rllib_ppo(suite_name: str, iters: int, env_runners: int = 2, num_envs: int = 12, steps_per_env: int = 128,
-              epochs: int = 4, minibatches: int = 4, hidden: int = 128) -> dict:
+              epochs: int = 4, minibatches: int = 4, hidden: int = 128, mtrl_policy: dict | None = None) -> dict:
     """Build RLlib PPO on `suite_name`, run 1 warm-up and `iters` timed iterations, measure it.
 
-    Returns {"steps_per_s", "pss_mb", "params", "build_s"}; `hidden` sizes MiniGrid's head only. Starts
+    With `mtrl_policy` (ppo_config's arch / num_experts / overrides / task_norm) the policy is mtrl's
+    MultiTaskRLModule (mtrl.rllib.ppo_config); without it RLlib's default-catalog model, sized by
+    `hidden` (MiniGrid's head only). Returns {"steps_per_s", "pss_mb", "params", "build_s"}. Starts
     (and then shuts down) Ray only when it is not running yet; a running Ray needs env_runners + 1 CPUs."""
     import ray
     from ray.rllib.algorithms.ppo import PPOConfig
@@ -177,25 +179,29 @@ def rllib_ppo(suite_name: str, iters: int, env_runners: int = 2, num_envs: int =
     started_ray = not ray.is_initialized()
     if started_ray:
         # One logical CPU per env runner plus one for the driver's main process (RLlib reserves it).
-        ray.init(num_cpus=env_runners + 1, include_dashboard=False, log_to_driver=False)
-    # RLlib takes an env class or a registered name, not a callable object; the registry ships the
-    # creator to every runner, which unpickles a fresh copy (so a fresh sub-env count) per make_env.
-    env_name = f"mtrl-{suite_name}-x{envs_per_runner}"
-    if __name__ != "__main__":
-        # Imported from scripts/ (not a package): workers cannot import this module by name, so ship
-        # its classes by value instead of by reference.
-        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    register_env(env_name, MultiTaskEnvCreator(suite_name, envs_per_runner))
+        ray.init(address="local", num_cpus=env_runners + 1, include_dashboard=False, log_to_driver=False)
+    if mtrl_policy is not None:
+        from mtrl.rllib import ppo_config
+
+        config = ppo_config(suite_name, **mtrl_policy)
+    else:
+        # RLlib takes an env class or a registered name, not a callable object; the registry ships the
+        # creator to every runner, which unpickles a fresh copy (so a fresh sub-env count) per make_env.
+        env_name = f"mtrl-{suite_name}-x{envs_per_runner}"
+        if __name__ != "__main__":
+            # Imported from scripts/ (not a package): workers cannot import this module by name, so ship
+            # its classes by value instead of by reference.
+            ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+        register_env(env_name, MultiTaskEnvCreator(suite_name, envs_per_runner))
+        config = PPOConfig().environment(env=env_name).rl_module(model_config=_model_config(suite_name, hidden))
     config = (
-        PPOConfig()
-        .environment(env=env_name)
+        config
         .env_runners(num_env_runners=env_runners, num_envs_per_env_runner=envs_per_runner,
                      rollout_fragment_length=steps_per_env, gym_env_vectorize_mode="sync")
         .learners(num_learners=0, num_gpus_per_learner=0)  # learn in the driver, on CPU, like mtrl
         .training(train_batch_size_per_learner=train_batch, minibatch_size=train_batch // minibatches,
                   num_epochs=epochs, lr=5e-4, gamma=0.99, lambda_=0.95, clip_param=0.2, entropy_coeff=0.01,
                   vf_loss_coeff=0.5, grad_clip=0.5, use_kl_loss=False)  # mtrl has no KL penalty
-        .rl_module(model_config=_model_config(suite_name, hidden))
     )
     algo = config.build_algo()
     build_s = time.perf_counter() - t0

@@ -20,6 +20,7 @@ LAYERS = [
     ("mtrl.algos",),
     ("mtrl.eval",),
     ("mtrl.run",),
+    ("mtrl.rllib",),
     ("mtrl", "mtrl.cli", "mtrl.__main__"),
 ]
 MAX_LINES = 300
