@@ -41,8 +41,8 @@ class Registry(Generic[T]):
         """Look up `name`, raising UnknownNameError with the closest match."""
         self._load_entry_points()
         if name not in self._items:
-            raise UnknownNameError(
-                f"unknown {self.kind} '{name}'{did_you_mean(name, self._items)}; "
+            raise UnknownNameError(  # repr: a name holding a newline still gives a one-line message
+                f"unknown {self.kind} {str(name)!r}{did_you_mean(str(name), self._items)}; "
                 f"run 'mtrl {self.plural}' to list them"
             )
         return self._items[name]

@@ -55,7 +55,7 @@ def raw_env(suite_name: str, backend: str, steps: int, slots: int) -> dict:
     return {"steps_per_s": rate}
 
 
-def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool) -> dict:
+def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool, profile: bool = False) -> dict:
     """Env steps/s over `iters` iterations (after one warm-up) of collection, plus PPO updates if
     `learn`, exactly as the trainer interleaves them; and the summed PSS at the end."""
     import torch
@@ -67,7 +67,7 @@ def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool) ->
     from mtrl.nn.policy import build_policy
     from mtrl.run.trainer import policy_spec
     from mtrl.collect.pool import WorkerPool
-    from rllib_peer import tree_pss_mb
+    from rllib_peer import profiled, tree_pss_mb
 
     cfg = load_config(HERE.parent / CONFIGS[suite_name], overrides)
     suite = mtrl.get_suite(suite_name)
@@ -78,25 +78,26 @@ def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool) ->
     pool = WorkerPool(suite, spec, cfg, seed=0)
     try:
         pool.collect(policy)  # warm-up: actor start, env builds
-        steps, in_flight = 0, None
+        steps, in_flight, prof = 0, None, {}
         t0 = time.perf_counter()
-        for _ in range(iters):
-            frag = pool.wait(in_flight if in_flight is not None else pool.submit(policy))
-            in_flight = pool.submit(policy) if cfg.rollout.pipeline else None
-            if learn:
-                learner.update(make_batch(frag, policy, cfg.ppo, suite.num_tasks, torch.device("cpu"))[0],
-                               lambda mb: ppo_loss(policy, mb, cfg.ppo), gen)
-            steps += frag.num_steps
+        with profiled(prof, profile):  # the driver: waiting for the workers, and the learner
+            for _ in range(iters):
+                frag = pool.wait(in_flight if in_flight is not None else pool.submit(policy))
+                in_flight = pool.submit(policy) if cfg.rollout.pipeline else None
+                if learn:
+                    learner.update(make_batch(frag, policy, cfg.ppo, suite.num_tasks, torch.device("cpu"))[0],
+                                   lambda mb: ppo_loss(policy, mb, cfg.ppo), gen)
+                steps += frag.num_steps
         rate = steps / (time.perf_counter() - t0)
         if in_flight is not None:
             pool.wait(in_flight)
         params = sum(p.numel() for p in policy.parameters())
-        return {"steps_per_s": rate, "pss_mb": tree_pss_mb(), "params": params}
+        return {"steps_per_s": rate, "pss_mb": tree_pss_mb(), "params": params, **prof}
     finally:
         pool.close()
 
 
-def rllib(suite_name: str, iters: int, workers: int, slots: int, mtrl_network: bool) -> dict:
+def rllib(suite_name: str, iters: int, workers: int, slots: int, mtrl_network: bool, profile: bool = False) -> dict:
     """(d) / (d=): RLlib PPO with mtrl's batch settings for this suite's config, and with the
     config's own (MOORE) network as an mtrl.rllib module when `mtrl_network`."""
     from mtrl.config import load_config
@@ -108,7 +109,8 @@ def rllib(suite_name: str, iters: int, workers: int, slots: int, mtrl_network: b
     policy = {"arch": p.arch, "num_experts": mixture.num_experts, "head": mixture.head, "task_norm": cfg.ppo.task_norm,
               "overrides": (f"policy.hidden={p.hidden}", f"policy.layers={p.layers}", f"policy.init={p.init}")}  # fmt: skip
     return rllib_ppo(suite_name, iters, env_runners=workers, num_envs=slots, steps_per_env=cfg.rollout.steps_per_env,
-                     epochs=cfg.ppo.epochs, minibatches=cfg.ppo.minibatches, mtrl_policy=policy if mtrl_network else None)  # fmt: skip
+                     epochs=cfg.ppo.epochs, minibatches=cfg.ppo.minibatches, mtrl_policy=policy if mtrl_network else None,
+                     profile=profile)  # fmt: skip
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -120,18 +122,19 @@ def measure(args: argparse.Namespace) -> dict:
     if args.cell == "collect":
         return mtrl_pool(args.suite, base, args.iters, learn=False)
     if args.cell == "train":
-        return mtrl_pool(args.suite, base, args.iters, learn=True)
+        return mtrl_pool(args.suite, base, args.iters, learn=True, profile=args.profile)
     if args.cell == "pipelined":
         return mtrl_pool(args.suite, [*base, "rollout.pipeline=true"], args.iters, learn=True)
     if args.cell == "same":
         return mtrl_pool(args.suite, [*base, *SAME_AS_RLLIB[args.suite]], args.iters, learn=True)
-    return rllib(args.suite, args.iters, args.workers, slots, mtrl_network=args.cell == "rllib_mtrl")
+    return rllib(args.suite, args.iters, args.workers, slots, mtrl_network=args.cell == "rllib_mtrl", profile=args.profile)
 
 
 def cell(args: argparse.Namespace, suite: str, name: str, backend: str = "gymnasium") -> dict:
     """Run one cell in a fresh subprocess; {} (and a note on stderr) if it fails."""
     cmd = [sys.executable, __file__, "--cell", name, "--suite", suite, "--backend", backend, "--iters", str(args.iters),
-           "--workers", str(args.workers), "--raw-steps", str(args.raw_steps), "--envs-scale", str(args.envs_scale)]  # fmt: skip
+           "--workers", str(args.workers), "--raw-steps", str(args.raw_steps), "--envs-scale", str(args.envs_scale),
+           *(["--profile"] if args.profile else [])]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
@@ -160,6 +163,8 @@ def main() -> None:
     p.add_argument("--envs-scale", type=int, default=1,
                    help="multiply the env slots (12 MiniGrid, 10 MT10) in every cell; the batch grows with them")  # fmt: skip
     p.add_argument("--no-rllib", action="store_true", help="skip (d) and (d=)")
+    p.add_argument("--profile", action="store_true",
+                   help="instead of the tables, profile the driver of (c) and (d) (cProfile slows them: its own run)")  # fmt: skip
     p.add_argument("--cell", choices=["raw", "collect", "train", "pipelined", "same", "rllib", "rllib_mtrl"], help=argparse.SUPPRESS)
     p.add_argument("--suite", help=argparse.SUPPRESS)
     p.add_argument("--backend", default="gymnasium", help=argparse.SUPPRESS)
@@ -173,6 +178,14 @@ def main() -> None:
     import torch
 
     print(f"torch {torch.__version__}; {args.workers} workers / env runners; {args.iters} timed iterations\n")
+    if args.profile:
+        for suite in args.suites:
+            for name, label in (("train", "(c) mtrl train, MOORE"), ("rllib_mtrl", "(d) RLlib PPO, mtrl's MOORE")):
+                out = cell(args, suite, name, args.backends[0])
+                print(f"{suite} {label}: {fmt(out.get('steps_per_s'))} env steps/s under the profiler; driver, top by cumulative time")
+                for fn, seconds, share in out.get("profile", []):
+                    print(f"  {share:6.1%} {seconds:8.2f} s  {fn}")
+        return
     speed, memory = [], []
     for suite in args.suites:
         d, dd = ({}, {}) if args.no_rllib else (cell(args, suite, "rllib_mtrl"), cell(args, suite, "rllib"))

@@ -8,7 +8,10 @@ Needs the `rllib` extra: pip install "ray[rllib]==2.60.0".
 from __future__ import annotations
 
 import argparse
+import contextlib
+import cProfile
 import os
+import pstats
 import sys
 import time
 from collections import deque
@@ -90,6 +93,25 @@ def _session_pids(session_dir: str) -> set[int]:
     return pids
 
 
+@contextlib.contextmanager
+def profiled(out: dict, enabled: bool, top: int = 15):
+    """With `enabled`, profile the block (this process only) and put its `top` functions by
+    cumulative time into out["profile"] as [name, seconds, share of the block]."""
+    if not enabled:
+        yield
+        return
+    prof, t0 = cProfile.Profile(), time.perf_counter()
+    prof.enable()
+    try:
+        yield
+    finally:
+        prof.disable()
+        wall = time.perf_counter() - t0
+        rows = sorted(pstats.Stats(prof).stats.items(), key=lambda kv: -kv[1][3])  # type: ignore[attr-defined]
+        out["profile"] = [[f"{os.path.basename(f)}:{line}({fn})", ct, ct / wall] for (f, line, fn), (_, _, _, ct, _)
+                          in rows[:top]]  # fmt: skip
+
+
 class _TaskOneHot(gym.ObservationWrapper):
     """Turn mtrl's {"obs", "task_id"} into one float32 Box with the task one-hot appended.
 
@@ -161,12 +183,14 @@ def _learner_params(algo: Any) -> int:
 
 
 def rllib_ppo(suite_name: str, iters: int, env_runners: int = 2, num_envs: int = 12, steps_per_env: int = 128,
-              epochs: int = 4, minibatches: int = 4, hidden: int = 128, mtrl_policy: dict | None = None) -> dict:
+              epochs: int = 4, minibatches: int = 4, hidden: int = 128, mtrl_policy: dict | None = None,
+              profile: bool = False) -> dict:
     """Build RLlib PPO on `suite_name`, run 1 warm-up and `iters` timed iterations, measure it.
 
     With `mtrl_policy` (ppo_config's arch / num_experts / overrides / task_norm) the policy is mtrl's
     MultiTaskRLModule (mtrl.rllib.ppo_config); without it RLlib's default-catalog model, sized by
-    `hidden` (MiniGrid's head only). Returns {"steps_per_s", "pss_mb", "params", "build_s"}. Starts
+    `hidden` (MiniGrid's head only). Returns {"steps_per_s", "pss_mb", "params", "build_s"} (and
+    "profile" of the driver with `profile`, see `profiled`). Starts
     (and then shuts down) Ray only when it is not running yet; a running Ray needs env_runners + 1 CPUs."""
     import ray
     from ray.rllib.algorithms.ppo import PPOConfig
@@ -207,9 +231,10 @@ def rllib_ppo(suite_name: str, iters: int, env_runners: int = 2, num_envs: int =
     build_s = time.perf_counter() - t0
     try:
         start_steps = _sampled_lifetime(algo.train())  # warm-up: first sample, lazy init, torch caches
-        t1 = time.perf_counter()
-        for _ in range(iters):
-            result = algo.train()
+        t1, prof = time.perf_counter(), {}
+        with profiled(prof, profile):  # the driver: waiting for the env runners, and the learner
+            for _ in range(iters):
+                result = algo.train()
         wall = time.perf_counter() - t1
         steps = _sampled_lifetime(result) - start_steps if iters else 0
         # The driver's tree holds raylet, gcs_server and the workers when ray.init started them here;
@@ -221,7 +246,7 @@ def rllib_ppo(suite_name: str, iters: int, env_runners: int = 2, num_envs: int =
         algo.stop()
         if started_ray:
             ray.shutdown()
-    return {"steps_per_s": steps / wall if wall > 0 else 0.0, "pss_mb": pss, "params": params, "build_s": build_s}
+    return {"steps_per_s": steps / wall if wall > 0 else 0.0, "pss_mb": pss, "params": params, "build_s": build_s, **prof}
 
 
 def _session_dir() -> str:

@@ -186,6 +186,12 @@ def local_ray():
 TOY_BUDGET = 40  # iterations of 768 env steps: the stated budget is 30,720 env steps
 
 
+def test_too_few_sub_envs_for_the_tasks_stop_the_build(local_ray):
+    config = ppo_config("toy-mt3", arch="mlp").env_runners(num_env_runners=0, num_envs_per_env_runner=2)
+    with pytest.raises(MtrlError, match="2 sub-env\\(s\\) for the 3 tasks of 'toy-mt3': sequence-2 would never run"):
+        config.build_algo()
+
+
 def test_rllib_ppo_with_moore_learns_toy_then_mtrl_eval_scores_the_export(local_ray, tmp_path):
     """A real RLlib PPO run (1 remote env runner) with the MOORE module reaches mtrl's toy threshold
     (MTPPO's: a mean return of 7 of 8 over 16 sampled episodes per task) within 30,720 env steps,

@@ -21,6 +21,7 @@ from ray.rllib.callbacks.callbacks import RLlibCallback
 from mtrl.config import CurriculumConfig
 from mtrl.curriculum import TaskStats, checked_probs, make_curriculum
 from mtrl.env.suite import TaskSuite, get_suite
+from mtrl.errors import MtrlError
 from mtrl.registry import call_plugin
 from mtrl.rllib.env import EPISODE_INFO
 
@@ -79,8 +80,13 @@ class MultiTaskCallbacks(RLlibCallback):
             log.warning("mtrl: per-task episode metrics failed: %s: %s", type(exc).__name__, exc)
 
     def on_algorithm_init(self, *, algorithm: Any, **kwargs: Any) -> None:
-        self.suite = suite_of(algorithm.config.env)
+        self.suite = suite = suite_of(algorithm.config.env)
         cur = (algorithm.config.env_config or {}).get("curriculum")
+        sub_envs = max(int(algorithm.config.num_env_runners), 1) * int(algorithm.config.num_envs_per_env_runner)
+        if not cur and sub_envs < suite.num_tasks:  # sub-env i runs task i mod K: some tasks would never run
+            raise MtrlError(f"{sub_envs} sub-env(s) for the {suite.num_tasks} tasks of '{suite.name}': "
+                            f"{', '.join(suite.tasks[sub_envs:])} would never run; give the env runners at least "
+                            f"{suite.num_tasks} sub-envs in all (num_envs_per_env_runner) or use a curriculum")  # fmt: skip
         if cur:
             cfg = CurriculumConfig(**cur)
             self.curriculum, self.cur_name = make_curriculum(self.suite.tasks, cfg), str(cfg.name)
