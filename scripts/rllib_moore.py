@@ -65,7 +65,7 @@ def main() -> None:
         bar = tqdm(range(args.iters), desc="rllib ppo", unit="iter")
         for _ in bar:
             result = algo.train()
-            bar.set_postfix({task[:12]: f"{s['return_mean']:.2f}" for task, s in result["mtrl"].items()})
+            bar.set_postfix({task[-12:]: "-" if s["episodes"] == 0 else f"{s['return_mean']:.2f}" for task, s in result["mtrl"].items()})
     except KeyboardInterrupt:
         print("\nrllib_moore: interrupted; exporting the policy as it is", file=sys.stderr)
     finally:

@@ -222,6 +222,7 @@ def test_rllib_ppo_with_moore_learns_toy_then_mtrl_eval_scores_the_export(local_
     proc = run_cli("eval", str(tmp_path / "export"), "--episodes", "16", "--json", str(tmp_path / "eval.json"))
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "eval.json").read_text())["runs"][0]
+    assert report["method"] == "rllib-ppo-moore"
     assert report["mean_return"] == pytest.approx(scores[-1]) and report["env_steps"] == steps <= TOY_BUDGET * 768 + 100
     batch = {Columns.OBS: {"obs": torch.eye(9).repeat(3, 1), "task_id": torch.arange(27) // 9}}  # every step of every task
     rllib_greedy = module.get_inference_action_dist_cls().from_logits(

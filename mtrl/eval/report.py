@@ -57,9 +57,10 @@ def expand_targets(targets: list[str]) -> list[tuple[str | None, str]]:
     return out
 
 
-def method_label(cfg: dict) -> str:
-    """The default method label of a run: its algorithm and policy architecture."""
-    return f"{cfg['algo']}-{cfg['policy']['arch']}"
+def method_label(cfg: dict, source: str | None = None) -> str:
+    """The default method label of a run: its algorithm and policy architecture, after the
+    framework that trained it when that is not mtrl (a checkpoint's "source", e.g. "rllib")."""
+    return f"{source + '-' if source else ''}{cfg['algo']}-{cfg['policy']['arch']}"
 
 
 def run_label(run_dir: Path) -> str:

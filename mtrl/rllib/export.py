@@ -72,10 +72,10 @@ def export_checkpoint(algo_or_module: Any, run_dir: str | Path, suite: str | Non
                          f"run_dir={run_dir}", *options))  # fmt: skip
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run / "config.yaml")
     config_yaml = run / "config.yaml"
+    save_config(cfg, config_yaml)
     config_yaml.write_text(EXPORTED + config_yaml.read_text(encoding="utf-8"), encoding="utf-8")
-    if hasattr(algo_or_module, "config"):  # what RLlib trained with
+    if not isinstance(algo_or_module, MultiTaskRLModule):  # an Algorithm: what RLlib trained with
         settings = json.dumps(algo_or_module.config.to_dict(), indent=1, sort_keys=True, default=repr)
         (run / "rllib_config.json").write_text(settings, encoding="utf-8")
     payload = {"policy": policy.state_dict(), "optimizer": {}, "env_steps": steps, "iteration": iteration,

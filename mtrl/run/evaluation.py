@@ -48,7 +48,7 @@ def evaluate_checkpoints(args: argparse.Namespace) -> None:
             greedy = args.greedy or ALGOS.get(cfg["algo"]).greedy_eval  # SAC: its mean action
             result = evaluate(policy, suite, episodes, args.seed, greedy, cfg["env"]["max_episode_steps"], runner)
             print(result.table())
-            runs.append(RunEval(name or method_label(cfg), str(path), int(ckpt["env_steps"]), result))
+            runs.append(RunEval(name or method_label(cfg, ckpt.get("source")), str(path), int(ckpt["env_steps"]), result))
             if args.video:
                 from mtrl.eval.video import record_videos
 
