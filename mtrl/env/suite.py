@@ -43,6 +43,8 @@ class TaskSuite:
     eval_seeds: Callable[[int, int], list[int]] | None = None
     # Optional (worst, best) return of every task: reports normalise returns to [0, 1] with it
     return_range: tuple[float, float] | None = None
+    # Optional [K, d] task context, e.g. sentence embeddings of the task descriptions (CARE's context)
+    task_metadata: Any = None
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -51,6 +53,12 @@ class TaskSuite:
             raise MtrlError(f"suite '{self.name}': observation_space must be a gymnasium Box")
         if not isinstance(self.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
             raise MtrlError(f"suite '{self.name}': action_space must be Discrete or Box")
+        if self.task_metadata is not None:
+            meta = np.asarray(self.task_metadata, dtype=np.float64)
+            if meta.ndim != 2 or len(meta) != len(self.tasks) or not np.isfinite(meta).all():
+                raise MtrlError(f"suite '{self.name}': task_metadata must be a finite [K, d] array with one row per "
+                                f"task (K = {len(self.tasks)}), got shape {meta.shape}")  # fmt: skip
+            object.__setattr__(self, "task_metadata", meta)
 
     @property
     def num_tasks(self) -> int:

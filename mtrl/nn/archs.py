@@ -8,21 +8,17 @@ of the checkpoint format and stay as they are.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from torch import nn
 
-from mtrl.nn.layers import OutputHead, TaskHeads, init_linear, make_encoder, mlp, with_task_onehot
+from mtrl.nn.layers import OutputHead, TaskHeads, gains, init_linear, make_encoder, mlp, with_task_onehot
+from mtrl.nn.care import CareOptions, CARENet
 from mtrl.nn.moore import make_mixture
 from mtrl.nn.network import PolicySpec
-
-
-def gains(spec: PolicySpec, out_gain: float) -> tuple[float | None, float | None]:
-    """(output, hidden) orthogonal-init gains; None for PyTorch's default init (as MOORE's official networks)."""
-    return (None, None) if spec.init == "default" else (out_gain, math.sqrt(2))
+from mtrl.nn.softmod import SoftModOptions, SoftModularNet
 
 
 class MLPNet(nn.Module):
@@ -91,7 +87,7 @@ class MixtureNet(nn.Module):
 
 
 def register_builtins() -> None:
-    """Entry point: register mlp, multihead, moe and moore."""
+    """Entry point: register mlp, multihead, moe, moore, softmod and care."""
     from mtrl.registry import register_arch
 
     # what the gradient aggregators treat as shared: mlp everything; multihead the encoder and trunk
@@ -100,3 +96,7 @@ def register_builtins() -> None:
     register_arch("multihead", MultiHeadNet, features=lambda net: net.encoder if net.no_trunk else net.trunk)
     register_arch("moe", MixtureNet, MixtureOptions, features=lambda net: net.mixture.experts)
     register_arch("moore", MixtureNet, MixtureOptions, features=lambda net: net.mixture.experts)
+    # softmod: the state embedding f is what every task's routing and modules read; care: the mixture
+    # of encoders is shared, the context, attention, torso and head are conditioned on the task
+    register_arch("softmod", SoftModularNet, SoftModOptions, features=lambda net: net.state)
+    register_arch("care", CARENet, CareOptions, features=lambda net: net.encoders[-1])

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import math
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from mtrl.nn.network import PolicySpec
 
 
 def init_linear(layer: nn.Linear, gain: float | None = math.sqrt(2)) -> nn.Linear:
@@ -15,6 +20,11 @@ def init_linear(layer: nn.Linear, gain: float | None = math.sqrt(2)) -> nn.Linea
         nn.init.orthogonal_(layer.weight, gain)
         nn.init.zeros_(layer.bias)
     return layer
+
+
+def gains(spec: "PolicySpec", out_gain: float) -> tuple[float | None, float | None]:
+    """(output, hidden) orthogonal-init gains; None for PyTorch's default init (as MOORE's official networks)."""
+    return (None, None) if spec.init == "default" else (out_gain, math.sqrt(2))
 
 
 def mlp(sizes: list[int], activation: type[nn.Module] = nn.Tanh, gain: float | None = math.sqrt(2)) -> nn.Sequential:
@@ -64,6 +74,24 @@ def make_encoder(obs_shape: tuple[int, ...]) -> GridEncoder | FlatEncoder:
     if len(obs_shape) == 3:
         return GridEncoder(obs_shape)  # type: ignore[arg-type]
     return FlatEncoder(math.prod(obs_shape))
+
+
+class ParallelLinear(nn.Module):
+    """n linear layers applied together as one einsum: [B, n, in] (or one [B, in] for all) -> [B, n, out].
+    Soft Modularization's modules of a layer, CARE's encoders."""
+
+    def __init__(self, n: int, in_dim: int, out_dim: int, gain: float | None) -> None:
+        super().__init__()
+        weight, bias = torch.empty(n, in_dim, out_dim), torch.zeros(n, out_dim)
+        for k in range(n):  # init only: each module as its own Linear
+            layer = init_linear(nn.Linear(in_dim, out_dim), gain)
+            weight[k], bias[k] = layer.weight.detach().t(), layer.bias.detach()
+        self.weight, self.bias = nn.Parameter(weight), nn.Parameter(bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:  # the first layer: every module sees the same input
+            return torch.einsum("bi,nio->bno", x, self.weight) + self.bias
+        return torch.einsum("bni,nio->bno", x, self.weight) + self.bias
 
 
 class TaskHeads(nn.Module):

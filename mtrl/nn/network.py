@@ -29,9 +29,12 @@ class PolicySpec:
     kind: str = "actor_critic"  # "sac": squashed-Gaussian actor + twin Q critics (mtrl.nn.sac.SACPolicy)
     init: str = "orthogonal"  # trunk and head layers: "orthogonal" (CleanRL's gains) or "default" (PyTorch's)
     options: tuple[tuple[str, Any], ...] = ()  # another architecture's own options (policy.<arch>.*), sorted by name
+    task_metadata: tuple[tuple[float, ...], ...] | None = None  # the suite's [K, d] task context (TaskSuite.task_metadata)
 
     def __post_init__(self) -> None:  # from a checkpoint's JSON the options come back as lists
         object.__setattr__(self, "options", tuple(sorted((str(k), v) for k, v in self.options)))
+        if self.task_metadata is not None:
+            object.__setattr__(self, "task_metadata", tuple(tuple(float(x) for x in row) for row in self.task_metadata))
 
     def option(self, name: str, default: Any = None) -> Any:
         """The architecture's option `name` (policy.<arch>.<name>)."""

@@ -75,12 +75,14 @@ def spec_for(suite_obs_shape: tuple[int, ...], action_space, num_tasks: int, arc
                       kind, init, options)  # fmt: skip
 
 
-def spec_from_config(obs_shape: tuple[int, ...], action_space, num_tasks: int, cfg: PolicyConfig, kind: str) -> PolicySpec:  # noqa: ANN001
-    """A PolicySpec from a suite's spaces and the policy config section. The architecture's own
-    options (policy.<arch>.*) that are PolicySpec fields (moore/moe: num_experts, head) fill
-    those fields; the others go to `PolicySpec.options`."""
+def spec_from_config(obs_shape: tuple[int, ...], action_space, num_tasks: int, cfg: PolicyConfig, kind: str,  # noqa: ANN001
+                     task_metadata: Any = None) -> PolicySpec:  # fmt: skip
+    """A PolicySpec from a suite's spaces, its task metadata and the policy config section. The
+    architecture's own options (policy.<arch>.*) that are PolicySpec fields (moore/moe:
+    num_experts, head) fill those fields; the others go to `PolicySpec.options`."""
     own = cfg.options.get(cfg.arch)
     values = dataclasses.asdict(own) if own is not None else {}
     fields = {k: values.pop(k) for k in ("num_experts", "head") if k in values}
-    return spec_for(obs_shape, action_space, num_tasks, cfg.arch, cfg.hidden, cfg.layers, kind=kind, init=cfg.init,
+    spec = spec_for(obs_shape, action_space, num_tasks, cfg.arch, cfg.hidden, cfg.layers, kind=kind, init=cfg.init,
                     options=tuple(values.items()), **fields)  # fmt: skip
+    return spec if task_metadata is None else dataclasses.replace(spec, task_metadata=task_metadata)

@@ -38,7 +38,7 @@ def resolve_device(name: str) -> torch.device:
 def policy_spec(cfg: Config, suite: TaskSuite) -> PolicySpec:
     """The policy `cfg` asks for on `suite`, of the kind its algorithm trains."""
     return spec_from_config(suite.observation_space.shape, suite.action_space, suite.num_tasks, cfg.policy,
-                            ALGOS.get(cfg.algo).policy_kind)  # fmt: skip
+                            ALGOS.get(cfg.algo).policy_kind, suite.task_metadata)  # fmt: skip
 
 
 def make_run_dir(cfg: Config) -> Path:
