@@ -7,7 +7,7 @@ side by side in one run, on the CPU (one thread by default) or the GPU.
 Shapes: Meta-World (39-dim observations, 4-dim actions), the networks of
 `configs/metaworld_mt10_moore_sac.yaml` with `policy.arch` swapped: mlp (MTSAC) and multihead
 400-400-400, MOORE and MoE 4 experts of 400-400-400 each; Soft Modularization and CARE as their
-own MT10 configs (`configs/metaworld_mt10_{softmod,care}_sac.yaml`).
+own MT10 configs (`configs/metaworld_mt10_{softmod,care,paco}_sac.yaml`).
 Prints ms per update and the ratio to the MTSAC network (`mlp`).
 """
 
@@ -29,7 +29,7 @@ from mtrl.run.trainer import policy_spec
 def time_update(arch: str, tasks: int, batch_per_task: int, device: torch.device, reps: int) -> float:
     suite = "metaworld-mt10" if tasks == 10 else "metaworld-mt1-reach-v3"
     own = Path(f"configs/metaworld_mt10_{arch}_sac.yaml")
-    if own.is_file():  # softmod, care: their own MT10 configs (the sizes of Soft-Module / Meta-World+)
+    if own.is_file():  # softmod, care, paco: their own MT10 configs (the sizes of Soft-Module / Meta-World+)
         cfg = load_config(own, [f"env.suite={suite}"])
     else:  # mlp and multihead as MTSAC's 400-400-400 (configs/metaworld_mt10_mtsac.yaml); MOORE/MoE experts 400-400-400
         cfg = load_config("configs/metaworld_mt10_moore_sac.yaml", [f"env.suite={suite}", f"policy.arch={arch}",
@@ -55,7 +55,7 @@ def time_update(arch: str, tasks: int, batch_per_task: int, device: torch.device
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--archs", nargs="+", default=["mlp", "multihead", "moore", "moe", "softmod", "care"])
+    p.add_argument("--archs", nargs="+", default=["mlp", "multihead", "moore", "moe", "softmod", "care", "paco"])
     p.add_argument("--tasks", type=int, default=10, choices=[1, 10], help="MT1 (reach) or MT10 shapes")
     p.add_argument("--batch-per-task", type=int, default=128)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

@@ -1,6 +1,6 @@
-"""Soft Modularization and CARE as registered architectures: shapes for PPO and SAC, the routing
-weights, CARE's context attention, the shared / task-specific split, and the toy learning
-thresholds with PPO and SAC."""
+"""Soft Modularization, CARE and PaCo as registered architectures: shapes for PPO and SAC, the
+routing weights, CARE's context attention, PaCo's task isolation and its mask-out and w-reset,
+the shared / task-specific split, and the toy learning thresholds with PPO and SAC."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from mtrl.run.trainer import train
 from mtrl.run.training import policy_spec
 from tests.conftest import ROOT
 
-FAMILY = ["softmod", "care"]
+FAMILY = ["softmod", "care", "paco"]
 SMALL = {"softmod": (("embedding_dim", 32), ("gating_hidden", 16), ("module_width", 24)),
-         "care": (("encoder_width", 16), ("context_dim", 8), ("num_encoders", 3))}  # fmt: skip
+         "care": (("encoder_width", 16), ("context_dim", 8), ("num_encoders", 3)), "paco": (("param_sets", 3),)}  # fmt: skip
 
 
 def obs_for(shape: tuple[int, ...], n: int) -> torch.Tensor:
@@ -103,6 +103,7 @@ def test_care_reads_the_suites_task_metadata(tmp_path):
 @pytest.mark.parametrize("arch, shared, specific", [
     ("softmod", ["encoder", "state"], ["task", "gating", "route_out", "route_in", "base", "head"]),
     ("care", ["encoder", "encoders"], ["context_in", "context", "attention", "torso", "head"]),
+    ("paco", ["encoder", "layers.0"], ["task_weights", "layers.1", "layers.2"]),
 ])  # fmt: skip
 def test_the_aggregators_see_the_declared_shared_parameters(arch, shared, specific):
     """The features each architecture declares split its parameters for learner.aggregator:
@@ -116,9 +117,48 @@ def test_the_aggregators_see_the_declared_shared_parameters(arch, shared, specif
     net(torch.eye(9)[:6], torch.arange(6) % 3)
     named = list(net.named_parameters())
     grads = torch.autograd.grad(captured[0].sum(), [p for _, p in named], allow_unused=True)
-    upstream = {name.split(".")[0] for (name, _), g in zip(named, grads) if g is not None}
+    def part(name: str) -> str:  # the top-level submodule, or layers.<i>
+        return ".".join(name.split(".")[:2]) if name.startswith("layers.") else name.split(".")[0]
+
+    upstream = {part(name) for (name, _), g in zip(named, grads) if g is not None}
     assert upstream == set(shared) - {"encoder"}  # the toy's flat encoder has no parameters
-    assert {name.split(".")[0] for name, _ in named} - upstream == set(specific)
+    assert {part(name) for name, _ in named} - upstream == set(specific)
+
+
+def test_paco_task_c_loss_changes_only_w_c_and_phi():
+    net = build_policy(PolicySpec((9,), 3, 4, True, arch="paco", hidden=16, options=SMALL["paco"])).actor
+    net(torch.eye(9)[:4], torch.full((4,), 1)).pow(2).sum().backward()
+    w = net.task_weights.weight.grad  # [K_p, K]: column c is w_c
+    assert w[:, 1].abs().sum() > 0 and (w[:, [0, 2]] == 0).all()
+    assert all(layer.weight.grad.abs().sum() > 0 for layer in net.layers)  # Phi: shared by every task
+    assert net.layers[0].weight.shape == (3, 9, 16)  # K_p sets of the first layer, one tensor
+
+
+def test_paco_mask_out_and_w_reset_on_an_exploding_task():
+    """Task 1's rewards explode: its critic loss passes the threshold, so it is left out of the
+    step and its w, in the actor and both critics, becomes a convex combination of tasks 0 and 2's;
+    each event is counted (faults/masked_tasks, faults/w_resets)."""
+    from mtrl.algos.sac_learner import SACLearner
+
+    torch.manual_seed(0)
+    policy = build_policy(PolicySpec((6,), 3, 2, False, arch="paco", hidden=16, kind="sac", options=SMALL["paco"]))
+    learner = SACLearner(policy.actor, policy.critic, 3, 2)
+    guarded = learner.loss_guards
+    assert len(guarded) == 3  # the actor's network and both critics'
+    task = torch.arange(3).repeat_interleave(8)
+    batch = {"task_id": task, "obs": torch.randn(24, 6), "actions": torch.rand(24, 2) * 2 - 1,
+             "rewards": torch.where(task == 1, 1e4, 0.1), "next_obs": torch.randn(24, 6),
+             "terminated": torch.zeros(24, dtype=torch.bool)}  # fmt: skip
+    learner.update(batch)
+    assert learner.take_guard_events() == {"masked_tasks": 1, "w_resets": 3}
+    for m in guarded:  # the reset follows the step: w_1 = a0 w_0 + a2 w_2 of the stepped w, a convex
+        w = m.compositional_vectors().detach()
+        a = torch.linalg.lstsq(torch.stack([w[0], w[2]], 1), w[1:2].t()).solution.flatten()
+        torch.testing.assert_close(torch.stack([w[0], w[2]], 1) @ a, w[1], atol=1e-5, rtol=0)
+        assert (a >= -1e-6).all() and abs(float(a.sum()) - 1) < 1e-5
+    batch["rewards"] = torch.full((24,), 0.1)
+    learner.update(batch)
+    assert learner.take_guard_events() == {"masked_tasks": 0, "w_resets": 0}
 
 
 TOY, POINT = ROOT / "configs/toy_mtppo.yaml", ROOT / "configs/toy_point_sac.yaml"
@@ -127,7 +167,7 @@ TOY, POINT = ROOT / "configs/toy_mtppo.yaml", ROOT / "configs/toy_point_sac.yaml
 # CARE at the toy's own width (the encoders as wide as policy.hidden = 64, a 16-d context): with
 # Meta-World+'s 50 / 50 it reached 6.31, 4.21 and 5.04 on seeds 0-2 within the same 24k steps
 # (docs/BENCHMARKS.md), and mlp, which also sees the task only as an input, 2.67.
-TOY_SIZES = {"softmod": [], "care": ["policy.care.encoder_width=64", "policy.care.context_dim=16"]}
+TOY_SIZES = {"softmod": [], "care": ["policy.care.encoder_width=64", "policy.care.context_dim=16"], "paco": []}
 
 
 @pytest.mark.parametrize("arch", FAMILY)

@@ -26,7 +26,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from tests.conftest import run_cli
 
-ARCHS = ["mlp", "multihead", "moe", "moore", "softmod", "care", "tiny_user_arch"]
+ARCHS = ["mlp", "multihead", "moe", "moore", "softmod", "care", "paco", "tiny_user_arch"]
 
 
 class TinyUserArch(nn.Module):

@@ -95,6 +95,8 @@ class SACAlgorithm:
         scalars["sac/updates"] = float(self.updates)
         scalars.update(self.grads[0].report())
         faults = {"aggregator_fallbacks": sum(g.take_fallbacks() for g in self.grads)} if self.grads[0].active else {}
+        if self.learner.loss_guards:  # PaCo's mask-out and w-reset events (faults/masked_tasks, faults/w_resets)
+            faults.update(self.learner.take_guard_events())
         return Iteration(frag.num_steps, frag.episodes, totals, int(frag.env_errors.sum()), scalars,
                          np.bincount(tr["task_id"], minlength=k), np.full(k, np.nan), faults)  # fmt: skip
 

@@ -9,6 +9,7 @@ the temperatures are task-specific already (each sample moves only its own task'
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -94,6 +95,9 @@ class SACLearner:
         device = next(actor.parameters()).device
         self.log_alpha = torch.zeros(num_tasks, device=device, requires_grad=True)
         self.target_entropy = -float(action_dim)
+        # networks with a per-task loss guard (PaCo: `extreme_tasks`, `reset_tasks`), and its events
+        self.loss_guards = [m for m in (*actor.modules(), *critic.modules()) if callable(getattr(m, "extreme_tasks", None))]
+        self.guard_events = {"masked_tasks": 0, "w_resets": 0}
         self.actor_opt = torch.optim.Adam(actor.parameters(), lr=actor_lr)
         self.critic_opt = torch.optim.Adam(critic.parameters(), lr=critic_lr)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=alpha_lr)
@@ -102,22 +106,35 @@ class SACLearner:
         """One gradient step on critics, actor and temperatures, then the Polyak target step."""
         alpha = self.log_alpha.detach().exp()
         args = (self.critic, self.target, self.actor, alpha, batch, self.gamma)
+        extreme = None  # with a loss guard: the tasks masked out of this step (PaCo, Sun et al. 2022 sec. 4.3)
         if self.critic_grads is not None and self.critic_grads.active:
             with self.critic_grads.capture() as features:
                 losses, present = critic_task_losses(*args, self.num_tasks)
-            self.critic_grads.step(self.critic_opt, losses, present, features, list(self.critic.parameters()), None)
+            extreme = self._extreme(losses)
+            self.critic_grads.step(self.critic_opt, losses, present & ~extreme, features, list(self.critic.parameters()), None)
+            q_loss = losses[present].mean()
+        elif self.loss_guards:
+            losses, present = critic_task_losses(*args, self.num_tasks)
+            extreme = self._extreme(losses)
+            self.guard.step(self.critic_opt, self._masked_mean(losses, present & ~extreme), list(self.critic.parameters()))
             q_loss = losses[present].mean()
         else:
             q_loss = critic_loss(*args)
             self.guard.step(self.critic_opt, q_loss, list(self.critic.parameters()))
         self.critic.requires_grad_(False)  # the actor's loss differentiates through Q, not into it
         grads = self.actor_grads
-        if grads is not None and (grads.active or grads.diagnose):
-            with grads.capture() as features:
+        masked = extreme is not None and bool(extreme.any())
+        if (grads is not None and (grads.active or grads.diagnose)) or masked:
+            with grads.capture() if grads is not None else contextlib.nullcontext([]) as features:
                 losses, present, logp = actor_task_losses(self.actor, self.critic, alpha, batch, self.num_tasks)
+            if masked:
+                present = present & ~extreme
         if grads is not None and grads.active:
             grads.step(self.actor_opt, losses, present, features, list(self.actor.parameters()), None)
             pi_loss = losses[present].mean()
+        elif masked:
+            pi_loss = self._masked_mean(losses, present)
+            self.guard.step(self.actor_opt, pi_loss, list(self.actor.parameters()))
         else:
             if grads is not None and grads.diagnose:  # aggregator none: measure, then the usual step
                 grads.measure(losses, present, features, list(self.actor.parameters()))
@@ -127,8 +144,28 @@ class SACLearner:
         a_loss = alpha_loss(self.log_alpha, logp, batch["task_id"], self.target_entropy)
         self.guard.step(self.alpha_opt, a_loss, [self.log_alpha])
         polyak(self.target, self.critic, self.tau)
+        if masked:  # PaCo's w-reset of the masked tasks, in every guarded network
+            self.guard_events["masked_tasks"] += int(extreme.sum())
+            self.guard_events["w_resets"] += sum(m.reset_tasks(extreme) for m in self.loss_guards)
         return {"critic": q_loss.item(), "actor": pi_loss.item(), "alpha_loss": a_loss.item(),
                 "entropy": -logp.mean().item(), "alpha_mean": alpha.mean().item()}  # fmt: skip
+
+    def _extreme(self, task_losses: torch.Tensor) -> torch.Tensor:
+        """[K] bool: the tasks any loss guard masks out (none without guards)."""
+        extreme = torch.zeros(self.num_tasks, dtype=torch.bool, device=task_losses.device)
+        for m in self.loss_guards:
+            extreme |= m.extreme_tasks(task_losses)
+        return extreme
+
+    @staticmethod
+    def _masked_mean(task_losses: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The mean over the kept tasks' losses; 0 (with a graph, so the step is a no-op) when none is kept."""
+        return task_losses[keep].mean() if bool(keep.any()) else task_losses.sum() * 0.0
+
+    def take_guard_events(self) -> dict[str, int]:
+        """The loss-guard events since the last call (masked tasks, w resets)."""
+        events, self.guard_events = self.guard_events, {"masked_tasks": 0, "w_resets": 0}
+        return events
 
     def state_dict(self) -> dict:
         return {"target": self.target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),

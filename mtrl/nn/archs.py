@@ -18,6 +18,7 @@ from mtrl.nn.layers import OutputHead, TaskHeads, gains, init_linear, make_encod
 from mtrl.nn.care import CareOptions, CARENet
 from mtrl.nn.moore import make_mixture
 from mtrl.nn.network import PolicySpec
+from mtrl.nn.paco import PacoNet, PacoOptions
 from mtrl.nn.softmod import SoftModOptions, SoftModularNet
 
 
@@ -87,7 +88,7 @@ class MixtureNet(nn.Module):
 
 
 def register_builtins() -> None:
-    """Entry point: register mlp, multihead, moe, moore, softmod and care."""
+    """Entry point: register mlp, multihead, moe, moore, softmod, care and paco."""
     from mtrl.registry import register_arch
 
     # what the gradient aggregators treat as shared: mlp everything; multihead the encoder and trunk
@@ -100,3 +101,6 @@ def register_builtins() -> None:
     # of encoders is shared, the context, attention, torso and head are conditioned on the task
     register_arch("softmod", SoftModularNet, SoftModOptions, features=lambda net: net.state)
     register_arch("care", CARENet, CareOptions, features=lambda net: net.encoders[-1])
+    # paco: Phi is shared but every layer mixes it with w_tau; the first layer's K_p set outputs are
+    # the last task-independent tensor (Phi_1 and the encoder shared; later Phi and w task-conditioned)
+    register_arch("paco", PacoNet, PacoOptions, features=lambda net: net.layers[0])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-
 from typing import TYPE_CHECKING
 
 import torch
@@ -22,7 +21,7 @@ def init_linear(layer: nn.Linear, gain: float | None = math.sqrt(2)) -> nn.Linea
     return layer
 
 
-def gains(spec: "PolicySpec", out_gain: float) -> tuple[float | None, float | None]:
+def gains(spec: PolicySpec, out_gain: float) -> tuple[float | None, float | None]:
     """(output, hidden) orthogonal-init gains; None for PyTorch's default init (as MOORE's official networks)."""
     return (None, None) if spec.init == "default" else (out_gain, math.sqrt(2))
 

@@ -20,6 +20,7 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
+from mtrl.env.suite import get_suite
 from mtrl.errors import MtrlError
 from mtrl.nn.network import PolicySpec, task_network
 from mtrl.nn.policy import spec_for
@@ -48,9 +49,11 @@ def module_spec(observation_space: gym.Space, action_space: gym.Space, model_con
     if not isinstance(cfg, dict):
         raise MtrlError("MultiTaskRLModule: model_config has no 'mtrl' settings; build it with mtrl.rllib.mtrl_model_config(...)")
     cfg = mtrl_model_config(**cfg)["mtrl"]
-    return spec_for(observation_space["obs"].shape, action_space, int(observation_space["task_id"].n), cfg["arch"],
+    spec = spec_for(observation_space["obs"].shape, action_space, int(observation_space["task_id"].n), cfg["arch"],
                     int(cfg["hidden"]), int(cfg["layers"]), int(cfg["num_experts"]), cfg["head"], "actor_critic",
                     cfg["init"], tuple(dict(cfg["options"]).items()))  # fmt: skip
+    metadata = get_suite(cfg["suite"]).task_metadata if cfg["suite"] else None  # CARE's context, as in mtrl train
+    return spec if metadata is None else dataclasses.replace(spec, task_metadata=metadata)
 
 
 class MultiTaskRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
