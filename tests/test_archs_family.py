@@ -170,6 +170,7 @@ TOY, POINT = ROOT / "configs/toy_mtppo.yaml", ROOT / "configs/toy_point_sac.yaml
 TOY_SIZES = {"softmod": [], "care": ["policy.care.encoder_width=64", "policy.care.context_dim=16"], "paco": []}
 
 
+@pytest.mark.slow  # about 2 minutes for the six runs; CI runs the slow tests too (.ci/run)
 @pytest.mark.parametrize("arch", FAMILY)
 def test_ppo_learns_toy_mt3(tmp_path, arch):
     """MTPPO's toy threshold (test_train.py): 7 of 8 per episode within 24k env steps."""
@@ -179,6 +180,7 @@ def test_ppo_learns_toy_mt3(tmp_path, arch):
     assert result["mean_return"] >= 7.0 and min(t["mean_return"] for t in result["tasks"]) >= 6.0, result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", FAMILY)
 def test_sac_learns_the_continuous_toy(tmp_path, arch):
     """SAC's toy threshold (test_sac.py) within 3k env steps."""

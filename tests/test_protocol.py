@@ -196,7 +196,7 @@ def test_task_heads_batched_paths_agree_and_keep_heads_apart(batch):
 @pytest.mark.parametrize("path", PAPER, ids=[p.stem for p in PAPER])
 def test_paper_configs_follow_the_official_protocol(path):
     """Each line of REFERENCE_PROTOCOLS.md 'MOORE on MiniGrid', read back from the config."""
-    suite, aggregator, method = re.match(r"minigrid_(mt\d)_(?:(\w+)_)?(moore|moe|mtppo)$", path.stem).groups()
+    suite, aggregator, method = re.match(r"minigrid_(mt\d)_(?:(\w+)_)?(moore|moe|mtppo|softmod|care)$", path.stem).groups()
     cfg = load_config(path)
     assert cfg.learner.aggregator == (aggregator or "none")
     k = get_suite(cfg.env.suite).num_tasks
@@ -208,10 +208,13 @@ def test_paper_configs_follow_the_official_protocol(path):
     assert (p.critic_update, p.critic_epochs, p.critic_minibatch_size, p.max_grad_norm) == ("separate", 1, 0, None)
     assert (p.ent_coef, p.clip, p.gamma, p.gae_lambda, p.task_norm, p.anneal_lr) == (0.01, 0.2, 0.99, 0.95, True, False)
     assert (cfg.policy.hidden, cfg.policy.init) == (128, "default")
-    arch = {"moore": "moore", "moe": "moe", "mtppo": "multihead"}[method]
+    arch = {"moore": "moore", "moe": "moe", "mtppo": "multihead", "softmod": "softmod", "care": "care"}[method]
     assert cfg.policy.arch == arch
     if arch == "multihead":
         assert cfg.policy.layers == 0
+    elif arch in ("softmod", "care"):  # not in MOORE's protocol: MOORE's widths (the configs' headers)
+        own = cfg.policy.options[arch]
+        assert (own.module_width, own.embedding_dim) == (128, 128) if arch == "softmod" else own.encoder_width == 128
     else:
         own = cfg.policy.options[arch]
         assert (own.num_experts, own.head) == ({3: 2, 5: 3, 7: 4}[k], "multi")
