@@ -89,8 +89,8 @@ class MultiTaskCallbacks(RLlibCallback):
                             f"{suite.num_tasks} sub-envs in all (num_envs_per_env_runner) or use a curriculum")  # fmt: skip
         if cur:
             cfg = CurriculumConfig(**cur)
-            self.curriculum, self.cur_name = make_curriculum(self.suite.tasks, cfg), str(cfg.name)
-            self._push(algorithm, checked_probs(self.curriculum, self.cur_name, self.suite.num_tasks))
+            self.curriculum, self.cur_name = make_curriculum(suite.tasks, cfg), str(cfg.name)
+            self._push(algorithm, checked_probs(self.curriculum, self.cur_name, suite.num_tasks))
 
     def on_train_result(self, *, algorithm: Any, result: dict, **kwargs: Any) -> None:
         suite = self.suite or suite_of(algorithm.config.env)
