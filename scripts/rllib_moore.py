@@ -3,6 +3,8 @@
   pip install -e ".[rllib]"
   python scripts/rllib_moore.py --iters 20 --out runs/rllib_moore         # about 30k env steps
   python scripts/rllib_moore.py --suite metaworld-mt10 --num-experts 4 --iters 200
+  python scripts/rllib_moore.py --suite toy-mt3 --set policy.hidden=64 --env-runners 1 --envs-per-runner 12 \
+      --steps-per-env 64 --lr 1e-3 --iters 40 --eval-every 1 --eval-episodes 16 --out runs/rllib_toy
 
 RLlib does the sampling (env runners on Ray actors) and the PPO update; mtrl supplies the MOORE
 RLModule, per-task advantage normalisation after GAE, the suite's envs and the per-task metrics
@@ -32,10 +34,16 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="RLlib's and the envs' seed")
     p.add_argument("--out", type=Path, default=Path("runs/rllib_moore"), help="the exported mtrl run directory")
     p.add_argument("--eval-episodes", type=int, default=None, help="episodes per task for mtrl eval (default: the suite's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an mtrl config override for the policy, env or curriculum (e.g. policy.hidden=64); repeatable")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="also export and score the policy with mtrl's evaluation every this many iterations (0: only at the end)")
     args = p.parse_args()
     for name in ("iters", "env_runners", "envs_per_runner", "steps_per_env", "num_experts"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.eval_every < 0:
+        p.error(f"--eval-every must be >= 0, got {args.eval_every}")
     return args
 
 
@@ -44,12 +52,16 @@ def main() -> None:
     import ray
     from tqdm import tqdm
 
+    import torch
+
     from mtrl.errors import MtrlError
+    from mtrl.eval.evaluate import default_episodes, evaluate
     from mtrl.rllib import export_checkpoint, ppo_config
+    from mtrl.run.checkpoint import load_latest, policy_from_checkpoint
 
     try:
         config = ppo_config(args.suite, arch=args.arch, num_experts=args.num_experts, curriculum=args.curriculum,
-                            seed=args.seed)  # fmt: skip
+                            seed=args.seed, overrides=tuple(args.set))  # fmt: skip
     except MtrlError as exc:
         sys.exit(f"rllib_moore: {exc}")
     batch = args.env_runners * args.envs_per_runner * args.steps_per_env
@@ -60,12 +72,22 @@ def main() -> None:
                         gamma=0.99, lambda_=0.95, clip_param=0.2, entropy_coeff=0.01, vf_loss_coeff=0.5, grad_clip=0.5,
                         use_kl_loss=False))  # fmt: skip
     ray.init(address="local", num_cpus=args.env_runners + 1, include_dashboard=False, log_to_driver=False)
-    algo = config.build_algo()
+    try:
+        algo = config.build_algo()
+    except MtrlError as exc:
+        ray.shutdown()
+        sys.exit(f"rllib_moore: {exc}")
     try:
         bar = tqdm(range(args.iters), desc="rllib ppo", unit="iter")
-        for _ in bar:
+        for i in bar:
             result = algo.train()
             bar.set_postfix({task[-12:]: "-" if s["episodes"] == 0 else f"{s['return_mean']:.2f}" for task, s in result["mtrl"].items()})
+            if args.eval_every and (i + 1) % args.eval_every == 0:  # mtrl's own protocol on the export
+                with torch.random.fork_rng():  # building the policy draws from torch's RNG, which RLlib's learner uses too
+                    policy, suite, _ = policy_from_checkpoint(load_latest(export_checkpoint(algo, args.out))[1], torch.device("cpu"))
+                score = evaluate(policy, suite, default_episodes(suite, args.eval_episodes), args.seed).mean_return
+                bar.write(f"iteration {i} ({result['env_runners']['num_env_steps_sampled_lifetime']} env steps): "
+                          f"mtrl evaluation mean return {score:.3f}")
     except KeyboardInterrupt:
         print("\nrllib_moore: interrupted; exporting the policy as it is", file=sys.stderr)
     finally:

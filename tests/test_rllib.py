@@ -45,8 +45,7 @@ mtrl.register_arch("tiny_user_arch", TinyUserArch, overwrite=True)
 
 def spaces(suite_name: str) -> tuple[gym.spaces.Dict, gym.spaces.Space]:
     suite = mtrl.get_suite(suite_name)
-    obs = gym.spaces.Dict({"obs": suite.observation_space, "task_id": gym.spaces.Discrete(suite.num_tasks)})
-    return obs, suite.action_space
+    return suite.task_observation_space, suite.action_space
 
 
 def make_module(suite_name: str, arch: str, inference_only: bool = False, **settings) -> MultiTaskRLModule:
@@ -209,7 +208,8 @@ def test_rllib_ppo_with_moore_learns_toy_then_mtrl_eval_scores_the_export(local_
             if min(t["return_mean"] for t in result["mtrl"].values()) < 6.0:  # RLlib's own per-task metrics
                 continue
             ckpt = export_checkpoint(algo, tmp_path / "export")
-            policy, _, _ = policy_from_checkpoint(load_latest(ckpt)[1], torch.device("cpu"))
+            with torch.random.fork_rng():  # building the policy must not move the RNG stream RLlib's learner uses
+                policy, _, _ = policy_from_checkpoint(load_latest(ckpt)[1], torch.device("cpu"))
             scores.append(evaluate(policy, suite, 16, seed=0).mean_return)
             if scores[-1] >= 7.0:
                 break

@@ -64,6 +64,11 @@ class TaskSuite:
     def num_tasks(self) -> int:
         return len(self.tasks)
 
+    @property
+    def task_observation_space(self) -> gym.spaces.Dict:
+        """The observation space of every env the suite makes: {"obs": ..., "task_id": Discrete(K)}."""
+        return gym.spaces.Dict({"obs": self.observation_space, "task_id": gym.spaces.Discrete(self.num_tasks)})
+
     def check_horizon(self, max_episode_steps: int | None) -> None:
         """Reject an episode limit longer than the env's own (the env would fail past it)."""
         limit = self.default_max_episode_steps
@@ -100,9 +105,7 @@ class TaskIdObservation(gym.ObservationWrapper):
         self._task = task_index
         self._suite = suite
         self._dtype = suite.observation_space.dtype
-        self.observation_space = gym.spaces.Dict(
-            {"obs": suite.observation_space, "task_id": gym.spaces.Discrete(suite.num_tasks)}
-        )
+        self.observation_space = suite.task_observation_space
         self.action_space = suite.action_space
 
     def observation(self, observation: Any) -> dict[str, Any]:

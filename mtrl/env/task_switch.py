@@ -47,9 +47,7 @@ class TaskSwitchingEnv(gym.Env):
 
     def __init__(self, cache: TaskEnvCache, probs: np.ndarray, seed: int) -> None:
         suite = cache.suite
-        self.observation_space = gym.spaces.Dict(
-            {"obs": suite.observation_space, "task_id": gym.spaces.Discrete(suite.num_tasks)}
-        )
+        self.observation_space = suite.task_observation_space
         self.action_space = suite.action_space
         self.cache, self.probs = cache, probs
         self.rng = np.random.default_rng(seed)

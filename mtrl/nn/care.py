@@ -64,11 +64,14 @@ class CARENet(nn.Module):
 
     def attention_weights(self, task_id: torch.Tensor) -> torch.Tensor:
         """[B, k] softmax weights over the encoders; they depend on the task context only."""
-        return torch.softmax(self.attention(self.task_context(task_id)) / self.temperature, dim=-1)
+        return self._attend(self.task_context(task_id))
+
+    def _attend(self, ctx: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.attention(ctx) / self.temperature, dim=-1)
 
     def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
         ctx = self.task_context(task_id)
-        alpha = torch.softmax(self.attention(ctx) / self.temperature, dim=-1)
+        alpha = self._attend(ctx)
         h = self.encoder(obs)
         for layer in self.encoders:  # the k encoders together, ReLU after every layer
             h = torch.relu(layer(h))

@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
@@ -35,12 +34,7 @@ EXPORTED = ("# Exported from RLlib by mtrl.rllib.export_checkpoint. Only `env` a
             "# the training settings are RLlib's (rllib_config.json), not the mtrl defaults below.\n")
 
 
-def _spaces(suite: TaskSuite) -> tuple[gym.spaces.Dict, gym.spaces.Space]:
-    obs = gym.spaces.Dict({"obs": suite.observation_space, "task_id": gym.spaces.Discrete(suite.num_tasks)})
-    return obs, suite.action_space
-
-
-def _source(target: Any, suite_name: str | None) -> tuple[PolicySpec, dict[str, Any], str, int, int]:
+def _source(target: Any, suite_name: str | None) -> tuple[PolicySpec, dict[str, Any], TaskSuite, int, int]:
     """(policy spec, state dict, suite, env steps, iteration) of an RLlib Algorithm or a module."""
     if isinstance(target, MultiTaskRLModule):
         if target.inference_only:
@@ -57,17 +51,18 @@ def _source(target: Any, suite_name: str | None) -> tuple[PolicySpec, dict[str, 
     suite_name = suite_name or (model or {}).get("mtrl", {}).get("suite")
     if not suite_name:
         raise MtrlError("export_checkpoint: which suite? pass suite=... (ppo_config records it in the module's model_config)")
-    spec = module_spec(*_spaces(get_suite(suite_name)), model)
-    return spec, {k: torch.as_tensor(v) for k, v in state.items()}, suite_name, steps, iteration
+    suite = get_suite(suite_name)
+    spec = module_spec(suite.task_observation_space, suite.action_space, model)
+    return spec, {k: torch.as_tensor(v) for k, v in state.items()}, suite, steps, iteration
 
 
 def export_checkpoint(algo_or_module: Any, run_dir: str | Path, suite: str | None = None) -> Path:
     """Write the policy as an mtrl run directory `run_dir`; returns the checkpoint file."""
-    spec, state, suite_name, steps, iteration = _source(algo_or_module, suite)
+    spec, state, task_suite, steps, iteration = _source(algo_or_module, suite)
     policy = ActorCritic(spec)
     load_state(policy, state, "policy")  # the same parameters, or one line saying which differ
     options = [f"policy.{spec.arch}.{k}={json.dumps(v)}" for k, v in spec.options]
-    cfg = mtrl_settings(suite_name, spec.arch, spec.num_experts, spec.head, None,
+    cfg = mtrl_settings(task_suite.name, spec.arch, spec.num_experts, spec.head, None,
                         (f"policy.hidden={spec.hidden}", f"policy.layers={spec.layers}", f"policy.init={spec.init}",
                          f"run_dir={run_dir}", *options))  # fmt: skip
     run = Path(run_dir)
@@ -79,7 +74,7 @@ def export_checkpoint(algo_or_module: Any, run_dir: str | Path, suite: str | Non
         settings = json.dumps(algo_or_module.config.to_dict(), indent=1, sort_keys=True, default=repr)
         (run / "rllib_config.json").write_text(settings, encoding="utf-8")
     payload = {"policy": policy.state_dict(), "optimizer": {}, "env_steps": steps, "iteration": iteration,
-               "spec": dataclasses.asdict(spec), "tasks": list(get_suite(suite_name).tasks),
+               "spec": dataclasses.asdict(spec), "tasks": list(task_suite.tasks),
                "config": json.dumps(to_dict(cfg)), "rng_torch": torch.get_rng_state(),
                "rng_learner": torch.Generator().get_state(), "source": "rllib"}  # fmt: skip
     return save_checkpoint(run, payload, steps, keep=1)

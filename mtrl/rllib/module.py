@@ -9,7 +9,6 @@ dict of tensors. Env runners build it `inference_only` (actor only), as mtrl's r
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import gymnasium as gym
@@ -49,11 +48,10 @@ def module_spec(observation_space: gym.Space, action_space: gym.Space, model_con
     if not isinstance(cfg, dict):
         raise MtrlError("MultiTaskRLModule: model_config has no 'mtrl' settings; build it with mtrl.rllib.mtrl_model_config(...)")
     cfg = mtrl_model_config(**cfg)["mtrl"]
-    spec = spec_for(observation_space["obs"].shape, action_space, int(observation_space["task_id"].n), cfg["arch"],
-                    int(cfg["hidden"]), int(cfg["layers"]), int(cfg["num_experts"]), cfg["head"], "actor_critic",
-                    cfg["init"], tuple(dict(cfg["options"]).items()))  # fmt: skip
     metadata = get_suite(cfg["suite"]).task_metadata if cfg["suite"] else None  # CARE's context, as in mtrl train
-    return spec if metadata is None else dataclasses.replace(spec, task_metadata=metadata)
+    return spec_for(observation_space["obs"].shape, action_space, int(observation_space["task_id"].n), cfg["arch"],
+                    int(cfg["hidden"]), int(cfg["layers"]), int(cfg["num_experts"]), cfg["head"], "actor_critic",
+                    cfg["init"], tuple(dict(cfg["options"]).items()), metadata)  # fmt: skip
 
 
 class MultiTaskRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
@@ -86,7 +84,3 @@ class MultiTaskRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
     def get_non_inference_attributes(self) -> list[str]:
         return ["critic"]
-
-    def policy_spec(self) -> dict[str, Any]:
-        """The PolicySpec as an mtrl checkpoint stores it."""
-        return dataclasses.asdict(self.spec)
