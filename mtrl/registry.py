@@ -110,7 +110,9 @@ class ArchEntry(NamedTuple):
     (obs [B, *obs_shape], task_id [B]) to [B, out_dim]; `options`: a dataclass of its own
     hyperparameters, the config section policy.<name> (None: it has none); `features(net)`: the
     submodule whose output is the last representation shared by all tasks (gradient aggregators
-    act on everything upstream of it; None: the whole network, i.e. every parameter is shared)."""
+    act on everything upstream of it; None: the whole network, i.e. every parameter is shared).
+    When that submodule holds every shared parameter (its inputs do not depend on parameters),
+    the task Jacobian takes one backward pass instead of about K (`mtrl.algos.task_jacobian`)."""
 
     build: Callable[..., Any]
     options: type | None = None

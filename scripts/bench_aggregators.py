@@ -11,7 +11,10 @@ Two shapes:
 - SAC, Meta-World MT10 (K = 10): MOORE with 4 experts of 400-400-400 (configs/metaworld_mt10_moore_sac.yaml),
   one update (critics, actor, temperatures, Polyak) on 128 transitions per task.
 Random batches of the right shapes and dtypes; the median of --reps timings after a warm-up.
-Prints ms per update and the ratio to `none`.
+Prints ms per update and the ratio to `none`; with `--jacobian both` (the default) every
+aggregator runs twice: with the task Jacobian from one grouped backward pass (`grouped`, what
+training uses for MOORE / MoE) and from torchjd's `mtl_backward` (`torchjd`, the fallback for
+architectures with parameters upstream of their shared module).
 """
 
 from __future__ import annotations
@@ -47,13 +50,15 @@ def timed(fn: Callable[[], None], reps: int, device: torch.device) -> float:
     return statistics.median(out)
 
 
-def ppo_update(aggregator: str, device: torch.device) -> Callable[[], None]:
+def ppo_update(aggregator: str, device: torch.device, grouped: bool) -> Callable[[], None]:
     cfg = load_config("configs/moore_paper/minigrid_mt3_moe.yaml", ["policy.arch=moore", f"learner.aggregator={aggregator}",
                                                                     "ppo.epochs=1"])  # fmt: skip
     suite = get_suite(cfg.env.suite)
     torch.manual_seed(0)
     policy = build_policy(policy_spec(cfg, suite)).to(device)
     algo = PPOAlgorithm(policy, cfg, suite, device)
+    for grads in algo._task_grads():
+        grads.grouped = grads.grouped and grouped
     n, k = 6000, suite.num_tasks
     g = torch.Generator().manual_seed(0)
     batch = PPOBatch(torch.randint(0, 11, (n, 7, 7, 3), generator=g, dtype=torch.uint8), torch.arange(n) % k,
@@ -72,13 +77,16 @@ def ppo_update(aggregator: str, device: torch.device) -> Callable[[], None]:
     return run
 
 
-def sac_update(aggregator: str, device: torch.device) -> Callable[[], None]:
+def sac_update(aggregator: str, device: torch.device, grouped: bool) -> Callable[[], None]:
     cfg = load_config("configs/metaworld_mt10_moore_sac.yaml", [f"learner.aggregator={aggregator}", "rollout.workers=0",
                                                                   "rollout.pipeline=false", "sac.replay_size=10"])  # the learner only
     suite = get_suite(cfg.env.suite)
     torch.manual_seed(0)
     policy = build_policy(policy_spec(cfg, suite)).to(device)
     learner = SACAlgorithm(policy, cfg, suite, device).learner
+    for grads in (learner.actor_grads, learner.critic_grads):
+        if grads is not None:
+            grads.grouped = grads.grouped and grouped
     k, per = suite.num_tasks, 128
     b = k * per
     batch = {"task_id": torch.arange(k).repeat_interleave(per), "obs": torch.randn(b, 39), "actions": torch.rand(b, 4) * 2 - 1,
@@ -94,21 +102,27 @@ def main() -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--jacobian", default="both", choices=["both", "grouped", "torchjd"],
+                   help="how the task Jacobian is computed (see above)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     names = args.aggregators or ["none", *AGGREGATORS.names()]
+    paths = ["grouped", "torchjd"] if args.jacobian == "both" else [args.jacobian]
+    rows = [("none", "-") if name == "none" else (name, path) for name in names for path in paths]
+    rows = list(dict.fromkeys(rows))  # `none` once
     makers = {"ppo-mt3": ppo_update, "sac-mt10": sac_update}
-    results = {shape: {name: timed(makers[shape](name, device), args.reps, device) for name in names} for shape in args.shapes}
+    results = {shape: {row: timed(makers[shape](row[0], device, row[1] != "torchjd"), args.reps, device) for row in rows}
+               for shape in args.shapes}  # fmt: skip
     print(f"device {args.device}, {args.threads} thread(s), median of {args.reps}")
-    head = f"| aggregator | " + " | ".join(f"{s} ms | x none" for s in args.shapes) + " |"
-    print(head + "\n|" + " --- |" * (1 + 2 * len(args.shapes)))
-    for name in names:
+    head = "| aggregator | jacobian | " + " | ".join(f"{s} ms | x none" for s in args.shapes) + " |"
+    print(head + "\n|" + " --- |" * (2 + 2 * len(args.shapes)))
+    for row in rows:
         cells = []
         for shape in args.shapes:
-            ms, base = results[shape][name], results[shape].get("none")
+            ms, base = results[shape][row], results[shape].get(("none", "-"))
             cells += [f"{ms:.0f}", f"{ms / base:.2f}" if base else "-"]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"| {row[0]} | {row[1]} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -113,8 +113,8 @@ def test_task_c_loss_changes_only_task_cs_head_and_task_weight_row():
     cfg.ppo.ent_coef, cfg.ppo.vf_coef = 0.0, 0.0
     before = {k: v.clone() for k, v in policy.state_dict().items()}
     opt = torch.optim.SGD(policy.parameters(), lr=0.1)
-    with grads.capture() as features:
-        losses, present, _ = ppo_task_losses(policy, mb, cfg.ppo, 3)
+    (losses, present, _), features = grads.evaluate(lambda: ppo_task_losses(policy, mb, cfg.ppo, 3), mb.task_id)
+    assert grads.grouped  # MOORE's experts take the observation: one grouped backward pass
     grads.step(opt, losses, present, features, list(policy.parameters()), None)
     after = policy.state_dict()
     mix = "actor.mixture.task_weights.weight"  # [k, K]: column c is task c's weight row
@@ -126,6 +126,109 @@ def test_task_c_loss_changes_only_task_cs_head_and_task_weight_row():
     b_before, b_after = before["actor.head.layers.0.bias"], after["actor.head.layers.0.bias"]
     assert torch.equal(b_after[[0, 2]], b_before[[0, 2]]) and not torch.equal(b_after[1], b_before[1])
     assert any(not torch.equal(after[k], before[k]) for k in after if k.startswith("actor.mixture.experts"))
+
+
+def ppo_case(arch: str, image: bool):
+    """A policy of `arch` on flat (toy) or MiniGrid-image observations, a minibatch with uneven task counts."""
+    from mtrl.algos.ppo import PPOBatch
+    from mtrl.nn.network import PolicySpec
+    from mtrl.nn.policy import build_policy
+
+    obs_shape, actions = ((7, 7, 3), 7) if image else ((6,), 4)
+    options = (("num_experts", 2),) if arch in ("moe", "moore") else ()
+    spec = PolicySpec(obs_shape, 3, actions, True, arch=arch, hidden=32, num_experts=2, options=options)
+    torch.manual_seed(0)
+    policy = build_policy(spec)
+    g = torch.Generator().manual_seed(1)
+    n = 40
+    task = torch.cat([torch.zeros(20, dtype=torch.long), torch.ones(12, dtype=torch.long), torch.full((8,), 2)])
+    task = task[torch.randperm(n, generator=g)]
+    obs = torch.randint(0, 11, (n, *obs_shape), generator=g, dtype=torch.uint8) if image else torch.rand(n, *obs_shape, generator=g)
+    mb = PPOBatch(obs, task, torch.randint(0, actions, (n,), generator=g), torch.full((n,), -math.log(actions)),
+                  torch.randn(n, generator=g), torch.randn(n, generator=g), torch.zeros(n))  # fmt: skip
+    return policy, mb
+
+
+# the architectures whose shared parameters all sit inside their `features` module on these inputs
+GROUPED = {("moe", False), ("moore", False), ("moe", True), ("moore", True), ("mlp", False), ("mlp", True),
+           ("softmod", False), ("paco", False), ("multihead", False)}  # fmt: skip
+
+
+@pytest.mark.parametrize("image", [False, True], ids=["flat", "minigrid"])
+@pytest.mark.parametrize("arch", ["mlp", "multihead", "moe", "moore", "softmod", "care", "paco"])
+def test_the_grouped_jacobian_equals_torchjds_per_task_differentiation(arch, image):
+    """One backward pass through the shared module run grouped by task gives the same task
+    gradients (diagnostics), the same aggregated step and the same task-specific gradients as
+    torchjd's mtl_backward; architectures with parameters upstream of their features fall back."""
+    from mtrl.algos.ppo import ppo_task_losses
+
+    cfg = load_config(TOY, ["learner.aggregator=upgrad"])
+    out = {}
+    for grouped in (True, False):
+        policy, mb = ppo_case(arch, image)
+        grads = TaskGradients(policy, cfg.learner, ("a", "b", "c"), NonFiniteGuard())
+        grads.grouped, grads.diagnose = grouped, True
+        (losses, present, _), features = grads.evaluate(lambda: ppo_task_losses(policy, mb, cfg.ppo, 3), mb.task_id)
+        used_grouped = grads.grouped
+        grads.step(torch.optim.SGD(policy.parameters(), lr=0.0), losses, present, features, list(policy.parameters()), None)
+        out[grouped] = used_grouped, grads.report(), {k: p.grad for k, p in policy.named_parameters()}
+    (used, diag, grad), (_, diag_ref, grad_ref) = out[True], out[False]
+    assert used == ((arch, image) in GROUPED)
+    assert diag.keys() == diag_ref.keys() and diag == pytest.approx(diag_ref, rel=1e-4, abs=1e-6)
+    assert grad.keys() == grad_ref.keys()
+    for k in grad:
+        assert (grad[k] is None) == (grad_ref[k] is None), k
+        if grad[k] is not None:
+            torch.testing.assert_close(grad[k], grad_ref[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_the_grouped_jacobian_of_a_task_without_samples_falls_back_to_the_plain_mean_gradient():
+    from mtrl.algos.ppo import ppo_task_losses
+
+    cfg = load_config(TOY, ["learner.aggregator=pcgrad"])
+    out = []
+    for grouped in (True, False):
+        policy, mb = ppo_case("moore", image=False)
+        mb = mb.index(torch.nonzero(mb.task_id != 2).flatten())  # task 2 has no samples
+        grads = TaskGradients(policy, cfg.learner, ("a", "b", "c"), NonFiniteGuard())
+        grads.grouped = grouped
+        (losses, present, _), features = grads.evaluate(lambda: ppo_task_losses(policy, mb, cfg.ppo, 3), mb.task_id)
+        grads.step(torch.optim.SGD(policy.parameters(), lr=0.0), losses, present, features, list(policy.parameters()), None)
+        assert grads.take_fallbacks() == 1
+        out.append({k: p.grad for k, p in policy.named_parameters()})
+    for k in out[0]:
+        torch.testing.assert_close(out[0][k], out[1][k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_the_grouped_sac_update_equals_torchjds():
+    """MOORE SAC at Meta-World-like shapes: critics and actor, one update each way from the same start."""
+    from mtrl.algos.sac import SACAlgorithm
+    from mtrl.env.suite import get_suite
+    from mtrl.nn.policy import build_policy
+    from mtrl.run.trainer import policy_spec
+
+    cfg = load_config(ROOT / "configs/toy_point_sac.yaml", ["policy.arch=moore", "policy.moore.num_experts=2", "learner.aggregator=upgrad",
+                                                       "rollout.workers=0"])  # fmt: skip
+    suite = get_suite(cfg.env.suite)
+    states = []
+    for grouped in (True, False):
+        torch.manual_seed(0)
+        policy = build_policy(policy_spec(cfg, suite))
+        learner = SACAlgorithm(policy, cfg, suite, torch.device("cpu")).learner
+        for g in (learner.actor_grads, learner.critic_grads):
+            g.grouped = grouped
+        k, per = suite.num_tasks, 16
+        d, a = suite.observation_space.shape[0], suite.action_space.shape[0]
+        gen = torch.Generator().manual_seed(0)
+        batch = {"task_id": torch.arange(k).repeat_interleave(per), "obs": torch.randn(k * per, d, generator=gen),
+                 "actions": torch.rand(k * per, a, generator=gen) * 2 - 1, "rewards": torch.randn(k * per, generator=gen),
+                 "next_obs": torch.randn(k * per, d, generator=gen), "terminated": torch.zeros(k * per, dtype=torch.bool)}  # fmt: skip
+        torch.manual_seed(1)
+        learner.update(batch)
+        assert learner.actor_grads.grouped == grouped and learner.critic_grads.grouped == grouped
+        states.append(policy.state_dict())
+    for key in states[0]:
+        torch.testing.assert_close(states[0][key], states[1][key], rtol=1e-4, atol=1e-5, msg=key)
 
 
 @pytest.mark.parametrize("name", sorted(AGGREGATORS.names()))

@@ -71,12 +71,10 @@ class PPOLearner:
     def _step(self, mb: Any, loss_fn: LossFn, task_loss_fn: TaskLossFn | None) -> tuple[float | None, dict[str, float]]:
         grads = self.grads if task_loss_fn is not None else None
         if grads is not None and grads.active:
-            with grads.capture() as features:
-                losses, present, stats = task_loss_fn(mb)  # type: ignore[misc]
+            (losses, present, stats), features = grads.evaluate(lambda: task_loss_fn(mb), mb.task_id)  # type: ignore[misc]
             return grads.step(self.optimizer, losses, present, features, self.params, self.cfg.max_grad_norm), stats
         if grads is not None and grads.diagnose:  # aggregator none: measure this minibatch's task gradients first
-            with grads.capture() as features:
-                losses, present, _ = task_loss_fn(mb)  # type: ignore[misc]
+            (losses, present, _), features = grads.evaluate(lambda: task_loss_fn(mb), mb.task_id)  # type: ignore[misc]
             grads.measure(losses, present, features, self.params)
         loss, stats = loss_fn(mb)
         return self.guard.step(self.optimizer, loss, self.params, self.cfg.max_grad_norm), stats

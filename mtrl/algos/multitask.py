@@ -1,28 +1,33 @@
 """Per-task gradients on the shared parameters (`learner.aggregator`, `train.log_grad_every`).
 
-An algorithm's per-task losses L_1..L_K (each the mean over that task's samples) are
-differentiated with torchjd's `mtl_backward` (Quinton and Rey 2024): the Jacobian [K, n] of the
-losses with respect to the parameters upstream of the architecture's shared representation (its
-registered `features` module; `mtrl.nn.archs`), and the ordinary gradient for the task-specific
-parameters after it (heads, MOORE's task-weight rows, per-task log-std). The aggregator turns the
-Jacobian into one direction. A step where a task has no samples, or the aggregator fails or gives
-a non-finite direction, falls back to the mean of the task gradients and is counted
-(faults/aggregator_fallbacks); `NonFiniteGuard` still guards the step.
+An algorithm's per-task losses L_1..L_K (each the mean over that task's samples) give the Jacobian
+[K, n] of the losses with respect to the parameters upstream of the architecture's shared
+representation (its registered `features` module; `mtrl.nn.archs`), and the ordinary gradient
+for the task-specific parameters after it (heads, MOORE's task-weight rows, per-task log-std).
+Where all shared parameters are inside that module (MOORE / MoE experts, ...) the Jacobian comes
+from one backward pass with the module run grouped by task (`mtrl.algos.task_jacobian`);
+otherwise from torchjd's `mtl_backward` (Quinton and Rey 2024), about K backward passes. The
+aggregator turns the Jacobian into one direction. A step where a task has no samples, or the
+aggregator fails or gives a non-finite direction, falls back to the mean of the task gradients
+and is counted (faults/aggregator_fallbacks); `NonFiniteGuard` still guards the step.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from mtrl.algos.base import NonFiniteGuard
 from mtrl.algos.gradnorm import GradNorm
+from mtrl.algos.task_jacobian import TaskGroupedPass, Ungroupable
 from mtrl.errors import ConfigError, MtrlError
 from mtrl.registry import AGGREGATORS, call_plugin
+
+T = TypeVar("T")
 
 
 def feature_modules(policy: nn.Module) -> list[nn.Module]:
@@ -64,6 +69,10 @@ class TaskGradients:
         self.gradnorm = None if alpha is None else GradNorm(len(tasks), alpha, learner_cfg.gradnorm_lr)
         # GradNorm's W: the last weight of the first shared representation (e.g. the actor trunk's last layer)
         self.last_shared = [p for p in self.modules[0].parameters() if p.dim() >= 2][-1] if self.modules else None
+        # the Jacobian from one backward pass of the shared modules run grouped by task (`TaskGroupedPass`)
+        # while the architecture allows it; GradNorm differentiates the unweighted losses itself
+        self.grouped = self.aggregator is not None and self.gradnorm is None
+        self._pass: TaskGroupedPass | None = None
         self.fallbacks = 0  # steps that fell back to the mean (faults/aggregator_fallbacks)
         self.diagnose = False  # measure the next step's task gradients (train.log_grad_every)
         self.diagnostics: dict[str, float] = {}
@@ -99,8 +108,21 @@ class TaskGradients:
         if self.gradnorm is not None and state:
             self.gradnorm.load_state_dict(state)
 
+    def evaluate(self, task_losses: Callable[[], T], task_id: torch.Tensor) -> tuple[T, list[torch.Tensor]]:
+        """`task_losses()` (the per-task losses of a minibatch with task ids `task_id`) computed for
+        the next `step`, and the shared representations it went through (none when grouped)."""
+        if self.grouped:
+            self._pass = TaskGroupedPass(self.modules, task_id, len(self.tasks))
+            try:
+                with self._pass.installed():
+                    return task_losses(), []
+            except Ungroupable:  # a shared module depends on parameters upstream: torchjd's path from now on
+                self.grouped, self._pass = False, None
+        with self._capture() as features:
+            return task_losses(), features
+
     @contextlib.contextmanager
-    def capture(self) -> Iterator[list[torch.Tensor]]:
+    def _capture(self) -> Iterator[list[torch.Tensor]]:
         """Collect the shared representations computed inside the block (forward hooks), those
         that gradients flow through (not, e.g., SAC's target values computed without them)."""
         out: list[torch.Tensor] = []
@@ -136,6 +158,7 @@ class TaskGradients:
         """One optimiser step on the per-task losses [K] (`present`: tasks with samples); returns
         the gradient norm, or None when the step was skipped (non-finite)."""
         optimizer.zero_grad(set_to_none=True)
+        grouped, self._pass = self._pass, None
         if not bool(torch.isfinite(losses[present]).all()):
             self.guard.skip()
             return None
@@ -153,9 +176,15 @@ class TaskGradients:
             losses[present].sum().div(len(self.tasks)).backward()
         elif not bool(present.all()):  # a task without samples has no gradient to aggregate
             self.fallbacks += 1
-            losses[present].mean().backward()
+            if grouped is not None:
+                grouped.backward(losses[present].mean(), params, rows=False)
+            else:
+                losses[present].mean().backward()
         else:
-            shared = self._jacobian(losses, features, params)
+            if grouped is not None:
+                shared = grouped.backward(losses.sum(), params, rows=True)
+            else:
+                shared = self._jacobian(losses, features, params)
             weights = None
             try:
                 from torchjd.autojac import jac_to_grad

@@ -9,7 +9,6 @@ the temperatures are task-specific already (each sample moves only its own task'
 
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import torch
@@ -108,8 +107,8 @@ class SACLearner:
         args = (self.critic, self.target, self.actor, alpha, batch, self.gamma)
         extreme = None  # with a loss guard: the tasks masked out of this step (PaCo, Sun et al. 2022 sec. 4.3)
         if self.critic_grads is not None and self.critic_grads.active:
-            with self.critic_grads.capture() as features:
-                losses, present = critic_task_losses(*args, self.num_tasks)
+            (losses, present), features = self.critic_grads.evaluate(lambda: critic_task_losses(*args, self.num_tasks),
+                                                                     batch["task_id"])  # fmt: skip
             extreme = self._extreme(losses)
             self.critic_grads.step(self.critic_opt, losses, present & ~extreme, features, list(self.critic.parameters()), None)
             q_loss = losses[present].mean()
@@ -125,8 +124,9 @@ class SACLearner:
         grads = self.actor_grads
         masked = extreme is not None and bool(extreme.any())
         if (grads is not None and (grads.active or grads.diagnose)) or masked:
-            with grads.capture() if grads is not None else contextlib.nullcontext([]) as features:
-                losses, present, logp = actor_task_losses(self.actor, self.critic, alpha, batch, self.num_tasks)
+            actor_losses = lambda: actor_task_losses(self.actor, self.critic, alpha, batch, self.num_tasks)  # noqa: E731
+            (losses, present, logp), features = (grads.evaluate(actor_losses, batch["task_id"]) if grads is not None
+                                                 else (actor_losses(), []))  # fmt: skip
             if masked:
                 present = present & ~extreme
         if grads is not None and grads.active:

@@ -1,0 +1,110 @@
+"""The Jacobian [K, n] of the per-task losses on the shared parameters in one backward pass.
+
+Each per-task loss L_k is a mean over task k's samples only, so dL_k/dtheta is exactly the
+gradient that flows through task k's rows of the shared module. Run that module on the minibatch
+regrouped as [K, m, ...] (task k's rows in slice k, zero-padded to the largest task's m rows) with
+a per-task view theta_k of the same parameters (`torch.func.vmap` over `functional_call`: a matmul
+or conv with a batched weight is one batched or grouped op), and the gradient of sum_k L_k with
+respect to theta_k is row k of the Jacobian. That is one backward pass of about the ordinary
+cost, where differentiating the K losses separately (torchjd's `mtl_backward`, a vmapped backward
+with K rows) costs about K of them (docs/BENCHMARKS.md, "Gradient aggregators: cost per update").
+
+It applies when every shared parameter is inside the architecture's `features` module, i.e. the
+module's inputs do not depend on parameters (MOORE / MoE experts, PaCo's first layer, softmod on
+flat observations); otherwise `Ungroupable` is raised during the forward and the caller uses
+torchjd's `mtl_backward` instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+
+class Ungroupable(Exception):
+    """A shared module was called on inputs that depend on parameters, or on another batch."""
+
+
+class _ClassForward(nn.Module):
+    """Calls the wrapped module's class `forward`, past the instance attribute set by `installed`."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args: torch.Tensor) -> Any:
+        return type(self.module).forward(self.module, *args)
+
+
+class TaskGroupedPass:
+    """The shared modules' forwards on a minibatch with task ids `task_id`, regrouped by task."""
+
+    def __init__(self, modules: list[nn.Module], task_id: torch.Tensor, num_tasks: int) -> None:
+        self.modules, self.k, self.n = modules, num_tasks, task_id.shape[0]
+        counts = torch.bincount(task_id, minlength=num_tasks)
+        self.m = max(int(counts.max()), 1)
+        order = torch.argsort(task_id, stable=True)
+        sorted_task = task_id[order]
+        start = torch.cumsum(counts, 0) - counts
+        self.slot = torch.empty_like(order)  # row i of the batch -> its place in the [K * m] grouped batch
+        self.slot[order] = sorted_task * self.m + torch.arange(self.n, device=task_id.device) - start[sorted_task]
+        self.plain = {m: _ClassForward(m) for m in modules}
+        self.views: dict[nn.Module, dict[str, torch.Tensor]] = {}  # module -> its per-task parameter views [K, *shape]
+
+    def _group(self, x: torch.Tensor) -> torch.Tensor:
+        grouped = x.new_zeros((self.k * self.m, *x.shape[1:]))
+        grouped[self.slot] = x
+        return grouped.view(self.k, self.m, *x.shape[1:])
+
+    def _forward(self, module: nn.Module, *args: Any) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            return self.plain[module](*args)
+        if any(not isinstance(a, torch.Tensor) or a.requires_grad or a.shape[:1] != (self.n,) for a in args):
+            raise Ungroupable(type(module).__name__)
+        views = self.views.get(module)
+        if views is None:  # one view per parameter, shared by every call of the module in this step
+            views = {f"module.{name}": p.detach().unsqueeze(0).expand(self.k, *p.shape).requires_grad_()
+                     for name, p in module.named_parameters() if p.requires_grad}  # fmt: skip
+            self.views[module] = views
+        out = vmap(lambda v, *a: functional_call(self.plain[module], v, a))(views, *map(self._group, args))
+        if not isinstance(out, torch.Tensor):
+            raise Ungroupable(type(module).__name__)
+        return out.reshape(self.k * self.m, *out.shape[2:])[self.slot]
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Inside the block the shared modules run grouped (an instance `forward`, removed after)."""
+        for m in self.modules:
+            m.forward = functools.partial(self._forward, m)  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            for m in self.modules:
+                del m.forward
+
+    def backward(self, loss: torch.Tensor, params: list[nn.Parameter], rows: bool) -> list[nn.Parameter]:
+        """Differentiates `loss`: the task-specific `params` get .grad; the shared ones get .jac
+        [K, *shape] (`rows`) or their ordinary gradient, the sum of the rows, as .grad. Returns
+        the shared parameters that got one."""
+        names = {id(p): (m, f"module.{n}") for m in self.views for n, p in m.named_parameters()}
+        shared = [p for p in params if id(p) in names and names[id(p)][1] in self.views[names[id(p)][0]]]
+        rest = [p for p in params if id(p) not in names and p.requires_grad]
+        views = [self.views[names[id(p)][0]][names[id(p)][1]] for p in shared]
+        grads = torch.autograd.grad(loss, views + rest, allow_unused=True)
+        for p, g in zip(rest, grads[len(views):]):
+            p.grad = g
+        out = []
+        for p, g in zip(shared, grads[:len(views)]):
+            if g is not None:
+                if rows:
+                    p.jac = g  # type: ignore[attr-defined]
+                else:
+                    p.grad = g.sum(0)
+                out.append(p)
+        return out
