@@ -11,7 +11,11 @@ For each method (runs given as NAME=GLOB), over its seeds:
 - with `--reach VALUE`, how fast each run learns each task: the first update at which its
   evaluation return reaches VALUE;
 - with `--timing`, where a run's time goes: the mean seconds per update of collection (rollouts
-  with the actor), values + GAE, the optimiser steps and one evaluation (TensorBoard `perf/`).
+  with the actor), values + GAE, the optimiser steps and one evaluation (TensorBoard `perf/`);
+- with `--gradients`, what the gradient diagnostics (train.log_grad_every, TensorBoard `grad/`)
+  say: the fraction of conflicting task pairs, the mean and lowest pairwise cosine of the task
+  gradients on the shared parameters, over all logged updates and the last `--last`, each task's
+  share of the summed gradient norms, and the aggregator's mean task weights where it has them.
 Prints markdown. The update index is the CSV's `iteration` column (a reference CSV's `update`).
 
   python scripts/curve_report.py 'moore=runs/moore_mt3/moore/s*' 'moe=runs/moore_mt3/moe/s*' \\
@@ -76,6 +80,7 @@ def main() -> None:
     p.add_argument("--every", type=int, default=10, help="check the bands at every this many updates (default 10)")
     p.add_argument("--last", type=int, default=10, help="final score: mean over the last this many updates (default 10)")
     p.add_argument("--timing", action="store_true", help="also the seconds per update in each phase (TensorBoard perf/)")
+    p.add_argument("--gradients", action="store_true", help="also the gradient-conflict diagnostics (TensorBoard grad/)")
     p.add_argument("--reach", type=float, default=None, metavar="VALUE",
                    help="also the first update at which each run's evaluation return on each task reaches VALUE")
     args = p.parse_args()
@@ -95,6 +100,8 @@ def main() -> None:
         reach(methods, refs, tasks, args.reach)
     if args.timing:
         timing(args.runs)
+    if args.gradients:
+        gradients(args.runs, args.last)
 
 
 def bands(methods: dict[str, list[dict[str, np.ndarray]]], refs: dict[str, dict[str, np.ndarray]], checks: list[int],
@@ -173,6 +180,41 @@ def timing(targets: list[str]) -> None:
     for name, values in rows.items():
         v = np.mean(values, axis=0)
         print(f"| {name} | {len(values)} | " + " | ".join(f"{x:.2f}" for x in v) + f" | {v.sum():.2f} |")
+
+
+def gradients(targets: list[str], last: int) -> None:
+    """The gradient diagnostics of each method's runs that logged them: means over updates, then runs."""
+    from mtrl.eval.plot import read_run
+
+    rows: dict[str, list[dict[str, float]]] = {}
+    tasks: dict[str, list[str]] = {}
+    for name, path in expand_targets(targets):
+        if not (Path(path) / "tb").is_dir():
+            continue
+        series = read_run(Path(path), name or "").series
+        if "grad/conflicting_fraction" not in series:
+            continue
+        method = name or Path(path).parent.name
+        cos = np.stack([v for k, (_, v) in sorted(series.items()) if k.startswith("grad/cosine/")])  # [pairs, updates]
+        names = sorted(k.removeprefix("grad/norm/") for k in series if k.startswith("grad/norm/"))
+        norms = np.stack([series[f"grad/norm/{t}"][1] for t in names])  # [K, updates]
+        frac = series["grad/conflicting_fraction"][1]
+        row = {"updates": float(frac.size), "conflicting": float(frac.mean()), "conflicting_last": float(frac[-last:].mean()),
+               "cosine": float(cos.mean()), "cosine_last": float(cos[:, -last:].mean()), "lowest": float(cos.min(0).mean())}  # fmt: skip
+        row.update({f"share/{t}": float(x) for t, x in zip(names, (norms / norms.sum(0)).mean(1))})
+        row.update({f"weight/{t}": float(series[f"grad/weight/{t}"][1].mean()) for t in names if f"grad/weight/{t}" in series})
+        rows.setdefault(method, []).append(row)
+        tasks[method] = names
+    print("\nGradient diagnostics on the shared parameters (means over the logged updates, then over runs; "
+          f"'last': the last {last} logged updates; share: a task's fraction of the summed task-gradient norms):\n")  # fmt: skip
+    print("| method | runs | conflicting pairs | last | mean cosine | last | lowest pair cosine | norm share per task | aggregator weight per task |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for method, runs in rows.items():
+        mean = {k: float(np.mean([r[k] for r in runs if k in r])) for k in runs[0]}
+        share = ", ".join(f"{t} {mean[f'share/{t}']:.2f}" for t in tasks[method])
+        weight = ", ".join(f"{t} {mean[f'weight/{t}']:.2f}" for t in tasks[method] if f"weight/{t}" in mean) or "-"
+        print(f"| {method} | {len(runs)} | {mean['conflicting']:.2f} | {mean['conflicting_last']:.2f} | {mean['cosine']:+.3f} | "
+              f"{mean['cosine_last']:+.3f} | {mean['lowest']:+.3f} | {share} | {weight} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -61,3 +61,27 @@ def test_curve_report_final_scores_band_and_reach(tmp_path):
     # at update 5 the band of [0.5, 1/3] contains 0.5; LavaGapS7 reaches 0.6 at update 6 in s0, never in s1
     assert "| 5 | 0.417 [0.333, 0.500] | 0.500 | yes |" in out
     assert "| m | 6, never | never, never | never, never |" in out and "| off | - | - | - |" in out
+
+
+def test_curve_report_gradients_summarises_the_logged_diagnostics(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    a, b = "MiniGrid-LavaGapS7-v0", "MiniGrid-MemoryS11-v0"
+    for seed, cosines in ((0, [0.5, -0.5, -0.1, 0.3]), (1, [-0.2, -0.2, -0.2, -0.2])):
+        run = tmp_path / "agg" / f"s{seed}"
+        write_run(run, [0.0] * 11)
+        with SummaryWriter(str(run / "tb")) as tb:
+            for step, c in enumerate(cosines, 1):
+                tb.add_scalar(f"grad/cosine/{a}/{b}", c, step)
+                tb.add_scalar("grad/conflicting_fraction", float(c < 0), step)
+                tb.add_scalar(f"grad/norm/{a}", 3.0, step)
+                tb.add_scalar(f"grad/norm/{b}", 1.0, step)
+                tb.add_scalar(f"grad/weight/{a}", 0.25, step)
+                tb.add_scalar(f"grad/weight/{b}", 0.75, step)
+    write_run(tmp_path / "plain" / "s0", [0.0] * 11)  # no diagnostics: left out of the table
+    res = script("curve_report.py", f"agg={tmp_path}/agg/s*", f"plain={tmp_path}/plain/s*", "--gradients", "--last", "2")
+    assert res.returncode == 0, res.stderr
+    # conflicting: s0 2/4, s1 1 -> 0.75; last 2: s0 1/2, s1 1 -> 0.75; cosine: s0 0.05, s1 -0.2 -> -0.075;
+    # last 2: s0 0.1, s1 -0.2 -> -0.05; one pair, so the lowest is the mean
+    assert (f"| agg | 2 | 0.75 | 0.75 | -0.075 | -0.050 | -0.075 | {a} 0.75, {b} 0.25 | {a} 0.25, {b} 0.75 |") in res.stdout
+    assert "| plain |" not in res.stdout.split("Gradient diagnostics")[1]
