@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from mtrl.nn.layers import TaskGroups
+
 
 class Ungroupable(Exception):
     """A shared module was called on inputs that depend on parameters, or on another batch."""
@@ -47,20 +49,9 @@ class TaskGroupedPass:
 
     def __init__(self, modules: list[nn.Module], task_id: torch.Tensor, num_tasks: int) -> None:
         self.modules, self.k, self.n = modules, num_tasks, task_id.shape[0]
-        counts = torch.bincount(task_id, minlength=num_tasks)
-        self.m = max(int(counts.max()), 1)
-        order = torch.argsort(task_id, stable=True)
-        sorted_task = task_id[order]
-        start = torch.cumsum(counts, 0) - counts
-        self.slot = torch.empty_like(order)  # row i of the batch -> its place in the [K * m] grouped batch
-        self.slot[order] = sorted_task * self.m + torch.arange(self.n, device=task_id.device) - start[sorted_task]
+        self.groups = TaskGroups(task_id, num_tasks)
         self.plain = {m: _ClassForward(m) for m in modules}
         self.views: dict[nn.Module, dict[str, torch.Tensor]] = {}  # module -> its per-task parameter views [K, *shape]
-
-    def _group(self, x: torch.Tensor) -> torch.Tensor:
-        grouped = x.new_zeros((self.k * self.m, *x.shape[1:]))
-        grouped[self.slot] = x
-        return grouped.view(self.k, self.m, *x.shape[1:])
 
     def _forward(self, module: nn.Module, *args: Any) -> torch.Tensor:
         if not torch.is_grad_enabled():
@@ -72,10 +63,10 @@ class TaskGroupedPass:
             views = {f"module.{name}": p.detach().unsqueeze(0).expand(self.k, *p.shape).requires_grad_()
                      for name, p in module.named_parameters() if p.requires_grad}  # fmt: skip
             self.views[module] = views
-        out = vmap(lambda v, *a: functional_call(self.plain[module], v, a))(views, *map(self._group, args))
+        out = vmap(lambda v, *a: functional_call(self.plain[module], v, a))(views, *map(self.groups.group, args))
         if not isinstance(out, torch.Tensor):
             raise Ungroupable(type(module).__name__)
-        return out.reshape(self.k * self.m, *out.shape[2:])[self.slot]
+        return self.groups.ungroup(out)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:

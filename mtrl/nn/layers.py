@@ -93,6 +93,29 @@ class ParallelLinear(nn.Module):
         return torch.einsum("bni,nio->bno", x, self.weight) + self.bias
 
 
+class TaskGroups:
+    """A batch's rows regrouped by task: [B, ...] <-> [K, m, ...], task k's rows in slice k in
+    their batch order, zero-padded to the largest task's m rows. Lets per-task weights act as one
+    batched matmul over K (no loop over tasks, no per-row weight copies)."""
+
+    def __init__(self, task_id: torch.Tensor, num_tasks: int) -> None:
+        n = task_id.shape[0]
+        counts = torch.bincount(task_id, minlength=num_tasks)
+        self.k, self.m = num_tasks, max(int(counts.max()), 1) if n else 1  # one host sync on a GPU
+        order = torch.argsort(task_id, stable=True)
+        first = torch.cumsum(counts, 0) - counts  # where each task's rows start in `order`
+        self.slot = torch.empty_like(order)  # row i -> its place in the flattened [K * m]
+        self.slot[order] = task_id[order] * self.m + torch.arange(n, device=task_id.device) - first[task_id[order]]
+
+    def group(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.new_zeros((self.k * self.m, *x.shape[1:]))
+        out[self.slot] = x
+        return out.view(self.k, self.m, *x.shape[1:])
+
+    def ungroup(self, y: torch.Tensor) -> torch.Tensor:
+        return y.reshape(self.k * self.m, *y.shape[2:])[self.slot]
+
+
 class TaskHeads(nn.Module):
     """One linear head per task, all K stored side by side as one [in, K * out] matrix.
 

@@ -3,9 +3,12 @@
 
 Every layer of the network after the encoder is compositional: a shared parameter set Phi of K_p
 copies of the layer's weights and bias, and per task a compositional vector w_tau in R^{K_p}, so
-that task tau's layer is theta_tau = Phi w_tau (paper eq. 2). Since a layer is linear in its
-parameters, x (Phi w_tau) = sum_k w_tau[k] (x Phi_k): each layer is one einsum over the K_p sets
-and one weighted sum with the rows' own w, for a batch of mixed tasks without a loop over tasks.
+that task tau's layer is theta_tau = Phi w_tau (paper eq. 2). The first layer is computed as
+x (Phi w_tau) = sum_k w_tau[k] (x Phi_k) (a layer is linear in its parameters): one einsum over
+the K_p sets, whose output is what the gradient aggregators see as shared (`features`). The wider
+layers after it form theta_tau for each of the K tasks once (K x K_p x in x out, small next to the
+batch) and apply them to the batch regrouped by task as one batched matmul (`TaskGroups`), about
+the cost of one plain layer instead of K_p; no loop over tasks either way.
 As the authors' code (TToTMooN/paco-mtrl, alf `CompositionalFC`): w comes from a bias-free linear
 map of the task one-hot initialised N(0, 1), and the K_p sets start as identical copies.
 
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from mtrl.nn.layers import ParallelLinear, gains, make_encoder
+from mtrl.nn.layers import ParallelLinear, TaskGroups, gains, make_encoder
 from mtrl.nn.network import PolicySpec
 
 
@@ -66,13 +69,17 @@ class PacoNet(nn.Module):
         return self.task_weights.weight.t()
 
     def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
-        w = self.compositional_vectors()[task_id]
-        h = self.encoder(obs)
-        for i, layer in enumerate(self.layers):
-            h = torch.einsum("bko,bk->bo", layer(h), w)  # x (Phi w) = sum_k w[k] (x Phi_k), Phi linear
-            if i < len(self.layers) - 1:
-                h = torch.relu(h)
-        return h
+        w = self.compositional_vectors()  # [K, K_p]
+        first, *rest = self.layers
+        h = torch.einsum("bko,bk->bo", first(self.encoder(obs)), w[task_id])  # x (Phi w) = sum_k w[k] (x Phi_k)
+        if not rest:
+            return h
+        groups = TaskGroups(task_id, self.num_tasks)
+        h = groups.group(h)  # [K, m, hidden]
+        for layer in rest:
+            weight = torch.einsum("pio,kp->kio", layer.weight, w)  # theta_tau = Phi w_tau for every task
+            h = torch.baddbmm((w @ layer.bias).unsqueeze(1), torch.relu(h), weight)
+        return groups.ungroup(h)
 
     def extreme_tasks(self, task_losses: torch.Tensor) -> torch.Tensor:
         """[K] bool: the tasks whose loss exceeds the threshold (or is not finite), to mask out."""
