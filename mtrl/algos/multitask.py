@@ -71,7 +71,7 @@ class TaskGradients:
         self.last_shared = [p for p in self.modules[0].parameters() if p.dim() >= 2][-1] if self.modules else None
         # the Jacobian from one backward pass of the shared modules run grouped by task (`TaskGroupedPass`)
         # while the architecture allows it; GradNorm differentiates the unweighted losses itself
-        self.grouped = self.aggregator is not None and self.gradnorm is None
+        self.grouped = self.gradnorm is None
         self._pass: TaskGroupedPass | None = None
         self.fallbacks = 0  # steps that fell back to the mean (faults/aggregator_fallbacks)
         self.diagnose = False  # measure the next step's task gradients (train.log_grad_every)
@@ -176,13 +176,10 @@ class TaskGradients:
             losses[present].sum().div(len(self.tasks)).backward()
         elif not bool(present.all()):  # a task without samples has no gradient to aggregate
             self.fallbacks += 1
-            if grouped is not None:
-                grouped.backward(losses[present].mean(), params, rows=False)
-            else:
-                losses[present].mean().backward()
+            losses[present].mean().backward()  # grouped or not: the parameters' ordinary gradients
         else:
             if grouped is not None:
-                shared = grouped.backward(losses.sum(), params, rows=True)
+                shared = grouped.jacobian(losses.sum(), params)
             else:
                 shared = self._jacobian(losses, features, params)
             weights = None
@@ -211,8 +208,12 @@ class TaskGradients:
     def measure(self, losses: torch.Tensor, present: torch.Tensor, features: list[torch.Tensor],
                 params: list[nn.Parameter]) -> None:  # fmt: skip
         """Diagnostics only (aggregator none): the task gradients of these losses, then no trace left."""
+        grouped, self._pass = self._pass, None
         if bool(present.all()) and bool(torch.isfinite(losses).all()):
-            self._measure(self._jacobian(losses, features, params, specific=False), None)  # shared only
+            if grouped is not None:
+                self._measure(grouped.jacobian(losses.sum(), params), None)
+            else:
+                self._measure(self._jacobian(losses, features, params, specific=False), None)  # shared only
         for p in params:
             p.grad = None
 

@@ -123,9 +123,10 @@ class SACLearner:
         self.critic.requires_grad_(False)  # the actor's loss differentiates through Q, not into it
         grads = self.actor_grads
         masked = extreme is not None and bool(extreme.any())
-        if (grads is not None and (grads.active or grads.diagnose)) or masked:
+        per_task = grads if grads is not None and (grads.active or grads.diagnose) else None
+        if per_task is not None or masked:
             actor_losses = lambda: actor_task_losses(self.actor, self.critic, alpha, batch, self.num_tasks)  # noqa: E731
-            (losses, present, logp), features = (grads.evaluate(actor_losses, batch["task_id"]) if grads is not None
+            (losses, present, logp), features = (per_task.evaluate(actor_losses, batch["task_id"]) if per_task is not None
                                                  else (actor_losses(), []))  # fmt: skip
             if masked:
                 present = present & ~extreme

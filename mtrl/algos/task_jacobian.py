@@ -59,8 +59,9 @@ class TaskGroupedPass:
         if any(not isinstance(a, torch.Tensor) or a.requires_grad or a.shape[:1] != (self.n,) for a in args):
             raise Ungroupable(type(module).__name__)
         views = self.views.get(module)
-        if views is None:  # one view per parameter, shared by every call of the module in this step
-            views = {f"module.{name}": p.detach().unsqueeze(0).expand(self.k, *p.shape).requires_grad_()
+        if views is None:  # one view per parameter, shared by every call of the module in this step; a view
+            # (not a copy) so that an ordinary backward of these losses still reaches the parameter
+            views = {f"module.{name}": p.unsqueeze(0).expand(self.k, *p.shape)
                      for name, p in module.named_parameters() if p.requires_grad}  # fmt: skip
             self.views[module] = views
         out = vmap(lambda v, *a: functional_call(self.plain[module], v, a))(views, *map(self.groups.group, args))
@@ -79,23 +80,21 @@ class TaskGroupedPass:
             for m in self.modules:
                 del m.forward
 
-    def backward(self, loss: torch.Tensor, params: list[nn.Parameter], rows: bool) -> list[nn.Parameter]:
-        """Differentiates `loss`: the task-specific `params` get .grad; the shared ones get .jac
-        [K, *shape] (`rows`) or their ordinary gradient, the sum of the rows, as .grad. Returns
-        the shared parameters that got one."""
-        names = {id(p): (m, f"module.{n}") for m in self.views for n, p in m.named_parameters()}
-        shared = [p for p in params if id(p) in names and names[id(p)][1] in self.views[names[id(p)][0]]]
-        rest = [p for p in params if id(p) not in names and p.requires_grad]
-        views = [self.views[names[id(p)][0]][names[id(p)][1]] for p in shared]
-        grads = torch.autograd.grad(loss, views + rest, allow_unused=True)
-        for p, g in zip(rest, grads[len(views):]):
+    def jacobian(self, loss: torch.Tensor, params: list[nn.Parameter]) -> list[nn.Parameter]:
+        """Differentiates `loss` = sum_k L_k: the shared parameters among `params` get .jac
+        [K, *shape] (the gradient at their per-task views), the task-specific ones .grad.
+        Returns the shared parameters that got one. (An ordinary `loss.backward()` instead gives
+        every parameter its ordinary gradient, the sum of the rows.)"""
+        where = {id(p): views[f"module.{n}"] for m, views in self.views.items() for n, p in m.named_parameters()
+                 if f"module.{n}" in views}  # fmt: skip
+        shared = [p for p in params if id(p) in where]
+        rest = [p for p in params if id(p) not in where and p.requires_grad]
+        grads = torch.autograd.grad(loss, [where[id(p)] for p in shared] + rest, allow_unused=True)
+        for p, g in zip(rest, grads[len(shared):]):
             p.grad = g
         out = []
-        for p, g in zip(shared, grads[:len(views)]):
+        for p, g in zip(shared, grads[:len(shared)]):
             if g is not None:
-                if rows:
-                    p.jac = g  # type: ignore[attr-defined]
-                else:
-                    p.grad = g.sum(0)
+                p.jac = g  # type: ignore[attr-defined]
                 out.append(p)
         return out
