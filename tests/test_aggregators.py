@@ -309,3 +309,35 @@ def test_a_malformed_aggregator_plugin_stops_before_training_with_one_line(tmp_p
     finally:
         AGGREGATORS._items.pop("odd")
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_an_architecture_whose_shared_module_cannot_run_under_vmap_falls_back_to_torchjd(tmp_path):
+    """A plug-in's shared module with data-dependent control flow (`.item()`) cannot be vmapped:
+    the run goes on with torchjd's mtl_backward, not a traceback."""
+    from mtrl.registry import ARCHS, register_arch
+
+    class Gate(nn.Module):
+        def __init__(self, dim: int) -> None:
+            super().__init__()
+            self.lin = nn.Linear(dim, 16)
+
+        def forward(self, obs: torch.Tensor) -> torch.Tensor:
+            h = torch.tanh(self.lin(obs.float().flatten(1)))
+            return h if float(h.sum().item()) >= -1e9 else -h  # a host read: not vmappable
+
+    class Net(nn.Module):
+        def __init__(self, spec, out_dim: int, out_gain: float) -> None:
+            super().__init__()
+            self.gate, self.heads = Gate(int(math.prod(spec.obs_shape))), nn.Parameter(torch.zeros(spec.num_tasks, 16, out_dim))
+
+        def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
+            return torch.einsum("bi,bio->bo", self.gate(obs), self.heads[task_id])
+
+    register_arch("gated", Net, features=lambda net: net.gate, overwrite=True)
+    try:
+        run = train(load_config(TOY, ["rollout.workers=0", "train.eval_episodes=1", f"run_dir={tmp_path}", "policy.arch=gated",
+                                      "train.total_steps=1536", "learner.aggregator=upgrad", "train.log_grad_every=1"]))  # fmt: skip
+    finally:
+        ARCHS._items.pop("gated")
+    ckpt = load_latest(run)[1]
+    assert ckpt["env_steps"] >= 1536 and ckpt["faults"].get("aggregator_fallbacks", 0) == 0

@@ -11,8 +11,8 @@ with K rows) costs about K of them (docs/BENCHMARKS.md, "Gradient aggregators: c
 
 It applies when every shared parameter is inside the architecture's `features` module, i.e. the
 module's inputs do not depend on parameters (MOORE / MoE experts, PaCo's first layer, softmod on
-flat observations); otherwise `Ungroupable` is raised during the forward and the caller uses
-torchjd's `mtl_backward` instead.
+flat observations) and its forward can run under vmap; otherwise `Ungroupable` is raised during
+the forward and the caller uses torchjd's `mtl_backward` from then on.
 """
 
 from __future__ import annotations
@@ -64,7 +64,10 @@ class TaskGroupedPass:
             views = {f"module.{name}": p.unsqueeze(0).expand(self.k, *p.shape)
                      for name, p in module.named_parameters() if p.requires_grad}  # fmt: skip
             self.views[module] = views
-        out = vmap(lambda v, *a: functional_call(self.plain[module], v, a))(views, *map(self.groups.group, args))
+        try:
+            out = vmap(lambda v, *a: functional_call(self.plain[module], v, a))(views, *map(self.groups.group, args))
+        except RuntimeError as exc:  # e.g. data-dependent control flow under vmap; a real error recurs on the plain path
+            raise Ungroupable(type(module).__name__) from exc
         if not isinstance(out, torch.Tensor):
             raise Ungroupable(type(module).__name__)
         return self.groups.ungroup(out)
