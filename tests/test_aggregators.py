@@ -43,8 +43,9 @@ def test_pcgrad_projects_conflicting_task_gradients_as_computed_by_hand():
     b_pc = b - (b @ a) / (a @ a) * a
     shared, heads, grads = two_task_step("pcgrad", a.tolist(), b.tolist())
     torch.testing.assert_close(shared, (a_pc + b_pc) / 2)  # averaged over the K = 2 tasks
-    # the task-specific head entries get their own ordinary gradients: dL_c/dh_c = (a or b) . theta
-    torch.testing.assert_close(heads, torch.tensor([1.0, 1.0]))
+    # the task-specific head entries get their own task's gradient on the scale of the mean over the
+    # K = 2 tasks, as the shared direction and as aggregator none: dL_c/dh_c / K = (a or b) . theta / 2
+    torch.testing.assert_close(heads, torch.tensor([0.5, 0.5]))
     assert grads.fallbacks == 0
 
 
@@ -341,3 +342,31 @@ def test_an_architecture_whose_shared_module_cannot_run_under_vmap_falls_back_to
         ARCHS._items.pop("gated")
     ckpt = load_latest(run)[1]
     assert ckpt["env_steps"] >= 1536 and ckpt["faults"].get("aggregator_fallbacks", 0) == 0
+
+
+@pytest.mark.parametrize("image", [False, True], ids=["flat", "minigrid"])
+def test_the_mean_aggregator_on_a_task_balanced_minibatch_is_the_plain_ppo_gradient(image):
+    """With equal task counts the mean of the per-task losses is the sample mean, so the whole
+    aggregator route (per-task losses, grouped Jacobian, head gradients, torchjd's Mean) must give
+    the gradient of the plain loss: a control for what surgery alone changes."""
+    from mtrl.algos.ppo import PPOBatch, ppo_loss, ppo_task_losses
+
+    cfg = load_config(TOY, ["learner.aggregator=mean"])
+    out = []
+    for route in ("mean", "none"):
+        policy, mb = ppo_case("moore", image)
+        mb = PPOBatch(*(t.repeat_interleave(1, 0) for t in vars(mb).values()))
+        balanced = torch.cat([torch.nonzero(mb.task_id == k).flatten()[:8] for k in range(3)])  # 8 rows per task
+        mb = mb.index(balanced)
+        if route == "mean":
+            grads = TaskGradients(policy, cfg.learner, ("a", "b", "c"), NonFiniteGuard())
+            (losses, present, _), features = grads.evaluate(lambda: ppo_task_losses(policy, mb, cfg.ppo, 3), mb.task_id)
+            assert grads.grouped
+            grads.step(torch.optim.SGD(policy.parameters(), lr=0.0), losses, present, features, list(policy.parameters()), None)
+        else:
+            ppo_loss(policy, mb, cfg.ppo)[0].backward()
+        out.append({k: p.grad for k, p in policy.named_parameters()})
+    for k in out[0]:
+        assert (out[0][k] is None) == (out[1][k] is None), k
+        if out[0][k] is not None:
+            torch.testing.assert_close(out[0][k], out[1][k], rtol=1e-4, atol=1e-6, msg=k)

@@ -141,16 +141,17 @@ class TaskGradients:
     def _jacobian(self, losses: torch.Tensor, features: list[torch.Tensor], params: list[nn.Parameter],
                   specific: bool = True) -> list[nn.Parameter]:  # fmt: skip
         """mtl_backward: .jac [K, *shape] on the shared parameters, then .grad on the task-specific
-        ones (unless not `specific`) from one backward pass of sum_k L_k: each task's head slice, task-weight row or log-std
-        is reached by its own task's loss only, so the sum gives every task its own gradient (the
-        same as torchjd's per-task differentiation, in one pass instead of K)."""
+        ones (unless not `specific`) from one backward pass of the mean over tasks of L_k: each task's
+        head slice, task-weight row or log-std is reached by its own task's loss only, so that is every
+        task's own gradient, on the scale of the mean (as the aggregated shared direction, and as
+        `aggregator: none` gives them) where torchjd gives the unscaled dL_k; one pass instead of K."""
         from torchjd.autojac import mtl_backward
 
         mtl_backward(list(losses), features=features, tasks_params=[[] for _ in range(len(losses))], retain_graph=True)
         shared = [p for p in params if getattr(p, "jac", None) is not None]
         rest = [p for p in params if getattr(p, "jac", None) is None and p.requires_grad] if specific else []
         if rest:
-            torch.autograd.backward(losses.sum(), inputs=rest)
+            torch.autograd.backward(losses.mean(), inputs=rest)
         return shared
 
     def step(self, optimizer: torch.optim.Optimizer, losses: torch.Tensor, present: torch.Tensor,
@@ -179,7 +180,7 @@ class TaskGradients:
             losses[present].mean().backward()  # grouped or not: the parameters' ordinary gradients
         else:
             if grouped is not None:
-                shared = grouped.jacobian(losses.sum(), params)
+                shared = grouped.jacobian(losses, params)
             else:
                 shared = self._jacobian(losses, features, params)
             weights = None
@@ -211,7 +212,7 @@ class TaskGradients:
         grouped, self._pass = self._pass, None
         if bool(present.all()) and bool(torch.isfinite(losses).all()):
             if grouped is not None:
-                self._measure(grouped.jacobian(losses.sum(), params), None)
+                self._measure(grouped.jacobian(losses, params), None)
             else:
                 self._measure(self._jacobian(losses, features, params, specific=False), None)  # shared only
         for p in params:

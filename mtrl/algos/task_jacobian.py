@@ -83,18 +83,20 @@ class TaskGroupedPass:
             for m in self.modules:
                 del m.forward
 
-    def jacobian(self, loss: torch.Tensor, params: list[nn.Parameter]) -> list[nn.Parameter]:
-        """Differentiates `loss` = sum_k L_k: the shared parameters among `params` get .jac
-        [K, *shape] (the gradient at their per-task views), the task-specific ones .grad.
-        Returns the shared parameters that got one. (An ordinary `loss.backward()` instead gives
-        every parameter its ordinary gradient, the sum of the rows.)"""
+    def jacobian(self, losses: torch.Tensor, params: list[nn.Parameter]) -> list[nn.Parameter]:
+        """Differentiates the per-task losses [K] in one pass: the shared parameters among `params`
+        get .jac [K, *shape] (the gradients of sum_k L_k at their per-task views: row k is dL_k),
+        the task-specific ones .grad of the mean over tasks (each reached by its own task's loss
+        only; the scale of `aggregator: none` and of the aggregated direction). Returns the shared
+        parameters that got one. (An ordinary backward of the losses instead gives every parameter
+        its ordinary gradient, the sum of the rows.)"""
         where = {id(p): views[f"module.{n}"] for m, views in self.views.items() for n, p in m.named_parameters()
                  if f"module.{n}" in views}  # fmt: skip
         shared = [p for p in params if id(p) in where]
         rest = [p for p in params if id(p) not in where and p.requires_grad]
-        grads = torch.autograd.grad(loss, [where[id(p)] for p in shared] + rest, allow_unused=True)
+        grads = torch.autograd.grad(losses.sum(), [where[id(p)] for p in shared] + rest, allow_unused=True)
         for p, g in zip(rest, grads[len(shared):]):
-            p.grad = g
+            p.grad = None if g is None else g / len(losses)
         out = []
         for p, g in zip(shared, grads[:len(shared)]):
             if g is not None:
