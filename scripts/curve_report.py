@@ -91,17 +91,24 @@ def main() -> None:
         refs = read_references(args.reference)
     except MtrlError as exc:
         sys.exit(f"curve_report: {exc}")
-    n_updates = int(min(updates(c)[-1] for runs in methods.values() for c in runs))
+    lengths = [int(updates(c)[-1]) for runs in methods.values() for c in runs]
+    n_updates = min(lengths)
+    if n_updates != max(lengths):  # e.g. a run still in progress: every table stops at the shortest run
+        print(f"curve_report: the runs have {n_updates} to {max(lengths)} updates; the tables use the first {n_updates} "
+              "(leave unfinished runs out of the globs for final scores)", file=sys.stderr)  # fmt: skip
     bands(methods, refs, list(range(args.every, n_updates + 1, args.every)), args.every)
     final = slice(n_updates - args.last + 1, n_updates + 1)
     tasks = tasks_of(next(iter(methods.values()))[0])
     finals(methods, refs, final, tasks)
     if args.reach is not None:
         reach(methods, refs, tasks, args.reach)
-    if args.timing:
-        timing(args.runs)
-    if args.gradients:
-        gradients(args.runs, args.last)
+    try:  # TensorBoard events: a run without readable ones stops with one line
+        if args.timing:
+            timing(args.runs)
+        if args.gradients:
+            gradients(args.runs, args.last)
+    except MtrlError as exc:
+        sys.exit(f"curve_report: {exc}")
 
 
 def bands(methods: dict[str, list[dict[str, np.ndarray]]], refs: dict[str, dict[str, np.ndarray]], checks: list[int],

@@ -85,3 +85,13 @@ def test_curve_report_gradients_summarises_the_logged_diagnostics(tmp_path):
     # last 2: s0 0.1, s1 -0.2 -> -0.05; one pair, so the lowest is the mean
     assert (f"| agg | 2 | 0.75 | 0.75 | -0.075 | -0.050 | -0.075 | {a} 0.75, {b} 0.25 | {a} 0.25, {b} 0.75 |") in res.stdout
     assert "| plain |" not in res.stdout.split("Gradient diagnostics")[1]
+
+
+def test_curve_report_gradients_on_unreadable_events_is_one_line(tmp_path):
+    run = tmp_path / "agg" / "s0"
+    write_run(run, [0.0] * 11)
+    (run / "tb").mkdir()
+    (run / "tb" / "events.out.tfevents.0.host").write_bytes(b"not an event file")
+    res = script("curve_report.py", f"agg={tmp_path}/agg/s*", "--gradients")
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("curve_report: ")

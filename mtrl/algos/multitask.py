@@ -138,13 +138,17 @@ class TaskGradients:
             for h in handles:
                 h.remove()
 
-    def _jacobian(self, losses: torch.Tensor, features: list[torch.Tensor], params: list[nn.Parameter],
-                  specific: bool = True) -> list[nn.Parameter]:  # fmt: skip
-        """mtl_backward: .jac [K, *shape] on the shared parameters, then .grad on the task-specific
-        ones (unless not `specific`) from one backward pass of the mean over tasks of L_k: each task's
-        head slice, task-weight row or log-std is reached by its own task's loss only, so that is every
-        task's own gradient, on the scale of the mean (as the aggregated shared direction, and as
-        `aggregator: none` gives them) where torchjd gives the unscaled dL_k; one pass instead of K."""
+    def _jacobian(self, grouped: TaskGroupedPass | None, losses: torch.Tensor, features: list[torch.Tensor],
+                  params: list[nn.Parameter], specific: bool = True) -> list[nn.Parameter]:  # fmt: skip
+        """.jac [K, *shape] on the shared parameters and .grad on the task-specific ones (unless not
+        `specific`); returns the shared ones. From the grouped pass when the losses were computed
+        grouped, else torchjd's mtl_backward followed by one backward pass of the mean over tasks
+        of L_k: each task's head slice, task-weight row or log-std is reached by its own task's
+        loss only, so that is every task's own gradient, on the scale of the mean (as the
+        aggregated shared direction, and as `aggregator: none` gives them) where torchjd gives
+        the unscaled dL_k; one pass instead of K."""
+        if grouped is not None:
+            return grouped.jacobian(losses, params)
         from torchjd.autojac import mtl_backward
 
         mtl_backward(list(losses), features=features, tasks_params=[[] for _ in range(len(losses))], retain_graph=True)
@@ -179,10 +183,7 @@ class TaskGradients:
             self.fallbacks += 1
             losses[present].mean().backward()  # grouped or not: the parameters' ordinary gradients
         else:
-            if grouped is not None:
-                shared = grouped.jacobian(losses, params)
-            else:
-                shared = self._jacobian(losses, features, params)
+            shared = self._jacobian(grouped, losses, features, params)
             weights = None
             try:
                 from torchjd.autojac import jac_to_grad
@@ -211,10 +212,7 @@ class TaskGradients:
         """Diagnostics only (aggregator none): the task gradients of these losses, then no trace left."""
         grouped, self._pass = self._pass, None
         if bool(present.all()) and bool(torch.isfinite(losses).all()):
-            if grouped is not None:
-                self._measure(grouped.jacobian(losses, params), None)
-            else:
-                self._measure(self._jacobian(losses, features, params, specific=False), None)  # shared only
+            self._measure(self._jacobian(grouped, losses, features, params, specific=False), None)
         for p in params:
             p.grad = None
 

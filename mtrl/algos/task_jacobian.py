@@ -48,7 +48,7 @@ class TaskGroupedPass:
     """The shared modules' forwards on a minibatch with task ids `task_id`, regrouped by task."""
 
     def __init__(self, modules: list[nn.Module], task_id: torch.Tensor, num_tasks: int) -> None:
-        self.modules, self.k, self.n = modules, num_tasks, task_id.shape[0]
+        self.modules, self.n = modules, task_id.shape[0]
         self.groups = TaskGroups(task_id, num_tasks)
         self.plain = {m: _ClassForward(m) for m in modules}
         self.views: dict[nn.Module, dict[str, torch.Tensor]] = {}  # module -> its per-task parameter views [K, *shape]
@@ -61,7 +61,7 @@ class TaskGroupedPass:
         views = self.views.get(module)
         if views is None:  # one view per parameter, shared by every call of the module in this step; a view
             # (not a copy) so that an ordinary backward of these losses still reaches the parameter
-            views = {f"module.{name}": p.unsqueeze(0).expand(self.k, *p.shape)
+            views = {f"module.{name}": p.unsqueeze(0).expand(self.groups.k, *p.shape)
                      for name, p in module.named_parameters() if p.requires_grad}  # fmt: skip
             self.views[module] = views
         try:

@@ -101,7 +101,7 @@ class TaskGroups:
     def __init__(self, task_id: torch.Tensor, num_tasks: int) -> None:
         n = task_id.shape[0]
         counts = torch.bincount(task_id, minlength=num_tasks)
-        self.k, self.m = num_tasks, max(int(counts.max()), 1) if n else 1  # one host sync on a GPU
+        self.k, self.m = num_tasks, max(int(counts.max()), 1)  # one host sync on a GPU
         order = torch.argsort(task_id, stable=True)
         first = torch.cumsum(counts, 0) - counts  # where each task's rows start in `order`
         self.slot = torch.empty_like(order)  # row i -> its place in the flattened [K * m]
