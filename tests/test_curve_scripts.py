@@ -95,3 +95,36 @@ def test_curve_report_gradients_on_unreadable_events_is_one_line(tmp_path):
     res = script("curve_report.py", f"agg={tmp_path}/agg/s*", "--gradients")
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith("curve_report: ")
+
+
+def test_success_report_trailing_success_steps_to_threshold_and_final(tmp_path):
+    import json
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    # s0: success 0 for 10 iterations then 1 (every 1000 env steps); s1: always 0.5, never reaches 0.8
+    for seed, values in ((0, [0.0] * 10 + [1.0] * 20), (1, [0.5] * 30)):
+        run = tmp_path / "m" / f"s{seed}"
+        with SummaryWriter(str(run / "tb")) as tb:
+            for i, v in enumerate(values, 1):
+                tb.add_scalar("charts/mean_success", v, i * 1000)
+        (run / "eval.json").write_text(json.dumps({"mean_success": 0.9 - 0.5 * seed}))
+    (tmp_path / "sweep.json").write_text(json.dumps({"runs": {"m/s0": {"minutes": 12.5}}}))
+    res = script("success_report.py", f"m={tmp_path}/m/s*", "--at", "10000", "15000", "30000", "--window", "4")
+    assert res.returncode == 0, res.stderr
+    # s0 at 15k: the last 4 values (12k-15k) are 1 -> 1.00; the trailing mean of 4 is 0.75 at 13k
+    # (10k-13k: 0, 1, 1, 1) and first reaches 0.8 at 14k; the sweep (OUT/sweep.json) counted s0 only
+    assert "| m | s0 | 0.00 | 1.00 | 1.00 | 14000 | 0.90 | 12.5 |" in res.stdout
+    assert "| m | s1 | 0.50 | 0.50 | 0.50 | not by 30000 | 0.40 | - |" in res.stdout
+    # the median of [14000, never] counts the one that never reached as last
+    assert "| m | 2 | not reached | 0.65 (0.40 - 0.90) |" in res.stdout
+
+
+def test_success_report_without_success_is_one_line(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tmp_path / "m" / "s0" / "tb")) as tb:
+        tb.add_scalar("charts/mean_return", 1.0, 1000)
+    res = script("success_report.py", f"m={tmp_path}/m/s*")
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("success_report: ") and "charts/mean_success" in res.stderr
