@@ -52,11 +52,13 @@ def run_row(run: Path, marks: list[int], window: int, threshold: float) -> dict:
     """One run's training success at the marks, env steps to the threshold, final success, minutes."""
     steps, values = read_run(run, "").get(TAG)
     mean = trailing(steps, values, window)
-    at = [float(mean[steps <= m][-1]) if (steps <= m).any() else float("nan") for m in marks]
-    hit = np.flatnonzero((mean >= threshold) & (np.arange(len(mean)) + 1 >= window))
-    final = None
-    if (run / "eval.json").is_file():
+    final, finished = None, (run / "eval.json").is_file()
+    if finished:
         final = json.loads((run / "eval.json").read_text(encoding="utf-8")).get("mean_success")
+    # a mark the run has not got to yet (still training) has no value; a finished run's last one stands
+    at = [float(mean[steps <= m][-1]) if (steps <= m).any() and (finished or steps[-1] >= m) else float("nan")
+          for m in marks]  # fmt: skip
+    hit = np.flatnonzero((mean >= threshold) & (np.arange(len(mean)) + 1 >= window))
     return {"at": at, "reached": float(steps[hit[0]]) if len(hit) else float("nan"), "final": final,
             "minutes": minutes(run), "last_step": float(steps[-1])}  # fmt: skip
 

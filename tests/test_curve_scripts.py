@@ -118,6 +118,11 @@ def test_success_report_trailing_success_steps_to_threshold_and_final(tmp_path):
     assert "| m | s1 | 0.50 | 0.50 | 0.50 | not by 30000 | 0.40 | - |" in res.stdout
     # the median of [14000, never] counts the one that never reached as last
     assert "| m | 2 | not reached | 0.65 (0.40 - 0.90) |" in res.stdout
+    # a run still training (no eval.json) shows nothing at marks past its last logged step
+    (tmp_path / "m" / "s1" / "eval.json").unlink()
+    res = script("success_report.py", f"m={tmp_path}/m/s1", "--at", "10000", "40000", "--window", "4")
+    assert res.returncode == 0, res.stderr
+    assert "| m | s1 | 0.50 | - | not by 30000 | - | - |" in res.stdout
 
 
 def test_success_report_without_success_is_one_line(tmp_path):
