@@ -22,8 +22,12 @@ CONFIGS = {"ppo": "configs/toy_mtppo.yaml", "sac": "configs/toy_point_sac.yaml"}
 def test_old_checkpoint_evaluates_to_its_recorded_result(kind, tmp_path):
     out = tmp_path / "eval.json"
     assert main(["eval", str(DATA / f"ckpt_v0_{kind}.pt"), "--episodes", "2", "--json", str(out)]) == 0
-    recorded = json.loads((DATA / f"ckpt_v0_{kind}.eval.json").read_text())
-    assert json.loads(out.read_text())["runs"][0]["tasks"] == recorded["tasks"]
+    recorded = json.loads((DATA / f"ckpt_v0_{kind}.eval.json").read_text())["tasks"]
+    got = json.loads(out.read_text())["runs"][0]["tasks"]
+    # the same episodes (lengths, successes) exactly; returns to float rounding, which differs between
+    # CPUs' vector paths (an AVX-512 machine gives a SAC return 3e-10 from the recorded one)
+    assert [{**t, "mean_return": None} for t in got] == [{**t, "mean_return": None} for t in recorded]
+    assert [t["mean_return"] for t in got] == pytest.approx([t["mean_return"] for t in recorded], rel=1e-6, abs=1e-9)
 
 
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
