@@ -127,7 +127,8 @@ def test_golden_run_is_unchanged(name, tmp_path):
     assert name in golden, f"no golden result for {name}; record it with MTRL_WRITE_GOLDEN=1"
     want = golden[name]
     if key in want["policy_sha256"] and mode != "platform":  # the platform it was recorded on: bit-identical
-        assert got["policy_sha256"] == want["policy_sha256"][key] and got["eval"] == want["eval"], f"on {key}"
+        assert got["env_steps"] == want["env_steps"] and got["eval"] == want["eval"]
+        assert got["policy_sha256"] == want["policy_sha256"][key], f"not bit-identical on {key}"
         return
     assert got["env_steps"] == want["env_steps"]
     assert got["policy_stats"].keys() == want["policy_stats"].keys()
@@ -136,7 +137,7 @@ def test_golden_run_is_unchanged(name, tmp_path):
     if precise:
         returns = [t["mean_return"] for t in want["eval"]["tasks"]]
         assert [t["mean_return"] for t in got["eval"]["tasks"]] == pytest.approx(returns, rel=1e-6, abs=1e-9)
-        assert not stats_mismatch(got["policy_stats"], want["policy_stats"])
+        assert not (off := stats_mismatch(got["policy_stats"], want["policy_stats"])), off
     if mode == "platform":
         want["policy_sha256"][key] = got["policy_sha256"]
         GOLDEN.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
