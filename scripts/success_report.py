@@ -41,11 +41,11 @@ def trailing(steps: np.ndarray, values: np.ndarray, window: int) -> np.ndarray:
 
 def minutes(run: Path) -> float | None:
     """The training minutes the sweep recorded for `run` (OUT/<method>/s<seed>), if it ran in one."""
-    state = run.parent.parent / "sweep.json"
-    if not state.is_file():
+    try:
+        state = json.loads((run.parent.parent / "sweep.json").read_text(encoding="utf-8"))
+        return state["runs"][f"{run.parent.name}/{run.name}"]["minutes"]
+    except (OSError, ValueError, KeyError, TypeError):  # no sweep, or one that did not record this run
         return None
-    entry = json.loads(state.read_text(encoding="utf-8")).get("runs", {}).get(f"{run.parent.name}/{run.name}", {})
-    return entry.get("minutes")
 
 
 def run_row(run: Path, marks: list[int], window: int, threshold: float) -> dict:
@@ -54,7 +54,10 @@ def run_row(run: Path, marks: list[int], window: int, threshold: float) -> dict:
     mean = trailing(steps, values, window)
     final, finished = None, (run / "eval.json").is_file()
     if finished:
-        final = json.loads((run / "eval.json").read_text(encoding="utf-8")).get("mean_success")
+        try:
+            final = json.loads((run / "eval.json").read_text(encoding="utf-8"))["mean_success"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MtrlError(f"{run / 'eval.json'} is not a run's final evaluation ({exc!r})") from None
     # a mark the run has not got to yet (still training) has no value; a finished run's last one stands
     at = [float(mean[steps <= m][-1]) if (steps <= m).any() and (finished or steps[-1] >= m) else float("nan")
           for m in marks]  # fmt: skip

@@ -133,3 +133,9 @@ def test_success_report_without_success_is_one_line(tmp_path):
     res = script("success_report.py", f"m={tmp_path}/m/s*")
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith("success_report: ") and "charts/mean_success" in res.stderr
+    (tmp_path / "m" / "s0" / "tb").rename(tmp_path / "m" / "s0" / "tb_")
+    with SummaryWriter(str(tmp_path / "m" / "s0" / "tb")) as tb:
+        tb.add_scalar("charts/mean_success", 1.0, 1000)
+    (tmp_path / "m" / "s0" / "eval.json").write_text("{not json")
+    res = script("success_report.py", f"m={tmp_path}/m/s*")
+    assert res.returncode != 0 and "Traceback" not in res.stderr and "is not a run's final evaluation" in res.stderr
