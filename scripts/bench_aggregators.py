@@ -14,7 +14,9 @@ Random batches of the right shapes and dtypes; the median of --reps timings afte
 Prints ms per update and the ratio to `none`; with `--jacobian both` (the default) every
 aggregator runs twice: with the task Jacobian from one grouped backward pass (`grouped`, what
 training uses for MOORE / MoE) and from torchjd's `mtl_backward` (`torchjd`, the fallback for
-architectures with parameters upstream of their shared module).
+architectures with parameters upstream of their shared module); `--jacobian all` adds `vmap`, the
+grouped pass with the shared modules' own `forward_per_task` (MOORE's conv experts) set aside, so
+every module runs under `torch.func.vmap`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Callable
 
 import torch
 
+from mtrl.algos.multitask import TaskGradients
 from mtrl.algos.ppo import PPOAlgorithm, PPOBatch, critic_loss, critic_task_losses, ppo_loss, ppo_task_losses
 from mtrl.algos.sac import SACAlgorithm
 from mtrl.config import load_config
@@ -50,15 +53,25 @@ def timed(fn: Callable[[], None], reps: int, device: torch.device) -> float:
     return statistics.median(out)
 
 
-def ppo_update(aggregator: str, device: torch.device, grouped: bool) -> Callable[[], None]:
+def choose_jacobian(task_grads: list[TaskGradients | None], jacobian: str) -> None:
+    """Make the learners' TaskGradients compute the task Jacobian the way `jacobian` names."""
+    for grads in task_grads:
+        if grads is None:
+            continue
+        grads.grouped = grads.grouped and jacobian != "torchjd"
+        for module in grads.modules if jacobian == "vmap" else []:
+            if hasattr(module, "forward_per_task"):
+                module.forward_per_task = None  # TaskGroupedPass: None = not defined, so vmap runs it
+
+
+def ppo_update(aggregator: str, device: torch.device, jacobian: str) -> Callable[[], None]:
     cfg = load_config("configs/moore_paper/minigrid_mt3_moe.yaml", ["policy.arch=moore", f"learner.aggregator={aggregator}",
                                                                     "ppo.epochs=1"])  # fmt: skip
     suite = get_suite(cfg.env.suite)
     torch.manual_seed(0)
     policy = build_policy(policy_spec(cfg, suite)).to(device)
     algo = PPOAlgorithm(policy, cfg, suite, device)
-    for grads in algo._task_grads():
-        grads.grouped = grads.grouped and grouped
+    choose_jacobian(list(algo._task_grads()), jacobian)
     n, k = 6000, suite.num_tasks
     g = torch.Generator().manual_seed(0)
     batch = PPOBatch(torch.randint(0, 11, (n, 7, 7, 3), generator=g, dtype=torch.uint8), torch.arange(n) % k,
@@ -77,16 +90,14 @@ def ppo_update(aggregator: str, device: torch.device, grouped: bool) -> Callable
     return run
 
 
-def sac_update(aggregator: str, device: torch.device, grouped: bool) -> Callable[[], None]:
+def sac_update(aggregator: str, device: torch.device, jacobian: str) -> Callable[[], None]:
     cfg = load_config("configs/metaworld_mt10_moore_sac.yaml", [f"learner.aggregator={aggregator}", "rollout.workers=0",
                                                                   "rollout.pipeline=false", "sac.replay_size=10"])  # the learner only
     suite = get_suite(cfg.env.suite)
     torch.manual_seed(0)
     policy = build_policy(policy_spec(cfg, suite)).to(device)
     learner = SACAlgorithm(policy, cfg, suite, device).learner
-    for grads in (learner.actor_grads, learner.critic_grads):
-        if grads is not None:
-            grads.grouped = grads.grouped and grouped
+    choose_jacobian([learner.actor_grads, learner.critic_grads], jacobian)
     k, per = suite.num_tasks, 128
     b = k * per
     batch = {"task_id": torch.arange(k).repeat_interleave(per), "obs": torch.randn(b, 39), "actions": torch.rand(b, 4) * 2 - 1,
@@ -102,17 +113,17 @@ def main() -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--jacobian", default="both", choices=["both", "grouped", "torchjd"],
+    p.add_argument("--jacobian", default="both", choices=["both", "all", "grouped", "vmap", "torchjd"],
                    help="how the task Jacobian is computed (see above)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     names = args.aggregators or ["none", *AGGREGATORS.names()]
-    paths = ["grouped", "torchjd"] if args.jacobian == "both" else [args.jacobian]
+    paths = {"both": ["grouped", "torchjd"], "all": ["grouped", "vmap", "torchjd"]}.get(args.jacobian, [args.jacobian])
     rows = [("none", "-") if name == "none" else (name, path) for name in names for path in paths]
     rows = list(dict.fromkeys(rows))  # `none` once
     makers = {"ppo-mt3": ppo_update, "sac-mt10": sac_update}
-    results = {shape: {row: timed(makers[shape](row[0], device, row[1] != "torchjd"), args.reps, device) for row in rows}
+    results = {shape: {row: timed(makers[shape](row[0], device, row[1]), args.reps, device) for row in rows}
                for shape in args.shapes}  # fmt: skip
     print(f"device {args.device}, {args.threads} thread(s), median of {args.reps}")
     head = "| aggregator | jacobian | " + " | ".join(f"{s} ms | x none" for s in args.shapes) + " |"

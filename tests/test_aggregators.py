@@ -183,6 +183,50 @@ def test_the_grouped_jacobian_equals_torchjds_per_task_differentiation(arch, ima
             torch.testing.assert_close(grad[k], grad_ref[k], rtol=1e-4, atol=1e-6, msg=k)
 
 
+def test_conv_experts_own_per_task_forward_equals_the_vmapped_one():
+    """MOORE's conv experts run the grouped pass with their own channels-last grouped convs
+    (`forward_per_task`): the same features and per-task Jacobian as vmap over their plain forward."""
+    from torch.func import functional_call, vmap
+
+    from mtrl.algos.task_jacobian import TaskGroupedPass
+    from mtrl.nn.moore import ConvExperts
+
+    torch.manual_seed(0)
+    net = ConvExperts(2, (7, 7, 3))
+    task = torch.tensor([0, 2, 2, 1, 0, 2, 2, 0, 2])  # uneven: 3, 1 and 5 rows
+    obs = torch.randint(0, 11, (9, 7, 7, 3), dtype=torch.uint8)
+    calls, per_task = [], net.forward_per_task
+    net.forward_per_task = lambda *args: calls.append(1) or per_task(*args)  # type: ignore[method-assign]
+    grouped = TaskGroupedPass([net], task, 3)
+    with grouped.installed():
+        out = net(obs)
+    assert calls == [1]
+    torch.testing.assert_close(out, net(obs), rtol=1e-5, atol=1e-5)  # each row through its own task's (equal) weights
+    losses = torch.zeros(3).index_add(0, task, out.pow(2).sum(dim=(1, 2)))  # L_k: a sum over task k's rows
+    own = grouped.jacobian(losses, list(net.parameters()))
+    views = {n: p.unsqueeze(0).expand(3, *p.shape) for n, p in net.named_parameters()}
+    ref = vmap(lambda v, o: functional_call(net, v, (o,)))(views, grouped.groups.group(obs))
+    rows = torch.zeros(3).index_add(0, task, grouped.groups.ungroup(ref).pow(2).sum(dim=(1, 2)))
+    jac = torch.autograd.grad(rows.sum(), list(views.values()))
+    assert len(own) == len(jac) == 6
+    for p, j in zip(own, jac):
+        torch.testing.assert_close(p.jac, j, rtol=1e-4, atol=1e-4)
+
+
+def test_a_per_task_forward_of_the_wrong_shape_stops_with_one_line():
+    from mtrl.algos.task_jacobian import TaskGroupedPass
+    from mtrl.errors import MtrlError
+
+    class Bad(nn.Linear):
+        def forward_per_task(self, params, x):
+            return x.flatten(0, 1)  # [K * m, ...] instead of [K, m, ...]
+
+    bad = Bad(4, 4)
+    with TaskGroupedPass([bad], torch.tensor([0, 1, 1]), 2).installed(), pytest.raises(MtrlError) as err:
+        bad(torch.randn(3, 4))
+    assert str(err.value) == "Bad.forward_per_task returned (4, 4); expected a tensor [2 tasks, 2 rows per task, ...]"
+
+
 def test_the_grouped_jacobian_of_a_task_without_samples_falls_back_to_the_plain_mean_gradient():
     from mtrl.algos.ppo import ppo_task_losses
 

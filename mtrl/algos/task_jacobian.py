@@ -12,7 +12,10 @@ with K rows) costs about K of them (docs/BENCHMARKS.md, "Gradient aggregators: c
 It applies when every shared parameter is inside the architecture's `features` module, i.e. the
 module's inputs do not depend on parameters (MOORE / MoE experts, PaCo's first layer, softmod on
 flat observations) and its forward can run under vmap; otherwise `Ungroupable` is raised during
-the forward and the caller uses torchjd's `mtl_backward` from then on.
+the forward and the caller uses torchjd's `mtl_backward` from then on. A module whose ops batch
+poorly under vmap may define `forward_per_task(params, *inputs)` instead: its own forward of the K
+parameter sets (params[name] [K, *shape], names as in `named_parameters()`) on inputs [K, m, ...],
+returning [K, m, ...] (MOORE's conv experts: `mtrl.nn.moore.ConvExperts`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from mtrl.errors import MtrlError
 from mtrl.nn.layers import TaskGroups
 
 
@@ -64,10 +68,19 @@ class TaskGroupedPass:
             views = {f"module.{name}": p.unsqueeze(0).expand(self.groups.k, *p.shape)
                      for name, p in module.named_parameters() if p.requires_grad}  # fmt: skip
             self.views[module] = views
+        grouped = [self.groups.group(a) for a in args]
+        own = getattr(module, "forward_per_task", None)  # the module's own batched forward (e.g. conv experts); None: none
         try:
-            out = vmap(lambda v, *a: functional_call(self.plain[module], v, a))(views, *map(self.groups.group, args))
+            if own is not None:
+                out = own({n.removeprefix("module."): v for n, v in views.items()}, *grouped)
+            else:
+                out = vmap(lambda v, *a: functional_call(self.plain[module], v, a))(views, *grouped)
         except RuntimeError as exc:  # e.g. data-dependent control flow under vmap; a real error recurs on the plain path
             raise Ungroupable(type(module).__name__) from exc
+        if own is not None and (not isinstance(out, torch.Tensor) or out.shape[:2] != (self.groups.k, self.groups.m)):
+            shown = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise MtrlError(f"{type(module).__name__}.forward_per_task returned {shown}; expected a tensor "
+                            f"[{self.groups.k} tasks, {self.groups.m} rows per task, ...]")  # fmt: skip
         if not isinstance(out, torch.Tensor):
             raise Ungroupable(type(module).__name__)
         return self.groups.ungroup(out)

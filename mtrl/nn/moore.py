@@ -115,6 +115,21 @@ class ConvExperts(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs.float().permute(0, 3, 1, 2)).reshape(obs.shape[0], self.k, self.out_dim)
 
+    def forward_per_task(self, params: dict[str, torch.Tensor], obs: torch.Tensor) -> torch.Tensor:
+        """The forward of K parameter sets (params[name] [K, *shape]) on obs regrouped by task [K, m, H, W, C]
+        -> [K, m, k, out_dim] (mtrl.algos.task_jacobian). Each layer is one conv whose groups are the K
+        tasks (times the experts), in channels-last layout throughout: under vmap the same convs ran
+        1.5x the plain forward + backward at the critic's 6000-row batch, this way 1.1x (docs/BENCHMARKS.md)."""
+        tasks, m, h, w, c = obs.shape
+        x = obs.float().permute(1, 0, 4, 2, 3).reshape(m, tasks * c, h, w).contiguous(memory_format=torch.channels_last)
+        for i, layer in enumerate(self.net):
+            if isinstance(layer, nn.Conv2d):
+                weight, bias = params[f"net.{i}.weight"], params[f"net.{i}.bias"]
+                x = nn.functional.conv2d(x, weight.flatten(0, 1), bias.flatten(), groups=tasks * layer.groups)
+            else:
+                x = layer(x)
+        return x.reshape(m, tasks, self.k, self.out_dim).transpose(0, 1)
+
 
 class MixtureEncoder(nn.Module):
     """Experts -> (Gram-Schmidt if orthogonal) -> tanh(sum_i w_c[i] u_i) with w_c = W onehot(c).
