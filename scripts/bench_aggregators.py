@@ -61,7 +61,7 @@ def choose_jacobian(task_grads: list[TaskGradients | None], jacobian: str) -> No
         grads.grouped = grads.grouped and jacobian != "torchjd"
         for module in grads.modules if jacobian == "vmap" else []:
             if hasattr(module, "forward_per_task"):
-                module.forward_per_task = None  # TaskGroupedPass: None = not defined, so vmap runs it
+                module.forward_per_task = None  # TaskGroupedPass then runs the module under vmap
 
 
 def ppo_update(aggregator: str, device: torch.device, jacobian: str) -> Callable[[], None]:

@@ -55,7 +55,7 @@ class TaskGroupedPass:
         self.modules, self.n = modules, task_id.shape[0]
         self.groups = TaskGroups(task_id, num_tasks)
         self.plain = {m: _ClassForward(m) for m in modules}
-        self.views: dict[nn.Module, dict[str, torch.Tensor]] = {}  # module -> its per-task parameter views [K, *shape]
+        self.views: dict[nn.Module, dict[str, torch.Tensor]] = {}  # module -> {name: its per-task view [K, *shape]}
 
     def _forward(self, module: nn.Module, *args: Any) -> torch.Tensor:
         if not torch.is_grad_enabled():
@@ -65,24 +65,26 @@ class TaskGroupedPass:
         views = self.views.get(module)
         if views is None:  # one view per parameter, shared by every call of the module in this step; a view
             # (not a copy) so that an ordinary backward of these losses still reaches the parameter
-            views = {f"module.{name}": p.unsqueeze(0).expand(self.groups.k, *p.shape)
+            views = {name: p.unsqueeze(0).expand(self.groups.k, *p.shape)
                      for name, p in module.named_parameters() if p.requires_grad}  # fmt: skip
             self.views[module] = views
         grouped = [self.groups.group(a) for a in args]
-        own = getattr(module, "forward_per_task", None)  # the module's own batched forward (e.g. conv experts); None: none
+        # the module's own batched forward where it defines one (e.g. conv experts; None counts as none)
+        own = getattr(module, "forward_per_task", None)
         try:
-            if own is not None:
-                out = own({n.removeprefix("module."): v for n, v in views.items()}, *grouped)
+            if own is None:
+                wrapped = self.plain[module]
+                out = vmap(lambda v, *a: functional_call(wrapped, {f"module.{n}": t for n, t in v.items()}, a))(views, *grouped)
             else:
-                out = vmap(lambda v, *a: functional_call(self.plain[module], v, a))(views, *grouped)
+                out = own(views, *grouped)
         except RuntimeError as exc:  # e.g. data-dependent control flow under vmap; a real error recurs on the plain path
             raise Ungroupable(type(module).__name__) from exc
+        if own is None and not isinstance(out, torch.Tensor):
+            raise Ungroupable(type(module).__name__)
         if own is not None and (not isinstance(out, torch.Tensor) or out.shape[:2] != (self.groups.k, self.groups.m)):
             shown = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise MtrlError(f"{type(module).__name__}.forward_per_task returned {shown}; expected a tensor "
                             f"[{self.groups.k} tasks, {self.groups.m} rows per task, ...]")  # fmt: skip
-        if not isinstance(out, torch.Tensor):
-            raise Ungroupable(type(module).__name__)
         return self.groups.ungroup(out)
 
     @contextlib.contextmanager
@@ -103,8 +105,7 @@ class TaskGroupedPass:
         only; the scale of `aggregator: none` and of the aggregated direction). Returns the shared
         parameters that got one. (An ordinary backward of the losses instead gives every parameter
         its ordinary gradient, the sum of the rows.)"""
-        where = {id(p): views[f"module.{n}"] for m, views in self.views.items() for n, p in m.named_parameters()
-                 if f"module.{n}" in views}  # fmt: skip
+        where = {id(p): views[n] for m, views in self.views.items() for n, p in m.named_parameters() if n in views}
         shared = [p for p in params if id(p) in where]
         rest = [p for p in params if id(p) not in where and p.requires_grad]
         grads = torch.autograd.grad(losses.sum(), [where[id(p)] for p in shared] + rest, allow_unused=True)
