@@ -4,7 +4,8 @@ Each task env is Meta-World's own `Meta-World/MT1` gymnasium env, which draws a 
 (one of the benchmark's 50) at every reset. The goal set comes from a fixed benchmark seed, so all
 runs and all env slots share the same 50 variants; the slot seed only drives the variant order
 and the env's own randomness. Observation: the 39-dim state (float32). Horizon: the v3 standard of
-500 steps unless `env.max_episode_steps` cuts it shorter (MOORE used 150).
+500 steps unless `env.max_episode_steps` cuts it shorter (MOORE used 150). Reward: Meta-World's
+v2 function unless `env.reward_version=v1` asks for the original paper's.
 
 The task lists are written out so that listing suites does not import MuJoCo; a test checks them
 against metaworld's own benchmark classes.
@@ -22,6 +23,7 @@ import mtrl
 
 BENCHMARK_SEED = 0
 HORIZON = 500
+REWARD_VERSIONS = ("v1", "v2")  # Meta-World's reward_function_version; envpool's ports compute v2
 MT10 = (
     "reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3",
     "drawer-close-v3", "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3",
@@ -74,12 +76,13 @@ def eval_seeds(episodes: int, seed: int) -> list[int]:
     return [base + j for j in range(episodes)]
 
 
-def _build(tasks: tuple[str, ...], task: int, seed: int) -> gym.Env:
+def _build(tasks: tuple[str, ...], reward_version: str, task: int, seed: int) -> gym.Env:
     try:
         import metaworld  # noqa: F401  (registers the Meta-World ids, also inside Ray workers)
     except ImportError as exc:
         raise mtrl.MtrlError("Meta-World suites need the extra: pip install 'mtrl[metaworld]'") from exc
-    env = gym.make("Meta-World/MT1", env_name=tasks[task], seed=BENCHMARK_SEED, disable_env_checker=True)
+    env = gym.make("Meta-World/MT1", env_name=tasks[task], seed=BENCHMARK_SEED, disable_env_checker=True,
+                   reward_function_version=reward_version)  # fmt: skip
     env.action_space.seed(seed)
     return SeededVariantReset(env)
 
@@ -114,18 +117,27 @@ def _build_envpool(tasks: tuple[str, ...], task: int, seeds: list[int]) -> Any:
     return EnvpoolBatch(pool, lambda obs: obs.astype(np.float32), lambda rew, term, info: info["success"] > 0)
 
 
-def make_metaworld_suite(name: str, tasks: tuple[str, ...]) -> mtrl.TaskSuite:
-    """A Meta-World suite; evaluation runs one episode per goal variant (50 per task, v3 protocol)."""
+def _no_envpool_v1(task: int, seeds: list[int]) -> Any:
+    raise mtrl.MtrlError("env.reward_version=v1: envpool's Meta-World ports compute only the v2 reward; "
+                         "use env.backend=gymnasium")  # fmt: skip
+
+
+def make_metaworld_suite(name: str, tasks: tuple[str, ...], reward_version: str = "v2") -> mtrl.TaskSuite:
+    """A Meta-World suite with reward function `reward_version` (v2: the v3 envs' default; v1: the
+    original paper's); evaluation runs one episode per goal variant (50 per task, v3 protocol)."""
+    if reward_version not in REWARD_VERSIONS:
+        raise mtrl.MtrlError(f"env.reward_version={reward_version}: Meta-World's reward functions are "
+                             f"{', '.join(REWARD_VERSIONS)}")  # fmt: skip
     return mtrl.TaskSuite(
         name=name,
         tasks=tasks,
-        build=partial(_build, tasks),
+        build=partial(_build, tasks, reward_version),
         observation_space=gym.spaces.Box(-np.inf, np.inf, (39,), np.float32),
         action_space=gym.spaces.Box(-1.0, 1.0, (4,), np.float32),
         eval_episodes=50,
         reports_success=True,
         default_max_episode_steps=HORIZON,
-        fast_build=partial(_build_envpool, tasks),
+        fast_build=partial(_build_envpool, tasks) if reward_version == "v2" else _no_envpool_v1,
         eval_seeds=eval_seeds,
     )
 

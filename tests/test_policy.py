@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import pytest
 import torch
 
@@ -49,3 +50,17 @@ def test_multihead_rows_use_their_own_head():
         head = policy.actor.head
         expected = x @ head.per_task(head.weight)[k] + head.bias[k]
         torch.testing.assert_close(logits[k:k + 1], expected)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "multihead"])
+def test_activation_setting_reaches_the_trunk(arch):
+    """policy.activation=relu (Meta-World+'s SAC networks) gives a ReLU trunk; tanh stays the default."""
+    from mtrl.config import load_config
+    from mtrl.nn.policy import spec_from_config
+
+    for value, act in (("relu", torch.nn.ReLU), (None, torch.nn.Tanh)):
+        cfg = load_config(None, [f"policy.arch={arch}"] + ([f"policy.activation={value}"] if value else []))
+        spec = spec_from_config((39,), gym.spaces.Box(-1, 1, (4,)), 3, cfg.policy, "sac")
+        trunk = build_policy(spec).actor.net.trunk
+        kinds = {type(m) for m in trunk}
+        assert act in kinds and ({torch.nn.ReLU, torch.nn.Tanh} - {act}).isdisjoint(kinds)

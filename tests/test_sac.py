@@ -131,3 +131,63 @@ def test_metaworld_seeds_pick_goal_variants_for_the_v3_evaluation_protocol():
     goals = [env.reset(seed=s)[0]["obs"][-3:] for s in seeds]
     assert len({tuple(np.round(g, 5)) for g in goals}) == 50  # every variant once
     np.testing.assert_allclose(env.reset(seed=seeds[3] + 50)[0]["obs"][-3:], goals[3])  # the seed fixes the variant
+
+
+def test_task_loss_weights_worked_case_and_the_critic_loss_uses_them():
+    """Soft Modularization's weights K softmax(-log alpha)[c]: alpha = (1, 2) gives
+    2 * (1, 1/2) / (3/2) = (4/3, 2/3); each sample's squared error is scaled by its task's weight."""
+    from mtrl.algos.sac_learner import _critic_errors, task_loss_weights
+
+    log_alpha = torch.tensor([0.0, math.log(2.0)], requires_grad=True)
+    w = task_loss_weights(log_alpha, torch.tensor([0, 1, 1]))
+    assert torch.allclose(w, torch.tensor([4 / 3, 2 / 3, 2 / 3])) and not w.requires_grad
+    spec = PolicySpec((5,), 2, 2, False, "mlp", 16, 1)
+    torch.manual_seed(0)
+    actor, critic = SACActor(spec), TwinQ(spec)
+    batch = {"obs": torch.randn(3, 5), "actions": torch.rand(3, 2), "rewards": torch.randn(3), "next_obs": torch.randn(3, 5),
+             "terminated": torch.zeros(3, dtype=torch.bool), "task_id": torch.tensor([0, 1, 1])}  # fmt: skip
+    alpha = torch.ones(2)
+    torch.manual_seed(1)
+    plain = _critic_errors(critic, critic, actor, alpha, batch, 0.99)
+    torch.manual_seed(1)
+    weighted = _critic_errors(critic, critic, actor, alpha, {**batch, "weight": w}, 0.99)
+    for p, q in zip(plain, weighted):
+        assert torch.allclose(q, p * w)
+
+
+def test_sac_settings_reach_the_learner():
+    """sac.init_temperature, sac.adam_eps and sac.max_grad_norm (each optimiser's global norm,
+    the temperatures never clipped), as configs/metaworld_plus sets them."""
+    spec = PolicySpec((5,), 3, 2, False, "multihead", 32, 2)
+    torch.manual_seed(0)
+    actor, critic = SACActor(spec), TwinQ(spec)
+    learner = SACLearner(actor, critic, 3, 2, init_temperature=0.5, max_grad_norm=1e-3, adam_eps=1e-5)
+    assert torch.allclose(learner.log_alpha.exp(), torch.full((3,), 0.5))
+    assert all(g["eps"] == 1e-5 for opt in (learner.actor_opt, learner.critic_opt, learner.alpha_opt) for g in opt.param_groups)
+    norms = []
+    for opt in (learner.actor_opt, learner.critic_opt):  # the clipped norm, seen by the optimiser's step
+        opt.step = lambda *a, _o=opt, **k: norms.append(float(torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(p.grad) for g in _o.param_groups for p in g["params"] if p.grad is not None]))))  # fmt: skip
+    batch = {"obs": torch.randn(8, 5), "actions": torch.rand(8, 2) * 2 - 1, "rewards": 100 * torch.randn(8),
+             "next_obs": torch.randn(8, 5), "terminated": torch.zeros(8, dtype=torch.bool),
+             "task_id": torch.tensor([0, 0, 1, 1, 2, 2, 2, 2])}  # fmt: skip
+    learner.update(batch)
+    assert len(norms) == 2 and all(n <= 1e-3 * (1 + 1e-4) for n in norms)
+
+
+def test_a_metaworld_plus_config_trains_on_real_metaworld(tmp_path):
+    """configs/metaworld_plus/mt10_softmod.yaml (ReLU, clipping, Adam eps 1e-5, task loss weights,
+    reward v2) for a few real MT10 updates, in-process."""
+    pytest.importorskip("metaworld")
+    from mtrl.config import load_config
+    from mtrl.run.trainer import train
+    from tests.conftest import ROOT
+
+    cfg = load_config(ROOT / "configs/metaworld_plus/mt10_softmod.yaml", [
+        "rollout.workers=0", "rollout.steps_per_env=10", "sac.warmup_steps=100", "sac.batch_per_task=4",
+        "sac.replay_size=1000", "train.total_steps=300", "train.eval_every=null", "train.eval_episodes=0",
+        f"run_dir={tmp_path}"])  # fmt: skip
+    from mtrl.run.checkpoint import load_latest
+
+    _, ckpt = load_latest(train(cfg))
+    assert ckpt["env_steps"] == 300 and ckpt["optimizer"]["updates"] == 30  # 3 fragments of 10 vector steps

@@ -116,3 +116,27 @@ def test_third_party_suite_via_entry_point(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "fake-cartpole (1 tasks): cp" in out.stdout
     assert "minigrid-mt3 (3 tasks): MiniGrid-LavaGapS7-v0" in out.stdout
+
+
+def test_metaworld_reward_version_reaches_the_env():
+    """env.reward_version picks Meta-World's reward function: the same actions from the same start
+    give v2's rewards by default and other ones with v1; a suite with one reward function, an
+    unknown version and v1 on envpool are one line each."""
+    pytest.importorskip("metaworld")
+    from mtrl.env.vector import make_vector_env
+
+    def rewards(version):
+        envs = make_vector_env(mtrl.get_suite("metaworld-mt1-reach-v3", version), [0], [3], "next_step", None, "gymnasium")
+        envs.reset(seed=[3])
+        actions = np.random.default_rng(0).uniform(-1, 1, (5, 1, 4)).astype(np.float32)
+        out = [float(envs.step(a)[1][0]) for a in actions]
+        envs.close()
+        return out
+
+    assert rewards(None) == rewards("v2") != rewards("v1")
+    with pytest.raises(mtrl.MtrlError, match="env.reward_version=v1: suite 'toy-mt3' has one reward function"):
+        mtrl.get_suite("toy-mt3", "v1")
+    with pytest.raises(mtrl.MtrlError, match="Meta-World's reward functions are v1, v2"):
+        mtrl.get_suite("metaworld-mt10", "v9")
+    with pytest.raises(mtrl.MtrlError, match="envpool's Meta-World ports compute only the v2 reward"):
+        mtrl.get_suite("metaworld-mt10", "v1").fast_build(0, [0])

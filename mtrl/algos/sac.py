@@ -62,7 +62,8 @@ class SACAlgorithm:
         self.grads = [TaskGradients(net, cfg.learner, suite.tasks, guard, log) for net, log in
                       ((policy.actor, cfg.train.log_grad_every), (policy.critic, None))]  # fmt: skip
         self.learner = SACLearner(policy.actor, policy.critic, k, act_dim, s.actor_lr, s.critic_lr, s.alpha_lr, s.gamma, s.tau,
-                                  guard, *self.grads)  # fmt: skip
+                                  guard, *self.grads, init_temperature=s.init_temperature, max_grad_norm=s.max_grad_norm,
+                                  adam_eps=s.adam_eps, weight_tasks=s.task_loss_weights)  # fmt: skip
         obs_space = suite.observation_space
         self.replay = TaskReplay(k, s.replay_size, obs_space.shape, obs_space.dtype, act_dim, int(s.replay_memory_gb * 2**30))
         self.rng = np.random.default_rng(cfg.seed)

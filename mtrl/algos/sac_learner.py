@@ -10,6 +10,7 @@ the temperatures are task-specific already (each sample moves only its own task'
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
@@ -36,7 +37,8 @@ def _critic_errors(critic: TwinQ, target: TwinQ, actor: SACActor, alpha: torch.T
         soft_v = torch.min(q1_t, q2_t) - alpha[task] * next_logp
         y = batch["rewards"] + gamma * (1.0 - batch["terminated"].float()) * soft_v
     q1, q2 = critic(obs, act, task)
-    return (q1 - y).pow(2), (q2 - y).pow(2)
+    w = batch.get("weight", 1.0)  # Soft Modularization's task weights (`task_loss_weights`)
+    return w * (q1 - y).pow(2), w * (q2 - y).pow(2)
 
 
 def critic_loss(critic: TwinQ, target: TwinQ, actor: SACActor, alpha: torch.Tensor, batch: dict[str, torch.Tensor],
@@ -57,7 +59,7 @@ def _actor_terms(actor: SACActor, critic: TwinQ, alpha: torch.Tensor, batch: dic
     """alpha_c log pi(a|s) - min Q(s, a) per sample, with a reparameterised a; and log pi."""
     act, logp = actor.sample(batch["obs"], batch["task_id"])
     q1, q2 = critic(batch["obs"], act, batch["task_id"])
-    return alpha[batch["task_id"]] * logp - torch.min(q1, q2), logp
+    return batch.get("weight", 1.0) * (alpha[batch["task_id"]] * logp - torch.min(q1, q2)), logp
 
 
 def actor_loss(actor: SACActor, critic: TwinQ, alpha: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,6 +76,14 @@ def actor_task_losses(actor: SACActor, critic: TwinQ, alpha: torch.Tensor, batch
     return mean, count > 0, logp
 
 
+def task_loss_weights(log_alpha: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
+    """Soft Modularization's task re-weighting (Yang et al. 2020, as its authors' code and
+    Meta-World+'s `use_task_weights`): each sample's critic and actor loss times
+    K softmax(-log alpha)[c], so tasks whose temperature is still high (little learnt yet) weigh
+    less; the weights average 1 over tasks and carry no gradient."""
+    return (len(log_alpha) * torch.softmax(-log_alpha.detach(), 0))[task_id]
+
+
 @torch.no_grad()
 def polyak(target: nn.Module, online: nn.Module, tau: float) -> None:
     """target <- (1 - tau) target + tau online, for all parameters at once."""
@@ -86,40 +96,44 @@ class SACLearner:
     def __init__(self, actor: SACActor, critic: TwinQ, num_tasks: int, action_dim: int, actor_lr: float = 3e-4,
                  critic_lr: float = 3e-4, alpha_lr: float = 1e-4, gamma: float = 0.99, tau: float = 0.005,
                  guard: NonFiniteGuard | None = None, actor_grads: TaskGradients | None = None,
-                 critic_grads: TaskGradients | None = None) -> None:  # fmt: skip
+                 critic_grads: TaskGradients | None = None, *, init_temperature: float = 1.0,
+                 max_grad_norm: float | None = None, adam_eps: float = 1e-8, weight_tasks: bool = False) -> None:  # fmt: skip
         self.actor, self.critic, self.gamma, self.tau, self.num_tasks = actor, critic, gamma, tau, num_tasks
+        self.clip, self.weight_tasks = max_grad_norm, weight_tasks
         self.guard = guard or NonFiniteGuard()
         self.actor_grads, self.critic_grads = actor_grads, critic_grads
         self.target = copy.deepcopy(critic).requires_grad_(False)
         device = next(actor.parameters()).device
-        self.log_alpha = torch.zeros(num_tasks, device=device, requires_grad=True)
+        self.log_alpha = torch.full((num_tasks,), math.log(init_temperature), device=device, requires_grad=True)
         self.target_entropy = -float(action_dim)
         # networks with a per-task loss guard (PaCo: `extreme_tasks`, `reset_tasks`), and its events
         self.loss_guards = [m for m in (*actor.modules(), *critic.modules()) if callable(getattr(m, "extreme_tasks", None))]
         self.guard_events = {"masked_tasks": 0, "w_resets": 0}
-        self.actor_opt = torch.optim.Adam(actor.parameters(), lr=actor_lr)
-        self.critic_opt = torch.optim.Adam(critic.parameters(), lr=critic_lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=alpha_lr)
+        self.actor_opt = torch.optim.Adam(actor.parameters(), lr=actor_lr, eps=adam_eps)
+        self.critic_opt = torch.optim.Adam(critic.parameters(), lr=critic_lr, eps=adam_eps)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=alpha_lr, eps=adam_eps)  # never clipped (Meta-World+)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One gradient step on critics, actor and temperatures, then the Polyak target step."""
         alpha = self.log_alpha.detach().exp()
+        if self.weight_tasks:
+            batch = {**batch, "weight": task_loss_weights(self.log_alpha, batch["task_id"])}
         args = (self.critic, self.target, self.actor, alpha, batch, self.gamma)
         extreme = None  # with a loss guard: the tasks masked out of this step (PaCo, Sun et al. 2022 sec. 4.3)
         if self.critic_grads is not None and self.critic_grads.active:
             (losses, present), features = self.critic_grads.evaluate(lambda: critic_task_losses(*args, self.num_tasks),
                                                                      batch["task_id"])  # fmt: skip
             extreme = self._extreme(losses)
-            self.critic_grads.step(self.critic_opt, losses, present & ~extreme, features, list(self.critic.parameters()), None)
+            self.critic_grads.step(self.critic_opt, losses, present & ~extreme, features, list(self.critic.parameters()), self.clip)
             q_loss = losses[present].mean()
         elif self.loss_guards:
             losses, present = critic_task_losses(*args, self.num_tasks)
             extreme = self._extreme(losses)
-            self.guard.step(self.critic_opt, self._masked_mean(losses, present & ~extreme), list(self.critic.parameters()))
+            self.guard.step(self.critic_opt, self._masked_mean(losses, present & ~extreme), list(self.critic.parameters()), self.clip)
             q_loss = losses[present].mean()
         else:
             q_loss = critic_loss(*args)
-            self.guard.step(self.critic_opt, q_loss, list(self.critic.parameters()))
+            self.guard.step(self.critic_opt, q_loss, list(self.critic.parameters()), self.clip)
         self.critic.requires_grad_(False)  # the actor's loss differentiates through Q, not into it
         grads = self.actor_grads
         masked = extreme is not None and bool(extreme.any())
@@ -131,16 +145,16 @@ class SACLearner:
             if masked:
                 present = present & ~extreme
         if grads is not None and grads.active:
-            grads.step(self.actor_opt, losses, present, features, list(self.actor.parameters()), None)
+            grads.step(self.actor_opt, losses, present, features, list(self.actor.parameters()), self.clip)
             pi_loss = losses[present].mean()
         elif masked:
             pi_loss = self._masked_mean(losses, present)
-            self.guard.step(self.actor_opt, pi_loss, list(self.actor.parameters()))
+            self.guard.step(self.actor_opt, pi_loss, list(self.actor.parameters()), self.clip)
         else:
             if grads is not None and grads.diagnose:  # aggregator none: measure, then the usual step
                 grads.measure(losses, present, features, list(self.actor.parameters()))
             pi_loss, logp = actor_loss(self.actor, self.critic, alpha, batch)
-            self.guard.step(self.actor_opt, pi_loss, list(self.actor.parameters()))
+            self.guard.step(self.actor_opt, pi_loss, list(self.actor.parameters()), self.clip)
         self.critic.requires_grad_(True)
         a_loss = alpha_loss(self.log_alpha, logp, batch["task_id"], self.target_entropy)
         self.guard.step(self.alpha_opt, a_loss, [self.log_alpha])

@@ -89,6 +89,10 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     arch_raw, algo_raw = pop_arch_sections(data), pop_algo_sections(data)
     cfg = from_dict(Config, data)
     cfg.policy.options = arch_options(cfg.policy, arch_raw)
+    env = cfg.env
+    if env.expected_suite is not None and env.suite != env.expected_suite:
+        raise ConfigError(f"env.suite={env.suite}: this config's settings are a protocol for env.expected_suite="
+                          f"{env.expected_suite}; use that suite, or set env.expected_suite=null to run them anyway")  # fmt: skip
     r = cfg.rollout
     if r.pipeline and not r.workers:
         raise ConfigError("rollout.pipeline=true overlaps Ray workers with the learner; it needs rollout.workers >= 1")

@@ -25,6 +25,12 @@ class EnvConfig:
         "gymnasium", "env implementation for rollouts: the reference Python envs, or envpool's C++ ports "
         "(pip install 'mtrl[fast]'; tasks without a port stay on gymnasium). Evaluation always uses gymnasium"
     )
+    reward_version: Literal["v1", "v2"] | None = opt(
+        None, "the suite's reward function, for suites that have several (Meta-World's reward_function_version: v2, "
+        "the v3 envs' default and Meta-World+'s, or v1, the original paper's); null: the suite's default"
+    )
+    expected_suite: str | None = opt(None, "the suite a protocol config was written for (configs/metaworld_plus/ set "
+                                     "it); any other env.suite stops the run. null: no check")
 
 
 @dataclass
@@ -60,6 +66,9 @@ class PolicyConfig:
         "actor, 1 for the critic) and zero biases, as CleanRL; default: PyTorch's default layer init, as MOORE's "
         "official code (experts and conv encoders always use PyTorch's default)"
     )
+    activation: Literal["tanh", "relu"] = opt("tanh", "the hidden activation of the mlp and multihead trunks (tanh: "
+                                              "CleanRL's PPO; relu: Meta-World+'s SAC); the other architectures "
+                                              "keep their papers' own")
     # each architecture's own options by name, from the sections policy.<arch> (mtrl.config.load)
     options: dict[str, Any] = field(default_factory=dict, metadata={"internal": True})
 
@@ -128,6 +137,14 @@ class SACConfig:
     alpha_lr: float = opt(1e-4, "per-task temperature Adam learning rate", 0.0, None, lo_open=True)
     gamma: float = opt(0.99, "discount factor", 0.0, 1.0)
     tau: float = opt(0.005, "Polyak rate of the target critics", 0.0, 1.0, lo_open=True)
+    init_temperature: float = opt(1.0, "every task's initial temperature alpha (MOORE, Meta-World+: 1)", 0.0, None,
+                                  lo_open=True)  # fmt: skip
+    max_grad_norm: float | None = opt(None, "global gradient-norm clip of the actor's and the critics' steps, each on its "
+                                      "own (Meta-World+: 1.0); null: no clipping (MOORE)", 0.0, None, lo_open=True)  # fmt: skip
+    adam_eps: float = opt(1e-8, "Adam epsilon of every SAC optimiser (torch's 1e-8 as MOORE; Meta-World+: 1e-5)", 0.0, None,
+                          lo_open=True)  # fmt: skip
+    task_loss_weights: bool = opt(False, "weight each sample's critic and actor loss by K softmax(-log alpha)[task] "
+                                  "(Soft Modularization's task re-weighting, Meta-World+'s use_task_weights)")
     checkpoint_replay: bool = opt(True, "save the replay contents in checkpoints, for an exact resume (up to "
                                   "replay_memory_gb per checkpoint file); false: a resumed run refills them")
 

@@ -6,8 +6,10 @@ index travels with every step (as in facebookresearch/mtrl's typed multi-task ob
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -118,9 +120,22 @@ class TaskIdObservation(gym.ObservationWrapper):
         return {"obs": obs, "task_id": self._task}
 
 
-def get_suite(name: str) -> TaskSuite:
-    """Build the registered suite `name` (from `register_suite` or the `mtrl.suites` entry points)."""
-    suite = call_plugin("suite", name, "its factory", SUITES.get(name))
+def get_suite(name: str, reward_version: str | None = None) -> TaskSuite:
+    """Build the registered suite `name` (from `register_suite` or the `mtrl.suites` entry points).
+    `reward_version` (env.reward_version) goes to a factory that takes that keyword (Meta-World's
+    v1 / v2 rewards); None builds the suite's default."""
+    factory = SUITES.get(name)
+    if reward_version is None:
+        suite = call_plugin("suite", name, "its factory", factory)
+    else:
+        try:
+            takes = "reward_version" in inspect.signature(factory).parameters
+        except (TypeError, ValueError):
+            takes = False
+        if not takes:
+            raise MtrlError(f"env.reward_version={reward_version}: suite '{name}' has one reward function (its factory "
+                            "takes no reward_version); set env.reward_version=null")  # fmt: skip
+        suite = call_plugin("suite", name, "its factory", partial(factory, reward_version=reward_version))
     if not isinstance(suite, TaskSuite):
         raise MtrlError(f"suite factory for '{name}' returned {type(suite).__name__}, expected mtrl.env.suite.TaskSuite")
     return suite

@@ -22,6 +22,9 @@ from mtrl.nn.paco import PacoNet, PacoOptions
 from mtrl.nn.softmod import SoftModOptions, SoftModularNet
 
 
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}  # policy.activation
+
+
 class MLPNet(nn.Module):
     """Encoder, then a trunk on cat(features, task one-hot), then one output layer."""
 
@@ -30,7 +33,8 @@ class MLPNet(nn.Module):
         out_g, hid_g = gains(spec, out_gain)
         self.num_tasks = spec.num_tasks
         self.encoder = make_encoder(spec.obs_shape)
-        self.trunk = mlp([self.encoder.out_dim + spec.num_tasks] + [spec.hidden] * spec.layers, gain=hid_g)
+        self.trunk = mlp([self.encoder.out_dim + spec.num_tasks] + [spec.hidden] * spec.layers, ACTIVATIONS[spec.activation],
+                         hid_g)  # fmt: skip
         self.head = init_linear(nn.Linear(spec.hidden, out_dim), out_g)
 
     def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
@@ -51,7 +55,7 @@ class MultiHeadNet(nn.Module):
         if self.no_trunk:
             self.head: nn.Module = OutputHead(spec.num_tasks, self.encoder.out_dim, spec.hidden, out_dim, out_g, True, hid_g)
             return
-        self.trunk = mlp([self.encoder.out_dim] + [spec.hidden] * spec.layers, gain=hid_g)
+        self.trunk = mlp([self.encoder.out_dim] + [spec.hidden] * spec.layers, ACTIVATIONS[spec.activation], hid_g)
         self.head = TaskHeads(spec.num_tasks, spec.hidden, out_dim, out_g)
 
     def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:

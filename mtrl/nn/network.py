@@ -30,6 +30,7 @@ class PolicySpec:
     init: str = "orthogonal"  # trunk and head layers: "orthogonal" (CleanRL's gains) or "default" (PyTorch's)
     options: tuple[tuple[str, Any], ...] = ()  # another architecture's own options (policy.<arch>.*), sorted by name
     task_metadata: tuple[tuple[float, ...], ...] | None = None  # the suite's [K, d] task context (TaskSuite.task_metadata)
+    activation: str = "tanh"  # mlp / multihead trunks: "tanh" (CleanRL's PPO) or "relu" (Meta-World+'s SAC)
 
     def __post_init__(self) -> None:  # from a checkpoint's JSON the options come back as lists
         object.__setattr__(self, "options", tuple(sorted((str(k), v) for k, v in self.options)))

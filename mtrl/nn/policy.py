@@ -67,12 +67,12 @@ def build_policy(spec: PolicySpec) -> nn.Module:
 
 def spec_for(suite_obs_shape: tuple[int, ...], action_space, num_tasks: int, arch: str, hidden: int, layers: int,
              num_experts: int = 4, head: str = "multi", kind: str = "actor_critic", init: str = "orthogonal",
-             options: tuple[tuple[str, Any], ...] = (), task_metadata: Any = None) -> PolicySpec:  # fmt: skip
+             options: tuple[tuple[str, Any], ...] = (), task_metadata: Any = None, activation: str = "tanh") -> PolicySpec:  # fmt: skip
     """A PolicySpec from a suite's spaces (and its task metadata) and the policy settings."""
     discrete = hasattr(action_space, "n")
     action_dim = int(action_space.n) if discrete else int(math.prod(action_space.shape))
     return PolicySpec(tuple(suite_obs_shape), num_tasks, action_dim, discrete, arch, hidden, layers, num_experts, head,
-                      kind, init, options, task_metadata)  # fmt: skip
+                      kind, init, options, task_metadata, activation)  # fmt: skip
 
 
 def spec_from_config(obs_shape: tuple[int, ...], action_space, num_tasks: int, cfg: PolicyConfig, kind: str,  # noqa: ANN001
@@ -84,4 +84,4 @@ def spec_from_config(obs_shape: tuple[int, ...], action_space, num_tasks: int, c
     values = dataclasses.asdict(own) if own is not None else {}
     fields = {k: values.pop(k) for k in ("num_experts", "head") if k in values}
     return spec_for(obs_shape, action_space, num_tasks, cfg.arch, cfg.hidden, cfg.layers, kind=kind, init=cfg.init,
-                    options=tuple(values.items()), task_metadata=task_metadata, **fields)  # fmt: skip
+                    options=tuple(values.items()), task_metadata=task_metadata, activation=cfg.activation, **fields)  # fmt: skip

@@ -11,6 +11,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from mtrl.config import Config, load_config
 from mtrl.env.suite import get_suite
+from mtrl.errors import ConfigError
 from mtrl.rllib.callbacks import MultiTaskCallbacks
 from mtrl.rllib.connector import TaskNormPPOLearner
 from mtrl.rllib.env import register_suite_env
@@ -31,6 +32,9 @@ def mtrl_settings(suite: str, arch: str, num_experts: int | None, head: str | No
         ov.append(f"curriculum.name={curriculum}")
     cfg = load_config(None, ov + list(overrides))
     get_suite(cfg.env.suite)  # an unknown suite stops here, with the closest names
+    if cfg.env.reward_version is not None:  # RLlib's env runners build suites by name, at the default reward
+        raise ConfigError(f"env.reward_version={cfg.env.reward_version}: mtrl.rllib runs each suite's default reward "
+                          "function; leave env.reward_version unset there")  # fmt: skip
     return cfg
 
 
@@ -50,7 +54,7 @@ def ppo_config(suite: str, arch: str = "moore", num_experts: int = 2, curriculum
     own = p.options.get(arch)
     options = {k: v for k, v in (dataclasses.asdict(own) if own is not None else {}).items() if k not in ("num_experts", "head")}
     model = mtrl_model_config(arch=arch, hidden=p.hidden, layers=p.layers, init=p.init, options=options, suite=suite,
-                              num_experts=num_experts, head=head)  # fmt: skip
+                              num_experts=num_experts, head=head, activation=p.activation)  # fmt: skip
     env_config = {"seed": seed, "max_episode_steps": cfg.env.max_episode_steps,
                   "curriculum": dataclasses.asdict(cfg.curriculum) if cfg.curriculum.name else None}  # fmt: skip
     config = (

@@ -26,12 +26,12 @@ from mtrl.nn.policy import spec_for
 
 # model_config["mtrl"]: the policy settings (mtrl's `policy` config section, flattened) and the suite
 MODEL_KEYS = {"arch": "moore", "hidden": 128, "layers": 2, "num_experts": 2, "head": "multi", "init": "orthogonal",
-              "options": {}, "suite": None}  # fmt: skip
+              "options": {}, "suite": None, "activation": "tanh"}  # fmt: skip
 
 
 def mtrl_model_config(**settings: Any) -> dict[str, Any]:
     """The `model_config` of a MultiTaskRLModule: {"mtrl": {...}} with these settings over the
-    defaults (arch, hidden, layers, num_experts, head, init, options, suite)."""
+    defaults (arch, hidden, layers, num_experts, head, init, options, suite, activation)."""
     unknown = sorted(set(settings) - set(MODEL_KEYS))
     if unknown:
         raise MtrlError(f"MultiTaskRLModule: unknown setting(s) {', '.join(unknown)}; expected some of {', '.join(MODEL_KEYS)}")
@@ -51,7 +51,7 @@ def module_spec(observation_space: gym.Space, action_space: gym.Space, model_con
     metadata = get_suite(cfg["suite"]).task_metadata if cfg["suite"] else None  # CARE's context, as in mtrl train
     return spec_for(observation_space["obs"].shape, action_space, int(observation_space["task_id"].n), cfg["arch"],
                     int(cfg["hidden"]), int(cfg["layers"]), int(cfg["num_experts"]), cfg["head"], "actor_critic",
-                    cfg["init"], tuple(dict(cfg["options"]).items()), metadata)  # fmt: skip
+                    cfg["init"], tuple(dict(cfg["options"]).items()), metadata, cfg["activation"])  # fmt: skip
 
 
 class MultiTaskRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):

@@ -142,7 +142,7 @@ def saved_spec(ckpt: dict[str, Any]) -> PolicySpec:
 def policy_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> tuple[nn.Module, TaskSuite, dict]:
     """Rebuild (policy, suite, config dict) from a loaded checkpoint."""
     cfg = json.loads(ckpt["config"])
-    suite = get_suite(cfg["env"]["suite"])
+    suite = get_suite(cfg["env"]["suite"], cfg["env"].get("reward_version"))
     spec = saved_spec(ckpt)
     if list(suite.tasks) != list(ckpt["tasks"]):
         raise CheckpointError(f"checkpoint tasks {ckpt['tasks']} do not match suite '{suite.name}' tasks {list(suite.tasks)}")

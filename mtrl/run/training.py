@@ -64,7 +64,7 @@ class Training:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        suite = self.suite = get_suite(cfg.env.suite)
+        suite = self.suite = get_suite(cfg.env.suite, cfg.env.reward_version)
         suite.check_horizon(cfg.env.max_episode_steps)
         check_fast_backend(suite, cfg.env.backend, cfg.rollout.autoreset_mode, cfg.env.max_episode_steps)
         algo_cls = ALGOS.get(cfg.algo)
