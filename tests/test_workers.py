@@ -151,6 +151,37 @@ def test_sac_on_metaworld_mt10_with_two_ray_workers_completes_evaluates_and_chec
     assert len(result["tasks"]) == 10 and result["greedy"] and all(t["success_rate"] is not None for t in result["tasks"])
 
 
+def test_metaworld_evaluation_on_two_ray_workers_matches_in_process_episode_for_episode():
+    """An MT10 evaluation (sampled actions, 3 episodes per task: goal variants 0-2) split over 2
+    Ray rollout workers gives every episode's return, success and length exactly as in-process."""
+    pytest.importorskip("metaworld")
+    from mtrl.collect.episodes import run_chunks
+    from mtrl.eval.evaluate import evaluate
+
+    cfg = load_config(ROOT / "configs/metaworld_mt10_mtsac.yaml", ["rollout.workers=2", "ray.num_cpus=2",
+                                                                  "env.max_episode_steps=60", "policy.hidden=32"])  # fmt: skip
+    suite = mtrl.get_suite(cfg.env.suite)
+    spec = policy_spec(cfg, suite)
+    torch.manual_seed(0)
+    policy = build_policy(spec)
+    pool = WorkerPool(suite, spec, cfg, seed=0)
+    try:
+        remote = evaluate(policy, suite, 3, seed=5, greedy=False, max_episode_steps=60, runner=pool.run_eval, chunk=2)
+    finally:
+        pool.close()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each worker: the same matmul kernels, the same bits
+    try:
+        local = evaluate(policy, suite, 3, seed=5, greedy=False, max_episode_steps=60, runner=run_chunks, chunk=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert [t.task for t in remote.tasks] == list(suite.tasks)
+    for r, l in zip(remote.tasks, local.tasks):
+        assert (r.returns, r.successes, r.lengths) == (l.returns, l.successes, l.lengths), r.task
+        assert len(r.returns) == 3 and r.lengths == [60, 60, 60]
+    assert len({round(x, 3) for t in remote.tasks for x in t.returns}) > 20  # real, differing episodes
+
+
 def _listening() -> set[tuple[str, int]]:
     """(local address, port) of every listening TCP socket (Linux /proc/net/tcp and tcp6)."""
     import ipaddress

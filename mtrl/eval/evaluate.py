@@ -23,6 +23,11 @@ class TaskResult:
     mean_return: float
     success_rate: float | None
     mean_length: float
+    # every episode, in the order of its reset seed (Meta-World: goal variant j mod 50 for episode j);
+    # None in evaluations written before they were kept
+    returns: list[float] | None = None
+    successes: list[float] | None = None
+    lengths: list[int] | None = None
 
 
 @dataclass
@@ -89,7 +94,8 @@ def evaluate(policy: nn.Module, suite: TaskSuite, episodes: int, seed: int, gree
     for k, name in enumerate(suite.tasks):
         m = jobs == k
         rate = float(success[m].mean()) if suite.reports_success else None
-        results.append(TaskResult(name, int(m.sum()), float(ret[m].mean()), rate, float(length[m].mean())))
+        results.append(TaskResult(name, int(m.sum()), float(ret[m].mean()), rate, float(length[m].mean()), ret[m].tolist(),
+                                  success[m].tolist() if suite.reports_success else None, length[m].astype(int).tolist()))  # fmt: skip
     return EvalResult(suite.name, results, greedy, seed)
 
 
