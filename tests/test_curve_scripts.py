@@ -139,3 +139,28 @@ def test_success_report_without_success_is_one_line(tmp_path):
     (tmp_path / "m" / "s0" / "eval.json").write_text("{not json")
     res = script("success_report.py", f"m={tmp_path}/m/s*")
     assert res.returncode != 0 and "Traceback" not in res.stderr and "is not a run's final evaluation" in res.stderr
+
+
+def test_gpu_check_runs_in_process_and_projects_the_protocol():
+    """scripts/gpu_check.py times the Meta-World+ MT10 learners (here on the CPU, a tiny replay)
+    and prints the projected hours of the 2e6-update protocol from its own ms per update."""
+    res = script("gpu_check.py", "--device", "cpu", "--updates", "2", "--replay-per-task", "300", "--archs", "mtmhsac")
+    assert res.returncode == 0, res.stderr
+    row = next(line for line in res.stdout.splitlines() if line.startswith("| mt10_mtmhsac |"))
+    ms, done, hours = (float(x) for x in row.split("|")[2:5])
+    assert done == 2 and abs(hours - 2e6 * ms / 1e3 / 3600) < 0.05 + 1e-3 * hours
+    bad = script("gpu_check.py", "--device", "cpu", "--updates", "0")
+    assert bad.returncode == 2 and "--updates must be >= 1, got 0" in bad.stderr
+
+
+def test_rounds_report_the_median_ratio_and_its_range():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from rounds import alternate, ratio, show_ratio
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    order: list[str] = []
+    times = alternate({"a": lambda: order.append("a") or 2.0, "b": lambda: order.append("b") or 1.0}, 3)
+    assert order == ["a", "b"] * 3 and times == {"a": [2.0] * 3, "b": [1.0] * 3}
+    assert ratio([2.0, 3.0, 10.0], [1.0, 1.0, 1.0]) == (3.0, 2.0, 10.0)
+    assert show_ratio([2.0, 3.0, 10.0], [1.0, 1.0, 1.0]) == "3.00x (2.00-10.00)"
