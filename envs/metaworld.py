@@ -25,21 +25,69 @@ BENCHMARK_SEED = 0
 HORIZON = 500
 REWARD_VERSIONS = ("v1", "v2")  # Meta-World's reward_function_version; envpool's ports compute v2
 MT10 = (
-    "reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3",
-    "drawer-close-v3", "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3",
-)  # fmt: skip
+    "reach-v3",
+    "push-v3",
+    "pick-place-v3",
+    "door-open-v3",
+    "drawer-open-v3",
+    "drawer-close-v3",
+    "button-press-topdown-v3",
+    "peg-insert-side-v3",
+    "window-open-v3",
+    "window-close-v3",
+)
 MT50 = (
-    "assembly-v3", "basketball-v3", "bin-picking-v3", "box-close-v3", "button-press-topdown-v3",
-    "button-press-topdown-wall-v3", "button-press-v3", "button-press-wall-v3", "coffee-button-v3",
-    "coffee-pull-v3", "coffee-push-v3", "dial-turn-v3", "disassemble-v3", "door-close-v3", "door-lock-v3",
-    "door-open-v3", "door-unlock-v3", "hand-insert-v3", "drawer-close-v3", "drawer-open-v3",
-    "faucet-open-v3", "faucet-close-v3", "hammer-v3", "handle-press-side-v3", "handle-press-v3",
-    "handle-pull-side-v3", "handle-pull-v3", "lever-pull-v3", "pick-place-wall-v3", "pick-out-of-hole-v3",
-    "pick-place-v3", "plate-slide-v3", "plate-slide-side-v3", "plate-slide-back-v3",
-    "plate-slide-back-side-v3", "peg-insert-side-v3", "peg-unplug-side-v3", "soccer-v3", "stick-push-v3",
-    "stick-pull-v3", "push-v3", "push-wall-v3", "push-back-v3", "reach-v3", "reach-wall-v3",
-    "shelf-place-v3", "sweep-into-v3", "sweep-v3", "window-open-v3", "window-close-v3",
-)  # fmt: skip
+    "assembly-v3",
+    "basketball-v3",
+    "bin-picking-v3",
+    "box-close-v3",
+    "button-press-topdown-v3",
+    "button-press-topdown-wall-v3",
+    "button-press-v3",
+    "button-press-wall-v3",
+    "coffee-button-v3",
+    "coffee-pull-v3",
+    "coffee-push-v3",
+    "dial-turn-v3",
+    "disassemble-v3",
+    "door-close-v3",
+    "door-lock-v3",
+    "door-open-v3",
+    "door-unlock-v3",
+    "hand-insert-v3",
+    "drawer-close-v3",
+    "drawer-open-v3",
+    "faucet-open-v3",
+    "faucet-close-v3",
+    "hammer-v3",
+    "handle-press-side-v3",
+    "handle-press-v3",
+    "handle-pull-side-v3",
+    "handle-pull-v3",
+    "lever-pull-v3",
+    "pick-place-wall-v3",
+    "pick-out-of-hole-v3",
+    "pick-place-v3",
+    "plate-slide-v3",
+    "plate-slide-side-v3",
+    "plate-slide-back-v3",
+    "plate-slide-back-side-v3",
+    "peg-insert-side-v3",
+    "peg-unplug-side-v3",
+    "soccer-v3",
+    "stick-push-v3",
+    "stick-pull-v3",
+    "push-v3",
+    "push-wall-v3",
+    "push-back-v3",
+    "reach-v3",
+    "reach-wall-v3",
+    "shelf-place-v3",
+    "sweep-into-v3",
+    "sweep-v3",
+    "window-open-v3",
+    "window-close-v3",
+)
 
 
 class SeededVariantReset(gym.Wrapper):
@@ -81,8 +129,13 @@ def _build(tasks: tuple[str, ...], reward_version: str, task: int, seed: int) ->
         import metaworld  # noqa: F401  (registers the Meta-World ids, also inside Ray workers)
     except ImportError as exc:
         raise mtrl.MtrlError("Meta-World suites need the extra: pip install 'mtrl[metaworld]'") from exc
-    env = gym.make("Meta-World/MT1", env_name=tasks[task], seed=BENCHMARK_SEED, disable_env_checker=True,
-                   reward_function_version=reward_version)  # fmt: skip
+    env = gym.make(
+        "Meta-World/MT1",
+        env_name=tasks[task],
+        seed=BENCHMARK_SEED,
+        disable_env_checker=True,
+        reward_function_version=reward_version,
+    )
     env.action_space.seed(seed)
     return SeededVariantReset(env)
 
@@ -112,22 +165,25 @@ def _build_envpool(tasks: tuple[str, ...], task: int, seeds: list[int]) -> Any:
         return None
     from mtrl.env.envpool import EnvpoolBatch
 
-    pool = envpool.make_gymnasium(env_id, num_envs=len(seeds), env_seed=list(seeds), partially_observable=False,
-                                  max_episode_steps=HORIZON)  # fmt: skip
+    pool = envpool.make_gymnasium(
+        env_id, num_envs=len(seeds), env_seed=list(seeds), partially_observable=False, max_episode_steps=HORIZON
+    )
     return EnvpoolBatch(pool, lambda obs: obs.astype(np.float32), lambda rew, term, info: info["success"] > 0)
 
 
 def _no_envpool_v1(task: int, seeds: list[int]) -> Any:
-    raise mtrl.MtrlError("env.reward_version=v1: envpool's Meta-World ports compute only the v2 reward; "
-                         "use env.backend=gymnasium")  # fmt: skip
+    raise mtrl.MtrlError(
+        "env.reward_version=v1: envpool's Meta-World ports compute only the v2 reward; use env.backend=gymnasium"
+    )
 
 
 def make_metaworld_suite(name: str, tasks: tuple[str, ...], reward_version: str = "v2") -> mtrl.TaskSuite:
     """A Meta-World suite with reward function `reward_version` (v2: the v3 envs' default; v1: the
     original paper's); evaluation runs one episode per goal variant (50 per task, v3 protocol)."""
     if reward_version not in REWARD_VERSIONS:
-        raise mtrl.MtrlError(f"env.reward_version={reward_version}: Meta-World's reward functions are "
-                             f"{', '.join(REWARD_VERSIONS)}")  # fmt: skip
+        raise mtrl.MtrlError(
+            f"env.reward_version={reward_version}: Meta-World's reward functions are {', '.join(REWARD_VERSIONS)}"
+        )
     return mtrl.TaskSuite(
         name=name,
         tasks=tasks,

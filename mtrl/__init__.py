@@ -6,8 +6,17 @@ from mtrl.env.suite import TaskSuite, get_suite, list_suites
 from mtrl.errors import MtrlError
 from mtrl.registry import register_aggregator, register_algo, register_arch, register_suite
 
-__all__ = ["MtrlError", "TaskSuite", "get_suite", "list_suites", "register_aggregator", "register_algo", "register_arch",
-           "register_curriculum", "register_suite"]  # fmt: skip
+__all__ = [
+    "MtrlError",
+    "TaskSuite",
+    "get_suite",
+    "list_suites",
+    "register_aggregator",
+    "register_algo",
+    "register_arch",
+    "register_curriculum",
+    "register_suite",
+]
 __version__ = "0.1.0"
 
 

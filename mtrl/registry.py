@@ -97,11 +97,16 @@ def register_suite(name: str, factory: Callable[[], object], *, overwrite: bool 
 def register_algo(name: str, cls: type, *, overwrite: bool = False) -> None:
     """Register an algorithm class (the `mtrl.algos.base.Algorithm` protocol), for `algo: NAME`."""
     missing = [f"method {a}()" for a in ALGO_METHODS if not callable(getattr(cls, a, None))]
-    missing += [f"attribute {a} ({' or '.join(t.__name__ for t in (kinds if isinstance(kinds, tuple) else (kinds,)))})"
-                for a, kinds in ALGO_ATTRIBUTES.items() if not hasattr(cls, a) or not isinstance(getattr(cls, a), kinds)]  # fmt: skip
+    missing += [
+        f"attribute {a} ({' or '.join(t.__name__ for t in (kinds if isinstance(kinds, tuple) else (kinds,)))})"
+        for a, kinds in ALGO_ATTRIBUTES.items()
+        if not hasattr(cls, a) or not isinstance(getattr(cls, a), kinds)
+    ]
     if not isinstance(cls, type) or missing:
-        raise MtrlError(f"register_algo('{name}', {getattr(cls, '__name__', cls)!r}): an algorithm class needs "
-                        f"{', '.join(missing) or 'to be a class'} (see mtrl.algos.base.Algorithm)")  # fmt: skip
+        raise MtrlError(
+            f"register_algo('{name}', {getattr(cls, '__name__', cls)!r}): an algorithm class needs "
+            f"{', '.join(missing) or 'to be a class'} (see mtrl.algos.base.Algorithm)"
+        )
     ALGOS.register(name, cls, overwrite=overwrite)
 
 
@@ -119,14 +124,22 @@ class ArchEntry(NamedTuple):
     features: Callable[[Any], Any] | None = None
 
 
-def register_arch(name: str, build: Callable[..., Any], options: type | None = None,
-                  features: Callable[[Any], Any] | None = None, *, overwrite: bool = False) -> None:  # fmt: skip
+def register_arch(
+    name: str,
+    build: Callable[..., Any],
+    options: type | None = None,
+    features: Callable[[Any], Any] | None = None,
+    *,
+    overwrite: bool = False,
+) -> None:
     """Register an architecture for `policy.arch: NAME` (see `ArchEntry`; docs/ARCHITECTURE.md)."""
     if not callable(build):
         raise MtrlError(f"register_arch('{name}', ...) needs a callable builder, got {type(build).__name__}")
     if options is not None and not dataclasses.is_dataclass(options):
-        raise MtrlError(f"register_arch('{name}', ..., options={options!r}): options must be a dataclass (its fields "
-                        f"become the config keys policy.{name}.*)")  # fmt: skip
+        raise MtrlError(
+            f"register_arch('{name}', ..., options={options!r}): options must be a dataclass (its fields "
+            f"become the config keys policy.{name}.*)"
+        )
     ARCHS.register(name, ArchEntry(build, options, features), overwrite=overwrite)
 
 

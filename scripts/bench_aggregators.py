@@ -65,8 +65,10 @@ def choose_jacobian(task_grads: list[TaskGradients | None], jacobian: str) -> No
 
 
 def ppo_update(aggregator: str, device: torch.device, jacobian: str) -> Callable[[], None]:
-    cfg = load_config("configs/moore_paper/minigrid_mt3_moe.yaml", ["policy.arch=moore", f"learner.aggregator={aggregator}",
-                                                                    "ppo.epochs=1"])  # fmt: skip
+    cfg = load_config(
+        "configs/moore_paper/minigrid_mt3_moe.yaml",
+        ["policy.arch=moore", f"learner.aggregator={aggregator}", "ppo.epochs=1"],
+    )
     suite = get_suite(cfg.env.suite)
     torch.manual_seed(0)
     policy = build_policy(policy_spec(cfg, suite)).to(device)
@@ -74,25 +76,40 @@ def ppo_update(aggregator: str, device: torch.device, jacobian: str) -> Callable
     choose_jacobian(list(algo._task_grads()), jacobian)
     n, k = 6000, suite.num_tasks
     g = torch.Generator().manual_seed(0)
-    batch = PPOBatch(torch.randint(0, 11, (n, 7, 7, 3), generator=g, dtype=torch.uint8), torch.arange(n) % k,
-                     torch.randint(0, 7, (n,), generator=g), torch.full((n,), -math.log(7)), torch.randn(n, generator=g),
-                     torch.randn(n, generator=g), torch.zeros(n))  # fmt: skip
+    batch = PPOBatch(
+        torch.randint(0, 11, (n, 7, 7, 3), generator=g, dtype=torch.uint8),
+        torch.arange(n) % k,
+        torch.randint(0, 7, (n,), generator=g),
+        torch.full((n,), -math.log(7)),
+        torch.randn(n, generator=g),
+        torch.randn(n, generator=g),
+        torch.zeros(n),
+    )
     batch = PPOBatch(*(t.to(device) for t in vars(batch).values()))
     gen = torch.Generator().manual_seed(0)
 
     def run() -> None:
         assert algo.critic_learner is not None
-        algo.critic_learner.update(batch, lambda mb: critic_loss(policy, mb), gen, 1, (n, True),
-                                   lambda mb: critic_task_losses(policy, mb, k))  # fmt: skip
-        algo.learner.update(batch, lambda mb: ppo_loss(policy, mb, algo.cfg), gen, None, None,
-                            lambda mb: ppo_task_losses(policy, mb, algo.cfg, k))  # fmt: skip
+        algo.critic_learner.update(
+            batch, lambda mb: critic_loss(policy, mb), gen, 1, (n, True), lambda mb: critic_task_losses(policy, mb, k)
+        )
+        algo.learner.update(
+            batch,
+            lambda mb: ppo_loss(policy, mb, algo.cfg),
+            gen,
+            None,
+            None,
+            lambda mb: ppo_task_losses(policy, mb, algo.cfg, k),
+        )
 
     return run
 
 
 def sac_update(aggregator: str, device: torch.device, jacobian: str) -> Callable[[], None]:
-    cfg = load_config("configs/metaworld_mt10_moore_sac.yaml", [f"learner.aggregator={aggregator}", "rollout.workers=0",
-                                                                  "rollout.pipeline=false", "sac.replay_size=10"])  # the learner only
+    cfg = load_config(
+        "configs/metaworld_mt10_moore_sac.yaml",
+        [f"learner.aggregator={aggregator}", "rollout.workers=0", "rollout.pipeline=false", "sac.replay_size=10"],
+    )  # the learner only
     suite = get_suite(cfg.env.suite)
     torch.manual_seed(0)
     policy = build_policy(policy_spec(cfg, suite)).to(device)
@@ -100,8 +117,14 @@ def sac_update(aggregator: str, device: torch.device, jacobian: str) -> Callable
     choose_jacobian([learner.actor_grads, learner.critic_grads], jacobian)
     k, per = suite.num_tasks, 128
     b = k * per
-    batch = {"task_id": torch.arange(k).repeat_interleave(per), "obs": torch.randn(b, 39), "actions": torch.rand(b, 4) * 2 - 1,
-             "rewards": torch.randn(b), "next_obs": torch.randn(b, 39), "terminated": torch.zeros(b, dtype=torch.bool)}  # fmt: skip
+    batch = {
+        "task_id": torch.arange(k).repeat_interleave(per),
+        "obs": torch.randn(b, 39),
+        "actions": torch.rand(b, 4) * 2 - 1,
+        "rewards": torch.randn(b),
+        "next_obs": torch.randn(b, 39),
+        "terminated": torch.zeros(b, dtype=torch.bool),
+    }
     batch = {key: v.to(device) for key, v in batch.items()}
     return lambda: learner.update(batch) and None
 
@@ -113,8 +136,12 @@ def main() -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--jacobian", default="both", choices=["both", "all", "grouped", "vmap", "torchjd"],
-                   help="how the task Jacobian is computed (see above)")
+    p.add_argument(
+        "--jacobian",
+        default="both",
+        choices=["both", "all", "grouped", "vmap", "torchjd"],
+        help="how the task Jacobian is computed (see above)",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -123,8 +150,10 @@ def main() -> None:
     rows = [("none", "-") if name == "none" else (name, path) for name in names for path in paths]
     rows = list(dict.fromkeys(rows))  # `none` once
     makers = {"ppo-mt3": ppo_update, "sac-mt10": sac_update}
-    results = {shape: {row: timed(makers[shape](row[0], device, row[1]), args.reps, device) for row in rows}
-               for shape in args.shapes}  # fmt: skip
+    results = {
+        shape: {row: timed(makers[shape](row[0], device, row[1]), args.reps, device) for row in rows}
+        for shape in args.shapes
+    }
     print(f"device {args.device}, {args.threads} thread(s), median of {args.reps}")
     head = "| aggregator | jacobian | " + " | ".join(f"{s} ms | x none" for s in args.shapes) + " |"
     print(head + "\n|" + " --- |" * (2 + 2 * len(args.shapes)))

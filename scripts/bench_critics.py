@@ -22,10 +22,9 @@ import time
 from collections.abc import Callable
 
 import torch
+from rounds import alternate, show_ratio
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
-
-from rounds import alternate, show_ratio
 
 DIMS = (43, 400, 400, 400, 1)
 
@@ -45,7 +44,9 @@ def cells(x: torch.Tensor) -> dict[str, Callable[[], None]]:
         (nets[0](x).sum() + nets[1](x).sum()).backward()
 
     weights = [torch.stack([n[2 * i].weight.detach().t() for n in nets]).requires_grad_() for i in range(len(DIMS) - 1)]
-    biases = [torch.stack([n[2 * i].bias.detach() for n in nets]).unsqueeze(1).requires_grad_() for i in range(len(DIMS) - 1)]
+    biases = [
+        torch.stack([n[2 * i].bias.detach() for n in nets]).unsqueeze(1).requires_grad_() for i in range(len(DIMS) - 1)
+    ]
 
     def stacked_bmm() -> None:
         h = x.expand(2, *x.shape)
@@ -92,8 +93,10 @@ def main() -> None:
         return (time.perf_counter() - t0) / args.reps
 
     times = alternate({name: (lambda fn=fn: timed(fn)) for name, fn in fns.items()}, args.rounds)
-    print(f"twin critics 43-400-400-400-1, batch {args.batch}, forward + backward, {args.device}, "
-          f"{args.threads} thread(s), {args.rounds} alternated rounds x {args.reps}\n")  # fmt: skip
+    print(
+        f"twin critics 43-400-400-400-1, batch {args.batch}, forward + backward, {args.device}, "
+        f"{args.threads} thread(s), {args.rounds} alternated rounds x {args.reps}\n"
+    )
     print("| cell | ms per pass | / two modules |\n|---|---|---|")
     for name, secs in times.items():
         print(f"| {name} | {statistics.median(secs) * 1e3:.2f} | {show_ratio(secs, times['two modules'])} |")

@@ -18,6 +18,7 @@ import argparse
 import time
 
 import torch
+from rounds import alternate, show_ratio
 
 import mtrl
 from mtrl.collect.episodes import run_chunks
@@ -26,7 +27,6 @@ from mtrl.config import load_config
 from mtrl.eval.evaluate import EvalResult, evaluate
 from mtrl.nn.policy import build_policy
 from mtrl.run.trainer import policy_spec
-from rounds import alternate, show_ratio
 
 
 def main() -> None:
@@ -36,8 +36,15 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="Ray rollout workers of the parallel cell (default 2)")
     p.add_argument("--rounds", type=int, default=5, help="alternated rounds (default 5)")
     args = p.parse_args()
-    cfg = load_config("configs/metaworld_mt10_mtsac.yaml", [f"env.suite={args.suite}", f"rollout.workers={args.workers}",
-                                                           f"rollout.num_envs={args.workers}", f"ray.num_cpus={args.workers}"])  # fmt: skip
+    cfg = load_config(
+        "configs/metaworld_mt10_mtsac.yaml",
+        [
+            f"env.suite={args.suite}",
+            f"rollout.workers={args.workers}",
+            f"rollout.num_envs={args.workers}",
+            f"ray.num_cpus={args.workers}",
+        ],
+    )
     suite = mtrl.get_suite(cfg.env.suite)
     spec = policy_spec(cfg, suite)
     torch.manual_seed(0)
@@ -52,20 +59,33 @@ def main() -> None:
         return time.perf_counter() - t0
 
     try:
-        times = alternate({"in-process": lambda: cell("in-process", run_chunks),
-                           f"{args.workers} workers": lambda: cell("workers", pool.run_eval)}, args.rounds)  # fmt: skip
+        times = alternate(
+            {
+                "in-process": lambda: cell("in-process", run_chunks),
+                f"{args.workers} workers": lambda: cell("workers", pool.run_eval),
+            },
+            args.rounds,
+        )
     finally:
         pool.close()
     same = results["in-process"].to_json() == results["workers"].to_json()
     steps = sum(sum(t.lengths or []) for t in results["workers"].tasks)
-    print(f"{suite.name}: {args.episodes} episodes per task ({steps} env steps per evaluation), "
-          f"{args.rounds} alternated rounds; episode results identical: {same}")  # fmt: skip
+    print(
+        f"{suite.name}: {args.episodes} episodes per task ({steps} env steps per evaluation), "
+        f"{args.rounds} alternated rounds; episode results identical: {same}"
+    )
     names = list(times)
     print("| round | " + " | ".join(f"{n} s" for n in names) + " | speed-up |")
     print("|---|" + "---|" * (len(names) + 1))
     for r in range(args.rounds):
-        print(f"| {r + 1} | " + " | ".join(f"{times[n][r]:.1f}" for n in names) + f" | {times[names[0]][r] / times[names[1]][r]:.2f}x |")
-    print(f"\nspeed-up of {names[1]} over in-process: median {show_ratio(times[names[0]], times[names[1]])} (min-max over rounds)")
+        print(
+            f"| {r + 1} | "
+            + " | ".join(f"{times[n][r]:.1f}" for n in names)
+            + f" | {times[names[0]][r] / times[names[1]][r]:.2f}x |"
+        )
+    print(
+        f"\nspeed-up of {names[1]} over in-process: median {show_ratio(times[names[0]], times[names[1]])} (min-max over rounds)"
+    )
 
 
 if __name__ == "__main__":

@@ -70,14 +70,19 @@ def report(names: list[str], seeds: list[int], out: Path, target: float | None =
         rows[name] = (found, np.array([[t["mean_return"] for t in e["tasks"]] for e in evals]))  # [seeds, tasks]
     if not rows or tasks is None:
         return
-    print("\n| method | seeds | IQM mean return over tasks | IQM worst-task return | mean (min - max) over seeds | "
-          + " | ".join(tasks) + " |")  # fmt: skip
+    print(
+        "\n| method | seeds | IQM mean return over tasks | IQM worst-task return | mean (min - max) over seeds | "
+        + " | ".join(tasks)
+        + " |"
+    )
     print("|---|---|---|---|---|" + "---|" * len(tasks))
     for name, (found, ret) in rows.items():
         per_run, worst = ret.mean(axis=1), ret.min(axis=1)
         cells = " | ".join(f"{m:.3f}" for m in ret.mean(axis=0))
-        print(f"| {name} | {len(found)} | {trim_mean(per_run, 0.25):.3f} | {trim_mean(worst, 0.25):.3f} | "
-              f"{per_run.mean():.3f} ({per_run.min():.3f} - {per_run.max():.3f}) | {cells} |")  # fmt: skip
+        print(
+            f"| {name} | {len(found)} | {trim_mean(per_run, 0.25):.3f} | {trim_mean(worst, 0.25):.3f} | "
+            f"{per_run.mean():.3f} ({per_run.min():.3f} - {per_run.max():.3f}) | {cells} |"
+        )
     if target is not None:
         print(f"\nEnv steps to a mean training return of {target} over tasks (per seed; '-' never reached):")
         for name, (found, _) in rows.items():
@@ -85,15 +90,21 @@ def report(names: list[str], seeds: list[int], out: Path, target: float | None =
             reached = [x for x in steps if np.isfinite(x)]
             median = np.median(np.where(np.isfinite(steps), steps, np.inf))  # a run that never reached counts as last
             med = f"median {median:.0f}" if np.isfinite(median) else "median not reached"
-            print(f"  {name}: " + ", ".join(f"s{s}={x:.0f}" if np.isfinite(x) else f"s{s}=-" for s, x in zip(found, steps))
-                  + f"  ({len(reached)}/{len(steps)} reached, {med})")  # fmt: skip
+            print(
+                f"  {name}: "
+                + ", ".join(f"s{s}={x:.0f}" if np.isfinite(x) else f"s{s}=-" for s, x in zip(found, steps))
+                + f"  ({len(reached)}/{len(steps)} reached, {med})"
+            )
     shares = {name: [step_shares(out / name / f"s{s}", tasks) for s in found] for name, (found, _) in rows.items()}
     if any(x is not None for runs in shares.values() for x in runs):
         print("\nShare of env steps per task (mean over seeds):")
         for name, runs in shares.items():
             known = [x for x in runs if x is not None]
             if known:
-                print(f"  {name}: " + ", ".join(f"{t.removeprefix('MiniGrid-')} {v:.2f}" for t, v in zip(tasks, np.mean(known, 0))))
+                print(
+                    f"  {name}: "
+                    + ", ".join(f"{t.removeprefix('MiniGrid-')} {v:.2f}" for t, v in zip(tasks, np.mean(known, 0)))
+                )
     print("\nPer run (mean return over tasks / worst task):")
     for name, (found, ret) in rows.items():
         print(f"  {name}: " + ", ".join(f"s{s}={r.mean():.3f}/{r.min():.3f}" for s, r in zip(found, ret)))
@@ -107,10 +118,14 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", default=[], metavar="NAME=CONFIG", help="named configs to compare")
     p.add_argument("--target", type=float, help="also report the env steps to reach this mean training return")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to run")
-    p.add_argument("--out", type=Path, default=Path("runs/bench_minigrid"), help="parent folder: <out>/<method>/s<seed>")
+    p.add_argument(
+        "--out", type=Path, default=Path("runs/bench_minigrid"), help="parent folder: <out>/<method>/s<seed>"
+    )
     p.add_argument("--parallel", type=int, default=1, help="runs at once, one CPU each (the embedded Ray's CPUs)")
     p.add_argument("--aggregate-only", action="store_true", help="skip training; only read finished runs")
-    p.add_argument("overrides", nargs="*", help="extra key=value overrides for every run, e.g. train.total_steps=300000")
+    p.add_argument(
+        "overrides", nargs="*", help="extra key=value overrides for every run, e.g. train.total_steps=300000"
+    )
     args = p.parse_args()
     methods: dict[str, tuple[str, list[str]]] = {a: (args.config, [f"policy.arch={a}"]) for a in args.archs}
     for item in args.variants:
@@ -128,9 +143,9 @@ def main() -> None:
     if not args.aggregate_only:
         from tqdm import tqdm
 
+        from mtrl.collect.ray import init_ray
         from mtrl.config.schema import RayConfig
         from mtrl.run.sweep import Sweep
-        from mtrl.collect.ray import init_ray
 
         ray, _ = init_ray(RayConfig(num_cpus=max(1, args.parallel)), 1)
         sweep = Sweep(methods, sorted(set(args.seeds)), args.out, args.overrides)

@@ -29,15 +29,17 @@ class LoopMixture(nn.Module):
 
     def __init__(self, obs_shape: tuple[int, ...], num_tasks: int, k: int) -> None:
         super().__init__()
-        if len(obs_shape) == 3:
-            c = obs_shape[2]
-            make = lambda: nn.Sequential(nn.Conv2d(c, 16, 2), nn.ReLU(), nn.Conv2d(16, 32, 2), nn.ReLU(),  # noqa: E731
-                                         nn.Conv2d(32, 64, 2), nn.Flatten())  # fmt: skip
-        else:
-            d = obs_shape[0]
-            make = lambda: nn.Sequential(nn.Linear(d, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(),  # noqa: E731
-                                         nn.Linear(400, 400))  # fmt: skip
         self.image = len(obs_shape) == 3
+
+        def make() -> nn.Sequential:
+            if self.image:
+                c = obs_shape[2]
+                return nn.Sequential(
+                    nn.Conv2d(c, 16, 2), nn.ReLU(), nn.Conv2d(16, 32, 2), nn.ReLU(), nn.Conv2d(32, 64, 2), nn.Flatten()
+                )
+            d = obs_shape[0]
+            return nn.Sequential(nn.Linear(d, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 400))
+
         self.experts = nn.ModuleList(make() for _ in range(k))
         self.task_weights = nn.Linear(num_tasks, k, bias=False)
 
@@ -62,6 +64,7 @@ class GramSchmidtMixing(nn.Module):
 
 def time_fwd_bwd(model: nn.Module, obs: torch.Tensor, task: torch.Tensor, repeat: int) -> float:
     """Median seconds of forward + backward."""
+
     def step() -> None:
         model.zero_grad(set_to_none=True)
         model(obs, task).square().mean().backward()
@@ -101,15 +104,22 @@ def main() -> None:
             for name, (shape, tasks) in cases.items():
                 for k in (2, 4, 6):
                     torch.manual_seed(0)
-                    obs = (torch.randint(0, 11, (batch, *shape)) if len(shape) == 3 else torch.randn(batch, *shape)).to(dev)
+                    obs = (torch.randint(0, 11, (batch, *shape)) if len(shape) == 3 else torch.randn(batch, *shape)).to(
+                        dev
+                    )
                     task = torch.randint(0, tasks, (batch,), device=dev)
                     a, b = (time_fwd_bwd(m.to(dev), obs, task, args.repeat) for m in pair(shape, tasks, k))
                     print(f"| {batch} | {k} | {name} | {a * 1e3:.2f} | {b * 1e3:.2f} | {b / a:.2f}x |")
 
-    table("| batch | experts | case | batched (ms) | loop (ms) | loop/batched |",
-          lambda shape, tasks, k: (make_mixture(shape, tasks, k, True), LoopMixture(shape, tasks, k)))
-    print("\nThe orthonormal mixing: mtrl's Cholesky form (orthonormal_mix) against the explicit Gram-Schmidt "
-          "basis then the mixing, same encoder and weights, forward + backward (ms)\n")
+    table(
+        "| batch | experts | case | batched (ms) | loop (ms) | loop/batched |",
+        lambda shape, tasks, k: (make_mixture(shape, tasks, k, True), LoopMixture(shape, tasks, k)),
+    )
+    print(
+        "\nThe orthonormal mixing: mtrl's Cholesky form (orthonormal_mix) against the explicit Gram-Schmidt "
+        "basis then the mixing, same encoder and weights, forward + backward (ms)\n"
+    )
+
     def cholesky_vs_basis(shape: tuple[int, ...], tasks: int, k: int) -> tuple[nn.Module, nn.Module]:
         enc = make_mixture(shape, tasks, k, True)
         return enc, GramSchmidtMixing(enc)
@@ -117,8 +127,10 @@ def main() -> None:
     table("| batch | experts | case | Cholesky form | Gram-Schmidt basis | basis/Cholesky |", cholesky_vs_basis)
     print("\n| suite | arch | experts | parameters (actor + critic) |")
     print("|---|---|---|---|")
-    for suite, shape, tasks, act, discrete, k in [("minigrid-mt3", (7, 7, 3), 3, 7, True, 2),
-                                                   ("metaworld-mt10", (39,), 10, 4, False, 4)]:  # fmt: skip
+    for suite, shape, tasks, act, discrete, k in [
+        ("minigrid-mt3", (7, 7, 3), 3, 7, True, 2),
+        ("metaworld-mt10", (39,), 10, 4, False, 4),
+    ]:
         for arch in ("mlp", "multihead", "moe", "moore"):
             spec = PolicySpec(shape, tasks, act, discrete, arch, 128 if discrete else 400, 2, k)
             n = sum(q.numel() for q in build_policy(spec).parameters())

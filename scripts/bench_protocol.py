@@ -36,16 +36,31 @@ STEPS_PER_UPDATE = 6000  # 2000 steps x 3 tasks
 def start_official(out: Path, updates: int, arch: str) -> subprocess.Popen:
     env = {**os.environ, "N_EPOCHS": str(updates)}
     ortho = "--orthogonal" if arch == "moore" else ""
-    return subprocess.Popen(["bash", str(ANCHOR_TOOLS / "run_mt3.sh"), f"bench_{arch}_{int(time.time())}", ortho],
-                            stdout=open(out / "official.stdout.log", "w"), stderr=open(out / "official.stderr.log", "w"),
-                            env=env)  # fmt: skip
+    return subprocess.Popen(
+        ["bash", str(ANCHOR_TOOLS / "run_mt3.sh"), f"bench_{arch}_{int(time.time())}", ortho],
+        stdout=open(out / "official.stdout.log", "w"),
+        stderr=open(out / "official.stderr.log", "w"),
+        env=env,
+    )
 
 
 def start_mtrl(out: Path, updates: int, arch: str, seed: int, name: str = "mtrl_run") -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cmd = ["nice", "-n", "10", sys.executable, "-m", "mtrl", "train", str(ROOT / f"configs/moore_paper/minigrid_mt3_{arch}.yaml"),
-           f"seed={seed}", f"run_dir={out / name}", f"train.total_steps={updates * STEPS_PER_UPDATE}",
-           "rollout.workers=0", "learner.threads=1"]  # fmt: skip
+    cmd = [
+        "nice",
+        "-n",
+        "10",
+        sys.executable,
+        "-m",
+        "mtrl",
+        "train",
+        str(ROOT / f"configs/moore_paper/minigrid_mt3_{arch}.yaml"),
+        f"seed={seed}",
+        f"run_dir={out / name}",
+        f"train.total_steps={updates * STEPS_PER_UPDATE}",
+        "rollout.workers=0",
+        "learner.threads=1",
+    ]
     return subprocess.Popen(cmd, stdout=open(out / f"{name}.log", "w"), stderr=subprocess.STDOUT, env=env)
 
 
@@ -71,14 +86,19 @@ def mtrl_times(run: Path, wall: float) -> dict[str, float]:
 def report(out: Path) -> None:
     data = json.loads((out / "times.json").read_text())
     off, mt, n = data["official"], data["mtrl"], data["updates"]
-    print(f"\nMiniGrid MT3 {data['arch']}, {n} updates of 6000 transitions + {n + 1} evaluations of 16 episodes x 3 tasks, "
-          "one core each, side by side" + (", both cores busy throughout" if data.get("load") else
-                                         " (the later one alone once the other finished)") + "\n")  # fmt: skip
+    print(
+        f"\nMiniGrid MT3 {data['arch']}, {n} updates of 6000 transitions + {n + 1} evaluations of 16 episodes x 3 tasks, "
+        "one core each, side by side"
+        + (", both cores busy throughout" if data.get("load") else " (the later one alone once the other finished)")
+        + "\n"
+    )
     print("| | official | mtrl | mtrl/official |")
     print("|---|---|---|---|")
     for key, label in (("wall_s", "whole run (s)"), ("learn_s", "collection + fit (s)"), ("eval_s", "evaluation (s)")):
         print(f"| {label} | {off[key]:.0f} | {mt[key]:.0f} | {mt[key] / off[key]:.2f}x |")
-    print(f"| per update, all in (s) | {off['wall_s'] / n:.1f} | {mt['wall_s'] / n:.1f} | {mt['wall_s'] / off['wall_s']:.2f}x |")
+    print(
+        f"| per update, all in (s) | {off['wall_s'] / n:.1f} | {mt['wall_s'] / n:.1f} | {mt['wall_s'] / off['wall_s']:.2f}x |"
+    )
 
 
 def main() -> None:
@@ -94,7 +114,10 @@ def main() -> None:
             p.error("set ANCHOR_DIR to the official code's directory (../shared/anchors/moore_official/README.md)")
         args.out.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
-        official, mtrl = start_official(args.out, args.updates, args.arch), start_mtrl(args.out, args.updates, args.arch, args.seed)
+        official, mtrl = (
+            start_official(args.out, args.updates, args.arch),
+            start_mtrl(args.out, args.updates, args.arch, args.seed),
+        )
         ends: dict[str, float] = {}
         load: subprocess.Popen | None = None
         while len(ends) < 2:
@@ -108,8 +131,13 @@ def main() -> None:
             time.sleep(5)
         if load is not None:
             load.kill()
-        data = {"updates": args.updates, "arch": args.arch, "load": load is not None, "official": official_times(args.out / "official.stdout.log"),
-                "mtrl": mtrl_times(args.out / "mtrl_run", ends["mtrl"])}  # fmt: skip
+        data = {
+            "updates": args.updates,
+            "arch": args.arch,
+            "load": load is not None,
+            "official": official_times(args.out / "official.stdout.log"),
+            "mtrl": mtrl_times(args.out / "mtrl_run", ends["mtrl"]),
+        }
         (args.out / "times.json").write_text(json.dumps(data, indent=2))
     report(args.out)
 

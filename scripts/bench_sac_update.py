@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from rounds import alternate, ratio
 from torch.utils.flop_counter import FlopCounterMode
 
 from mtrl.algos.sac_learner import SACLearner
@@ -34,11 +35,17 @@ from mtrl.config import load_config
 from mtrl.env.suite import get_suite
 from mtrl.nn.policy import build_policy
 from mtrl.run.trainer import policy_spec
-from rounds import alternate, ratio
 
 ARCHS = ["mlp", "multihead", "moore", "moe", "softmod", "care", "paco", "mlp-tanh"]
-CONFIG = {"mlp": "mt10_mtsac", "multihead": "mt10_mtmhsac", "moore": "mt10_moore", "moe": "mt10_moore",
-          "softmod": "mt10_softmod", "care": "mt10_care", "paco": "mt10_paco"}  # fmt: skip
+CONFIG = {
+    "mlp": "mt10_mtsac",
+    "multihead": "mt10_mtmhsac",
+    "moore": "mt10_moore",
+    "moe": "mt10_moore",
+    "softmod": "mt10_softmod",
+    "care": "mt10_care",
+    "paco": "mt10_paco",
+}
 
 
 def make_update(arch: str, tasks: int, batch_per_task: int, device: torch.device) -> Callable[[], None]:
@@ -47,17 +54,36 @@ def make_update(arch: str, tasks: int, batch_per_task: int, device: torch.device
     if arch == "mlp-tanh":
         cfg = load_config("configs/metaworld_mt10_mtsac.yaml", [f"env.suite={suite}"])
     else:
-        cfg = load_config(f"configs/metaworld_plus/{CONFIG[arch]}.yaml", [f"env.suite={suite}", "env.expected_suite=null",
-                                                                        f"policy.arch={arch}"])  # fmt: skip
+        cfg = load_config(
+            f"configs/metaworld_plus/{CONFIG[arch]}.yaml",
+            [f"env.suite={suite}", "env.expected_suite=null", f"policy.arch={arch}"],
+        )
     s = cfg.sac
     torch.manual_seed(0)
     policy = build_policy(policy_spec(cfg, get_suite(suite))).to(device)
-    learner = SACLearner(policy.actor, policy.critic, tasks, 4, s.actor_lr, s.critic_lr, s.alpha_lr, s.gamma, s.tau,
-                         max_grad_norm=s.max_grad_norm, adam_eps=s.adam_eps, weight_tasks=s.task_loss_weights)  # fmt: skip
+    learner = SACLearner(
+        policy.actor,
+        policy.critic,
+        tasks,
+        4,
+        s.actor_lr,
+        s.critic_lr,
+        s.alpha_lr,
+        s.gamma,
+        s.tau,
+        max_grad_norm=s.max_grad_norm,
+        adam_eps=s.adam_eps,
+        weight_tasks=s.task_loss_weights,
+    )
     b = tasks * batch_per_task
-    batch = {"task_id": torch.arange(tasks).repeat_interleave(batch_per_task), "obs": torch.randn(b, 39),
-             "actions": torch.rand(b, 4) * 2 - 1, "rewards": torch.randn(b), "next_obs": torch.randn(b, 39),
-             "terminated": torch.zeros(b, dtype=torch.bool)}  # fmt: skip
+    batch = {
+        "task_id": torch.arange(tasks).repeat_interleave(batch_per_task),
+        "obs": torch.randn(b, 39),
+        "actions": torch.rand(b, 4) * 2 - 1,
+        "rewards": torch.randn(b),
+        "next_obs": torch.randn(b, 39),
+        "terminated": torch.zeros(b, dtype=torch.bool),
+    }
     batch = {k: v.to(device) for k, v in batch.items()}
     for _ in range(3):  # warm-up: allocator, Adam's state
         learner.update(batch)
@@ -92,7 +118,8 @@ def matmul_cell(rows: int, device: torch.device) -> tuple[Callable[[], object], 
 
 def profile(update: Callable[[], None], top: int = 12) -> None:
     """Where one update's CPU time goes: the ops with the most self time over 5 updates."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(5):
@@ -127,12 +154,16 @@ def main() -> None:
         for arch, fn in updates.items():
             cells[(arch, t)] = lambda fn=fn, t=t: timed(fn, args.reps, t, device)
     times = alternate(cells, args.rounds)  # type: ignore[arg-type]
-    print(f"SAC update, {args.tasks} task(s) x {args.batch_per_task} = batch {rows}, {args.device}, "
-          f"{args.rounds} alternated rounds x {args.reps} updates\n")  # fmt: skip
+    print(
+        f"SAC update, {args.tasks} task(s) x {args.batch_per_task} = batch {rows}, {args.device}, "
+        f"{args.rounds} alternated rounds x {args.reps} updates\n"
+    )
     for t in threads:
         limit = [mm_flops / s / 1e9 for s in times[("matmul", t)]]
-        print(f"{t} thread(s): [{rows}, 400] x [400, 400] matmul {statistics.median(limit):.1f} GFLOP/s "
-              f"(min-max {min(limit):.1f}-{max(limit):.1f})\n")  # fmt: skip
+        print(
+            f"{t} thread(s): [{rows}, 400] x [400, 400] matmul {statistics.median(limit):.1f} GFLOP/s "
+            f"(min-max {min(limit):.1f}-{max(limit):.1f})\n"
+        )
         print("| arch | ms per update | / mlp | GFLOP per update | GFLOP/s | / matmul limit |")
         print("|---|---|---|---|---|---|")
         for arch in updates:
@@ -143,8 +174,10 @@ def main() -> None:
                 mid, lo, hi = ratio(secs, times[("mlp", t)])
                 vs_mlp = f"{mid:.2f}x ({lo:.2f}-{hi:.2f})"
             mid, lo, hi = ratio(rate, limit)
-            print(f"| {arch} | {statistics.median(secs) * 1e3:.1f} | {vs_mlp} | {flops[arch] / 1e9:.2f} | "
-                  f"{statistics.median(rate):.1f} | {mid:.2f} ({lo:.2f}-{hi:.2f}) |")  # fmt: skip
+            print(
+                f"| {arch} | {statistics.median(secs) * 1e3:.1f} | {vs_mlp} | {flops[arch] / 1e9:.2f} | "
+                f"{statistics.median(rate):.1f} | {mid:.2f} ({lo:.2f}-{hi:.2f}) |"
+            )
         print()
     if args.profile:
         torch.set_num_threads(1)

@@ -28,25 +28,34 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-CONFIGS = {"minigrid-mt3": "configs/bench_throughput_minigrid_mt3.yaml", "metaworld-mt10": "configs/metaworld_mt10_moore_ppo.yaml"}
+CONFIGS = {
+    "minigrid-mt3": "configs/bench_throughput_minigrid_mt3.yaml",
+    "metaworld-mt10": "configs/metaworld_mt10_moore_ppo.yaml",
+}
 SLOTS = {"minigrid-mt3": 12, "metaworld-mt10": 10}
 # mtrl's `mlp` arch sized like RLlib's default-catalog model in rllib_peer.py (conv 16/32/64 + 2x128
 # for images, 3x400 for vectors; task one-hot in the input), for a like-for-like network
-SAME_AS_RLLIB = {"minigrid-mt3": ["policy.arch=mlp"],
-                 "metaworld-mt10": ["policy.arch=mlp", "policy.hidden=400", "policy.layers=3"]}
+SAME_AS_RLLIB = {
+    "minigrid-mt3": ["policy.arch=mlp"],
+    "metaworld-mt10": ["policy.arch=mlp", "policy.hidden=400", "policy.layers=3"],
+}
 
 
 def raw_env(suite_name: str, backend: str, steps: int, slots: int) -> dict:
     """Random-action env steps/s of `slots` env slots stepped together in this process."""
     import mtrl
-    from mtrl.env.vector import make_vector_env
     from mtrl.env.suite import slot_tasks
+    from mtrl.env.vector import make_vector_env
 
     suite = mtrl.get_suite(suite_name)
     envs = make_vector_env(suite, slot_tasks(suite.num_tasks, slots), list(range(slots)), "next_step", None, backend)
     envs.reset(seed=list(range(slots)))
     space, rng = suite.action_space, np.random.default_rng(0)
-    sample = (lambda: rng.integers(0, space.n, slots)) if hasattr(space, "n") else (lambda: rng.uniform(-1, 1, (slots, *space.shape)))
+    sample = (
+        (lambda: rng.integers(0, space.n, slots))
+        if hasattr(space, "n")
+        else (lambda: rng.uniform(-1, 1, (slots, *space.shape)))
+    )
     t0 = time.perf_counter()
     for _ in range(steps):
         envs.step(sample())
@@ -59,15 +68,15 @@ def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool, pr
     """Env steps/s over `iters` iterations (after one warm-up) of collection, plus PPO updates if
     `learn`, exactly as the trainer interleaves them; and the summed PSS at the end."""
     import torch
+    from rllib_peer import profiled, tree_pss_mb
 
     import mtrl
     from mtrl.algos.learner import PPOLearner
     from mtrl.algos.ppo import make_batch, ppo_loss
+    from mtrl.collect.pool import WorkerPool
     from mtrl.config import load_config
     from mtrl.nn.policy import build_policy
     from mtrl.run.trainer import policy_spec
-    from mtrl.collect.pool import WorkerPool
-    from rllib_peer import profiled, tree_pss_mb
 
     cfg = load_config(HERE.parent / CONFIGS[suite_name], overrides)
     suite = mtrl.get_suite(suite_name)
@@ -85,8 +94,11 @@ def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool, pr
                 frag = pool.wait(in_flight if in_flight is not None else pool.submit(policy))
                 in_flight = pool.submit(policy) if cfg.rollout.pipeline else None
                 if learn:
-                    learner.update(make_batch(frag, policy, cfg.ppo, suite.num_tasks, torch.device("cpu"))[0],
-                                   lambda mb: ppo_loss(policy, mb, cfg.ppo), gen)
+                    learner.update(
+                        make_batch(frag, policy, cfg.ppo, suite.num_tasks, torch.device("cpu"))[0],
+                        lambda mb: ppo_loss(policy, mb, cfg.ppo),
+                        gen,
+                    )
                 steps += frag.num_steps
         rate = steps / (time.perf_counter() - t0)
         if in_flight is not None:
@@ -100,17 +112,31 @@ def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool, pr
 def rllib(suite_name: str, iters: int, workers: int, slots: int, mtrl_network: bool, profile: bool = False) -> dict:
     """(d) / (d=): RLlib PPO with mtrl's batch settings for this suite's config, and with the
     config's own (MOORE) network as an mtrl.rllib module when `mtrl_network`."""
-    from mtrl.config import load_config
     from rllib_peer import rllib_ppo
+
+    from mtrl.config import load_config
 
     cfg = load_config(HERE.parent / CONFIGS[suite_name], [])
     p = cfg.policy
     mixture = p.options[p.arch]  # MOORE's own options (policy.moore.*)
-    policy = {"arch": p.arch, "num_experts": mixture.num_experts, "head": mixture.head, "task_norm": cfg.ppo.task_norm,
-              "overrides": (f"policy.hidden={p.hidden}", f"policy.layers={p.layers}", f"policy.init={p.init}")}  # fmt: skip
-    return rllib_ppo(suite_name, iters, env_runners=workers, num_envs=slots, steps_per_env=cfg.rollout.steps_per_env,
-                     epochs=cfg.ppo.epochs, minibatches=cfg.ppo.minibatches, mtrl_policy=policy if mtrl_network else None,
-                     profile=profile)  # fmt: skip
+    policy = {
+        "arch": p.arch,
+        "num_experts": mixture.num_experts,
+        "head": mixture.head,
+        "task_norm": cfg.ppo.task_norm,
+        "overrides": (f"policy.hidden={p.hidden}", f"policy.layers={p.layers}", f"policy.init={p.init}"),
+    }
+    return rllib_ppo(
+        suite_name,
+        iters,
+        env_runners=workers,
+        num_envs=slots,
+        steps_per_env=cfg.rollout.steps_per_env,
+        epochs=cfg.ppo.epochs,
+        minibatches=cfg.ppo.minibatches,
+        mtrl_policy=policy if mtrl_network else None,
+        profile=profile,
+    )
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -127,14 +153,32 @@ def measure(args: argparse.Namespace) -> dict:
         return mtrl_pool(args.suite, [*base, "rollout.pipeline=true"], args.iters, learn=True)
     if args.cell == "same":
         return mtrl_pool(args.suite, [*base, *SAME_AS_RLLIB[args.suite]], args.iters, learn=True)
-    return rllib(args.suite, args.iters, args.workers, slots, mtrl_network=args.cell == "rllib_mtrl", profile=args.profile)
+    return rllib(
+        args.suite, args.iters, args.workers, slots, mtrl_network=args.cell == "rllib_mtrl", profile=args.profile
+    )
 
 
 def cell(args: argparse.Namespace, suite: str, name: str, backend: str = "gymnasium") -> dict:
     """Run one cell in a fresh subprocess; {} (and a note on stderr) if it fails."""
-    cmd = [sys.executable, __file__, "--cell", name, "--suite", suite, "--backend", backend, "--iters", str(args.iters),
-           "--workers", str(args.workers), "--raw-steps", str(args.raw_steps), "--envs-scale", str(args.envs_scale),
-           *(["--profile"] if args.profile else [])]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--cell",
+        name,
+        "--suite",
+        suite,
+        "--backend",
+        backend,
+        "--iters",
+        str(args.iters),
+        "--workers",
+        str(args.workers),
+        "--raw-steps",
+        str(args.raw_steps),
+        "--envs-scale",
+        str(args.envs_scale),
+        *(["--profile"] if args.profile else []),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
@@ -155,17 +199,33 @@ def ratio(a: dict, b: dict, key: str = "steps_per_s") -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suites", nargs="+", default=sorted(CONFIGS), choices=sorted(CONFIGS), help="suites to measure")
-    p.add_argument("--backends", nargs="+", default=["gymnasium", "envpool"], choices=["gymnasium", "envpool"],
-                   help="env backends for mtrl's (a)-(c); RLlib always steps the gymnasium envs")  # fmt: skip
+    p.add_argument(
+        "--backends",
+        nargs="+",
+        default=["gymnasium", "envpool"],
+        choices=["gymnasium", "envpool"],
+        help="env backends for mtrl's (a)-(c); RLlib always steps the gymnasium envs",
+    )
     p.add_argument("--workers", type=int, default=2, help="Ray rollout workers / RLlib env runners")
     p.add_argument("--iters", type=int, default=6, help="timed iterations for (b)-(d), after one warm-up")
     p.add_argument("--raw-steps", type=int, default=500, help="vector steps for (a)")
-    p.add_argument("--envs-scale", type=int, default=1,
-                   help="multiply the env slots (12 MiniGrid, 10 MT10) in every cell; the batch grows with them")  # fmt: skip
+    p.add_argument(
+        "--envs-scale",
+        type=int,
+        default=1,
+        help="multiply the env slots (12 MiniGrid, 10 MT10) in every cell; the batch grows with them",
+    )
     p.add_argument("--no-rllib", action="store_true", help="skip (d) and (d=)")
-    p.add_argument("--profile", action="store_true",
-                   help="instead of the tables, profile the driver of (c) and (d) (cProfile slows them: its own run)")  # fmt: skip
-    p.add_argument("--cell", choices=["raw", "collect", "train", "pipelined", "same", "rllib", "rllib_mtrl"], help=argparse.SUPPRESS)
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of the tables, profile the driver of (c) and (d) (cProfile slows them: its own run)",
+    )
+    p.add_argument(
+        "--cell",
+        choices=["raw", "collect", "train", "pipelined", "same", "rllib", "rllib_mtrl"],
+        help=argparse.SUPPRESS,
+    )
     p.add_argument("--suite", help=argparse.SUPPRESS)
     p.add_argument("--backend", default="gymnasium", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -182,7 +242,9 @@ def main() -> None:
         for suite in args.suites:
             for name, label in (("train", "(c) mtrl train, MOORE"), ("rllib_mtrl", "(d) RLlib PPO, mtrl's MOORE")):
                 out = cell(args, suite, name, args.backends[0])
-                print(f"{suite} {label}: {fmt(out.get('steps_per_s'))} env steps/s under the profiler; driver, top by cumulative time")
+                print(
+                    f"{suite} {label}: {fmt(out.get('steps_per_s'))} env steps/s under the profiler; driver, top by cumulative time"
+                )
                 for fn, seconds, share in out.get("profile", []):
                     print(f"  {share:6.1%} {seconds:8.2f} s  {fn}")
         return
@@ -190,22 +252,32 @@ def main() -> None:
     for suite in args.suites:
         d, dd = ({}, {}) if args.no_rllib else (cell(args, suite, "rllib_mtrl"), cell(args, suite, "rllib"))
         for backend in args.backends:
-            a, b, c, cp, cs = (cell(args, suite, name, backend) for name in ("raw", "collect", "train", "pipelined", "same"))
-            speed.append(f"| {suite} | {backend} | {fmt(a.get('steps_per_s'))} | {fmt(b.get('steps_per_s'))} | {ratio(b, a)} "
-                         f"| {fmt(c.get('steps_per_s'))} | {fmt(cp.get('steps_per_s'))} | {ratio(cp, c)} "
-                         f"| {fmt(d.get('steps_per_s'))} | **{ratio(c, d)}** "
-                         f"| {fmt(cs.get('steps_per_s'))} | {fmt(dd.get('steps_per_s'))} | {ratio(cs, dd)} |")  # fmt: skip
-            memory.append(f"| {suite} | {backend} | {fmt(c.get('pss_mb'))} | {fmt(d.get('pss_mb'))} | **{ratio(c, d, 'pss_mb')}** "
-                          f"| {c.get('params', 'n/a')} | {d.get('params', 'n/a')} | {fmt(cs.get('pss_mb'))} "
-                          f"| {fmt(dd.get('pss_mb'))} | {ratio(cs, dd, 'pss_mb')} |")  # fmt: skip
+            a, b, c, cp, cs = (
+                cell(args, suite, name, backend) for name in ("raw", "collect", "train", "pipelined", "same")
+            )
+            speed.append(
+                f"| {suite} | {backend} | {fmt(a.get('steps_per_s'))} | {fmt(b.get('steps_per_s'))} | {ratio(b, a)} "
+                f"| {fmt(c.get('steps_per_s'))} | {fmt(cp.get('steps_per_s'))} | {ratio(cp, c)} "
+                f"| {fmt(d.get('steps_per_s'))} | **{ratio(c, d)}** "
+                f"| {fmt(cs.get('steps_per_s'))} | {fmt(dd.get('steps_per_s'))} | {ratio(cs, dd)} |"
+            )
+            memory.append(
+                f"| {suite} | {backend} | {fmt(c.get('pss_mb'))} | {fmt(d.get('pss_mb'))} | **{ratio(c, d, 'pss_mb')}** "
+                f"| {c.get('params', 'n/a')} | {d.get('params', 'n/a')} | {fmt(cs.get('pss_mb'))} "
+                f"| {fmt(dd.get('pss_mb'))} | {ratio(cs, dd, 'pss_mb')} |"
+            )
             print(speed[-1], file=sys.stderr, flush=True)  # progress while the rest runs
-    print("| suite | mtrl backend | (a) raw env steps/s | (b) collect | (b)/(a) | (c) mtrl train, MOORE | (c) pipelined "
-          "| pipelined/plain | (d) RLlib PPO, mtrl's MOORE | (c)/(d) | (c=) mtrl, RLlib's network "
-          "| (d=) RLlib PPO, its network | (c=)/(d=) |")  # fmt: skip
+    print(
+        "| suite | mtrl backend | (a) raw env steps/s | (b) collect | (b)/(a) | (c) mtrl train, MOORE | (c) pipelined "
+        "| pipelined/plain | (d) RLlib PPO, mtrl's MOORE | (c)/(d) | (c=) mtrl, RLlib's network "
+        "| (d=) RLlib PPO, its network | (c=)/(d=) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(speed))
-    print("\n| suite | mtrl backend | mtrl (c) PSS MiB | RLlib (d) PSS MiB | (c)/(d) | mtrl (c) params | RLlib (d) params "
-          "| mtrl (c=) PSS MiB | RLlib (d=) PSS MiB | (c=)/(d=) |")  # fmt: skip
+    print(
+        "\n| suite | mtrl backend | mtrl (c) PSS MiB | RLlib (d) PSS MiB | (c)/(d) | mtrl (c) params | RLlib (d) params "
+        "| mtrl (c=) PSS MiB | RLlib (d=) PSS MiB | (c=)/(d=) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(memory))
 

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mtrl.eval.curve import read_curve, read_references
 from mtrl.errors import MtrlError
+from mtrl.eval.curve import read_curve, read_references
 from mtrl.eval.report import expand_targets
 from mtrl.eval.stats import aggregate, mean_ci
 
@@ -76,13 +76,26 @@ def final_score(curve: dict[str, np.ndarray], final: slice, task: str | None = N
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="NAME=GLOB", help="run directories with an eval_curve.csv, per method")
-    p.add_argument("--reference", action="append", default=[], metavar="LABEL=CSV", help="reference curves (repeatable)")
+    p.add_argument(
+        "--reference", action="append", default=[], metavar="LABEL=CSV", help="reference curves (repeatable)"
+    )
     p.add_argument("--every", type=int, default=10, help="check the bands at every this many updates (default 10)")
-    p.add_argument("--last", type=int, default=10, help="final score: mean over the last this many updates (default 10)")
-    p.add_argument("--timing", action="store_true", help="also the seconds per update in each phase (TensorBoard perf/)")
-    p.add_argument("--gradients", action="store_true", help="also the gradient-conflict diagnostics (TensorBoard grad/)")
-    p.add_argument("--reach", type=float, default=None, metavar="VALUE",
-                   help="also the first update at which each run's evaluation return on each task reaches VALUE")
+    p.add_argument(
+        "--last", type=int, default=10, help="final score: mean over the last this many updates (default 10)"
+    )
+    p.add_argument(
+        "--timing", action="store_true", help="also the seconds per update in each phase (TensorBoard perf/)"
+    )
+    p.add_argument(
+        "--gradients", action="store_true", help="also the gradient-conflict diagnostics (TensorBoard grad/)"
+    )
+    p.add_argument(
+        "--reach",
+        type=float,
+        default=None,
+        metavar="VALUE",
+        help="also the first update at which each run's evaluation return on each task reaches VALUE",
+    )
     args = p.parse_args()
     try:
         methods = load_runs(args.runs)
@@ -94,8 +107,11 @@ def main() -> None:
     lengths = [int(updates(c)[-1]) for runs in methods.values() for c in runs]
     n_updates = min(lengths)
     if n_updates != max(lengths):  # e.g. a run still in progress: every table stops at the shortest run
-        print(f"curve_report: the runs have {n_updates} to {max(lengths)} updates; the tables use the first {n_updates} "
-              "(leave unfinished runs out of the globs for final scores)", file=sys.stderr)  # fmt: skip
+        print(
+            f"curve_report: the runs have {n_updates} to {max(lengths)} updates; the tables use the first {n_updates} "
+            "(leave unfinished runs out of the globs for final scores)",
+            file=sys.stderr,
+        )
     bands(methods, refs, list(range(args.every, n_updates + 1, args.every)), args.every)
     final = slice(n_updates - args.last + 1, n_updates + 1)
     tasks = tasks_of(next(iter(methods.values()))[0])
@@ -111,14 +127,22 @@ def main() -> None:
         sys.exit(f"curve_report: {exc}")
 
 
-def bands(methods: dict[str, list[dict[str, np.ndarray]]], refs: dict[str, dict[str, np.ndarray]], checks: list[int],
-          every: int) -> None:  # fmt: skip
+def bands(
+    methods: dict[str, list[dict[str, np.ndarray]]],
+    refs: dict[str, dict[str, np.ndarray]],
+    checks: list[int],
+    every: int,
+) -> None:
     """The mean over tasks at every checked update, each method's band, and whether each reference
     lies inside the first method's band."""
-    print(f"Mean evaluation return over tasks at every {every}th update: mean over seeds [95% bootstrap band];"
-          f" a reference is checked against the first method ({next(iter(methods))})'s band\n")
-    at = {name: mean_ci(np.stack([column(c, None)[np.searchsorted(updates(c), checks)] for c in runs]))
-          for name, runs in methods.items()}  # fmt: skip
+    print(
+        f"Mean evaluation return over tasks at every {every}th update: mean over seeds [95% bootstrap band];"
+        f" a reference is checked against the first method ({next(iter(methods))})'s band\n"
+    )
+    at = {
+        name: mean_ci(np.stack([column(c, None)[np.searchsorted(updates(c), checks)] for c in runs]))
+        for name, runs in methods.items()
+    }
     ref_vals = {label: column(ref, None)[np.searchsorted(updates(ref), checks)] for label, ref in refs.items()}
     _, lo, hi = next(iter(at.values()))
     head = [f"{n} ({len(methods[n])} seeds)" for n in methods] + [h for label in refs for h in (label, "inside?")]
@@ -131,8 +155,12 @@ def bands(methods: dict[str, list[dict[str, np.ndarray]]], refs: dict[str, dict[
         print(f"| {u} | " + " | ".join(cells) + " |")
 
 
-def finals(methods: dict[str, list[dict[str, np.ndarray]]], refs: dict[str, dict[str, np.ndarray]], final: slice,
-           tasks: list[str]) -> None:  # fmt: skip
+def finals(
+    methods: dict[str, list[dict[str, np.ndarray]]],
+    refs: dict[str, dict[str, np.ndarray]],
+    final: slice,
+    tasks: list[str],
+) -> None:
     """Each run's final score, the mean and standard error per method; the IQM over runs x tasks."""
     print(f"\nFinal score = mean evaluation return over updates {final.start}-{final.stop - 1}, per run:\n")
     print("| curve | runs | mean | standard error | per run |")
@@ -140,10 +168,14 @@ def finals(methods: dict[str, list[dict[str, np.ndarray]]], refs: dict[str, dict
     for name, runs in methods.items():
         scores = np.array([final_score(c, final) for c in runs])
         se = scores.std(ddof=1) / np.sqrt(len(scores)) if len(scores) > 1 else float("nan")
-        print(f"| {name} | {len(runs)} | {scores.mean():.3f} | {se:.3f} | " + ", ".join(f"{s:.3f}" for s in scores) + " |")
+        print(
+            f"| {name} | {len(runs)} | {scores.mean():.3f} | {se:.3f} | " + ", ".join(f"{s:.3f}" for s in scores) + " |"
+        )
     for label, ref in refs.items():
         print(f"| {label} | 1 | {final_score(ref, final):.3f} | | |")
-    print("\nIQM over runs x tasks of the per-task final scores [95% stratified-bootstrap CI], and the per-task means:\n")
+    print(
+        "\nIQM over runs x tasks of the per-task final scores [95% stratified-bootstrap CI], and the per-task means:\n"
+    )
     print("| curve | IQM | mean | " + " | ".join(t.removeprefix("MiniGrid-") for t in tasks) + " |")
     print("|---|---|---|" + "---|" * len(tasks))
     for name, runs in methods.items():
@@ -155,9 +187,14 @@ def finals(methods: dict[str, list[dict[str, np.ndarray]]], refs: dict[str, dict
         print(f"| {label} | | {final_score(ref, final):.3f} | " + " | ".join(cells) + " |")
 
 
-def reach(methods: dict[str, list[dict[str, np.ndarray]]], refs: dict[str, dict[str, np.ndarray]], tasks: list[str],
-          value: float) -> None:  # fmt: skip
+def reach(
+    methods: dict[str, list[dict[str, np.ndarray]]],
+    refs: dict[str, dict[str, np.ndarray]],
+    tasks: list[str],
+    value: float,
+) -> None:
     """How fast each run learns each task: the first update whose evaluation return is >= value."""
+
     def first(curve: dict[str, np.ndarray], task: str) -> str:
         if not has(curve, task):
             return "-"
@@ -206,22 +243,36 @@ def gradients(targets: list[str], last: int) -> None:
         names = sorted(k.removeprefix("grad/norm/") for k in series if k.startswith("grad/norm/"))
         norms = np.stack([series[f"grad/norm/{t}"][1] for t in names])  # [K, updates]
         frac = series["grad/conflicting_fraction"][1]
-        row = {"updates": float(frac.size), "conflicting": float(frac.mean()), "conflicting_last": float(frac[-last:].mean()),
-               "cosine": float(cos.mean()), "cosine_last": float(cos[:, -last:].mean()), "lowest": float(cos.min(0).mean())}  # fmt: skip
+        row = {
+            "updates": float(frac.size),
+            "conflicting": float(frac.mean()),
+            "conflicting_last": float(frac[-last:].mean()),
+            "cosine": float(cos.mean()),
+            "cosine_last": float(cos[:, -last:].mean()),
+            "lowest": float(cos.min(0).mean()),
+        }
         row.update({f"share/{t}": float(x) for t, x in zip(names, (norms / norms.sum(0)).mean(1))})
-        row.update({f"weight/{t}": float(series[f"grad/weight/{t}"][1].mean()) for t in names if f"grad/weight/{t}" in series})
+        row.update(
+            {f"weight/{t}": float(series[f"grad/weight/{t}"][1].mean()) for t in names if f"grad/weight/{t}" in series}
+        )
         rows.setdefault(method, []).append(row)
         tasks[method] = names
-    print("\nGradient diagnostics on the shared parameters (means over the logged updates, then over runs; "
-          f"'last': the last {last} logged updates; share: a task's fraction of the summed task-gradient norms):\n")  # fmt: skip
-    print("| method | runs | conflicting pairs | last | mean cosine | last | lowest pair cosine | norm share per task | aggregator weight per task |")
+    print(
+        "\nGradient diagnostics on the shared parameters (means over the logged updates, then over runs; "
+        f"'last': the last {last} logged updates; share: a task's fraction of the summed task-gradient norms):\n"
+    )
+    print(
+        "| method | runs | conflicting pairs | last | mean cosine | last | lowest pair cosine | norm share per task | aggregator weight per task |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for method, runs in rows.items():
         mean = {k: float(np.mean([r[k] for r in runs if k in r])) for k in runs[0]}
         share = ", ".join(f"{t} {mean[f'share/{t}']:.2f}" for t in tasks[method])
         weight = ", ".join(f"{t} {mean[f'weight/{t}']:.2f}" for t in tasks[method] if f"weight/{t}" in mean) or "-"
-        print(f"| {method} | {len(runs)} | {mean['conflicting']:.2f} | {mean['conflicting_last']:.2f} | {mean['cosine']:+.3f} | "
-              f"{mean['cosine_last']:+.3f} | {mean['lowest']:+.3f} | {share} | {weight} |")  # fmt: skip
+        print(
+            f"| {method} | {len(runs)} | {mean['conflicting']:.2f} | {mean['conflicting_last']:.2f} | {mean['cosine']:+.3f} | "
+            f"{mean['cosine_last']:+.3f} | {mean['lowest']:+.3f} | {share} | {weight} |"
+        )
 
 
 if __name__ == "__main__":

@@ -42,15 +42,29 @@ PROTOCOL_ENV_STEPS = 20_000_000
 ENV_WORKERS = 16
 
 
-def learner_and_replay(arch: str, device: torch.device, replay_per_task: int | None, seed: int) -> tuple[SACLearner, TaskReplay, int]:
+def learner_and_replay(
+    arch: str, device: torch.device, replay_per_task: int | None, seed: int
+) -> tuple[SACLearner, TaskReplay, int]:
     """The learner and a random-filled replay of configs/metaworld_plus/mt10_<arch>.yaml."""
     cfg = load_config(ROOT / f"configs/metaworld_plus/mt10_{arch}.yaml")
     suite = get_suite(cfg.env.suite)  # no env is built: the spaces and task names only
     s = cfg.sac
     torch.manual_seed(seed)
     policy = build_policy(policy_spec(cfg, suite)).to(device)
-    learner = SACLearner(policy.actor, policy.critic, suite.num_tasks, 4, s.actor_lr, s.critic_lr, s.alpha_lr, s.gamma,
-                         s.tau, max_grad_norm=s.max_grad_norm, adam_eps=s.adam_eps, weight_tasks=s.task_loss_weights)  # fmt: skip
+    learner = SACLearner(
+        policy.actor,
+        policy.critic,
+        suite.num_tasks,
+        4,
+        s.actor_lr,
+        s.critic_lr,
+        s.alpha_lr,
+        s.gamma,
+        s.tau,
+        max_grad_norm=s.max_grad_norm,
+        adam_eps=s.adam_eps,
+        weight_tasks=s.task_loss_weights,
+    )
     capacity = replay_per_task or s.replay_size
     obs = suite.observation_space.shape
     replay = TaskReplay(suite.num_tasks, capacity, obs, np.float32, 4, int(s.replay_memory_gb * 2**30))
@@ -58,19 +72,27 @@ def learner_and_replay(arch: str, device: torch.device, replay_per_task: int | N
     n = capacity * suite.num_tasks
     for lo in range(0, n, 100_000):  # in slices: a full MT10 replay is 1e6 transitions
         m = min(100_000, n - lo)
-        replay.add(np.arange(lo, lo + m) % suite.num_tasks, rng.standard_normal((m, *obs), np.float32),
-                   rng.uniform(-1, 1, (m, 4)).astype(np.float32), rng.uniform(0, 10, m).astype(np.float32),
-                   rng.standard_normal((m, *obs), np.float32), np.zeros(m, bool))  # fmt: skip
+        replay.add(
+            np.arange(lo, lo + m) % suite.num_tasks,
+            rng.standard_normal((m, *obs), np.float32),
+            rng.uniform(-1, 1, (m, 4)).astype(np.float32),
+            rng.uniform(0, 10, m).astype(np.float32),
+            rng.standard_normal((m, *obs), np.float32),
+            np.zeros(m, bool),
+        )
     return learner, replay, s.batch_per_task
 
 
-def time_updates(learner: SACLearner, replay: TaskReplay, batch_per_task: int, device: torch.device, updates: int,
-                 deadline: float) -> tuple[float, int]:  # fmt: skip
+def time_updates(
+    learner: SACLearner, replay: TaskReplay, batch_per_task: int, device: torch.device, updates: int, deadline: float
+) -> tuple[float, int]:
     """ms per update (replay sample, host-to-device copy, update) over up to `updates` timed updates."""
     rng = np.random.default_rng(0)
 
     def one() -> None:
-        batch = {k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in replay.sample(batch_per_task, rng).items()}
+        batch = {
+            k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in replay.sample(batch_per_task, rng).items()
+        }
         learner.update(batch)  # its returned floats synchronise with the device every update, as in training
 
     for _ in range(5):  # warm-up: kernels, allocator, Adam's state
@@ -87,14 +109,27 @@ def time_updates(learner: SACLearner, replay: TaskReplay, batch_per_task: int, d
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="where the learner runs (default cuda)")
-    p.add_argument("--archs", nargs="+", default=["mtmhsac", "moore"], help="configs/metaworld_plus/mt10_<arch>.yaml "
-                   "to time (default: mtmhsac moore)")
+    p.add_argument(
+        "--archs",
+        nargs="+",
+        default=["mtmhsac", "moore"],
+        help="configs/metaworld_plus/mt10_<arch>.yaml to time (default: mtmhsac moore)",
+    )
     p.add_argument("--updates", type=int, default=300, help="timed updates per architecture (default 300)")
-    p.add_argument("--replay-per-task", type=int, default=None, help="replay capacity per task (default: the config's, 1e5)")
-    p.add_argument("--env-steps-per-s", type=float, default=1000.0, help="Meta-World env steps per second per CPU core "
-                   "for the projection (default 1000, the Python envs on the development CPU)")
+    p.add_argument(
+        "--replay-per-task", type=int, default=None, help="replay capacity per task (default: the config's, 1e5)"
+    )
+    p.add_argument(
+        "--env-steps-per-s",
+        type=float,
+        default=1000.0,
+        help="Meta-World env steps per second per CPU core "
+        "for the projection (default 1000, the Python envs on the development CPU)",
+    )
     p.add_argument("--budget-s", type=float, default=420.0, help="stop timing after this many seconds (default 420)")
-    p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on the GPU (JAX's default on Ampere and later)")
+    p.add_argument(
+        "--tf32", action="store_true", help="allow TF32 matmuls on the GPU (JAX's default on Ampere and later)"
+    )
     args = p.parse_args()
     if args.updates < 1:
         p.error(f"--updates must be >= 1, got {args.updates}")
@@ -117,14 +152,20 @@ def main() -> None:
         rows.append((arch, ms, done))
         del learner, replay
     env_h = PROTOCOL_ENV_STEPS / (args.env_steps_per_s * ENV_WORKERS) / 3600
-    print(f"\nMeta-World+ MT10 protocol: {PROTOCOL_ENV_STEPS:.0e} env steps, {PROTOCOL_UPDATES:.0e} updates of batch 10 x 128")
+    print(
+        f"\nMeta-World+ MT10 protocol: {PROTOCOL_ENV_STEPS:.0e} env steps, {PROTOCOL_UPDATES:.0e} updates of batch 10 x 128"
+    )
     print(f"env stepping at {args.env_steps_per_s:.0f} steps/s per core over {ENV_WORKERS} workers: {env_h:.2f} h\n")
-    print("| config | ms per update | updates timed | learner hours | total hours, env and learner in turn | "
-          "total hours, overlapped |")
+    print(
+        "| config | ms per update | updates timed | learner hours | total hours, env and learner in turn | "
+        "total hours, overlapped |"
+    )
     print("|---|---|---|---|---|---|")
     for arch, ms, done in rows:
         learn_h = PROTOCOL_UPDATES * ms / 1e3 / 3600
-        print(f"| mt10_{arch} | {ms:.2f} | {done} | {learn_h:.1f} | {learn_h + env_h:.1f} | {max(learn_h, env_h):.1f} |")
+        print(
+            f"| mt10_{arch} | {ms:.2f} | {done} | {learn_h:.1f} | {learn_h + env_h:.1f} | {max(learn_h, env_h):.1f} |"
+        )
     print(f"\n(check took {time.perf_counter() - start:.0f} s)")
 
 

@@ -40,12 +40,18 @@ def main() -> None:
         sys.exit(f"official_curve: {args.log} has no 'Epoch N | EnvName: ... AverageReturn: ...' lines")
     complete = [e for e in sorted(epochs) if len(epochs[e]) == len(tasks)]
     if len(complete) < len(epochs):
-        print(f"official_curve: left out epoch(s) {sorted(set(epochs) - set(complete))}: not every task logged", file=sys.stderr)
+        print(
+            f"official_curve: left out epoch(s) {sorted(set(epochs) - set(complete))}: not every task logged",
+            file=sys.stderr,
+        )
     rows = ["update,env_steps," + ",".join(tasks) + ",mean"]
     for e in complete:
         vals = [epochs[e][t] for t in tasks]
-        rows.append(f"{e},{e * args.steps_per_task * len(tasks)}," + ",".join(f"{v:.4f}" for v in vals)
-                    + f",{sum(vals) / len(vals):.4f}")  # fmt: skip
+        rows.append(
+            f"{e},{e * args.steps_per_task * len(tasks)},"
+            + ",".join(f"{v:.4f}" for v in vals)
+            + f",{sum(vals) / len(vals):.4f}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(rows) + "\n")
     print(f"official_curve: wrote {len(complete)} epochs x {len(tasks)} tasks to {args.out}")

@@ -48,9 +48,19 @@ def main() -> None:
     args = p.parse_args()
     rng = np.random.default_rng(args.seed)
     run = Path(tempfile.mkdtemp(prefix="mtrl_kills_")) / "run"
-    base = [sys.executable, "-m", "mtrl", "train", str(ROOT / "configs/toy_mtppo.yaml"), "rollout.workers=0",
-            "train.checkpoint_every=1", f"train.total_steps={args.total_steps}", "train.eval_episodes=0",
-            "learner.threads=1", *args.overrides]  # fmt: skip
+    base = [
+        sys.executable,
+        "-m",
+        "mtrl",
+        "train",
+        str(ROOT / "configs/toy_mtppo.yaml"),
+        "rollout.workers=0",
+        "train.checkpoint_every=1",
+        f"train.total_steps={args.total_steps}",
+        "train.eval_episodes=0",
+        "learner.threads=1",
+        *args.overrides,
+    ]
     rows, newest = [], 0
     for k in range(args.kills + 1):
         cmd = base + ([f"resume={run}"] if run.is_dir() else [f"run_dir={run}"])  # a start killed too early made none
@@ -62,7 +72,9 @@ def main() -> None:
         if k == args.kills:
             out = proc.communicate()[0]
             ok = proc.returncode == 0
-            rows.append(("final", f"{time.time() - t0:.1f}", "-", "exit 0" if ok else f"exit {proc.returncode}", "-", "-"))
+            rows.append(
+                ("final", f"{time.time() - t0:.1f}", "-", "exit 0" if ok else f"exit {proc.returncode}", "-", "-")
+            )
             if not ok:
                 print(out)
             break
@@ -71,7 +83,9 @@ def main() -> None:
         proc.kill()
         out = proc.communicate()[0]
         # a temp file this start left behind: the kill came while it was writing a checkpoint
-        in_write = bool(set((run / "checkpoints").glob(".tmp_*")) - tmp_before) if (run / "checkpoints").is_dir() else False
+        in_write = (
+            bool(set((run / "checkpoints").glob(".tmp_*")) - tmp_before) if (run / "checkpoints").is_dir() else False
+        )
         reached = steps_at_kill(out)
         try:
             steps = int(load_latest(run)[1]["env_steps"]) if list_checkpoints(run) else 0
@@ -80,8 +94,16 @@ def main() -> None:
             steps, loads = -1, f"NO: {exc}"
         back = "BACKWARDS" if steps < newest else "ok"
         newest = max(newest, steps)
-        rows.append((str(k + 1), f"{wait:.1f}", "yes" if in_write else "no", loads, f"{steps} ({back})",
-                     str(max(0, reached - steps))))  # fmt: skip
+        rows.append(
+            (
+                str(k + 1),
+                f"{wait:.1f}",
+                "yes" if in_write else "no",
+                loads,
+                f"{steps} ({back})",
+                str(max(0, reached - steps)),
+            )
+        )
     head = ("kill", "after s", "during a write", "newest checkpoint loads", "resumed from step", "steps lost")
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for r in rows:

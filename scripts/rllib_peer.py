@@ -108,8 +108,9 @@ def profiled(out: dict, enabled: bool, top: int = 15):
         prof.disable()
         wall = time.perf_counter() - t0
         rows = sorted(pstats.Stats(prof).stats.items(), key=lambda kv: -kv[1][3])  # type: ignore[attr-defined]
-        out["profile"] = [[f"{os.path.basename(f)}:{line}({fn})", ct, ct / wall] for (f, line, fn), (_, _, _, ct, _)
-                          in rows[:top]]  # fmt: skip
+        out["profile"] = [
+            [f"{os.path.basename(f)}:{line}({fn})", ct, ct / wall] for (f, line, fn), (_, _, _, ct, _) in rows[:top]
+        ]
 
 
 class _TaskOneHot(gym.ObservationWrapper):
@@ -125,8 +126,12 @@ class _TaskOneHot(gym.ObservationWrapper):
         onehot = np.zeros(num_tasks, np.float32)
         onehot[task] = 1.0
         self._extra = np.broadcast_to(onehot, space.shape[:2] + (num_tasks,)) if self._image else onehot
-        low = np.concatenate([np.broadcast_to(space.low, space.shape).astype(np.float32), np.zeros_like(self._extra)], -1)
-        high = np.concatenate([np.broadcast_to(space.high, space.shape).astype(np.float32), np.ones_like(self._extra)], -1)
+        low = np.concatenate(
+            [np.broadcast_to(space.low, space.shape).astype(np.float32), np.zeros_like(self._extra)], -1
+        )
+        high = np.concatenate(
+            [np.broadcast_to(space.high, space.shape).astype(np.float32), np.ones_like(self._extra)], -1
+        )
         self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
 
     def observation(self, observation: dict[str, Any]) -> np.ndarray:
@@ -159,7 +164,9 @@ def _model_config(suite_name: str, hidden: int) -> Any:
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
     if suite_name.startswith("minigrid"):
-        return DefaultModelConfig(conv_filters=MINIGRID_CONV, head_fcnet_hiddens=[hidden, hidden], vf_share_layers=False)
+        return DefaultModelConfig(
+            conv_filters=MINIGRID_CONV, head_fcnet_hiddens=[hidden, hidden], vf_share_layers=False
+        )
     return DefaultModelConfig(fcnet_hiddens=[400, 400, 400], vf_share_layers=False)
 
 
@@ -182,9 +189,18 @@ def _learner_params(algo: Any) -> int:
     return int(next(iter(results)).get())
 
 
-def rllib_ppo(suite_name: str, iters: int, env_runners: int = 2, num_envs: int = 12, steps_per_env: int = 128,
-              epochs: int = 4, minibatches: int = 4, hidden: int = 128, mtrl_policy: dict | None = None,
-              profile: bool = False) -> dict:
+def rllib_ppo(
+    suite_name: str,
+    iters: int,
+    env_runners: int = 2,
+    num_envs: int = 12,
+    steps_per_env: int = 128,
+    epochs: int = 4,
+    minibatches: int = 4,
+    hidden: int = 128,
+    mtrl_policy: dict | None = None,
+    profile: bool = False,
+) -> dict:
     """Build RLlib PPO on `suite_name`, run 1 warm-up and `iters` timed iterations, measure it.
 
     With `mtrl_policy` (ppo_config's arch / num_experts / overrides / task_norm) the policy is mtrl's
@@ -219,13 +235,26 @@ def rllib_ppo(suite_name: str, iters: int, env_runners: int = 2, num_envs: int =
         register_env(env_name, MultiTaskEnvCreator(suite_name, envs_per_runner))
         config = PPOConfig().environment(env=env_name).rl_module(model_config=_model_config(suite_name, hidden))
     config = (
-        config
-        .env_runners(num_env_runners=env_runners, num_envs_per_env_runner=envs_per_runner,
-                     rollout_fragment_length=steps_per_env, gym_env_vectorize_mode="sync")
+        config.env_runners(
+            num_env_runners=env_runners,
+            num_envs_per_env_runner=envs_per_runner,
+            rollout_fragment_length=steps_per_env,
+            gym_env_vectorize_mode="sync",
+        )
         .learners(num_learners=0, num_gpus_per_learner=0)  # learn in the driver, on CPU, like mtrl
-        .training(train_batch_size_per_learner=train_batch, minibatch_size=train_batch // minibatches,
-                  num_epochs=epochs, lr=5e-4, gamma=0.99, lambda_=0.95, clip_param=0.2, entropy_coeff=0.01,
-                  vf_loss_coeff=0.5, grad_clip=0.5, use_kl_loss=False)  # mtrl has no KL penalty
+        .training(
+            train_batch_size_per_learner=train_batch,
+            minibatch_size=train_batch // minibatches,
+            num_epochs=epochs,
+            lr=5e-4,
+            gamma=0.99,
+            lambda_=0.95,
+            clip_param=0.2,
+            entropy_coeff=0.01,
+            vf_loss_coeff=0.5,
+            grad_clip=0.5,
+            use_kl_loss=False,
+        )  # mtrl has no KL penalty
     )
     algo = config.build_algo()
     build_s = time.perf_counter() - t0
@@ -246,7 +275,13 @@ def rllib_ppo(suite_name: str, iters: int, env_runners: int = 2, num_envs: int =
         algo.stop()
         if started_ray:
             ray.shutdown()
-    return {"steps_per_s": steps / wall if wall > 0 else 0.0, "pss_mb": pss, "params": params, "build_s": build_s, **prof}
+    return {
+        "steps_per_s": steps / wall if wall > 0 else 0.0,
+        "pss_mb": pss,
+        "params": params,
+        "build_s": build_s,
+        **prof,
+    }
 
 
 def _session_dir() -> str:

@@ -59,11 +59,18 @@ def run_row(run: Path, marks: list[int], window: int, threshold: float) -> dict:
         except (ValueError, KeyError, TypeError) as exc:
             raise MtrlError(f"{run / 'eval.json'} is not a run's final evaluation ({exc!r})") from None
     # a mark the run has not got to yet (still training) has no value; a finished run's last one stands
-    at = [float(mean[steps <= m][-1]) if (steps <= m).any() and (finished or steps[-1] >= m) else float("nan")
-          for m in marks]  # fmt: skip
+    at = [
+        float(mean[steps <= m][-1]) if (steps <= m).any() and (finished or steps[-1] >= m) else float("nan")
+        for m in marks
+    ]
     hit = np.flatnonzero((mean >= threshold) & (np.arange(len(mean)) + 1 >= window))
-    return {"at": at, "reached": float(steps[hit[0]]) if len(hit) else float("nan"), "final": final,
-            "minutes": minutes(run), "last_step": float(steps[-1])}  # fmt: skip
+    return {
+        "at": at,
+        "reached": float(steps[hit[0]]) if len(hit) else float("nan"),
+        "final": final,
+        "minutes": minutes(run),
+        "last_step": float(steps[-1]),
+    }
 
 
 def cell(x: float | None, fmt: str) -> str:
@@ -73,8 +80,13 @@ def cell(x: float | None, fmt: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="NAME=GLOB", help="run directories (TensorBoard tb/), per method")
-    p.add_argument("--at", type=int, nargs="+", default=[10_000, 20_000, 30_000, 40_000, 50_000, 60_000],
-                   help="env steps at which to show the training success (default 10k ... 60k)")
+    p.add_argument(
+        "--at",
+        type=int,
+        nargs="+",
+        default=[10_000, 20_000, 30_000, 40_000, 50_000, 60_000],
+        help="env steps at which to show the training success (default 10k ... 60k)",
+    )
     p.add_argument("--window", type=int, default=10, help="logged iterations in the trailing mean (default 10)")
     p.add_argument("--threshold", type=float, default=0.8, help="training success to reach (default 0.8)")
     args = p.parse_args()
@@ -84,20 +96,26 @@ def main() -> None:
         rows: dict[str, list[tuple[str, dict]]] = {}
         for name, path in expand_targets(args.runs):
             run = Path(path)
-            rows.setdefault(name or run.parent.name, []).append((run.name, run_row(run, args.at, args.window, args.threshold)))
+            rows.setdefault(name or run.parent.name, []).append(
+                (run.name, run_row(run, args.at, args.window, args.threshold))
+            )
     except MtrlError as exc:
         sys.exit(f"success_report: {exc}")
     marks = [f"{m // 1000}k" if m % 1000 == 0 else str(m) for m in args.at]
-    print(f"Training success (mean of the last {args.window} logged iterations) at each env step, env steps until it "
-          f"first reaches {args.threshold}, final evaluation success (eval.json):\n")  # fmt: skip
+    print(
+        f"Training success (mean of the last {args.window} logged iterations) at each env step, env steps until it "
+        f"first reaches {args.threshold}, final evaluation success (eval.json):\n"
+    )
     print("| method | run | " + " | ".join(marks) + f" | steps to {args.threshold} | final eval success | minutes |")
     print("|---|---|" + "---|" * (len(marks) + 3))
     for name, runs in rows.items():
         for run, r in runs:
             cells = [cell(x, ".2f") for x in r["at"]]
             reached = cell(r["reached"], ".0f") if np.isfinite(r["reached"]) else f"not by {r['last_step']:.0f}"
-            print(f"| {name} | {run} | " + " | ".join(cells) + f" | {reached} | {cell(r['final'], '.2f')} | "
-                  f"{cell(r['minutes'], '.1f')} |")  # fmt: skip
+            print(
+                f"| {name} | {run} | " + " | ".join(cells) + f" | {reached} | {cell(r['final'], '.2f')} | "
+                f"{cell(r['minutes'], '.1f')} |"
+            )
     print(f"\n| method | runs | median steps to {args.threshold} | final eval success: mean (min - max) |")
     print("|---|---|---|---|")
     for name, runs in rows.items():

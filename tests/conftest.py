@@ -17,11 +17,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: int = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run `python -m mtrl ARGS` and capture its output."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "mtrl", *args], cwd=cwd or ROOT, capture_output=True,
-                          text=True, timeout=timeout, env=full_env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "mtrl", *args],
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
 
 
 def train_interrupted(monkeypatch: pytest.MonkeyPatch, after: int, cfg) -> None:  # noqa: ANN001 - a mtrl Config
@@ -61,19 +69,36 @@ def two_node_cluster() -> Iterator[tuple[str, dict]]:
     ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats", "--block"]
-    head = subprocess.Popen([ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
-                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    head = subprocess.Popen(
+        [ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     nodes = [head]
     try:
         address = f"127.0.0.1:{port}"
         for _ in range(60):  # wait for the head's GCS before the second node joins
-            if subprocess.run([ray_bin, "status", f"--address={address}"], env=env, capture_output=True).returncode == 0:
+            if (
+                subprocess.run([ray_bin, "status", f"--address={address}"], env=env, capture_output=True).returncode
+                == 0
+            ):
                 break
             time.sleep(2)
-        nodes.append(subprocess.Popen([ray_bin, "start", f"--address={address}", *common], env=env,
-                                      start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+        nodes.append(
+            subprocess.Popen(
+                [ray_bin, "start", f"--address={address}", *common],
+                env=env,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         for _ in range(60):
-            out = subprocess.run([ray_bin, "status", f"--address={address}"], env=env, capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [ray_bin, "status", f"--address={address}"], env=env, capture_output=True, text=True
+            ).stdout
             if out.count(" node_") >= 2:
                 break
             time.sleep(2)

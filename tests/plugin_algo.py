@@ -49,7 +49,9 @@ class A2C:
         loss = -(logp * batch.advantages).mean() + self.own.value_coef * (value - batch.returns).pow(2).mean()
         self.guard.step(self.optimizer, loss, list(self.policy.parameters()), self.cfg.max_grad_norm)
         steps = np.bincount(frag.task_id[frag.valid], minlength=self.k)
-        return Iteration(frag.num_steps, frag.episodes, {"loss": loss.item()}, int(frag.env_errors.sum()), {}, steps, abs_adv)
+        return Iteration(
+            frag.num_steps, frag.episodes, {"loss": loss.item()}, int(frag.env_errors.sum()), {}, steps, abs_adv
+        )
 
     def set_progress(self, done: float) -> None:
         pass

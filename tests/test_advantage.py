@@ -10,8 +10,9 @@ from mtrl.data.advantage import gae, task_normalize
 
 def _gae(rewards, values, last, term, trunc, boot, gamma=0.9, lam=0.8):
     a = lambda x, dt=np.float32: np.asarray(x, dt).reshape(-1, 1)  # noqa: E731
-    adv, ret = gae(a(rewards), a(values), np.asarray([last], np.float32), a(term, bool), a(trunc, bool), a(boot),
-                   gamma, lam)  # fmt: skip
+    adv, ret = gae(
+        a(rewards), a(values), np.asarray([last], np.float32), a(term, bool), a(trunc, bool), a(boot), gamma, lam
+    )
     return adv[:, 0], ret[:, 0]
 
 

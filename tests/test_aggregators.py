@@ -28,7 +28,12 @@ def two_task_step(name: str, a: list[float], b: list[float], present=(True, True
     the Jacobian of the losses on theta is [h_0 a; h_1 b] = [a; b] at h = 1."""
     theta = nn.Parameter(torch.tensor([1.0, 2.0]))
     heads = nn.Parameter(torch.ones(2))
-    grads = TaskGradients(nn.Module(), SimpleNamespace(aggregator=name, aggregator_options={}, gradnorm_alpha=None, gradnorm_lr=0.025), ("a", "b"), NonFiniteGuard())
+    grads = TaskGradients(
+        nn.Module(),
+        SimpleNamespace(aggregator=name, aggregator_options={}, gradnorm_alpha=None, gradnorm_lr=0.025),
+        ("a", "b"),
+        NonFiniteGuard(),
+    )
     grads.diagnose = diagnose
     features = theta * 1.0
     losses = torch.stack([heads[0] * (torch.tensor(a) @ features), heads[1] * (torch.tensor(b) @ features)])
@@ -95,9 +100,9 @@ def test_a_failing_aggregator_falls_back_to_the_mean_and_never_writes_nan(result
 
 def test_task_c_loss_changes_only_task_cs_head_and_task_weight_row():
     from mtrl.algos.ppo import PPOBatch, ppo_task_losses
+    from mtrl.env.suite import get_suite
     from mtrl.nn.policy import build_policy
     from mtrl.run.training import policy_spec
-    from mtrl.env.suite import get_suite
 
     cfg = load_config(TOY, ["policy.arch=moore", "policy.moore.num_experts=2", "learner.aggregator=upgrad"])
     suite = get_suite(cfg.env.suite)
@@ -109,12 +114,21 @@ def test_task_c_loss_changes_only_task_cs_head_and_task_weight_row():
     obs = torch.rand(n, *suite.observation_space.shape, generator=g)
     task = torch.arange(n) % 3
     adv = torch.where(task == 1, torch.randn(n, generator=g), torch.zeros(n))  # only task 1 has a signal
-    mb = PPOBatch(obs, task, torch.randint(0, 4, (n,), generator=g), torch.full((n,), -math.log(4)), adv, torch.zeros(n),
-                  torch.zeros(n))  # fmt: skip
+    mb = PPOBatch(
+        obs,
+        task,
+        torch.randint(0, 4, (n,), generator=g),
+        torch.full((n,), -math.log(4)),
+        adv,
+        torch.zeros(n),
+        torch.zeros(n),
+    )
     cfg.ppo.ent_coef, cfg.ppo.vf_coef = 0.0, 0.0
     before = {k: v.clone() for k, v in policy.state_dict().items()}
     opt = torch.optim.SGD(policy.parameters(), lr=0.1)
-    (losses, present, _), features = grads.evaluate(lambda: ppo_task_losses(policy, mb, cfg.ppo, 3), mb.task_id)
+    (losses, present, _), features = grads.evaluate(
+        lambda policy=policy, mb=mb: ppo_task_losses(policy, mb, cfg.ppo, 3), mb.task_id
+    )
     assert grads.grouped  # MOORE's experts take the observation: one grouped backward pass
     grads.step(opt, losses, present, features, list(policy.parameters()), None)
     after = policy.state_dict()
@@ -144,15 +158,35 @@ def ppo_case(arch: str, image: bool):
     n = 40
     task = torch.cat([torch.zeros(20, dtype=torch.long), torch.ones(12, dtype=torch.long), torch.full((8,), 2)])
     task = task[torch.randperm(n, generator=g)]
-    obs = torch.randint(0, 11, (n, *obs_shape), generator=g, dtype=torch.uint8) if image else torch.rand(n, *obs_shape, generator=g)
-    mb = PPOBatch(obs, task, torch.randint(0, actions, (n,), generator=g), torch.full((n,), -math.log(actions)),
-                  torch.randn(n, generator=g), torch.randn(n, generator=g), torch.zeros(n))  # fmt: skip
+    obs = (
+        torch.randint(0, 11, (n, *obs_shape), generator=g, dtype=torch.uint8)
+        if image
+        else torch.rand(n, *obs_shape, generator=g)
+    )
+    mb = PPOBatch(
+        obs,
+        task,
+        torch.randint(0, actions, (n,), generator=g),
+        torch.full((n,), -math.log(actions)),
+        torch.randn(n, generator=g),
+        torch.randn(n, generator=g),
+        torch.zeros(n),
+    )
     return policy, mb
 
 
 # the architectures whose shared parameters all sit inside their `features` module on these inputs
-GROUPED = {("moe", False), ("moore", False), ("moe", True), ("moore", True), ("mlp", False), ("mlp", True),
-           ("softmod", False), ("paco", False), ("multihead", False)}  # fmt: skip
+GROUPED = {
+    ("moe", False),
+    ("moore", False),
+    ("moe", True),
+    ("moore", True),
+    ("mlp", False),
+    ("mlp", True),
+    ("softmod", False),
+    ("paco", False),
+    ("multihead", False),
+}
 
 
 @pytest.mark.parametrize("image", [False, True], ids=["flat", "minigrid"])
@@ -169,9 +203,13 @@ def test_the_grouped_jacobian_equals_torchjds_per_task_differentiation(arch, ima
         policy, mb = ppo_case(arch, image)
         grads = TaskGradients(policy, cfg.learner, ("a", "b", "c"), NonFiniteGuard())
         grads.grouped, grads.diagnose = grouped, True
-        (losses, present, _), features = grads.evaluate(lambda: ppo_task_losses(policy, mb, cfg.ppo, 3), mb.task_id)
+        (losses, present, _), features = grads.evaluate(
+            lambda policy=policy, mb=mb: ppo_task_losses(policy, mb, cfg.ppo, 3), mb.task_id
+        )
         used_grouped = grads.grouped
-        grads.step(torch.optim.SGD(policy.parameters(), lr=0.0), losses, present, features, list(policy.parameters()), None)
+        grads.step(
+            torch.optim.SGD(policy.parameters(), lr=0.0), losses, present, features, list(policy.parameters()), None
+        )
         out[grouped] = used_grouped, grads.report(), {k: p.grad for k, p in policy.named_parameters()}
     (used, diag, grad), (_, diag_ref, grad_ref) = out[True], out[False]
     assert used == ((arch, image) in GROUPED)
@@ -237,8 +275,12 @@ def test_the_grouped_jacobian_of_a_task_without_samples_falls_back_to_the_plain_
         mb = mb.index(torch.nonzero(mb.task_id != 2).flatten())  # task 2 has no samples
         grads = TaskGradients(policy, cfg.learner, ("a", "b", "c"), NonFiniteGuard())
         grads.grouped = grouped
-        (losses, present, _), features = grads.evaluate(lambda: ppo_task_losses(policy, mb, cfg.ppo, 3), mb.task_id)
-        grads.step(torch.optim.SGD(policy.parameters(), lr=0.0), losses, present, features, list(policy.parameters()), None)
+        (losses, present, _), features = grads.evaluate(
+            lambda policy=policy, mb=mb: ppo_task_losses(policy, mb, cfg.ppo, 3), mb.task_id
+        )
+        grads.step(
+            torch.optim.SGD(policy.parameters(), lr=0.0), losses, present, features, list(policy.parameters()), None
+        )
         assert grads.take_fallbacks() == 1
         out.append({k: p.grad for k, p in policy.named_parameters()})
     for k in out[0]:
@@ -252,8 +294,10 @@ def test_the_grouped_sac_update_equals_torchjds():
     from mtrl.nn.policy import build_policy
     from mtrl.run.trainer import policy_spec
 
-    cfg = load_config(ROOT / "configs/toy_point_sac.yaml", ["policy.arch=moore", "policy.moore.num_experts=2", "learner.aggregator=upgrad",
-                                                       "rollout.workers=0"])  # fmt: skip
+    cfg = load_config(
+        ROOT / "configs/toy_point_sac.yaml",
+        ["policy.arch=moore", "policy.moore.num_experts=2", "learner.aggregator=upgrad", "rollout.workers=0"],
+    )
     suite = get_suite(cfg.env.suite)
     states = []
     for grouped in (True, False):
@@ -265,9 +309,14 @@ def test_the_grouped_sac_update_equals_torchjds():
         k, per = suite.num_tasks, 16
         d, a = suite.observation_space.shape[0], suite.action_space.shape[0]
         gen = torch.Generator().manual_seed(0)
-        batch = {"task_id": torch.arange(k).repeat_interleave(per), "obs": torch.randn(k * per, d, generator=gen),
-                 "actions": torch.rand(k * per, a, generator=gen) * 2 - 1, "rewards": torch.randn(k * per, generator=gen),
-                 "next_obs": torch.randn(k * per, d, generator=gen), "terminated": torch.zeros(k * per, dtype=torch.bool)}  # fmt: skip
+        batch = {
+            "task_id": torch.arange(k).repeat_interleave(per),
+            "obs": torch.randn(k * per, d, generator=gen),
+            "actions": torch.rand(k * per, a, generator=gen) * 2 - 1,
+            "rewards": torch.randn(k * per, generator=gen),
+            "next_obs": torch.randn(k * per, d, generator=gen),
+            "terminated": torch.zeros(k * per, dtype=torch.bool),
+        }
         torch.manual_seed(1)
         learner.update(batch)
         assert learner.actor_grads.grouped == grouped and learner.critic_grads.grouped == grouped
@@ -278,8 +327,19 @@ def test_the_grouped_sac_update_equals_torchjds():
 
 @pytest.mark.parametrize("name", sorted(AGGREGATORS.names()))
 def test_every_aggregator_trains_toy_with_finite_parameters(name, tmp_path):
-    run = train(load_config(TOY, ["rollout.workers=0", "train.eval_episodes=1", f"run_dir={tmp_path}",
-                                  "train.total_steps=1536", f"learner.aggregator={name}", "train.log_grad_every=1"]))  # fmt: skip
+    run = train(
+        load_config(
+            TOY,
+            [
+                "rollout.workers=0",
+                "train.eval_episodes=1",
+                f"run_dir={tmp_path}",
+                "train.total_steps=1536",
+                f"learner.aggregator={name}",
+                "train.log_grad_every=1",
+            ],
+        )
+    )
     _, ckpt = load_latest(run)
     assert ckpt["env_steps"] >= 1536 and ckpt["faults"].get("aggregator_fallbacks", 0) == 0
     assert all(bool(torch.isfinite(p).all()) for p in ckpt["policy"].values() if p.is_floating_point())
@@ -289,8 +349,17 @@ def test_bad_aggregator_names_and_options_are_one_line_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="learner.aggregator: unknown aggregator 'pcgard' \\(did you mean 'pcgrad'"):
         load_config(TOY, ["learner.aggregator=pcgard"])
     with pytest.raises(ConfigError, match="aggregator 'cagrad' does not take them"):
-        train(load_config(TOY, ["rollout.workers=0", f"run_dir={tmp_path}", "learner.aggregator=cagrad",
-                                "learner.aggregator_options.radius=0.4"]))  # fmt: skip
+        train(
+            load_config(
+                TOY,
+                [
+                    "rollout.workers=0",
+                    f"run_dir={tmp_path}",
+                    "learner.aggregator=cagrad",
+                    "learner.aggregator_options.radius=0.4",
+                ],
+            )
+        )
     assert not (tmp_path / "checkpoints").exists()
 
 
@@ -313,7 +382,12 @@ def test_gradnorm_moves_weight_toward_the_task_with_the_smaller_gradient_and_kee
 def test_gradnorm_trains_with_and_without_an_aggregator_and_resumes_its_weights(tmp_path):
     for agg in ("none", "upgrad"):
         run = tmp_path / agg
-        common = ["rollout.workers=0", "train.eval_episodes=1", "learner.gradnorm_alpha=1.5", f"learner.aggregator={agg}"]
+        common = [
+            "rollout.workers=0",
+            "train.eval_episodes=1",
+            "learner.gradnorm_alpha=1.5",
+            f"learner.aggregator={agg}",
+        ]
         train(load_config(TOY, [*common, f"run_dir={run}", "train.total_steps=3072", "train.checkpoint_every=2"]))
         state = load_latest(run)[1]["optimizer"]
         w = state["task_gradients"][0]["w"]
@@ -328,8 +402,18 @@ def test_gradient_diagnostics_reach_tensorboard_with_aggregator_none_without_cha
     runs = {}
     for every in (None, 1):
         run = tmp_path / f"log{every}"
-        train(load_config(TOY, ["rollout.workers=0", "train.eval_episodes=1", f"run_dir={run}", "train.total_steps=2304",
-                                f"train.log_grad_every={'null' if every is None else every}"]))  # fmt: skip
+        train(
+            load_config(
+                TOY,
+                [
+                    "rollout.workers=0",
+                    "train.eval_episodes=1",
+                    f"run_dir={run}",
+                    "train.total_steps=2304",
+                    f"train.log_grad_every={'null' if every is None else every}",
+                ],
+            )
+        )
         runs[every] = run
     a, b = (load_latest(runs[e])[1]["policy"] for e in (None, 1))
     assert all(torch.equal(a[k], b[k]) for k in a)  # measuring leaves the trajectory as it was
@@ -340,10 +424,13 @@ def test_gradient_diagnostics_reach_tensorboard_with_aggregator_none_without_cha
     assert len(events.Scalars("grad/conflicting_fraction")) == load_latest(runs[1])[1]["iteration"]  # one per iteration
 
 
-@pytest.mark.parametrize("factory, expected", [
-    (lambda num_tasks: 1 / 0, "aggregator 'odd': its factory raised ZeroDivisionError"),
-    (lambda num_tasks: "pcgrad", "aggregator 'odd': its factory returned str, expected a callable"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "factory, expected",
+    [
+        (lambda num_tasks: 1 / 0, "aggregator 'odd': its factory raised ZeroDivisionError"),
+        (lambda num_tasks: "pcgrad", "aggregator 'odd': its factory returned str, expected a callable"),
+    ],
+)
 def test_a_malformed_aggregator_plugin_stops_before_training_with_one_line(tmp_path, factory, expected):
     from mtrl.errors import MtrlError
 
@@ -373,15 +460,30 @@ def test_an_architecture_whose_shared_module_cannot_run_under_vmap_falls_back_to
     class Net(nn.Module):
         def __init__(self, spec, out_dim: int, out_gain: float) -> None:
             super().__init__()
-            self.gate, self.heads = Gate(int(math.prod(spec.obs_shape))), nn.Parameter(torch.zeros(spec.num_tasks, 16, out_dim))
+            self.gate, self.heads = (
+                Gate(int(math.prod(spec.obs_shape))),
+                nn.Parameter(torch.zeros(spec.num_tasks, 16, out_dim)),
+            )
 
         def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
             return torch.einsum("bi,bio->bo", self.gate(obs), self.heads[task_id])
 
     register_arch("gated", Net, features=lambda net: net.gate, overwrite=True)
     try:
-        run = train(load_config(TOY, ["rollout.workers=0", "train.eval_episodes=1", f"run_dir={tmp_path}", "policy.arch=gated",
-                                      "train.total_steps=1536", "learner.aggregator=upgrad", "train.log_grad_every=1"]))  # fmt: skip
+        run = train(
+            load_config(
+                TOY,
+                [
+                    "rollout.workers=0",
+                    "train.eval_episodes=1",
+                    f"run_dir={tmp_path}",
+                    "policy.arch=gated",
+                    "train.total_steps=1536",
+                    "learner.aggregator=upgrad",
+                    "train.log_grad_every=1",
+                ],
+            )
+        )
     finally:
         ARCHS._items.pop("gated")
     ckpt = load_latest(run)[1]
@@ -393,7 +495,7 @@ def test_the_mean_aggregator_on_a_task_balanced_minibatch_is_the_plain_ppo_gradi
     """With equal task counts the mean of the per-task losses is the sample mean, so the whole
     aggregator route (per-task losses, grouped Jacobian, head gradients, torchjd's Mean) must give
     the gradient of the plain loss: a control for what surgery alone changes."""
-    from mtrl.algos.ppo import PPOBatch, ppo_loss, ppo_task_losses
+    from mtrl.algos.ppo import ppo_loss, ppo_task_losses
 
     cfg = load_config(TOY, ["learner.aggregator=mean"])
     out = []
@@ -403,9 +505,13 @@ def test_the_mean_aggregator_on_a_task_balanced_minibatch_is_the_plain_ppo_gradi
         mb = mb.index(balanced)
         if route == "mean":
             grads = TaskGradients(policy, cfg.learner, ("a", "b", "c"), NonFiniteGuard())
-            (losses, present, _), features = grads.evaluate(lambda: ppo_task_losses(policy, mb, cfg.ppo, 3), mb.task_id)
+            (losses, present, _), features = grads.evaluate(
+                lambda policy=policy, mb=mb: ppo_task_losses(policy, mb, cfg.ppo, 3), mb.task_id
+            )
             assert grads.grouped
-            grads.step(torch.optim.SGD(policy.parameters(), lr=0.0), losses, present, features, list(policy.parameters()), None)
+            grads.step(
+                torch.optim.SGD(policy.parameters(), lr=0.0), losses, present, features, list(policy.parameters()), None
+            )
         else:
             ppo_loss(policy, mb, cfg.ppo)[0].backward()
         out.append({k: p.grad for k, p in policy.named_parameters()})

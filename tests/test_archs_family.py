@@ -20,8 +20,11 @@ from mtrl.run.training import policy_spec
 from tests.conftest import ROOT
 
 FAMILY = ["softmod", "care", "paco"]
-SMALL = {"softmod": (("embedding_dim", 32), ("gating_hidden", 16), ("module_width", 24)),
-         "care": (("encoder_width", 16), ("context_dim", 8), ("num_encoders", 3)), "paco": (("param_sets", 3),)}  # fmt: skip
+SMALL = {
+    "softmod": (("embedding_dim", 32), ("gating_hidden", 16), ("module_width", 24)),
+    "care": (("encoder_width", 16), ("context_dim", 8), ("num_encoders", 3)),
+    "paco": (("param_sets", 3),),
+}
 
 
 def obs_for(shape: tuple[int, ...], n: int) -> torch.Tensor:
@@ -51,8 +54,11 @@ def test_sac_actor_and_twin_critics(arch):
 
 @pytest.mark.parametrize("depth, n", [(2, 2), (4, 4), (1, 3)])
 def test_softmod_routing_weights_sum_to_one_over_source_modules(depth, n):
-    policy = build_policy(PolicySpec((39,), 3, 4, False, arch="softmod", options=(("depth", depth), ("num_modules", n),
-                                                                                  *SMALL["softmod"])))  # fmt: skip
+    policy = build_policy(
+        PolicySpec(
+            (39,), 3, 4, False, arch="softmod", options=(("depth", depth), ("num_modules", n), *SMALL["softmod"])
+        )
+    )
     mats, final = policy.actor.routing(torch.randn(6, 39), torch.arange(6) % 3)
     assert len(mats) == depth - 1 and all(m.shape == (6, n, n) for m in mats) and final.shape == (6, n)
     for w in (*mats, final):
@@ -85,10 +91,20 @@ def test_care_reads_the_suites_task_metadata(tmp_path):
     tasks with the same metadata row get the same attention."""
     base = mtrl.get_suite("toy-mt3")
     meta = np.array([[1.0, 0.0, 0.5], [1.0, 0.0, 0.5], [0.0, 2.0, -1.0]])
-    mtrl.register_suite("toy-mt3-meta", lambda: dataclasses.replace(base, name="toy-mt3-meta", task_metadata=meta),
-                        overwrite=True)  # fmt: skip
-    cfg = load_config(ROOT / "configs/toy_mtppo.yaml", ["env.suite=toy-mt3-meta", "policy.arch=care", f"run_dir={tmp_path}",
-                                                        "rollout.workers=0", "train.total_steps=768", "train.eval_episodes=1"])  # fmt: skip
+    mtrl.register_suite(
+        "toy-mt3-meta", lambda: dataclasses.replace(base, name="toy-mt3-meta", task_metadata=meta), overwrite=True
+    )
+    cfg = load_config(
+        ROOT / "configs/toy_mtppo.yaml",
+        [
+            "env.suite=toy-mt3-meta",
+            "policy.arch=care",
+            f"run_dir={tmp_path}",
+            "rollout.workers=0",
+            "train.total_steps=768",
+            "train.eval_episodes=1",
+        ],
+    )
     spec = policy_spec(cfg, mtrl.get_suite("toy-mt3-meta"))
     assert np.array_equal(np.array(spec.task_metadata), meta)
     net = build_policy(spec).actor
@@ -100,11 +116,14 @@ def test_care_reads_the_suites_task_metadata(tmp_path):
         dataclasses.replace(base, task_metadata=np.ones((2, 4)))
 
 
-@pytest.mark.parametrize("arch, shared, specific", [
-    ("softmod", ["encoder", "state"], ["task", "gating", "route_out", "route_in", "base", "head"]),
-    ("care", ["encoder", "encoders"], ["context_in", "context", "attention", "torso", "head"]),
-    ("paco", ["encoder", "layers.0"], ["task_weights", "layers.1", "layers.2"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "arch, shared, specific",
+    [
+        ("softmod", ["encoder", "state"], ["task", "gating", "route_out", "route_in", "base", "head"]),
+        ("care", ["encoder", "encoders"], ["context_in", "context", "attention", "torso", "head"]),
+        ("paco", ["encoder", "layers.0"], ["task_weights", "layers.1", "layers.2"]),
+    ],
+)
 def test_the_aggregators_see_the_declared_shared_parameters(arch, shared, specific):
     """The features each architecture declares split its parameters for learner.aggregator:
     everything upstream of them is shared."""
@@ -117,6 +136,7 @@ def test_the_aggregators_see_the_declared_shared_parameters(arch, shared, specif
     net(torch.eye(9)[:6], torch.arange(6) % 3)
     named = list(net.named_parameters())
     grads = torch.autograd.grad(captured[0].sum(), [p for _, p in named], allow_unused=True)
+
     def part(name: str) -> str:  # the top-level submodule, or layers.<i>
         return ".".join(name.split(".")[:2]) if name.startswith("layers.") else name.split(".")[0]
 
@@ -146,9 +166,14 @@ def test_paco_mask_out_and_w_reset_on_an_exploding_task():
     guarded = learner.loss_guards
     assert len(guarded) == 3  # the actor's network and both critics'
     task = torch.arange(3).repeat_interleave(8)
-    batch = {"task_id": task, "obs": torch.randn(24, 6), "actions": torch.rand(24, 2) * 2 - 1,
-             "rewards": torch.where(task == 1, 1e4, 0.1), "next_obs": torch.randn(24, 6),
-             "terminated": torch.zeros(24, dtype=torch.bool)}  # fmt: skip
+    batch = {
+        "task_id": task,
+        "obs": torch.randn(24, 6),
+        "actions": torch.rand(24, 2) * 2 - 1,
+        "rewards": torch.where(task == 1, 1e4, 0.1),
+        "next_obs": torch.randn(24, 6),
+        "terminated": torch.zeros(24, dtype=torch.bool),
+    }
     learner.update(batch)
     assert learner.take_guard_events() == {"masked_tasks": 1, "w_resets": 3}
     for m in guarded:  # the reset follows the step: w_1 = a0 w_0 + a2 w_2 of the stepped w, a convex
@@ -172,16 +197,29 @@ TOY, POINT = ROOT / "configs/toy_mtppo.yaml", ROOT / "configs/toy_point_sac.yaml
 # toy's 0.01 the entropy fell to ~0.01 by 10k steps; seeds 0-2 then fell from 8.0 / 8.0 / 6.3 to 6.0,
 # 8.0 and 2.0 by 40k (seed 0 below 7 at 24k; lr 5e-4 and 3e-4 stalled at 6.3 or lower instead). With
 # 0.03 all three are at >= 7.9 at 24k and at 40k, and none below 7.65 in between (docs/BENCHMARKS.md).
-TOY_SETTINGS = {"softmod": ["ppo.ent_coef=0.03"], "paco": [],
-                "care": ["policy.care.encoder_width=64", "policy.care.context_dim=16"]}
+TOY_SETTINGS = {
+    "softmod": ["ppo.ent_coef=0.03"],
+    "paco": [],
+    "care": ["policy.care.encoder_width=64", "policy.care.context_dim=16"],
+}
 
 
 @pytest.mark.slow  # about 2 minutes for the six runs; CI runs the slow tests too (.ci/run)
 @pytest.mark.parametrize("arch", FAMILY)
 def test_ppo_learns_toy_mt3(tmp_path, arch):
     """MTPPO's toy threshold (test_train.py): 7 of 8 per episode within 24k env steps."""
-    run = train(load_config(TOY, [f"run_dir={tmp_path}", "train.total_steps=24000", "train.eval_episodes=16",
-                                  f"policy.arch={arch}", *TOY_SETTINGS[arch]]))  # fmt: skip
+    run = train(
+        load_config(
+            TOY,
+            [
+                f"run_dir={tmp_path}",
+                "train.total_steps=24000",
+                "train.eval_episodes=16",
+                f"policy.arch={arch}",
+                *TOY_SETTINGS[arch],
+            ],
+        )
+    )
     result = json.loads((run / "eval.json").read_text())
     assert result["mean_return"] >= 7.0 and min(t["mean_return"] for t in result["tasks"]) >= 6.0, result
 
@@ -190,8 +228,11 @@ def test_ppo_learns_toy_mt3(tmp_path, arch):
 @pytest.mark.parametrize("arch", FAMILY)
 def test_sac_learns_the_continuous_toy(tmp_path, arch):
     """SAC's toy threshold (test_sac.py) within 3k env steps."""
-    run = train(load_config(POINT, [f"run_dir={tmp_path}", "train.total_steps=3000", "train.eval_episodes=4",
-                                    f"policy.arch={arch}"]))  # fmt: skip
+    run = train(
+        load_config(
+            POINT, [f"run_dir={tmp_path}", "train.total_steps=3000", "train.eval_episodes=4", f"policy.arch={arch}"]
+        )
+    )
     result = json.loads((run / "eval.json").read_text())
     assert result["mean_return"] >= -8.0 and min(t["mean_return"] for t in result["tasks"]) >= -9.0, result
     assert all(t["success_rate"] > 0.5 for t in result["tasks"]), result

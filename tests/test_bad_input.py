@@ -12,9 +12,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mtrl.run.cli import main
 from mtrl.config import load_config
 from mtrl.errors import MtrlError
+from mtrl.run.cli import main
 from mtrl.run.trainer import train
 from tests.conftest import ROOT
 
@@ -34,12 +34,20 @@ class _Exploit:
 def files(tmp_path_factory) -> dict[str, Path]:
     """A trained toy run, and every kind of broken file next to it."""
     d = tmp_path_factory.mktemp("bad")
-    run = train(load_config(TOY, [f"run_dir={d / 'run'}", "rollout.workers=0", "train.total_steps=500",
-                                  "train.eval_episodes=0"]))  # fmt: skip
+    run = train(
+        load_config(
+            TOY, [f"run_dir={d / 'run'}", "rollout.workers=0", "train.total_steps=500", "train.eval_episodes=0"]
+        )
+    )
     ckpt = next((run / "checkpoints").glob("ckpt_*.pt"))
     out = {"run": run, "ckpt": ckpt}
-    texts = {"empty.yaml": "", "invalid.yaml": "seed: [1, 2\n", "tag.yaml": "!!python/object/apply:os.system ['echo x']\n",
-             "list.yaml": "- 1\n", "binary.yaml": None}  # fmt: skip
+    texts = {
+        "empty.yaml": "",
+        "invalid.yaml": "seed: [1, 2\n",
+        "tag.yaml": "!!python/object/apply:os.system ['echo x']\n",
+        "list.yaml": "- 1\n",
+        "binary.yaml": None,
+    }
     for name, text in texts.items():
         (d / name).write_bytes(b"\xff\xfe\x00\x81" if text is None else text.encode())
         out[name] = d / name
@@ -125,11 +133,37 @@ def test_debug_shows_the_traceback(files, capsys):
 
 # ---- fuzzing: the config and override parsers either load or raise the clean error ----
 
-KEYS = ["seed", "algo", "run_dir", "env", "env.suite", "env.max_episode_steps", "rollout.workers", "rollout.num_envs",
-        "ppo.lr", "ppo.clip", "ppo.task_norm", "policy.arch", "policy.hidden", "train.total_steps", "curriculum.name",
-        "sac.tau", "grpo.group_size", "x", "rollout", "ppo.lr.x"]  # fmt: skip
-VALUES = st.one_of(st.none(), st.booleans(), st.integers(-(10**12), 10**12), st.floats(allow_nan=True),
-                   st.text(max_size=12), st.lists(st.integers(), max_size=2), st.sampled_from(["moore", "toy-mt3", "ppo"]))  # fmt: skip
+KEYS = [
+    "seed",
+    "algo",
+    "run_dir",
+    "env",
+    "env.suite",
+    "env.max_episode_steps",
+    "rollout.workers",
+    "rollout.num_envs",
+    "ppo.lr",
+    "ppo.clip",
+    "ppo.task_norm",
+    "policy.arch",
+    "policy.hidden",
+    "train.total_steps",
+    "curriculum.name",
+    "sac.tau",
+    "grpo.group_size",
+    "x",
+    "rollout",
+    "ppo.lr.x",
+]
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.lists(st.integers(), max_size=2),
+    st.sampled_from(["moore", "toy-mt3", "ppo"]),
+)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -141,9 +175,14 @@ def _loads_or_clean_error(path, overrides) -> None:
 
 
 @FUZZ
-@given(overrides=st.lists(st.one_of(st.text(max_size=30),
-                                    st.builds(lambda k, v: f"{k}={v}", st.sampled_from(KEYS), st.text(max_size=10))),
-                          max_size=4))  # fmt: skip
+@given(
+    overrides=st.lists(
+        st.one_of(
+            st.text(max_size=30), st.builds(lambda k, v: f"{k}={v}", st.sampled_from(KEYS), st.text(max_size=10))
+        ),
+        max_size=4,
+    )
+)
 def test_fuzz_override_parser(overrides):
     _loads_or_clean_error(TOY, overrides)
 

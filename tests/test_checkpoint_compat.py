@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mtrl.run.cli import main
 from mtrl.config import load_config
+from mtrl.run.cli import main
 from mtrl.run.trainer import train
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -28,10 +28,13 @@ def test_old_checkpoint_evaluates_to_its_recorded_result(kind, tmp_path):
     # CPUs' vector paths (an AVX-512 machine gives a SAC return 3e-10 from the recorded one); the
     # per-episode lists evaluations now keep agree with the recorded means
     assert [{k: t[k] for k in r} | {"mean_return": None} for t, r in zip(got, recorded)] == [
-        {**r, "mean_return": None} for r in recorded]  # fmt: skip
+        {**r, "mean_return": None} for r in recorded
+    ]
     assert [t["mean_return"] for t in got] == pytest.approx([t["mean_return"] for t in recorded], rel=1e-6, abs=1e-9)
     for t in got:
-        assert len(t["returns"]) == t["episodes"] and sum(t["lengths"]) / t["episodes"] == pytest.approx(t["mean_length"])
+        assert len(t["returns"]) == t["episodes"] and sum(t["lengths"]) / t["episodes"] == pytest.approx(
+            t["mean_length"]
+        )
         assert sum(t["returns"]) / t["episodes"] == pytest.approx(t["mean_return"], rel=1e-9, abs=1e-9)
 
 
@@ -40,7 +43,9 @@ def test_old_checkpoint_resumes(kind, tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     shutil.copy(DATA / f"ckpt_v0_{kind}.pt", run / "checkpoints" / "ckpt_000000001000.pt")
-    cfg = load_config(ROOT / CONFIGS[kind], [f"resume={run}", "rollout.workers=0", "train.eval_episodes=0",
-                                             "learner.device=cpu", "train.total_steps=2500"])  # fmt: skip
+    cfg = load_config(
+        ROOT / CONFIGS[kind],
+        [f"resume={run}", "rollout.workers=0", "train.eval_episodes=0", "learner.device=cpu", "train.total_steps=2500"],
+    )
     train(cfg)
     assert any(p.name > "ckpt_000000001000.pt" for p in (run / "checkpoints").iterdir())

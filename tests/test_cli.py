@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import run_cli
 
 
 @pytest.mark.parametrize(
@@ -16,8 +16,10 @@ from tests.conftest import ROOT, run_cli
         (["train", "configs/toy_mtppo.yaml", "train.total_steps=lots"], "train.total_steps: expected an integer"),
         (["train", "configs/toy_mtppo.yaml", "rollout.workers=5"], "must be a multiple of rollout.workers=5"),
         (["train", "configs/toy_mtppo.yaml", "env.max_episode_steps=9"], "exceeds suite 'toy-mt3''s limit of 8"),
-        (["train", "configs/toy_mtppo.yaml", "policy.arch=moore", "policy.moore.num_experts=500"],
-         "policy.moore.num_experts=500 exceeds the expert feature size 400"),
+        (
+            ["train", "configs/toy_mtppo.yaml", "policy.arch=moore", "policy.moore.num_experts=500"],
+            "policy.moore.num_experts=500 exceeds the expert feature size 400",
+        ),
         (["train"], "needs a config file"),
         (["eval", "nowhere"], "no such checkpoint or run directory: nowhere"),
     ],

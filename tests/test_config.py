@@ -22,9 +22,18 @@ def test_every_shipped_config_loads():
 
 
 def test_overrides_apply_and_parse_types():
-    cfg = load_config(ROOT / "configs/toy_mtppo.yaml",
-                      ["seed=7", "train.total_steps=123", "rollout.workers=3", "ppo.lr=1e-3",
-                       "ppo.task_norm=false", "run_dir=2024", "ray.address=auto"])  # fmt: skip
+    cfg = load_config(
+        ROOT / "configs/toy_mtppo.yaml",
+        [
+            "seed=7",
+            "train.total_steps=123",
+            "rollout.workers=3",
+            "ppo.lr=1e-3",
+            "ppo.task_norm=false",
+            "run_dir=2024",
+            "ray.address=auto",
+        ],
+    )
     assert (cfg.seed, cfg.train.total_steps, cfg.rollout.workers) == (7, 123, 3)
     assert cfg.ppo.lr == pytest.approx(1e-3) and cfg.ppo.task_norm is False
     assert cfg.run_dir == "2024" and cfg.ray.address == "auto"
@@ -86,7 +95,9 @@ def test_arch_options_live_in_their_section_and_the_old_keys_still_work(tmp_path
     from mtrl.config import save_config, to_dict
 
     new = load_config(ROOT / "configs/toy_mtppo.yaml", ["policy.arch=moore", "policy.moore.num_experts=3"])
-    old = load_config(ROOT / "configs/toy_mtppo.yaml", ["policy.arch=moore", "policy.num_experts=3", "policy.head=multi"])
+    old = load_config(
+        ROOT / "configs/toy_mtppo.yaml", ["policy.arch=moore", "policy.num_experts=3", "policy.head=multi"]
+    )
     assert new == old and new.policy.options["moore"].num_experts == 3 and new.policy.num_experts is None
     assert to_dict(new)["policy"]["moore"] == {"num_experts": 3, "head": "multi"}
     save_config(new, tmp_path / "c.yaml")
@@ -95,10 +106,13 @@ def test_arch_options_live_in_their_section_and_the_old_keys_still_work(tmp_path
     (tmp_path / "old.yaml").write_text("policy:\n  arch: moe\n  num_experts: 2\n  head: single\n")
     assert vars(load_config(tmp_path / "old.yaml").policy.options["moe"]) == {"num_experts": 2, "head": "single"}
     for overrides, message in (
-        (["policy.arch=moore", "policy.num_experts=3", "policy.moore.num_experts=2"], "policy.num_experts=3 and policy.moore.num_experts=2 disagree"),
+        (
+            ["policy.arch=moore", "policy.num_experts=3", "policy.moore.num_experts=2"],
+            "policy.num_experts=3 and policy.moore.num_experts=2 disagree",
+        ),
         (["policy.arch=moore", "policy.moore.num_experts=0"], "policy.moore.num_experts: must be >= 1, got 0"),
         (["policy.arch=moore", "policy.moore.experts=2"], "unknown config key 'policy.moore.experts'"),
         (["policy.mlp.width=2"], "policy.mlp: architecture 'mlp' has no options of its own"),
-    ):  # fmt: skip
+    ):
         with pytest.raises(ConfigError, match=re.escape(message)):
             load_config(ROOT / "configs/toy_mtppo.yaml", overrides)

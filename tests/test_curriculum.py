@@ -10,15 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mtrl
-from mtrl.run.checkpoint import load_latest
+from mtrl.collect.pool import WorkerPool
 from mtrl.config import CurriculumConfig, load_config
 from mtrl.curriculum import TaskStats, make_curriculum, register_curriculum
 from mtrl.curriculum.builtin import Uniform
 from mtrl.errors import UnknownNameError
 from mtrl.nn.policy import build_policy
 from mtrl.registry import CURRICULA
+from mtrl.run.checkpoint import load_latest
 from mtrl.run.trainer import policy_spec, train
-from mtrl.collect.pool import WorkerPool
 from tests.conftest import ROOT, run_cli
 
 TOY = ROOT / "configs/toy_mtppo.yaml"
@@ -81,7 +81,9 @@ def test_threshold_unlocks_tasks_in_the_given_order():
 
 
 finite_or_nan = st.one_of(st.floats(-1e6, 1e6), st.just(float("nan")))
-stat_lists = st.lists(st.tuples(*[st.tuples(finite_or_nan, finite_or_nan, st.integers(0, 5))] * 3), min_size=0, max_size=6)
+stat_lists = st.lists(
+    st.tuples(*[st.tuples(finite_or_nan, finite_or_nan, st.integers(0, 5))] * 3), min_size=0, max_size=6
+)
 
 
 @pytest.mark.parametrize("name", BUILTINS)
@@ -103,9 +105,17 @@ def test_every_sampler_gives_a_distribution_with_the_eps_floor(name, history, ep
 def test_ray_workers_sample_tasks_as_the_curriculum_says():
     """p = (1, 0, 0) mixed with eps = 0.1 -> (0.933, 0.033, 0.033), on real MiniGrid with Ray."""
     pytest.importorskip("ray")
-    cfg = load_config(ROOT / "configs/minigrid_mt3_mtppo.yaml", [
-        "curriculum.name=uniform", "rollout.workers=2", "rollout.num_envs=8", "rollout.steps_per_env=60",
-        "env.max_episode_steps=3", "ray.num_cpus=2"])  # fmt: skip
+    cfg = load_config(
+        ROOT / "configs/minigrid_mt3_mtppo.yaml",
+        [
+            "curriculum.name=uniform",
+            "rollout.workers=2",
+            "rollout.num_envs=8",
+            "rollout.steps_per_env=60",
+            "env.max_episode_steps=3",
+            "ray.num_cpus=2",
+        ],
+    )
     suite = mtrl.get_suite(cfg.env.suite)
     spec = policy_spec(cfg, suite)
     pool = WorkerPool(suite, spec, cfg, seed=0)
@@ -123,8 +133,15 @@ def test_ray_workers_sample_tasks_as_the_curriculum_says():
 
 
 def test_curriculum_state_is_checkpointed_and_resume_continues_it(tmp_path):
-    ov = [f"run_dir={tmp_path}", "rollout.workers=0", "curriculum.name=learning_progress", "train.checkpoint_every=1",
-          "rollout.steps_per_env=16", "train.eval_episodes=0", "curriculum.temperature=0.05"]  # fmt: skip
+    ov = [
+        f"run_dir={tmp_path}",
+        "rollout.workers=0",
+        "curriculum.name=learning_progress",
+        "train.checkpoint_every=1",
+        "rollout.steps_per_env=16",
+        "train.eval_episodes=0",
+        "curriculum.temperature=0.05",
+    ]
     run = train(load_config(TOY, ov + ["train.total_steps=1500"]))
     _, ckpt = load_latest(run)
     saved = make_curriculum(("sequence-0", "sequence-1", "sequence-2"), load_config(TOY, ov).curriculum)
@@ -134,16 +151,29 @@ def test_curriculum_state_is_checkpointed_and_resume_continues_it(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run / "tb")).Reload()
-    first_after = [[e.value for e in acc.Scalars(f"curriculum/prob/sequence-{k}") if e.step > ckpt["env_steps"]][0]
-                   for k in range(3)]  # fmt: skip
+    first_after = [
+        [e.value for e in acc.Scalars(f"curriculum/prob/sequence-{k}") if e.step > ckpt["env_steps"]][0]
+        for k in range(3)
+    ]
     np.testing.assert_allclose(first_after, saved.probs(), atol=1e-6)  # continued from the saved state
     steps = [acc.Scalars(f"task/sequence-{k}/env_steps")[-1].value for k in range(3)]
     assert sum(steps) == load_latest(run)[1]["env_steps"]
 
 
 def test_evaluation_covers_every_task_whatever_the_curriculum(tmp_path):
-    run = train(load_config(TOY, [f"run_dir={tmp_path}", "rollout.workers=0", "curriculum.name=threshold",
-                                  "curriculum.threshold=1.0", "train.total_steps=600", "train.eval_episodes=2"]))  # fmt: skip
+    run = train(
+        load_config(
+            TOY,
+            [
+                f"run_dir={tmp_path}",
+                "rollout.workers=0",
+                "curriculum.name=threshold",
+                "curriculum.threshold=1.0",
+                "train.total_steps=600",
+                "train.eval_episodes=2",
+            ],
+        )
+    )
     result = json.loads((run / "eval.json").read_text())
     assert [t["task"] for t in result["tasks"]] == ["sequence-0", "sequence-1", "sequence-2"]
     assert all(t["episodes"] == 2 for t in result["tasks"])
@@ -158,8 +188,19 @@ def test_a_registered_curriculum_is_used_by_training(tmp_path):
 
     register_curriculum("counting-test", Counting, overwrite=True)
     try:
-        train(load_config(TOY, [f"run_dir={tmp_path}", "rollout.workers=0", "curriculum.name=counting-test",
-                                "rollout.steps_per_env=16", "train.total_steps=600", "train.eval_episodes=0"]))  # fmt: skip
+        train(
+            load_config(
+                TOY,
+                [
+                    f"run_dir={tmp_path}",
+                    "rollout.workers=0",
+                    "curriculum.name=counting-test",
+                    "rollout.steps_per_env=16",
+                    "train.total_steps=600",
+                    "train.eval_episodes=0",
+                ],
+            )
+        )
     finally:
         CURRICULA._items.pop("counting-test")
     assert calls == list(range(1, len(calls) + 1)) and len(calls) >= 3
@@ -175,18 +216,32 @@ class Raises(Uniform):
         raise ZeroDivisionError("division by zero")
 
 
-@pytest.mark.parametrize("factory, match", [
-    (WrongShape, r"curriculum 'bad-test': probs\(\) returned \[0.5 0.5\] \(shape \(2,\)\); expected 3 finite"),
-    (Raises, r"curriculum 'bad-test': update\(\) raised ZeroDivisionError: division by zero"),
-    (lambda tasks, cfg: object(), r"curriculum 'bad-test': its factory returned object, which lacks probs, update"),
-    (lambda tasks, cfg: 1 / 0, r"curriculum 'bad-test': its factory raised ZeroDivisionError"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "factory, match",
+    [
+        (WrongShape, r"curriculum 'bad-test': probs\(\) returned \[0.5 0.5\] \(shape \(2,\)\); expected 3 finite"),
+        (Raises, r"curriculum 'bad-test': update\(\) raised ZeroDivisionError: division by zero"),
+        (lambda tasks, cfg: object(), r"curriculum 'bad-test': its factory returned object, which lacks probs, update"),
+        (lambda tasks, cfg: 1 / 0, r"curriculum 'bad-test': its factory raised ZeroDivisionError"),
+    ],
+)
 def test_a_malformed_curriculum_plugin_stops_with_one_line_naming_it(tmp_path, factory, match):
     register_curriculum("bad-test", factory, overwrite=True)
     try:
         with pytest.raises(mtrl.MtrlError, match=match) as info:
-            train(load_config(TOY, [f"run_dir={tmp_path}", "rollout.workers=0", "curriculum.name=bad-test",
-                                    "rollout.steps_per_env=16", "train.total_steps=600", "train.eval_episodes=0"]))  # fmt: skip
+            train(
+                load_config(
+                    TOY,
+                    [
+                        f"run_dir={tmp_path}",
+                        "rollout.workers=0",
+                        "curriculum.name=bad-test",
+                        "rollout.steps_per_env=16",
+                        "train.total_steps=600",
+                        "train.eval_episodes=0",
+                    ],
+                )
+            )
     finally:
         CURRICULA._items.pop("bad-test")
     assert "\n" not in str(info.value)

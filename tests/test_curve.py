@@ -7,14 +7,22 @@ import csv
 import pytest
 import torch
 
-from mtrl.run.checkpoint import load_latest
 from mtrl.config import load_config
+from mtrl.run.checkpoint import load_latest
 from mtrl.run.trainer import train
 from tests.conftest import ROOT, run_cli, train_interrupted
 
 TOY = ROOT / "configs/toy_mtppo.yaml"
-COMMON = ["rollout.workers=0", "rollout.num_envs=6", "rollout.steps_per_env=20", "train.total_steps=1200",
-          "train.eval_episodes=3", "train.checkpoint_every=1000", "rollout.autoreset_mode=same_step", "seed=3"]
+COMMON = [
+    "rollout.workers=0",
+    "rollout.num_envs=6",
+    "rollout.steps_per_env=20",
+    "train.total_steps=1200",
+    "train.eval_episodes=3",
+    "train.checkpoint_every=1000",
+    "rollout.autoreset_mode=same_step",
+    "seed=3",
+]
 
 
 def _rows(run) -> list[list[str]]:
@@ -63,8 +71,19 @@ def test_plot_source_eval_with_a_reference_curve(tmp_path):
     ref = tmp_path / "official.csv"
     ref.write_text("update,env_steps,sequence-0,sequence-1,sequence-2,mean\n0,0,0,0,0,0\n1,600,1,2,3,2\n")
     out = tmp_path / "curves.png"
-    res = run_cli("plot", "--source", "eval", "--metric", "return", "--per-task", f"toy={tmp_path}/runs/s*",
-                  "--reference", f"official={ref}", "--out", str(out))  # fmt: skip
+    res = run_cli(
+        "plot",
+        "--source",
+        "eval",
+        "--metric",
+        "return",
+        "--per-task",
+        f"toy={tmp_path}/runs/s*",
+        "--reference",
+        f"official={ref}",
+        "--out",
+        str(out),
+    )
     assert res.returncode == 0, res.stderr
     assert out.stat().st_size > 10_000
     bad = tmp_path / "bad.csv"

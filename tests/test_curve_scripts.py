@@ -14,16 +14,19 @@ TASKS = ("MiniGrid-LavaGapS7-v0", "MiniGrid-RedBlueDoors-6x6-v0", "MiniGrid-Memo
 
 
 def script(name: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *args], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
 
 
 def test_official_curve_reads_the_official_log_and_leaves_out_unfinished_epochs(tmp_path):
     lines = ["noise line", "[TIMING] eval#1 task0 7.5s"]
     for epoch, rets in ((0, (0.0, 0.1, 0.2)), (1, (0.3, 0.4, 0.5)), (2, (0.6, 0.7))):  # epoch 2 is cut short
         for task, r in zip(TASKS, rets):
-            lines.append(f"01/12/2026 15:00:23 [INFO] Epoch {epoch} | EnvName: {task} MinReturn: 0.0 MaxReturn: 0.9 "
-                         f"AverageReturn: {r} AverageDiscountedReturn: 0.01")  # fmt: skip
+            lines.append(
+                f"01/12/2026 15:00:23 [INFO] Epoch {epoch} | EnvName: {task} MinReturn: 0.0 MaxReturn: 0.9 "
+                f"AverageReturn: {r} AverageDiscountedReturn: 0.01"
+            )
     (tmp_path / "run.log").write_text("\n".join(lines))
     res = script("official_curve.py", str(tmp_path / "run.log"), str(tmp_path / "ref.csv"))
     assert res.returncode == 0, res.stderr
@@ -51,8 +54,18 @@ def test_curve_report_final_scores_band_and_reach(tmp_path):
     write_run(tmp_path / "m" / "s1", [0.0] * 11)  # never reaches the threshold
     ref = tmp_path / "ref.csv"
     ref.write_text("update,env_steps,mean\n" + "\n".join(f"{i},{i * 6000},0.5" for i in range(11)) + "\n")
-    res = script("curve_report.py", f"m={tmp_path}/m/s*", "--reference", f"off={ref}", "--every", "5", "--last", "2",
-                 "--reach", "0.6")  # fmt: skip
+    res = script(
+        "curve_report.py",
+        f"m={tmp_path}/m/s*",
+        "--reference",
+        f"off={ref}",
+        "--every",
+        "5",
+        "--last",
+        "2",
+        "--reach",
+        "0.6",
+    )
     assert res.returncode == 0, res.stderr
     out = res.stdout
     # final score = mean over updates 9-10: s0 (0.9+1)/2 -> mean return (0.95+1)/3, s1 1/3
@@ -79,11 +92,15 @@ def test_curve_report_gradients_summarises_the_logged_diagnostics(tmp_path):
                 tb.add_scalar(f"grad/weight/{a}", 0.25, step)
                 tb.add_scalar(f"grad/weight/{b}", 0.75, step)
     write_run(tmp_path / "plain" / "s0", [0.0] * 11)  # no diagnostics: left out of the table
-    res = script("curve_report.py", f"agg={tmp_path}/agg/s*", f"plain={tmp_path}/plain/s*", "--gradients", "--last", "2")
+    res = script(
+        "curve_report.py", f"agg={tmp_path}/agg/s*", f"plain={tmp_path}/plain/s*", "--gradients", "--last", "2"
+    )
     assert res.returncode == 0, res.stderr
     # conflicting: s0 2/4, s1 1 -> 0.75; last 2: s0 1/2, s1 1 -> 0.75; cosine: s0 0.05, s1 -0.2 -> -0.075;
     # last 2: s0 0.1, s1 -0.2 -> -0.05; one pair, so the lowest is the mean
-    assert (f"| agg | 2 | 0.75 | 0.75 | -0.075 | -0.050 | -0.075 | {a} 0.75, {b} 0.25 | {a} 0.25, {b} 0.75 |") in res.stdout
+    assert (
+        f"| agg | 2 | 0.75 | 0.75 | -0.075 | -0.050 | -0.075 | {a} 0.75, {b} 0.25 | {a} 0.25, {b} 0.75 |"
+    ) in res.stdout
     assert "| plain |" not in res.stdout.split("Gradient diagnostics")[1]
 
 

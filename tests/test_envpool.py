@@ -8,11 +8,11 @@ import pytest
 
 import mtrl
 from mtrl.config import load_config
-from mtrl.errors import MtrlError
-from mtrl.env.vector import make_vector_env
-from mtrl.env.suite import slot_tasks
-from mtrl.run.trainer import train
 from mtrl.env.envpool import check_fast_backend
+from mtrl.env.suite import slot_tasks
+from mtrl.env.vector import make_vector_env
+from mtrl.errors import MtrlError
+from mtrl.run.trainer import train
 from tests.conftest import ROOT
 
 pytest.importorskip("envpool")
@@ -34,7 +34,9 @@ def random_episodes(backend: str, steps: int = 1500, slots: int = 12) -> tuple[l
         obs, rew, term, trunc, infos = envs.step(rng.integers(0, 7, slots))
         length += ~resetting
         for i in np.flatnonzero((term | trunc) & ~resetting):
-            episodes.append((suite.tasks[tasks[i]], int(length[i]), float(rew[i]), float(infos["success"][i]), bool(term[i])))
+            episodes.append(
+                (suite.tasks[tasks[i]], int(length[i]), float(rew[i]), float(infos["success"][i]), bool(term[i]))
+            )
         length[term | trunc] = 0
         resetting = term | trunc
     envs.close()
@@ -70,7 +72,7 @@ def test_reward_scale_and_success(both, backend):
     episodes, _ = both[backend]
     rewarded = [e for e in episodes if e[2] > 0]
     assert rewarded, "random play should reach some goals"
-    for task, length, reward, success, terminated in rewarded:  # MiniGrid: 1 - 0.9 * steps / max_steps
+    for task, length, reward, _success, _terminated in rewarded:  # MiniGrid: 1 - 0.9 * steps / max_steps
         assert reward == pytest.approx(1 - 0.9 * length / LIMITS[task], abs=1e-5)
     assert all(e[3] == float(e[2] > 0 and e[4]) for e in episodes)  # success <=> rewarded termination
 
@@ -89,10 +91,20 @@ def test_unsupported_suite_falls_back_and_says_so(capsys):
 
 
 def test_training_on_envpool(tmp_path):
-    cfg = load_config(ROOT / "configs/minigrid_mt3_mtppo.yaml", [
-        "env.backend=envpool", "rollout.autoreset_mode=next_step", f"run_dir={tmp_path}", "rollout.workers=0", "rollout.num_envs=6",
-        "rollout.steps_per_env=32", "train.total_steps=600", "train.eval_episodes=1", "policy.hidden=16",
-    ])  # fmt: skip
+    cfg = load_config(
+        ROOT / "configs/minigrid_mt3_mtppo.yaml",
+        [
+            "env.backend=envpool",
+            "rollout.autoreset_mode=next_step",
+            f"run_dir={tmp_path}",
+            "rollout.workers=0",
+            "rollout.num_envs=6",
+            "rollout.steps_per_env=32",
+            "train.total_steps=600",
+            "train.eval_episodes=1",
+            "policy.hidden=16",
+        ],
+    )
     from mtrl.run.checkpoint import load_latest
 
     _, ckpt = load_latest(train(cfg))

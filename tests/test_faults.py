@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 import mtrl
-from mtrl.run.checkpoint import load_latest
+from mtrl.collect.fragments import Collector
 from mtrl.config import load_config
 from mtrl.errors import EnvError
 from mtrl.nn.network import PolicySpec
-from mtrl.collect.fragments import Collector
+from mtrl.run.checkpoint import load_latest
 from mtrl.run.trainer import train
 from tests.conftest import ROOT
 
@@ -70,8 +70,9 @@ def build(faults: dict[int, tuple[str, int, Path]], task: int, seed: int) -> gym
 
 
 def flaky_suite(faults: dict) -> mtrl.TaskSuite:
-    return mtrl.TaskSuite("flaky", ("steady", "fragile"), partial(build, faults), FlakyEnv.observation_space,
-                          FlakyEnv.action_space)  # fmt: skip
+    return mtrl.TaskSuite(
+        "flaky", ("steady", "fragile"), partial(build, faults), FlakyEnv.observation_space, FlakyEnv.action_space
+    )
 
 
 SPEC = PolicySpec((3,), 2, 2, True, "multihead", hidden=8, layers=1)
@@ -103,11 +104,21 @@ def test_training_survives_a_dead_worker_and_a_raising_env(tmp_path):
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
     faults = {0: ("exit", 25, tmp_path / "worker_died"), 1: ("raise", 7, tmp_path / "env_raised")}
     mtrl.register_suite("flaky-ray", lambda: flaky_suite(faults))
-    cfg = load_config(ROOT / "configs/toy_mtppo.yaml", [
-        "env.suite=flaky-ray", f"run_dir={tmp_path / 'run'}", "rollout.workers=2", "rollout.num_envs=4",
-        "rollout.steps_per_env=20", "train.total_steps=400", "train.eval_episodes=1", "ray.num_cpus=2",
-        "policy.hidden=8", "policy.layers=1",
-    ])  # fmt: skip
+    cfg = load_config(
+        ROOT / "configs/toy_mtppo.yaml",
+        [
+            "env.suite=flaky-ray",
+            f"run_dir={tmp_path / 'run'}",
+            "rollout.workers=2",
+            "rollout.num_envs=4",
+            "rollout.steps_per_env=20",
+            "train.total_steps=400",
+            "train.eval_episodes=1",
+            "ray.num_cpus=2",
+            "policy.hidden=8",
+            "policy.layers=1",
+        ],
+    )
     run = train(cfg)
     _, ckpt = load_latest(run)
     assert (tmp_path / "worker_died").exists() and (tmp_path / "env_raised").exists()

@@ -32,8 +32,8 @@ import numpy as np
 import pytest
 import torch
 
-from mtrl.run.checkpoint import load_latest
 from mtrl.config import load_config
+from mtrl.run.checkpoint import load_latest
 from mtrl.run.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,13 +49,18 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     "grpo_toy": (TOY, GRPO),
     "mt_grpo_toy": (TOY, [*GRPO, "algo=mt_grpo"]),
     "sac_toy_point": ("configs/toy_point_sac.yaml", ["train.total_steps=1200"]),
-    "ppo_threshold_curriculum": (TOY, ["train.total_steps=6144", "curriculum.name=threshold", "curriculum.threshold=0.3"]),
+    "ppo_threshold_curriculum": (
+        TOY,
+        ["train.total_steps=6144", "curriculum.name=threshold", "curriculum.threshold=0.3"],
+    ),
     # every architecture, so that moving them cannot change a parameter or its name
     "ppo_toy_mlp": (TOY, ["train.total_steps=3072", "policy.arch=mlp"]),
     "ppo_toy_moe": (TOY, ["train.total_steps=3072", "policy.arch=moe", "policy.num_experts=2"]),
     "ppo_toy_moore": (TOY, ["train.total_steps=3072", "policy.arch=moore", "policy.num_experts=3"]),
-    "sac_toy_point_moore": ("configs/toy_point_sac.yaml", ["train.total_steps=1200", "policy.arch=moore",
-                                                           "policy.num_experts=2"]),  # fmt: skip
+    "sac_toy_point_moore": (
+        "configs/toy_point_sac.yaml",
+        ["train.total_steps=1200", "policy.arch=moore", "policy.num_experts=2"],
+    ),
 }
 
 
@@ -91,8 +96,12 @@ def fingerprint(run_dir: Path) -> dict:
         h.update(name.encode())
         h.update(tensor.contiguous().numpy().tobytes())
     stats = {n: tensor_stats(n, t) for n, t in ckpt["policy"].items() if t.is_floating_point()}
-    return {"policy_sha256": h.hexdigest(), "policy_stats": stats, "env_steps": int(ckpt["env_steps"]),
-            "eval": json.loads((run_dir / "eval.json").read_text())}  # fmt: skip
+    return {
+        "policy_sha256": h.hexdigest(),
+        "policy_stats": stats,
+        "env_steps": int(ckpt["env_steps"]),
+        "eval": json.loads((run_dir / "eval.json").read_text()),
+    }
 
 
 def stats_mismatch(got: dict[str, list[float]], want: dict[str, list[float]]) -> list[str]:
@@ -110,7 +119,9 @@ def stats_mismatch(got: dict[str, list[float]], want: dict[str, list[float]]) ->
 def episodes(result: dict, precise: bool) -> list[tuple]:
     """An eval.json's tasks: name, episode count and, for a run that is not rounding-sensitive, the
     mean length and success rate."""
-    return [(t["task"], t["episodes"]) + ((t["mean_length"], t["success_rate"]) if precise else ()) for t in result["tasks"]]
+    return [
+        (t["task"], t["episodes"]) + ((t["mean_length"], t["success_rate"]) if precise else ()) for t in result["tasks"]
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))

@@ -9,17 +9,17 @@ import pytest
 import torch
 
 import mtrl
-from mtrl.data.advantage import group_relative, zero_variance_groups
 from mtrl.algos.grpo import GroupBatch, grpo_loss
 from mtrl.algos.mt_grpo import GroupSampler, TaskWeights, inflation, iwu_gradient
+from mtrl.collect.groups import GroupCollector
+from mtrl.config import MTGRPOConfig, PPOConfig, load_config
+from mtrl.data.advantage import group_relative, zero_variance_groups
 from mtrl.data.batch import Episodes, Groups
 from mtrl.data.reduce import rank_within
-from mtrl.run.checkpoint import load_latest
-from mtrl.config import MTGRPOConfig, PPOConfig, load_config
-from mtrl.errors import ConfigError
-from mtrl.collect.groups import GroupCollector
-from mtrl.nn.policy import build_policy
 from mtrl.env.suite import get_suite
+from mtrl.errors import ConfigError
+from mtrl.nn.policy import build_policy
+from mtrl.run.checkpoint import load_latest
 from mtrl.run.trainer import policy_spec, train
 from tests.conftest import ROOT
 
@@ -51,7 +51,10 @@ def test_iwu_step_worked_case():
 
 def test_iwu_with_adamw_moves_weight_to_the_worst_task():
     w = TaskWeights(3, MTGRPOConfig(lam=0.5))
-    w.measure(Episodes(np.array([0, 1, 2]), np.zeros(3), np.ones(3, np.int64), np.array([0.1, 0.5, 0.9], np.float32)), "success")
+    w.measure(
+        Episodes(np.array([0, 1, 2]), np.zeros(3), np.ones(3, np.int64), np.array([0.1, 0.5, 0.9], np.float32)),
+        "success",
+    )
     for _ in range(20):
         w.step(torch.zeros(3))
     z = w.z()
@@ -70,9 +73,16 @@ def fake_groups(tasks: np.ndarray, ids: np.ndarray, outcome: dict[int, list[floa
     """Groups of one-step episodes whose returns come from `outcome[task]` (one list per group)."""
     ret = np.concatenate([outcome[t] for t in tasks]).astype(np.float64)
     e = len(ret)
-    return Groups(np.zeros((e, 2), np.float32), np.zeros(e, np.int64), np.zeros(e, np.float32), np.arange(e),
-                  np.repeat(ids, g), Episodes(np.repeat(tasks, g), ret, np.ones(e, np.int64), np.full(e, np.nan, np.float32)),
-                  np.zeros(1, np.int64), np.zeros(1, np.int64))  # fmt: skip
+    return Groups(
+        np.zeros((e, 2), np.float32),
+        np.zeros(e, np.int64),
+        np.zeros(e, np.float32),
+        np.arange(e),
+        np.repeat(ids, g),
+        Episodes(np.repeat(tasks, g), ret, np.ones(e, np.int64), np.full(e, np.nan, np.float32)),
+        np.zeros(1, np.int64),
+        np.zeros(1, np.int64),
+    )
 
 
 def answer(requests, collect):
@@ -137,7 +147,9 @@ def test_a_task_with_weight_zero_gets_no_gradient():
     policy = build_policy(policy_spec(cfg, get_suite("toy-mt3")))
     gen = torch.Generator().manual_seed(0)
     obs, task = torch.rand(12, 9, generator=gen), torch.tensor([0, 1, 2] * 4)
-    mb = GroupBatch(obs, task, torch.randint(0, 4, (12,), generator=gen), torch.full((12,), -1.2), torch.randn(12, generator=gen))
+    mb = GroupBatch(
+        obs, task, torch.randint(0, 4, (12,), generator=gen), torch.full((12,), -1.2), torch.randn(12, generator=gen)
+    )
     loss, _ = grpo_loss(policy, mb, torch.tensor([0.5, 0.0, 0.5]), PPOConfig())
     loss.backward()
     heads = policy.actor.head
@@ -147,8 +159,12 @@ def test_a_task_with_weight_zero_gets_no_gradient():
     trunk_grad = policy.actor.trunk[0].weight.grad.clone()
     policy.zero_grad()
     keep = task != 1  # the same loss without task 1's rows: identical gradients
-    loss2, _ = grpo_loss(policy, GroupBatch(*(getattr(mb, f)[keep] for f in mb.__dataclass_fields__)),
-                         torch.tensor([0.5, 0.0, 0.5]), PPOConfig())  # fmt: skip
+    loss2, _ = grpo_loss(
+        policy,
+        GroupBatch(*(getattr(mb, f)[keep] for f in mb.__dataclass_fields__)),
+        torch.tensor([0.5, 0.0, 0.5]),
+        PPOConfig(),
+    )
     loss2.backward()
     assert torch.allclose(policy.actor.trunk[0].weight.grad, trunk_grad, atol=1e-7)
 
@@ -182,15 +198,33 @@ def test_grpo_config_refuses_envpool_and_pipeline():
 @pytest.mark.parametrize("algo", ["grpo", "mt_grpo"])
 def test_toy_suite_is_learned_by_grpo_within_30k_steps(tmp_path, algo):
     """Random play scores about 0.33 per episode (8 is the maximum)."""
-    run = train(load_config(TOY, [f"algo={algo}", "grpo.outcome=return", "rollout.workers=0", f"run_dir={tmp_path}",
-                                  "train.total_steps=30000", "train.eval_episodes=16"]))  # fmt: skip
+    run = train(
+        load_config(
+            TOY,
+            [
+                f"algo={algo}",
+                "grpo.outcome=return",
+                "rollout.workers=0",
+                f"run_dir={tmp_path}",
+                "train.total_steps=30000",
+                "train.eval_episodes=16",
+            ],
+        )
+    )
     result = json.loads((run / "eval.json").read_text())
     assert result["mean_return"] >= 6.0, result
 
 
 def test_mt_grpo_logs_and_checkpoints_its_task_weights_and_resumes(tmp_path):
-    ov = ["algo=mt_grpo", "grpo.outcome=return", "rollout.workers=0", f"run_dir={tmp_path}", "train.eval_episodes=0",
-          "train.checkpoint_every=1", "grpo.groups=6"]  # fmt: skip
+    ov = [
+        "algo=mt_grpo",
+        "grpo.outcome=return",
+        "rollout.workers=0",
+        f"run_dir={tmp_path}",
+        "train.eval_episodes=0",
+        "train.checkpoint_every=1",
+        "grpo.groups=6",
+    ]
     run = train(load_config(TOY, ov + ["train.total_steps=2000"]))
     _, ckpt = load_latest(run)
     state = ckpt["optimizer"]
@@ -236,8 +270,12 @@ def test_an_episode_that_never_ends_stops_group_collection_with_a_clear_error(mo
 
     monkeypatch.setattr(group_rollout, "MAX_EPISODE_STEPS", 50)
     suite = mtrl.TaskSuite(
-        name="endless", tasks=("forever",), build=lambda task, seed: PointEnv(0.5, length=10**9),
-        observation_space=gym.spaces.Box(-1.0, 1.0, (2,), np.float32), action_space=gym.spaces.Box(-1.0, 1.0, (1,), np.float32))
+        name="endless",
+        tasks=("forever",),
+        build=lambda task, seed: PointEnv(0.5, length=10**9),
+        observation_space=gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+        action_space=gym.spaces.Box(-1.0, 1.0, (1,), np.float32),
+    )
     spec = spec_for((2,), suite.action_space, 1, "mlp", 16, 1)
     with pytest.raises(EnvError, match="task 'forever': an episode ran 50 steps without ending"):
         GroupCollector(suite, spec).collect(np.array([0]), np.array([1]), np.array([0]), 2)

@@ -28,7 +28,10 @@ SAC_MT10: dict[str, tuple[Any, str]] = {
     "env.max_episode_steps": (None, "cfg/envs.py:14 max_episode_steps=500, the v3 envs' own limit"),
     "env.backend": ("gymnasium", "envs/metaworld.py:119 Meta-World's Python envs"),
     "rollout.num_envs": (10, "Metaworld __init__.py:491-509: one env per task"),
-    "rollout.autoreset_mode": ("next_step", "no effect on SAC: s' of an ended episode is its final observation either way"),
+    "rollout.autoreset_mode": (
+        "next_step",
+        "no effect on SAC: s' of an ended episode is its final observation either way",
+    ),
     "sac.batch_per_task": (128, "ex/mtmhsac_mt10.py:58 batch_size=1280; rl/buffers.py:357 split over the tasks"),
     "sac.replay_size": (100_000, "ex/mtmhsac_mt10.py:57 buffer_size=1e6; rl/buffers.py:230 capacity per task"),
     "sac.warmup_steps": (40_000, "cfg/rl.py:30 warmstart_steps=4000 vector steps; alg/base.py:596-602"),
@@ -54,13 +57,15 @@ MULTIHEAD = {
     "policy.activation": ("relu", "cfg/nn.py:26 Activation.ReLU"),
     "learner.aggregator": ("none", "ex/mtmhsac_mt10.py:44 OptimizerConfig: no gradient surgery"),
 }
-SAC_MT50 = {**SAC_MT10,
-            "env.suite": ("metaworld-mt50", "ex/paco_mt10.py:29 env_id='MT50'"),
-            "rollout.num_envs": (50, "Metaworld __init__.py:491-509: one env per task"),
-            "sac.replay_size": (100_000, "ex/paco_mt10.py:57 buffer_size=100_000 * 50; rl/buffers.py:230 per task"),
-            "sac.warmup_steps": (200_000, "cfg/rl.py:30 warmstart_steps=4000 vector steps of 50 envs"),
-            "train.total_steps": (100_000_000, "ex/paco_mt10.py:56 total_steps=1e8"),
-            "train.eval_every": (1_000_000, "ex/paco_mt10.py:59 evaluation_frequency=2000 episodes = 1e6 env steps")}  # fmt: skip
+SAC_MT50 = {
+    **SAC_MT10,
+    "env.suite": ("metaworld-mt50", "ex/paco_mt10.py:29 env_id='MT50'"),
+    "rollout.num_envs": (50, "Metaworld __init__.py:491-509: one env per task"),
+    "sac.replay_size": (100_000, "ex/paco_mt10.py:57 buffer_size=100_000 * 50; rl/buffers.py:230 per task"),
+    "sac.warmup_steps": (200_000, "cfg/rl.py:30 warmstart_steps=4000 vector steps of 50 envs"),
+    "train.total_steps": (100_000_000, "ex/paco_mt10.py:56 total_steps=1e8"),
+    "train.eval_every": (1_000_000, "ex/paco_mt10.py:59 evaluation_frequency=2000 episodes = 1e6 env steps"),
+}
 PPO_MT10: dict[str, tuple[Any, str]] = {
     "env.suite": ("metaworld-mt10", "ex/ppo_mt10.py:37 env_id='MT10'"),
     "env.reward_version": ("v2", "envs/metaworld.py:16 reward_func_version='v2'"),
@@ -91,59 +96,94 @@ PPO_MT10: dict[str, tuple[Any, str]] = {
     "train.eval_greedy": (True, "alg/ppo.py:60-66 dist.mode()"),
     "learner.aggregator": ("none", "cfg/optim.py OptimizerConfig: no gradient surgery"),
 }
-PPO_MT50 = {**PPO_MT10,
-            "env.suite": ("metaworld-mt50", "ex/ppo_mt50.py:37 env_id='MT50'"),
-            "rollout.num_envs": (50, "one env per task"),
-            "rollout.steps_per_env": (10_000, "ex/ppo_mt50.py:59 rollout_steps=10_000 per task"),
-            "ppo.epochs": (16, "ex/ppo_mt50.py:51 num_epochs=16"),
-            "ppo.minibatches": (32, "ex/ppo_mt50.py:52 num_gradient_steps=32"),
-            "ppo.critic_update": ("separate", "ex/ppo_mt50.py:46-50 a value network with its own optimiser"),
-            "ppo.critic_epochs": (16, "alg/ppo.py:418-457 the value network takes the same 16 x 32 steps"),
-            "ppo.critic_minibatch_size": (15_625, "500k transitions / 32 minibatches"),
-            "ppo.critic_lr": (3e-4, "cfg/optim.py:15 lr=3e-4"),
-            "train.total_steps": (100_000_000, "ex/ppo_mt50.py:58 total_steps=1e8"),
-            "train.eval_every": (1_000_000, "ex/ppo_mt50.py:60 evaluation_frequency=2000 episodes = 1e6 env steps")}  # fmt: skip
+PPO_MT50 = {
+    **PPO_MT10,
+    "env.suite": ("metaworld-mt50", "ex/ppo_mt50.py:37 env_id='MT50'"),
+    "rollout.num_envs": (50, "one env per task"),
+    "rollout.steps_per_env": (10_000, "ex/ppo_mt50.py:59 rollout_steps=10_000 per task"),
+    "ppo.epochs": (16, "ex/ppo_mt50.py:51 num_epochs=16"),
+    "ppo.minibatches": (32, "ex/ppo_mt50.py:52 num_gradient_steps=32"),
+    "ppo.critic_update": ("separate", "ex/ppo_mt50.py:46-50 a value network with its own optimiser"),
+    "ppo.critic_epochs": (16, "alg/ppo.py:418-457 the value network takes the same 16 x 32 steps"),
+    "ppo.critic_minibatch_size": (15_625, "500k transitions / 32 minibatches"),
+    "ppo.critic_lr": (3e-4, "cfg/optim.py:15 lr=3e-4"),
+    "train.total_steps": (100_000_000, "ex/ppo_mt50.py:58 total_steps=1e8"),
+    "train.eval_every": (1_000_000, "ex/ppo_mt50.py:60 evaluation_frequency=2000 episodes = 1e6 env steps"),
+}
 
 TABLE: dict[str, dict[str, tuple[Any, str]]] = {
     "mt10_mtmhsac": {**SAC_MT10, **MULTIHEAD},
-    "mt10_mtsac": {**SAC_MT10, "policy.arch": ("mlp", "ex/mtsac_mt10.py:43-45 VanillaNetworkConfig on cat(state, one-hot)"),
-                   "policy.hidden": (400, "cfg/nn.py:9 width=400"), "policy.layers": (3, "cfg/nn.py:12 depth=3"),
-                   "policy.activation": ("relu", "cfg/nn.py:26 Activation.ReLU"),
-                   "learner.aggregator": ("none", "ex/mtsac_mt10.py:44 OptimizerConfig")},
+    "mt10_mtsac": {
+        **SAC_MT10,
+        "policy.arch": ("mlp", "ex/mtsac_mt10.py:43-45 VanillaNetworkConfig on cat(state, one-hot)"),
+        "policy.hidden": (400, "cfg/nn.py:9 width=400"),
+        "policy.layers": (3, "cfg/nn.py:12 depth=3"),
+        "policy.activation": ("relu", "cfg/nn.py:26 Activation.ReLU"),
+        "learner.aggregator": ("none", "ex/mtsac_mt10.py:44 OptimizerConfig"),
+    },
     "mt10_pcgrad": {**SAC_MT10, **MULTIHEAD, "learner.aggregator": ("pcgrad", "ex/pcgrad_mt10.py:47,54 PCGradConfig")},
-    "mt10_softmod": {**SAC_MT10, "policy.arch": ("softmod", "ex/softmodules_mt10.py:43-51 SoftModulesConfig"),
-                     "policy.softmod.depth": (2, "cfg/nn.py:79-98 depth=2"),
-                     "policy.softmod.num_modules": (2, "cfg/nn.py:79-98 num_modules=2"),
-                     "policy.softmod.module_width": (256, "cfg/nn.py:79-98 module_width=256"),
-                     "policy.softmod.embedding_dim": (400, "cfg/nn.py:79-98 embedding_dim=400"),
-                     "policy.softmod.gating_hidden": (256, "cfg/nn.py:79-98 width=256"),
-                     "sac.task_loss_weights": (True, "ex/softmodules_mt10.py:54 use_task_weights=True"),
-                     "learner.aggregator": ("none", "OptimizerConfig")},
-    "mt10_moore": {**SAC_MT10, "policy.arch": ("moore", "ex/moore_mt10.py:43 MOOREConfig"),
-                   "policy.moore.num_experts": (4, "cfg/nn.py:152-153 num_experts=4"),
-                   "policy.moore.head": ("multi", "nn/moore.py:76-91 a head per task"),
-                   "sac.alpha_lr": (1e-4, "ex/moore_mt10.py:55 temperature lr=1e-4"),
-                   "learner.aggregator": ("none", "OptimizerConfig")},
-    "mt10_care": {**SAC_MT10, "policy.arch": ("care", "cfg/nn.py:110-129 CAREConfig (no example)"),
-                  "policy.hidden": (400, "cfg/nn.py:9 width=400"), "policy.layers": (3, "cfg/nn.py:12 depth=3"),
-                  "policy.care.num_encoders": (6, "cfg/nn.py:127-129 num_experts=6"),
-                  "policy.care.encoder_width": (50, "cfg/nn.py:115 encoder_width=50"),
-                  "policy.care.encoder_depth": (2, "cfg/nn.py:118 encoder_depth=2"),
-                  "policy.care.context_dim": (50, "cfg/nn.py:124 embedding_dim=50"),
-                  "policy.care.temperature": (1.0, "cfg/nn.py:121 encoder_temperature=1.0"),
-                  "learner.aggregator": ("none", "OptimizerConfig")},
-    "mt10_paco": {**SAC_MT10, "policy.arch": ("paco", "cfg/nn.py:106 PaCoConfig (no MT10 example)"),
-                  "policy.hidden": (400, "cfg/nn.py:9 width=400"), "policy.layers": (3, "cfg/nn.py:12 depth=3"),
-                  "policy.paco.param_sets": (5, "cfg/nn.py:106 num_parameter_sets=5"),
-                  "learner.aggregator": ("none", "OptimizerConfig")},
-    "mt50_paco": {**SAC_MT50, "policy.arch": ("paco", "ex/paco_mt10.py:42 PaCoConfig"),
-                  "policy.hidden": (400, "cfg/nn.py:9 width=400"), "policy.layers": (3, "cfg/nn.py:12 depth=3"),
-                  "policy.paco.param_sets": (20, "ex/paco_mt10.py:42,49 num_parameter_sets=20"),
-                  "learner.aggregator": ("none", "OptimizerConfig")},
-    "mt10_ppo": {**PPO_MT10, "ppo.task_norm": (False, "ex/ppo_mt10.py:59 normalize_advantages=False (the nearest: one "
-                                                      "normalisation over the batch; a header difference)")},  # fmt: skip
-    "mt50_ppo": {**PPO_MT50, "ppo.task_norm": (False, "alg/ppo.py:118,312-317 normalised per minibatch (the nearest: "
-                                                      "over the batch; a header difference)")},  # fmt: skip
+    "mt10_softmod": {
+        **SAC_MT10,
+        "policy.arch": ("softmod", "ex/softmodules_mt10.py:43-51 SoftModulesConfig"),
+        "policy.softmod.depth": (2, "cfg/nn.py:79-98 depth=2"),
+        "policy.softmod.num_modules": (2, "cfg/nn.py:79-98 num_modules=2"),
+        "policy.softmod.module_width": (256, "cfg/nn.py:79-98 module_width=256"),
+        "policy.softmod.embedding_dim": (400, "cfg/nn.py:79-98 embedding_dim=400"),
+        "policy.softmod.gating_hidden": (256, "cfg/nn.py:79-98 width=256"),
+        "sac.task_loss_weights": (True, "ex/softmodules_mt10.py:54 use_task_weights=True"),
+        "learner.aggregator": ("none", "OptimizerConfig"),
+    },
+    "mt10_moore": {
+        **SAC_MT10,
+        "policy.arch": ("moore", "ex/moore_mt10.py:43 MOOREConfig"),
+        "policy.moore.num_experts": (4, "cfg/nn.py:152-153 num_experts=4"),
+        "policy.moore.head": ("multi", "nn/moore.py:76-91 a head per task"),
+        "sac.alpha_lr": (1e-4, "ex/moore_mt10.py:55 temperature lr=1e-4"),
+        "learner.aggregator": ("none", "OptimizerConfig"),
+    },
+    "mt10_care": {
+        **SAC_MT10,
+        "policy.arch": ("care", "cfg/nn.py:110-129 CAREConfig (no example)"),
+        "policy.hidden": (400, "cfg/nn.py:9 width=400"),
+        "policy.layers": (3, "cfg/nn.py:12 depth=3"),
+        "policy.care.num_encoders": (6, "cfg/nn.py:127-129 num_experts=6"),
+        "policy.care.encoder_width": (50, "cfg/nn.py:115 encoder_width=50"),
+        "policy.care.encoder_depth": (2, "cfg/nn.py:118 encoder_depth=2"),
+        "policy.care.context_dim": (50, "cfg/nn.py:124 embedding_dim=50"),
+        "policy.care.temperature": (1.0, "cfg/nn.py:121 encoder_temperature=1.0"),
+        "learner.aggregator": ("none", "OptimizerConfig"),
+    },
+    "mt10_paco": {
+        **SAC_MT10,
+        "policy.arch": ("paco", "cfg/nn.py:106 PaCoConfig (no MT10 example)"),
+        "policy.hidden": (400, "cfg/nn.py:9 width=400"),
+        "policy.layers": (3, "cfg/nn.py:12 depth=3"),
+        "policy.paco.param_sets": (5, "cfg/nn.py:106 num_parameter_sets=5"),
+        "learner.aggregator": ("none", "OptimizerConfig"),
+    },
+    "mt50_paco": {
+        **SAC_MT50,
+        "policy.arch": ("paco", "ex/paco_mt10.py:42 PaCoConfig"),
+        "policy.hidden": (400, "cfg/nn.py:9 width=400"),
+        "policy.layers": (3, "cfg/nn.py:12 depth=3"),
+        "policy.paco.param_sets": (20, "ex/paco_mt10.py:42,49 num_parameter_sets=20"),
+        "learner.aggregator": ("none", "OptimizerConfig"),
+    },
+    "mt10_ppo": {
+        **PPO_MT10,
+        "ppo.task_norm": (
+            False,
+            "ex/ppo_mt10.py:59 normalize_advantages=False (the nearest: one "
+            "normalisation over the batch; a header difference)",
+        ),
+    },
+    "mt50_ppo": {
+        **PPO_MT50,
+        "ppo.task_norm": (
+            False,
+            "alg/ppo.py:118,312-317 normalised per minibatch (the nearest: over the batch; a header difference)",
+        ),
+    },
 }
 # what the header of each config must list as a remaining difference (the topic before the colon)
 SAC_DIFFS = ["init", "log-std clamp", "update schedule", "evaluation goals", "replay sampling", "paper-era runs"]
@@ -161,21 +201,45 @@ DIFFS = {
 }
 # resolved fields that do not decide the result (where and how often things run, memory, logging)
 NOT_PROTOCOL = {
-    "seed", "run_dir", "resume", "env.expected_suite", "rollout.workers", "rollout.pipeline", "rollout.max_worker_restarts",
-    "sac.replay_memory_gb", "sac.checkpoint_replay", "train.checkpoint_every", "train.keep_checkpoints",
-    "train.max_nonfinite_updates", "train.log_grad_every", "learner.device", "learner.threads",
-    "learner.gradnorm_lr", "ppo.vf_coef",  # inert here: GradNorm is off, and the PPO critics have their own Adam
-    "learner.aggregator_options", "ray.address", "ray.num_cpus", "algo",
+    "seed",
+    "run_dir",
+    "resume",
+    "env.expected_suite",
+    "rollout.workers",
+    "rollout.pipeline",
+    "rollout.max_worker_restarts",
+    "sac.replay_memory_gb",
+    "sac.checkpoint_replay",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.max_nonfinite_updates",
+    "train.log_grad_every",
+    "learner.device",
+    "learner.threads",
+    "learner.gradnorm_lr",
+    "ppo.vf_coef",  # inert here: GradNorm is off, and the PPO critics have their own Adam
+    "learner.aggregator_options",
+    "ray.address",
+    "ray.num_cpus",
+    "algo",
     # the per-step loop of SAC (one fragment of 50 vector steps, then its 50 updates): a header difference
     "rollout.steps_per_env",
 }
 # fields whose value is one of the header's differences (field: the difference's topic)
-AS_DIFFERENCE = {"policy.paco.loss_threshold": "loss masking", "ppo.critic_update": "baseline",
-                 "ppo.critic_epochs": "baseline", "ppo.critic_minibatch_size": "baseline", "ppo.critic_lr": "baseline"}
+AS_DIFFERENCE = {
+    "policy.paco.loss_threshold": "loss masking",
+    "ppo.critic_update": "baseline",
+    "ppo.critic_epochs": "baseline",
+    "ppo.critic_minibatch_size": "baseline",
+    "ppo.critic_lr": "baseline",
+}
 # policy fields an architecture does not read (its paper fixes them; moore / softmod size themselves by their options)
-UNUSED = {"moore": {"policy.hidden", "policy.layers", "policy.activation"},
-          "softmod": {"policy.hidden", "policy.layers", "policy.activation"},
-          "care": {"policy.activation"}, "paco": {"policy.activation"}}
+UNUSED = {
+    "moore": {"policy.hidden", "policy.layers", "policy.activation"},
+    "softmod": {"policy.hidden", "policy.layers", "policy.activation"},
+    "care": {"policy.activation"},
+    "paco": {"policy.activation"},
+}
 # settings of the other algorithm's section, and of features these configs leave off (checked to be off)
 OFF = {"curriculum.name": None, "learner.gradnorm_alpha": None, "rollout.reset_each_fragment": False}
 
@@ -195,30 +259,48 @@ def test_config_matches_metaworld_plus(name: str) -> None:
     cfg = load_config(PLUS / f"{name}.yaml")
     resolved = flat(to_dict(cfg))
     rows = TABLE[name]
-    wrong = [f"{key}: {resolved.get(key, '<missing>')!r}, Meta-World+ {value!r} ({src})"
-             for key, (value, src) in rows.items() if resolved.get(key, "<missing>") != value]  # fmt: skip
+    wrong = [
+        f"{key}: {resolved.get(key, '<missing>')!r}, Meta-World+ {value!r} ({src})"
+        for key, (value, src) in rows.items()
+        if resolved.get(key, "<missing>") != value
+    ]
     assert not wrong, "\n".join(wrong)
     for key, value in OFF.items():
         assert resolved[key] == value, key
     own = "sac." if cfg.algo == "sac" else "ppo."
     arch = f"policy.{cfg.policy.arch}."
-    deciding = [k for k in resolved if k.split(".")[0] in ("env", "rollout", "policy", "train", "learner", "sac", "ppo")
-                and not (k.startswith(("sac.", "ppo.")) and not k.startswith(own))
-                and not (k.startswith("policy.") and k.count(".") == 2 and not k.startswith(arch))]  # fmt: skip
+    deciding = [
+        k
+        for k in resolved
+        if k.split(".")[0] in ("env", "rollout", "policy", "train", "learner", "sac", "ppo")
+        and not (k.startswith(("sac.", "ppo.")) and not k.startswith(own))
+        and not (k.startswith("policy.") and k.count(".") == 2 and not k.startswith(arch))
+    ]
     for key in deciding:
         if key in AS_DIFFERENCE and key not in rows:
-            assert AS_DIFFERENCE[key] in DIFFS[name], f"{name}: {key} differs from Meta-World+ and its header must say so"
-    unclassified = [k for k in deciding if k not in rows and k not in NOT_PROTOCOL and k not in OFF and k not in AS_DIFFERENCE
-                    and k not in UNUSED.get(cfg.policy.arch, set())
-                    and k not in ("policy.num_experts", "policy.head", "policy.init")]  # fmt: skip
-    assert not unclassified, f"{name}: fields neither checked against Meta-World+ nor listed as not deciding: {unclassified}"
+            assert AS_DIFFERENCE[key] in DIFFS[name], (
+                f"{name}: {key} differs from Meta-World+ and its header must say so"
+            )
+    unclassified = [
+        k
+        for k in deciding
+        if k not in rows
+        and k not in NOT_PROTOCOL
+        and k not in OFF
+        and k not in AS_DIFFERENCE
+        and k not in UNUSED.get(cfg.policy.arch, set())
+        and k not in ("policy.num_experts", "policy.head", "policy.init")
+    ]
+    assert not unclassified, (
+        f"{name}: fields neither checked against Meta-World+ nor listed as not deciding: {unclassified}"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(DIFFS))
 def test_header_lists_every_remaining_difference(name: str) -> None:
     lines = (PLUS / f"{name}.yaml").read_text(encoding="utf-8").splitlines()
     start = lines.index("# Differences from Meta-World+ that remain:")
-    listed = {line[len("#   - "):].split(":")[0] for line in lines[start + 1:] if line.startswith("#   - ")}
+    listed = {line[len("#   - ") :].split(":")[0] for line in lines[start + 1 :] if line.startswith("#   - ")}
     assert set(DIFFS[name]) <= listed, f"{name}: header lacks {set(DIFFS[name]) - listed}"
     assert "30c9991" in lines[1]  # the commit its values come from
 

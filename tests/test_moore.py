@@ -20,7 +20,9 @@ def test_gram_schmidt_equals_sign_fixed_qr_and_is_orthonormal(k, d):
     h = torch.randn(8, k, d, dtype=torch.float64, generator=torch.Generator().manual_seed(k * d))
     u = gram_schmidt(h)
     torch.testing.assert_close(u, sign_fixed_q(h), atol=1e-7, rtol=0)
-    torch.testing.assert_close(u @ u.transpose(1, 2), torch.eye(k, dtype=torch.float64).expand(8, k, k), atol=1e-10, rtol=0)
+    torch.testing.assert_close(
+        u @ u.transpose(1, 2), torch.eye(k, dtype=torch.float64).expand(8, k, k), atol=1e-10, rtol=0
+    )
     assert (gram_schmidt(h.float()) - u.float()).abs().max() < 1e-5  # the eps guard is invisible in float32
 
 
@@ -36,7 +38,9 @@ def test_worked_case():
     torch.testing.assert_close(u, torch.tensor(expected, dtype=torch.float64), atol=1e-6, rtol=0)
     torch.testing.assert_close(u @ u.T, torch.eye(3, dtype=torch.float64), atol=1e-12, rtol=0)
     f = torch.tanh(torch.tensor([0.5, -1, 2], dtype=torch.float64) @ u)
-    torch.testing.assert_close(f, torch.tensor([-0.901968, -0.183590, 0.939878], dtype=torch.float64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        f, torch.tensor([-0.901968, -0.183590, 0.939878], dtype=torch.float64), atol=1e-6, rtol=0
+    )
 
 
 @pytest.mark.parametrize("case", ["duplicate", "zero"])
@@ -58,7 +62,9 @@ def test_orthonormal_mix_equals_gram_schmidt_then_mixing_in_value_and_gradient(k
     looped = (w.unsqueeze(-1) * gram_schmidt(h)).sum(-2)
     torch.testing.assert_close(fused, looped, atol=1e-12, rtol=0)
     weights = torch.randn(16, d, dtype=torch.float64, generator=gen)
-    for a, b in zip(torch.autograd.grad((fused * weights).sum(), (h, w)), torch.autograd.grad((looped * weights).sum(), (h, w))):
+    for a, b in zip(
+        torch.autograd.grad((fused * weights).sum(), (h, w)), torch.autograd.grad((looped * weights).sum(), (h, w))
+    ):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
 
 
@@ -84,7 +90,7 @@ def test_batched_experts_equal_k_separate_experts():
         y = x
         for i, layer in enumerate(conv.net[::2]):
             n = layer.out_channels // k
-            y = torch.nn.functional.conv2d(y, layer.weight[g * n:(g + 1) * n], layer.bias[g * n:(g + 1) * n])
+            y = torch.nn.functional.conv2d(y, layer.weight[g * n : (g + 1) * n], layer.bias[g * n : (g + 1) * n])
             y = torch.relu(y) if i < 2 else y
         torch.testing.assert_close(out[:, g], y.flatten(1))
     vec = torch.randn(5, 39)
@@ -110,8 +116,9 @@ def test_every_expert_gets_gradient(obs_shape):
 
 def test_head_and_task_weight_isolation():
     """A loss on task 1's rows leaves other tasks' heads and task-weight rows without gradient."""
-    policy = build_policy(PolicySpec((7, 7, 3), num_tasks=3, action_dim=7, discrete=True, arch="moore", hidden=32,
-                                     num_experts=2))  # fmt: skip
+    policy = build_policy(
+        PolicySpec((7, 7, 3), num_tasks=3, action_dim=7, discrete=True, arch="moore", hidden=32, num_experts=2)
+    )
     obs, task = torch.randint(0, 10, (5, 7, 7, 3)), torch.full((5,), 1)
     (policy.distribution(obs, task).logits.sum() + policy.value(obs, task).sum()).backward()
     for net in (policy.actor, policy.critic):
@@ -137,8 +144,9 @@ def test_moe_differs_from_moore_only_by_gram_schmidt():
 
 @pytest.mark.parametrize("obs_shape, layers", [((7, 7, 3), 2), ((39,), 1)])
 def test_single_head_sees_the_task_one_hot(obs_shape, layers):
-    spec = PolicySpec(obs_shape, num_tasks=3, action_dim=4, discrete=True, arch="moore", hidden=32, num_experts=2,
-                      head="single")  # fmt: skip
+    spec = PolicySpec(
+        obs_shape, num_tasks=3, action_dim=4, discrete=True, arch="moore", hidden=32, num_experts=2, head="single"
+    )
     net = build_policy(spec).actor
     assert len(net.head.layers) == layers and net.head.layers[0].in_features == net.mixture.out_dim + 3
     obs = torch.randint(0, 10, (1, *obs_shape)).float().repeat(3, *[1] * len(obs_shape))

@@ -45,8 +45,9 @@ def registered():
 def test_an_algorithm_in_one_file_plus_one_registration_trains_and_resumes(tmp_path, registered):
     registered(ALGOS, "a2c", A2C)
     run = tmp_path / "run"
-    cfg = load_config(TOY, [*FAST, f"run_dir={run}", "algo=a2c", "a2c.lr=2e-3", "train.total_steps=3072",
-                            "train.checkpoint_every=2"])  # fmt: skip
+    cfg = load_config(
+        TOY, [*FAST, f"run_dir={run}", "algo=a2c", "a2c.lr=2e-3", "train.total_steps=3072", "train.checkpoint_every=2"]
+    )
     assert cfg.sections["a2c"].lr == 2e-3 and cfg.sections["a2c"].value_coef == 0.5
     train(cfg)
     _, ckpt = load_latest(run)
@@ -63,7 +64,8 @@ def test_an_algorithm_in_one_file_plus_one_registration_trains_and_resumes(tmp_p
 
 
 def test_a_user_architecture_plugs_in_through_the_entry_point(tmp_path):
-    (tmp_path / "userarch.py").write_text(textwrap.dedent("""
+    (tmp_path / "userarch.py").write_text(
+        textwrap.dedent("""
         from dataclasses import dataclass
         import torch
         from torch import nn
@@ -85,21 +87,34 @@ def test_a_user_architecture_plugs_in_through_the_entry_point(tmp_path):
 
         def register():
             mtrl.registry.register_arch("wide", Wide, Options)
-    """))
+    """)
+    )
     dist = tmp_path / "userarch-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: userarch\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[mtrl.archs]\nwide = userarch:register\n")
     env = {"PYTHONPATH": str(tmp_path)}
     listing = run_cli("archs", env=env)
-    assert listing.returncode == 0 and "wide: One hidden layer" in listing.stdout and "policy.wide.width" in listing.stdout
+    assert (
+        listing.returncode == 0 and "wide: One hidden layer" in listing.stdout and "policy.wide.width" in listing.stdout
+    )
     run = tmp_path / "run"
-    out = run_cli("train", str(TOY), *FAST, f"run_dir={run}", "policy.arch=wide", "policy.wide.width=12",
-                  "train.total_steps=1536", env=env)  # fmt: skip
+    out = run_cli(
+        "train",
+        str(TOY),
+        *FAST,
+        f"run_dir={run}",
+        "policy.arch=wide",
+        "policy.wide.width=12",
+        "train.total_steps=1536",
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     _, ckpt = load_latest(run)
     assert ckpt["policy"]["actor.net.0.weight"].shape[0] == 12 and dict(ckpt["spec"]["options"]) == {"width": 12}
-    bad = run_cli("train", str(TOY), *FAST, f"run_dir={tmp_path / 'bad'}", "policy.arch=wide", "policy.wide.depth=2", env=env)
+    bad = run_cli(
+        "train", str(TOY), *FAST, f"run_dir={tmp_path / 'bad'}", "policy.arch=wide", "policy.wide.depth=2", env=env
+    )
     assert bad.returncode == 2 and "unknown config key 'policy.wide.depth'" in bad.stderr
 
 
@@ -112,11 +127,20 @@ class BadShape(torch.nn.Module):
         return self.lin(obs.float())
 
 
-@pytest.mark.parametrize("build, expected", [
-    (BadShape, r"architecture 'bad': forward\(obs \[2, \d+\], task_id \[2\]\) returned \(2, 5\); expected a finite tensor of shape \(2, 4\)"),
-    (lambda spec, out_dim, gain: "not a module", "architecture 'bad': its builder returned str, expected a torch.nn.Module"),
-    (lambda spec, out_dim, gain: 1 / 0, "architecture 'bad': its builder raised ZeroDivisionError"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "build, expected",
+    [
+        (
+            BadShape,
+            r"architecture 'bad': forward\(obs \[2, \d+\], task_id \[2\]\) returned \(2, 5\); expected a finite tensor of shape \(2, 4\)",
+        ),
+        (
+            lambda spec, out_dim, gain: "not a module",
+            "architecture 'bad': its builder returned str, expected a torch.nn.Module",
+        ),
+        (lambda spec, out_dim, gain: 1 / 0, "architecture 'bad': its builder raised ZeroDivisionError"),
+    ],
+)
 def test_a_malformed_architecture_stops_with_one_line(tmp_path, registered, build, expected):
     registered(ARCHS, "bad", build)
     with pytest.raises(MtrlError, match=expected):
@@ -145,13 +169,22 @@ class BadGenerator(A2C):
         return FragmentRequest(task_probs)
 
 
-@pytest.mark.parametrize("cls, expected", [
-    (BadLearn, "algorithm 'bad': learn\\(\\) returned dict; expected a mtrl.algos.base.Iteration"),
-    (BadSteps, "algorithm 'bad': learn\\(\\) returned an Iteration with task_steps of shape \\(2,\\); .*shape \\(3,\\)"),
-    (BadRequest, "algorithm 'bad' asked the rollout workers for str; its collector is fragments, which answers "
-                 "FragmentRequest"),
-    (BadGenerator, "algorithm 'bad': requests\\(\\) returned FragmentRequest; expected a generator"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "cls, expected",
+    [
+        (BadLearn, "algorithm 'bad': learn\\(\\) returned dict; expected a mtrl.algos.base.Iteration"),
+        (
+            BadSteps,
+            "algorithm 'bad': learn\\(\\) returned an Iteration with task_steps of shape \\(2,\\); .*shape \\(3,\\)",
+        ),
+        (
+            BadRequest,
+            "algorithm 'bad' asked the rollout workers for str; its collector is fragments, which answers "
+            "FragmentRequest",
+        ),
+        (BadGenerator, "algorithm 'bad': requests\\(\\) returned FragmentRequest; expected a generator"),
+    ],
+)
 def test_a_malformed_algorithm_stops_at_its_first_iteration(tmp_path, registered, cls, expected):
     registered(ALGOS, "bad", cls)
     with pytest.raises(MtrlError, match=expected):
@@ -165,8 +198,11 @@ def test_an_algorithm_class_without_the_protocol_is_refused_at_registration():
         def learn(self, data, gen):  # noqa: ANN001, ANN201
             return None
 
-    with pytest.raises(MtrlError, match=r"register_algo\('half', 'Half'\): an algorithm class needs method check_config\(\), method "
-                                         r"requests\(\).* attribute section \(str or NoneType\), attribute policy_kind"):
+    with pytest.raises(
+        MtrlError,
+        match=r"register_algo\('half', 'Half'\): an algorithm class needs method check_config\(\), method "
+        r"requests\(\).* attribute section \(str or NoneType\), attribute policy_kind",
+    ):
         register_algo("half", Half)
     assert "half" not in ALGOS.names()
     assert PPOAlgorithm in (ALGOS.get(n) for n in ALGOS.names())
@@ -181,7 +217,10 @@ def test_a_curriculum_whose_scores_are_not_per_task_stops_with_one_line(tmp_path
             return {"updates": 3.0}
 
     register_curriculum("counting", Counting, overwrite=True)
-    with pytest.raises(MtrlError, match=r"curriculum 'counting': scores\(\) returned 'updates': 3.0; expected each "
-                                        r"score to be an array of 3 numbers, one per task"):  # fmt: skip
+    with pytest.raises(
+        MtrlError,
+        match=r"curriculum 'counting': scores\(\) returned 'updates': 3.0; expected each "
+        r"score to be an array of 3 numbers, one per task",
+    ):
         train(load_config(TOY, [*FAST, f"run_dir={tmp_path}", "curriculum.name=counting"]))
     np.testing.assert_equal(Uniform(("a", "b"), load_config(TOY).curriculum).scores(), {})

@@ -18,7 +18,9 @@ def test_shapes(arch, obs_shape, discrete):
     obs = torch.randint(0, 10, (5, *obs_shape), dtype=torch.uint8) if discrete else torch.randn(5, *obs_shape)
     task = torch.tensor([0, 1, 2, 0, 1])
     action, logp = policy.act(obs, task)
-    assert action.shape == ((5,) if discrete else (5, 4)) and logp.shape == (5,) and policy.value(obs, task).shape == (5,)
+    assert (
+        action.shape == ((5,) if discrete else (5, 4)) and logp.shape == (5,) and policy.value(obs, task).shape == (5,)
+    )
     assert torch.isfinite(logp).all()
 
 
@@ -49,7 +51,7 @@ def test_multihead_rows_use_their_own_head():
     for k in range(3):
         head = policy.actor.head
         expected = x @ head.per_task(head.weight)[k] + head.bias[k]
-        torch.testing.assert_close(logits[k:k + 1], expected)
+        torch.testing.assert_close(logits[k : k + 1], expected)
 
 
 @pytest.mark.parametrize("arch", ["mlp", "multihead"])

@@ -13,12 +13,12 @@ import torch
 
 from mtrl.algos.learner import PPOLearner, minibatch_plan
 from mtrl.algos.ppo import PPOAlgorithm, PPOBatch, critic_loss, ppo_loss
+from mtrl.collect.fragments import Collector
 from mtrl.config import Config, PPOConfig, load_config
+from mtrl.env.suite import get_suite
 from mtrl.errors import ConfigError
 from mtrl.nn.layers import TaskHeads
 from mtrl.nn.policy import build_policy, spec_for
-from mtrl.collect.fragments import Collector
-from mtrl.env.suite import get_suite
 from tests.conftest import ROOT
 
 PAPER = sorted((ROOT / "configs/moore_paper").glob("*.yaml"))
@@ -27,8 +27,15 @@ PAPER = sorted((ROOT / "configs/moore_paper").glob("*.yaml"))
 def _batch(n: int, num_tasks: int = 3, seed: int = 0) -> PPOBatch:
     g = torch.Generator().manual_seed(seed)
     obs = torch.randint(0, 11, (n, 7, 7, 3), generator=g, dtype=torch.uint8)
-    return PPOBatch(obs, torch.randint(0, num_tasks, (n,), generator=g), torch.randint(0, 7, (n,), generator=g),
-                    torch.full((n,), -math.log(7)), torch.randn(n, generator=g), torch.randn(n, generator=g), torch.zeros(n))
+    return PPOBatch(
+        obs,
+        torch.randint(0, num_tasks, (n,), generator=g),
+        torch.randint(0, 7, (n,), generator=g),
+        torch.full((n,), -math.log(7)),
+        torch.randn(n, generator=g),
+        torch.randn(n, generator=g),
+        torch.zeros(n),
+    )
 
 
 def _policy(arch: str = "moore", init: str = "default", layers: int = 2):
@@ -61,12 +68,15 @@ def test_separate_critic_fit_touches_only_the_critic_and_the_policy_loss_has_no_
     algo = PPOAlgorithm(policy, Config(ppo=cfg), get_suite("minigrid-mt3"), torch.device("cpu"))
     actor = {n for n, _ in policy.named_parameters() if not n.startswith("critic.")}
     assert {id(p) for p in algo.learner.params} == {id(p) for n, p in policy.named_parameters() if n in actor}
-    assert {id(p) for p in algo.critic_learner.params} == {id(p) for n, p in policy.named_parameters() if n not in actor}
+    assert {id(p) for p in algo.critic_learner.params} == {
+        id(p) for n, p in policy.named_parameters() if n not in actor
+    }
     batch = _batch(600)
     before = {n: p.detach().clone() for n, p in policy.named_parameters()}
     steps = []
-    stats = algo.critic_learner.update(batch, lambda mb: (steps.append(len(mb)), critic_loss(policy, mb))[1],
-                                       torch.Generator(), 1, (len(batch), True))  # fmt: skip
+    stats = algo.critic_learner.update(
+        batch, lambda mb: (steps.append(len(mb)), critic_loss(policy, mb))[1], torch.Generator(), 1, (len(batch), True)
+    )
     assert steps == [600] and "critic_mse" in stats  # one full-batch step
     for n, p in policy.named_parameters():
         assert torch.equal(p, before[n]) == (n in actor), n
@@ -84,7 +94,9 @@ def test_separate_critic_iteration_fits_critic_before_policy_on_returns_of_the_o
     policy = _policy()
     algo = PPOAlgorithm(policy, Config(ppo=cfg), get_suite("minigrid-mt3"), torch.device("cpu"))
     critic_update, actor_update = algo.critic_learner.update, algo.learner.update
-    monkeypatch.setattr(algo.critic_learner, "update", lambda *a, **k: (order.append("critic"), critic_update(*a, **k))[1])
+    monkeypatch.setattr(
+        algo.critic_learner, "update", lambda *a, **k: (order.append("critic"), critic_update(*a, **k))[1]
+    )
     monkeypatch.setattr(algo.learner, "update", lambda *a, **k: (order.append("policy"), actor_update(*a, **k))[1])
     suite = get_suite("minigrid-mt3")
     from mtrl.collect.pool import WorkerPool
@@ -106,19 +118,23 @@ def test_max_grad_norm_null_does_not_clip():
     norms = {}
     for clip in (None, 1e-3):
         cfg = PPOConfig(max_grad_norm=clip, minibatch_size=256, epochs=1, lr=1e-12)
-        stats = PPOLearner(list(policy.parameters()), cfg).update(batch, lambda mb: (policy.value(mb.obs, mb.task_id).pow(2).mean() * 1e3, {}),
-                                                                  torch.Generator())  # fmt: skip
+        stats = PPOLearner(list(policy.parameters()), cfg).update(
+            batch, lambda mb: (policy.value(mb.obs, mb.task_id).pow(2).mean() * 1e3, {}), torch.Generator()
+        )
         norms[clip] = stats["grad_norm"]
     assert norms[None] == pytest.approx(norms[1e-3]) and norms[None] > 1e-3  # the pre-clip norm is reported either way
 
 
-@pytest.mark.parametrize("override, match", [
-    ("ppo.critic_lr=0.001", "only applies with ppo.critic_update=separate"),
-    ("ppo.critic_minibatch_size=64", "only applies with ppo.critic_update=separate"),
-    ("policy.layers=0", "is for policy.arch=multihead"),
-    ("ppo.max_grad_norm=0", "must be > 0.0"),
-    ("ppo.minibatch_size=0", "must be >= 1"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("ppo.critic_lr=0.001", "only applies with ppo.critic_update=separate"),
+        ("ppo.critic_minibatch_size=64", "only applies with ppo.critic_update=separate"),
+        ("policy.layers=0", "is for policy.arch=multihead"),
+        ("ppo.max_grad_norm=0", "must be > 0.0"),
+        ("ppo.minibatch_size=0", "must be >= 1"),
+    ],
+)
 def test_protocol_options_are_validated(override, match):
     with pytest.raises(ConfigError, match=match):
         load_config(ROOT / "configs/bench_throughput_minigrid_mt3.yaml", [override])  # joint critic, moore
@@ -168,8 +184,12 @@ def test_multihead_without_trunk_is_moores_mtppo_network():
     conv = net.encoder.net
     feat = torch.tanh(conv(obs.float().permute(0, 3, 1, 2)))
     h_w, o_w = (net.head.layers[i].per_task(net.head.layers[i].weight) for i in (0, 1))
-    want = torch.stack([torch.tanh(f @ h_w[c] + net.head.layers[0].bias[c]) @ o_w[c] + net.head.layers[1].bias[c]
-                        for f, c in zip(feat, task)])  # fmt: skip
+    want = torch.stack(
+        [
+            torch.tanh(f @ h_w[c] + net.head.layers[0].bias[c]) @ o_w[c] + net.head.layers[1].bias[c]
+            for f, c in zip(feat, task)
+        ]
+    )
     assert torch.allclose(net(obs, task), want, atol=1e-5)
     assert [tuple(p.shape) for p in conv.parameters()][::2] == [(16, 3, 2, 2), (32, 16, 2, 2), (64, 32, 2, 2)]
     assert not hasattr(net, "trunk")
@@ -196,14 +216,27 @@ def test_task_heads_batched_paths_agree_and_keep_heads_apart(batch):
 @pytest.mark.parametrize("path", PAPER, ids=[p.stem for p in PAPER])
 def test_paper_configs_follow_the_official_protocol(path):
     """Each line of REFERENCE_PROTOCOLS.md 'MOORE on MiniGrid', read back from the config."""
-    suite, aggregator, method = re.match(r"minigrid_(mt\d)_(?:(\w+)_)?(moore|moe|mtppo|softmod|care)$", path.stem).groups()
+    suite, aggregator, method = re.match(
+        r"minigrid_(mt\d)_(?:(\w+)_)?(moore|moe|mtppo|softmod|care)$", path.stem
+    ).groups()
     cfg = load_config(path)
     assert cfg.learner.aggregator == (aggregator or "none")
     k = get_suite(cfg.env.suite).num_tasks
     assert (cfg.env.suite, k) == (f"minigrid-{suite}", int(suite[2:]))
     r, p, t = cfg.rollout, cfg.ppo, cfg.train
-    assert (r.workers, r.num_envs, r.steps_per_env, r.reset_each_fragment, r.autoreset_mode) == (0, k, 2000, True, "same_step")
-    assert t.total_steps == 100 * 2000 * k and t.eval_every == 2000 * k and t.eval_episodes == 16 and t.eval_greedy is False
+    assert (r.workers, r.num_envs, r.steps_per_env, r.reset_each_fragment, r.autoreset_mode) == (
+        0,
+        k,
+        2000,
+        True,
+        "same_step",
+    )
+    assert (
+        t.total_steps == 100 * 2000 * k
+        and t.eval_every == 2000 * k
+        and t.eval_episodes == 16
+        and t.eval_greedy is False
+    )
     assert (p.epochs, p.minibatch_size, p.lr, p.critic_lr, p.adam_eps) == (8, 256 * k, 1e-3, 1e-3, 1e-8)
     assert (p.critic_update, p.critic_epochs, p.critic_minibatch_size, p.max_grad_norm) == ("separate", 1, 0, None)
     assert (p.ent_coef, p.clip, p.gamma, p.gae_lambda, p.task_norm, p.anneal_lr) == (0.01, 0.2, 0.99, 0.95, True, False)

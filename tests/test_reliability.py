@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from mtrl.run.checkpoint import load_latest
 from mtrl.config import load_config
+from mtrl.run.checkpoint import load_latest
 from mtrl.run.trainer import train
 from tests.conftest import ROOT, train_interrupted
 
@@ -17,8 +17,11 @@ from tests.conftest import ROOT, train_interrupted
 def _states_equal(a: dict, b: dict) -> bool:
     """Deep equality of checkpoint entries (tensors bit-for-bit)."""
     if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.shape == b.shape and bool(torch.equal(a, b) or
-                                                                           torch.allclose(a, b, 0, 0, equal_nan=True))
+        return (
+            isinstance(b, torch.Tensor)
+            and a.shape == b.shape
+            and bool(torch.equal(a, b) or torch.allclose(a, b, 0, 0, equal_nan=True))
+        )
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(_states_equal(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
@@ -30,15 +33,28 @@ def _states_equal(a: dict, b: dict) -> bool:
 
 EXACT_CASES = {
     "ppo-toy": ("configs/toy_mtppo.yaml", ["rollout.num_envs=6", "rollout.steps_per_env=20", "train.total_steps=720"]),
-    "ppo-minigrid-curriculum": ("configs/minigrid_mt5_curriculum.yaml", [
-        "rollout.num_envs=5", "rollout.steps_per_env=32", "train.total_steps=800", "curriculum.name=learning_progress",
-        "policy.arch=mlp"]),
-    "sac-toy-point": ("configs/toy_point_sac.yaml", [
-        "rollout.num_envs=4", "rollout.steps_per_env=10", "train.total_steps=400", "sac.warmup_steps=80"]),
-    "ppo-moore-paper-protocol": ("configs/moore_paper/minigrid_mt3_moore.yaml", [
-        "rollout.steps_per_env=40", "train.total_steps=600", "ppo.minibatch_size=50", "ppo.epochs=2"]),
-    "mt_grpo-toy": ("configs/minigrid_mt3_mt_grpo.yaml", [
-        "env.suite=toy-mt3", "grpo.group_size=3", "grpo.groups=3", "train.total_steps=600", "policy.arch=mlp"]),
+    "ppo-minigrid-curriculum": (
+        "configs/minigrid_mt5_curriculum.yaml",
+        [
+            "rollout.num_envs=5",
+            "rollout.steps_per_env=32",
+            "train.total_steps=800",
+            "curriculum.name=learning_progress",
+            "policy.arch=mlp",
+        ],
+    ),
+    "sac-toy-point": (
+        "configs/toy_point_sac.yaml",
+        ["rollout.num_envs=4", "rollout.steps_per_env=10", "train.total_steps=400", "sac.warmup_steps=80"],
+    ),
+    "ppo-moore-paper-protocol": (
+        "configs/moore_paper/minigrid_mt3_moore.yaml",
+        ["rollout.steps_per_env=40", "train.total_steps=600", "ppo.minibatch_size=50", "ppo.epochs=2"],
+    ),
+    "mt_grpo-toy": (
+        "configs/minigrid_mt3_mt_grpo.yaml",
+        ["env.suite=toy-mt3", "grpo.group_size=3", "grpo.groups=3", "train.total_steps=600", "policy.arch=mlp"],
+    ),
 }
 
 
@@ -57,8 +73,17 @@ def test_interrupt_then_resume_is_bit_exact(case, tmp_path, monkeypatch):
     train(load_config(ROOT / config, [*common, f"resume={tmp_path / 'stopped'}"]))
     _, got = load_latest(tmp_path / "stopped")
 
-    for key in ("env_steps", "iteration", "policy", "optimizer", "rng_torch", "rng_learner", "curriculum",
-                "task_steps", "collector"):  # fmt: skip
+    for key in (
+        "env_steps",
+        "iteration",
+        "policy",
+        "optimizer",
+        "rng_torch",
+        "rng_learner",
+        "curriculum",
+        "task_steps",
+        "collector",
+    ):
         assert _states_equal(got[key], want[key]), key
 
 
@@ -79,8 +104,18 @@ def test_kill_9_at_random_moments_then_resume(tmp_path):
     import time
 
     run = tmp_path / "run"
-    args = [sys.executable, "-m", "mtrl", "train", str(ROOT / "configs/toy_mtppo.yaml"), "rollout.workers=0",
-            "train.checkpoint_every=1", "train.total_steps=10000000", "train.eval_episodes=0", "learner.threads=1"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "mtrl",
+        "train",
+        str(ROOT / "configs/toy_mtppo.yaml"),
+        "rollout.workers=0",
+        "train.checkpoint_every=1",
+        "train.total_steps=10000000",
+        "train.eval_episodes=0",
+        "learner.threads=1",
+    ]
     rng = np.random.default_rng(0)
     seen, resumes = 0, 0
     for attempt in range(6):
@@ -91,8 +126,11 @@ def test_kill_9_at_random_moments_then_resume(tmp_path):
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if attempt < 5:
             deadline = time.time() + 300  # a new event file: this start is about to train (imports are slow under load)
-            while proc.poll() is None and time.time() < deadline and (
-                    not (run / "tb").is_dir() or len(list((run / "tb").glob("events.*"))) <= events):  # fmt: skip
+            while (
+                proc.poll() is None
+                and time.time() < deadline
+                and (not (run / "tb").is_dir() or len(list((run / "tb").glob("events.*"))) <= events)
+            ):
                 time.sleep(0.05)
             time.sleep(float(rng.uniform(1.0, 4.0)))
             proc.kill()
@@ -118,13 +156,24 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path):
 
     from mtrl.run.checkpoint import list_checkpoints, remove_partial_writes, save_checkpoint
 
-    payload = {"policy": {}, "optimizer": {}, "env_steps": 100, "iteration": 1, "spec": {}, "tasks": [], "config": "{}",
-               "rng_torch": torch.zeros(1), "rng_learner": torch.zeros(1)}  # fmt: skip
+    payload = {
+        "policy": {},
+        "optimizer": {},
+        "env_steps": 100,
+        "iteration": 1,
+        "spec": {},
+        "tasks": [],
+        "config": "{}",
+        "rng_torch": torch.zeros(1),
+        "rng_learner": torch.zeros(1),
+    }
     save_checkpoint(tmp_path, payload, 100, keep=3)
-    writer = ("import torch, sys; from mtrl.run.checkpoint import save_checkpoint; "
-              "p = dict(policy={'w': torch.ones(400_000_000, dtype=torch.uint8)}, optimizer={}, env_steps=200, iteration=2, "
-              "spec={}, tasks=[], config='{}', rng_torch=torch.zeros(1), rng_learner=torch.zeros(1)); "
-              f"save_checkpoint(sys.argv[1], p, 200, keep=3)")  # fmt: skip
+    writer = (
+        "import torch, sys; from mtrl.run.checkpoint import save_checkpoint; "
+        "p = dict(policy={'w': torch.ones(400_000_000, dtype=torch.uint8)}, optimizer={}, env_steps=200, iteration=2, "
+        "spec={}, tasks=[], config='{}', rng_torch=torch.zeros(1), rng_learner=torch.zeros(1)); "
+        "save_checkpoint(sys.argv[1], p, 200, keep=3)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", writer, str(tmp_path)], cwd=ROOT)
     folder = tmp_path / "checkpoints"
     deadline = time.time() + 120
@@ -165,10 +214,20 @@ def test_a_diverging_run_stops_cleanly_with_finite_checkpoints(tmp_path):
     after the progress bar), and its checkpoints hold finite numbers."""
     from tests.conftest import run_cli
 
-    out = run_cli("train", "configs/toy_mtppo.yaml", f"run_dir={tmp_path}", "rollout.workers=0", "ppo.lr=1e30",
-                  "train.checkpoint_every=1", "train.total_steps=40000", "train.max_nonfinite_updates=40")  # fmt: skip
+    out = run_cli(
+        "train",
+        "configs/toy_mtppo.yaml",
+        f"run_dir={tmp_path}",
+        "rollout.workers=0",
+        "ppo.lr=1e30",
+        "train.checkpoint_every=1",
+        "train.total_steps=40000",
+        "train.max_nonfinite_updates=40",
+    )
     lines = [ln for ln in out.stderr.splitlines() if "mtrl: error" in ln]
-    assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith("mtrl: error: 40 optimiser steps in a row"), out.stderr
+    assert (
+        out.returncode == 2 and len(lines) == 1 and lines[0].startswith("mtrl: error: 40 optimiser steps in a row")
+    ), out.stderr
     _, ckpt = load_latest(tmp_path)
     assert all(torch.isfinite(v).all() for v in ckpt["policy"].values())
     assert ckpt["faults"]["nonfinite_updates"] >= 1
@@ -183,18 +242,32 @@ def test_a_real_signal_mid_iteration_stops_at_the_boundary_and_resumes_exactly(t
     import sys
     import time
 
-    common = ["rollout.workers=0", "train.eval_episodes=0", "train.checkpoint_every=100000", "seed=2",
-              "rollout.num_envs=6", "rollout.steps_per_env=20", "train.total_steps=60000", "learner.threads=1"]  # fmt: skip
+    common = [
+        "rollout.workers=0",
+        "train.eval_episodes=0",
+        "train.checkpoint_every=100000",
+        "seed=2",
+        "rollout.num_envs=6",
+        "rollout.steps_per_env=20",
+        "train.total_steps=60000",
+        "learner.threads=1",
+    ]
     stopped = tmp_path / "stopped"
-    proc = subprocess.Popen([sys.executable, "-m", "mtrl", "train", str(ROOT / "configs/toy_mtppo.yaml"), *common,
-                             f"run_dir={stopped}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mtrl", "train", str(ROOT / "configs/toy_mtppo.yaml"), *common, f"run_dir={stopped}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not list((stopped / "tb").glob("events.*")) and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.5)  # well inside training
     proc.send_signal(sig)
     out = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 130 and "stopping after this iteration" in out and "interrupted; saved" in out, out[-2000:]
+    assert proc.returncode == 130 and "stopping after this iteration" in out and "interrupted; saved" in out, out[
+        -2000:
+    ]
     _, mid = load_latest(stopped)
     assert 0 < mid["env_steps"] < 60000
     train(load_config(ROOT / "configs/toy_mtppo.yaml", [*common, f"resume={stopped}"]))

@@ -52,16 +52,39 @@ def test_mean_ci_band_over_runs():
 @pytest.fixture(scope="module")
 def toy_runs(tmp_path_factory) -> list[Path]:
     base = tmp_path_factory.mktemp("runs")
-    return [train(load_config(ROOT / "configs/toy_mtppo.yaml", [f"run_dir={base / f's{s}'}", f"seed={s}",
-                                                                "rollout.workers=0", "train.total_steps=3000",
-                                                                "train.eval_episodes=0"]))
-            for s in (0, 1)]  # fmt: skip
+    return [
+        train(
+            load_config(
+                ROOT / "configs/toy_mtppo.yaml",
+                [
+                    f"run_dir={base / f's{s}'}",
+                    f"seed={s}",
+                    "rollout.workers=0",
+                    "train.total_steps=3000",
+                    "train.eval_episodes=0",
+                ],
+            )
+        )
+        for s in (0, 1)
+    ]
 
 
 def test_eval_many_runs_writes_report_files(toy_runs, tmp_path):
     a, b = toy_runs
-    out = run_cli("eval", f"fast={a}", f"fast={b}", f"other={b}", "--episodes", "2", "--metric", "return",
-                  "--out", str(tmp_path / "rep"), "--json", str(tmp_path / "r.json"))  # fmt: skip
+    out = run_cli(
+        "eval",
+        f"fast={a}",
+        f"fast={b}",
+        f"other={b}",
+        "--episodes",
+        "2",
+        "--metric",
+        "return",
+        "--out",
+        str(tmp_path / "rep"),
+        "--json",
+        str(tmp_path / "r.json"),
+    )
     assert out.returncode == 0, out.stderr
     assert "| fast | 2 |" in out.stdout and "| other | 1 |" in out.stdout and "iqm [95% CI]" in out.stdout
     with open(tmp_path / "rep/summary.csv", encoding="utf-8") as f:
@@ -110,11 +133,10 @@ def test_plot_and_eval_errors_are_one_clean_line(toy_runs, tmp_path):
 
 def test_eval_is_deterministic_given_the_seed(toy_runs):
     """Same seed, same numbers; Ray workers give these same numbers too (tests/test_workers.py)."""
-    from mtrl.run.checkpoint import load_latest
-    from mtrl.eval.evaluate import evaluate
-    from mtrl.run.checkpoint import policy_from_checkpoint
-
     import torch
+
+    from mtrl.eval.evaluate import evaluate
+    from mtrl.run.checkpoint import load_latest, policy_from_checkpoint
 
     policy, suite, _ = policy_from_checkpoint(load_latest(toy_runs[0])[1], torch.device("cpu"))
     whole = evaluate(policy, suite, 5, seed=3).to_json()
@@ -126,13 +148,26 @@ def test_video_has_one_frame_per_step_plus_reset(tmp_path):
     pytest.importorskip("minigrid")
     import imageio.v2 as imageio
 
-    run = train(load_config(ROOT / "configs/minigrid_mt3_mtppo.yaml", [
-        f"run_dir={tmp_path / 'mg'}", "rollout.workers=0", "rollout.num_envs=3", "rollout.steps_per_env=32",
-        "train.total_steps=96", "env.max_episode_steps=5", "train.eval_episodes=0"]))  # fmt: skip
+    run = train(
+        load_config(
+            ROOT / "configs/minigrid_mt3_mtppo.yaml",
+            [
+                f"run_dir={tmp_path / 'mg'}",
+                "rollout.workers=0",
+                "rollout.num_envs=3",
+                "rollout.steps_per_env=32",
+                "train.total_steps=96",
+                "env.max_episode_steps=5",
+                "train.eval_episodes=0",
+            ],
+        )
+    )
     out = run_cli("eval", str(run), "--episodes", "1", "--video", str(tmp_path / "vid"))
     assert out.returncode == 0, out.stderr
     gifs = sorted((tmp_path / "vid").glob("*.gif"))
-    assert [g.stem for g in gifs] == sorted(["MiniGrid-LavaGapS7-v0", "MiniGrid-RedBlueDoors-6x6-v0", "MiniGrid-MemoryS11-v0"])
+    assert [g.stem for g in gifs] == sorted(
+        ["MiniGrid-LavaGapS7-v0", "MiniGrid-RedBlueDoors-6x6-v0", "MiniGrid-MemoryS11-v0"]
+    )
     for gif in gifs:
         frames = imageio.mimread(gif)
         # an untrained policy rarely ends an episode early; the 5-step limit gives 6 frames
@@ -143,10 +178,22 @@ def test_video_has_one_frame_per_step_plus_reset(tmp_path):
 
 def test_metaworld_video_or_a_clear_renderer_message(tmp_path):
     pytest.importorskip("metaworld")
-    run = train(load_config(ROOT / "configs/metaworld_mt10_mtsac.yaml", [
-        "env.suite=metaworld-mt1-reach-v3", f"run_dir={tmp_path / 'mw'}", "rollout.workers=0", "rollout.pipeline=false",
-        "rollout.num_envs=1", "train.total_steps=40", "sac.warmup_steps=40", "env.max_episode_steps=4",
-        "train.eval_episodes=0"]))  # fmt: skip
+    run = train(
+        load_config(
+            ROOT / "configs/metaworld_mt10_mtsac.yaml",
+            [
+                "env.suite=metaworld-mt1-reach-v3",
+                f"run_dir={tmp_path / 'mw'}",
+                "rollout.workers=0",
+                "rollout.pipeline=false",
+                "rollout.num_envs=1",
+                "train.total_steps=40",
+                "sac.warmup_steps=40",
+                "env.max_episode_steps=4",
+                "train.eval_episodes=0",
+            ],
+        )
+    )
     out = run_cli("eval", str(run), "--episodes", "1", "--video", str(tmp_path / "vid"))
     if out.returncode == 2:  # no EGL / OSMesa here: the message says what to install
         assert "cannot render offscreen" in out.stderr and "libosmesa6" in out.stderr

@@ -11,19 +11,25 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.evaluation.postprocessing import Postprocessing
 from torch import nn
 
 import mtrl
 from mtrl.data.advantage import task_normalize
 from mtrl.errors import CheckpointError, MtrlError
 from mtrl.eval.evaluate import evaluate
-from mtrl.rllib import (MultiTaskRLModule, TaskAdvantageNormalization, export_checkpoint, load_checkpoint_into,
-                        mtrl_model_config, ppo_config)  # fmt: skip
+from mtrl.rllib import (
+    MultiTaskRLModule,
+    TaskAdvantageNormalization,
+    export_checkpoint,
+    load_checkpoint_into,
+    mtrl_model_config,
+    ppo_config,
+)
 from mtrl.rllib.callbacks import push_task_probs
 from mtrl.rllib.env import EPISODE_INFO, SuiteEnvCreator
 from mtrl.run.checkpoint import load_latest, policy_from_checkpoint
-from ray.rllib.core.columns import Columns
-from ray.rllib.evaluation.postprocessing import Postprocessing
 from tests.conftest import run_cli
 
 ARCHS = ["mlp", "multihead", "moe", "moore", "softmod", "care", "paco", "tiny_user_arch"]
@@ -50,16 +56,24 @@ def spaces(suite_name: str) -> tuple[gym.spaces.Dict, gym.spaces.Space]:
 
 def make_module(suite_name: str, arch: str, inference_only: bool = False, **settings) -> MultiTaskRLModule:
     obs_space, act_space = spaces(suite_name)
-    return MultiTaskRLModule(observation_space=obs_space, action_space=act_space, inference_only=inference_only,
-                             model_config=mtrl_model_config(**{"arch": arch, "hidden": 32, "suite": suite_name, **settings}))  # fmt: skip
+    return MultiTaskRLModule(
+        observation_space=obs_space,
+        action_space=act_space,
+        inference_only=inference_only,
+        model_config=mtrl_model_config(**{"arch": arch, "hidden": 32, "suite": suite_name, **settings}),
+    )
 
 
 def obs_batch(suite_name: str, n: int, seed: int = 0) -> dict:
     obs_space, _ = spaces(suite_name)
     obs_space.seed(seed)
     rows = [obs_space.sample() for _ in range(n)]
-    return {Columns.OBS: {"obs": torch.as_tensor(np.stack([r["obs"] for r in rows])),
-                          "task_id": torch.arange(n) % obs_space["task_id"].n}}  # fmt: skip
+    return {
+        Columns.OBS: {
+            "obs": torch.as_tensor(np.stack([r["obs"] for r in rows])),
+            "task_id": torch.arange(n) % obs_space["task_id"].n,
+        }
+    }
 
 
 @pytest.mark.parametrize("suite_name", ["minigrid-mt3", "metaworld-mt10"])
@@ -73,7 +87,9 @@ def test_forward_shapes_and_action_distributions(suite_name, arch):
     for forward in (module.forward_exploration, module.forward_inference, module.forward_train):
         out = forward(batch)[Columns.ACTION_DIST_INPUTS]
         assert out.shape == (6, width) and torch.isfinite(out).all()
-    dist = module.get_exploration_action_dist_cls().from_logits(module.forward_exploration(batch)[Columns.ACTION_DIST_INPUTS])
+    dist = module.get_exploration_action_dist_cls().from_logits(
+        module.forward_exploration(batch)[Columns.ACTION_DIST_INPUTS]
+    )
     actions = dist.sample()
     assert actions.shape == ((6,) if discrete else (6, act_space.shape[0]))
     assert torch.isfinite(dist.logp(actions)).all()
@@ -84,8 +100,10 @@ def test_forward_shapes_and_action_distributions(suite_name, arch):
     runner_copy = make_module(suite_name, arch, inference_only=True)
     assert not hasattr(runner_copy, "critic")  # env runners carry the actor only
     runner_copy.set_state(module.get_state(inference_only=True))
-    torch.testing.assert_close(runner_copy.forward_inference(batch)[Columns.ACTION_DIST_INPUTS],
-                               module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS])  # fmt: skip
+    torch.testing.assert_close(
+        runner_copy.forward_inference(batch)[Columns.ACTION_DIST_INPUTS],
+        module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS],
+    )
 
 
 @pytest.mark.parametrize("suite_name", ["minigrid-mt3", "metaworld-mt10"])
@@ -114,7 +132,13 @@ def test_connector_is_task_normalize_on_the_loss_mask():
     adv = torch.tensor([10.0, 20.0, 30.0, 0.1, 0.2, 0.3, 99.0, -99.0])
     task = torch.tensor([0, 0, 0, 1, 1, 1, 0, 1])
     mask = torch.tensor([True] * 6 + [False, False])
-    batch = {"default_policy": {Postprocessing.ADVANTAGES: adv.clone(), Columns.OBS: {"task_id": task}, Columns.LOSS_MASK: mask}}
+    batch = {
+        "default_policy": {
+            Postprocessing.ADVANTAGES: adv.clone(),
+            Columns.OBS: {"task_id": task},
+            Columns.LOSS_MASK: mask,
+        }
+    }
     module = SimpleNamespace(observation_space=spaces("toy-mt3")[0])
     logged = {}
     metrics = SimpleNamespace(log_value=lambda key, value, **kw: logged.__setitem__(key, value))
@@ -123,7 +147,9 @@ def test_connector_is_task_normalize_on_the_loss_mask():
     torch.testing.assert_close(got[:6], task_normalize(adv[:6], task[:6], 3))
     torch.testing.assert_close(got[:6], torch.tensor([-1.2247, 0.0, 1.2247] * 2), atol=1e-4, rtol=0)
     assert got[6] == 99.0 and got[7] == -99.0  # outside the mask: untouched, and not in the statistics
-    assert logged[("mtrl", "abs_advantage", "0")] == pytest.approx(20.0) and ("mtrl", "abs_advantage", "2") not in logged
+    assert (
+        logged[("mtrl", "abs_advantage", "0")] == pytest.approx(20.0) and ("mtrl", "abs_advantage", "2") not in logged
+    )
 
 
 def test_sub_env_i_runs_task_i_mod_k_and_reports_each_episode():
@@ -145,8 +171,11 @@ def test_sub_env_i_runs_task_i_mod_k_and_reports_each_episode():
     assert info[EPISODE_INFO] == {"task": 0, "name": "sequence-0", "return": 8.0, "success": 1.0}
     with pytest.raises(MtrlError, match="3 finite non-negative"):
         env.set_task_probs([0.5, 0.5])
-    assert push_task_probs(np.ones(2))(SimpleNamespace(env=SimpleNamespace(unwrapped=SimpleNamespace(
-        call=lambda name, p: env.get_wrapper_attr(name)(p))))).startswith("MtrlError")  # fmt: skip
+    assert push_task_probs(np.ones(2))(
+        SimpleNamespace(
+            env=SimpleNamespace(unwrapped=SimpleNamespace(call=lambda name, p: env.get_wrapper_attr(name)(p)))
+        )
+    ).startswith("MtrlError")
 
 
 class _Ctx(dict):
@@ -161,8 +190,11 @@ def test_bad_settings_are_one_line_errors():
     with pytest.raises(MtrlError, match="unknown setting.*width"):
         mtrl_model_config(width=3)
     with pytest.raises(MtrlError, match="Dict\\(obs=Box, task_id=Discrete"):
-        MultiTaskRLModule(observation_space=gym.spaces.Box(0, 1, (3,)), action_space=gym.spaces.Discrete(2),
-                          model_config=mtrl_model_config())  # fmt: skip
+        MultiTaskRLModule(
+            observation_space=gym.spaces.Box(0, 1, (3,)),
+            action_space=gym.spaces.Discrete(2),
+            model_config=mtrl_model_config(),
+        )
     with pytest.raises(MtrlError, match="unknown architecture 'mooore'"):
         make_module("toy-mt3", "mooore")
     with pytest.raises(MtrlError, match="unknown suite"):
@@ -196,10 +228,21 @@ def test_rllib_ppo_with_moore_learns_toy_then_mtrl_eval_scores_the_export(local_
     (MTPPO's: a mean return of 7 of 8 over 16 sampled episodes per task) within 30,720 env steps,
     judged by mtrl's evaluation of the exported checkpoint after each iteration; `mtrl eval` on the
     export gives the same figure, and the export takes the RLlib module's greedy actions."""
-    config = (ppo_config("toy-mt3", arch="moore", num_experts=2, overrides=("policy.hidden=64",))
-              .env_runners(num_env_runners=1, num_envs_per_env_runner=12, rollout_fragment_length=64)
-              .training(train_batch_size_per_learner=768, minibatch_size=192, num_epochs=4, lr=1e-3, entropy_coeff=0.01,
-                        use_kl_loss=False, grad_clip=0.5, vf_loss_coeff=0.5, lambda_=0.95))  # fmt: skip
+    config = (
+        ppo_config("toy-mt3", arch="moore", num_experts=2, overrides=("policy.hidden=64",))
+        .env_runners(num_env_runners=1, num_envs_per_env_runner=12, rollout_fragment_length=64)
+        .training(
+            train_batch_size_per_learner=768,
+            minibatch_size=192,
+            num_epochs=4,
+            lr=1e-3,
+            entropy_coeff=0.01,
+            use_kl_loss=False,
+            grad_clip=0.5,
+            vf_loss_coeff=0.5,
+            lambda_=0.95,
+        )
+    )
     algo = config.build_algo()
     suite, scores = mtrl.get_suite("toy-mt3"), []
     try:
@@ -224,9 +267,15 @@ def test_rllib_ppo_with_moore_learns_toy_then_mtrl_eval_scores_the_export(local_
     report = json.loads((tmp_path / "eval.json").read_text())["runs"][0]
     assert report["method"] == "rllib-ppo-moore"
     assert report["mean_return"] == pytest.approx(scores[-1]) and report["env_steps"] == steps <= TOY_BUDGET * 768 + 100
-    batch = {Columns.OBS: {"obs": torch.eye(9).repeat(3, 1), "task_id": torch.arange(27) // 9}}  # every step of every task
-    rllib_greedy = module.get_inference_action_dist_cls().from_logits(
-        module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS]).to_deterministic().sample()  # fmt: skip
+    batch = {
+        Columns.OBS: {"obs": torch.eye(9).repeat(3, 1), "task_id": torch.arange(27) // 9}
+    }  # every step of every task
+    rllib_greedy = (
+        module.get_inference_action_dist_cls()
+        .from_logits(module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS])
+        .to_deterministic()
+        .sample()
+    )
     mtrl_greedy, _ = policy.act(batch[Columns.OBS]["obs"], batch[Columns.OBS]["task_id"], greedy=True)
     assert torch.equal(rllib_greedy, mtrl_greedy)
     load_checkpoint_into(make_module("toy-mt3", "moore", num_experts=2, hidden=64), ckpt)  # and back
@@ -236,22 +285,33 @@ def test_rllib_ppo_with_moore_learns_toy_then_mtrl_eval_scores_the_export(local_
 
 def fixed_curriculum(tasks, cfg):  # noqa: ANN001, ANN201 - a registered curriculum with fixed probabilities
     probs = np.array([0.6, 0.3, 0.1])
-    return SimpleNamespace(probs=lambda: probs, update=lambda stats: None, scores=lambda: {}, state_dict=lambda: {},
-                           load_state_dict=lambda state: None)  # fmt: skip
+    return SimpleNamespace(
+        probs=lambda: probs,
+        update=lambda stats: None,
+        scores=lambda: {},
+        state_dict=lambda: {},
+        load_state_dict=lambda state: None,
+    )
 
 
 def test_env_runners_task_shares_follow_the_pushed_probabilities(local_ray):
     mtrl.register_curriculum("fixed_test", fixed_curriculum, overwrite=True)
-    config = (ppo_config("toy-mt3", arch="multihead", curriculum="fixed_test")
-              .env_runners(num_env_runners=1, num_envs_per_env_runner=6, rollout_fragment_length=100)
-              .training(train_batch_size_per_learner=600, minibatch_size=300, num_epochs=1))  # fmt: skip
+    config = (
+        ppo_config("toy-mt3", arch="multihead", curriculum="fixed_test")
+        .env_runners(num_env_runners=1, num_envs_per_env_runner=6, rollout_fragment_length=100)
+        .training(train_batch_size_per_learner=600, minibatch_size=300, num_epochs=1)
+    )
     algo = config.build_algo()
     try:
         episodes = np.zeros(3)
         for _ in range(3):
             result = algo.train()
             episodes += [result["mtrl"][t]["episodes"] for t in ("sequence-0", "sequence-1", "sequence-2")]
-            assert [result["mtrl"][t]["task_prob"] for t in ("sequence-0", "sequence-1", "sequence-2")] == [0.6, 0.3, 0.1]
+            assert [result["mtrl"][t]["task_prob"] for t in ("sequence-0", "sequence-1", "sequence-2")] == [
+                0.6,
+                0.3,
+                0.1,
+            ]
     finally:
         algo.stop()
     shares = episodes / episodes.sum()

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import mtrl
-from mtrl.nn.policy import build_policy, spec_for
 from mtrl.algos.ppo import fragment_values
 from mtrl.collect.fragments import Collector
+from mtrl.nn.policy import build_policy, spec_for
 from mtrl.nn.weights import actor_weights
 
 HORIZON = 5
@@ -33,8 +33,14 @@ class CountEnv(gym.Env):
 
 
 def count_suite() -> mtrl.TaskSuite:
-    return mtrl.TaskSuite("count-mt2", ("a", "b"), lambda task, seed: gym.wrappers.TimeLimit(CountEnv(), HORIZON),
-                          CountEnv.observation_space, CountEnv.action_space, reports_success=True)  # fmt: skip
+    return mtrl.TaskSuite(
+        "count-mt2",
+        ("a", "b"),
+        lambda task, seed: gym.wrappers.TimeLimit(CountEnv(), HORIZON),
+        CountEnv.observation_space,
+        CountEnv.action_space,
+        reports_success=True,
+    )
 
 
 def _collector(suite, mode, n=3):

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from mtrl.algos.sac_learner import SACLearner, alpha_loss
+from mtrl.data.replay import TaskReplay
 from mtrl.errors import ConfigError
 from mtrl.nn.network import PolicySpec
 from mtrl.nn.sac import SACActor, TwinQ
-from mtrl.data.replay import TaskReplay
 
 
 def test_alpha_gradient_worked_case_and_no_cross_task_gradient():
@@ -60,7 +60,9 @@ def test_replay_samples_each_task_from_its_own_buffer():
 
 
 def test_replay_memory_bound_is_a_clear_error():
-    with pytest.raises(ConfigError, match=r"sac.replay_size=1000000 per task x 10 tasks needs .* use sac.replay_size <= "):
+    with pytest.raises(
+        ConfigError, match=r"sac.replay_size=1000000 per task x 10 tasks needs .* use sac.replay_size <= "
+    ):
         TaskReplay(10, 1_000_000, (39,), np.float32, 4, max_bytes=2**30)
 
 
@@ -73,14 +75,21 @@ def test_sac_update_moves_targets_by_tau_and_each_temperature_by_its_task():
         for p in learner.target.parameters():
             p.add_(torch.randn_like(p))
     before = [p.clone() for p in learner.target.parameters()]
-    batch = {"obs": torch.randn(8, 5), "actions": torch.rand(8, 2) * 2 - 1, "rewards": torch.randn(8),
-             "next_obs": torch.randn(8, 5), "terminated": torch.zeros(8, dtype=torch.bool),
-             "task_id": torch.tensor([0, 0, 0, 0, 2, 2, 2, 2])}  # fmt: skip
+    batch = {
+        "obs": torch.randn(8, 5),
+        "actions": torch.rand(8, 2) * 2 - 1,
+        "rewards": torch.randn(8),
+        "next_obs": torch.randn(8, 5),
+        "terminated": torch.zeros(8, dtype=torch.bool),
+        "task_id": torch.tensor([0, 0, 0, 0, 2, 2, 2, 2]),
+    }
     stats = learner.update(batch)
     assert all(np.isfinite(v) for v in stats.values())
     for old, new, online in zip(before, learner.target.parameters(), critic.parameters()):
         assert torch.allclose(new, 0.9 * old + 0.1 * online, atol=1e-6)
-    assert learner.log_alpha[1] == 0 and learner.log_alpha[0] != 0 and learner.log_alpha[2] != 0  # task 1 had no samples
+    assert (
+        learner.log_alpha[1] == 0 and learner.log_alpha[0] != 0 and learner.log_alpha[2] != 0
+    )  # task 1 had no samples
 
 
 @pytest.mark.parametrize("autoreset", ["next_step", "same_step"])
@@ -89,9 +98,9 @@ def test_fragment_transitions_pair_each_step_with_its_true_next_observation(auto
     20-step truncations (from the recorded final observation) and after the fragment's last step."""
     from mtrl.algos.sac import fragment_transitions
     from mtrl.collect.fragments import Collector
+    from mtrl.config import load_config
     from mtrl.env.suite import get_suite
     from mtrl.run.trainer import policy_spec
-    from mtrl.config import load_config
     from tests.conftest import ROOT
 
     cfg = load_config(ROOT / "configs/toy_point_sac.yaml")
@@ -101,20 +110,27 @@ def test_fragment_transitions_pair_each_step_with_its_true_next_observation(auto
         frag = c.collect(47, random_actions)
         tr = fragment_transitions(frag)
         np.testing.assert_allclose(tr["next_obs"][:, 1], tr["obs"][:, 1] + 0.05, atol=1e-6)
-        np.testing.assert_allclose(tr["next_obs"][:, 0], np.clip(tr["obs"][:, 0] + 0.2 * tr["actions"][:, 0], -1, 1), atol=1e-5)
+        np.testing.assert_allclose(
+            tr["next_obs"][:, 0], np.clip(tr["obs"][:, 0] + 0.2 * tr["actions"][:, 0], -1, 1), atol=1e-5
+        )
         assert len(tr["obs"]) == frag.num_steps and frag.truncated.any()
 
 
 def test_sac_learns_the_continuous_toy_within_3k_steps(tmp_path):
     """Random actions score about -12 per episode, heading the wrong way about -28, reaching and
     holding the goal about -1: the greedy policy must head for each task's own goal."""
+    import json
+
     from mtrl.config import load_config
     from mtrl.run.trainer import train
     from tests.conftest import ROOT
-    import json
 
-    run = train(load_config(ROOT / "configs/toy_point_sac.yaml", [f"run_dir={tmp_path}", "train.total_steps=3000",
-                                                                  "train.eval_episodes=4"]))  # fmt: skip
+    run = train(
+        load_config(
+            ROOT / "configs/toy_point_sac.yaml",
+            [f"run_dir={tmp_path}", "train.total_steps=3000", "train.eval_episodes=4"],
+        )
+    )
     result = json.loads((run / "eval.json").read_text())
     assert result["mean_return"] >= -8.0 and min(t["mean_return"] for t in result["tasks"]) >= -9.0, result
     assert all(t["success_rate"] > 0.5 for t in result["tasks"]), result
@@ -144,8 +160,14 @@ def test_task_loss_weights_worked_case_and_the_critic_loss_uses_them():
     spec = PolicySpec((5,), 2, 2, False, "mlp", 16, 1)
     torch.manual_seed(0)
     actor, critic = SACActor(spec), TwinQ(spec)
-    batch = {"obs": torch.randn(3, 5), "actions": torch.rand(3, 2), "rewards": torch.randn(3), "next_obs": torch.randn(3, 5),
-             "terminated": torch.zeros(3, dtype=torch.bool), "task_id": torch.tensor([0, 1, 1])}  # fmt: skip
+    batch = {
+        "obs": torch.randn(3, 5),
+        "actions": torch.rand(3, 2),
+        "rewards": torch.randn(3),
+        "next_obs": torch.randn(3, 5),
+        "terminated": torch.zeros(3, dtype=torch.bool),
+        "task_id": torch.tensor([0, 1, 1]),
+    }
     alpha = torch.ones(2)
     torch.manual_seed(1)
     plain = _critic_errors(critic, critic, actor, alpha, batch, 0.99)
@@ -163,14 +185,33 @@ def test_sac_settings_reach_the_learner():
     actor, critic = SACActor(spec), TwinQ(spec)
     learner = SACLearner(actor, critic, 3, 2, init_temperature=0.5, max_grad_norm=1e-3, adam_eps=1e-5)
     assert torch.allclose(learner.log_alpha.exp(), torch.full((3,), 0.5))
-    assert all(g["eps"] == 1e-5 for opt in (learner.actor_opt, learner.critic_opt, learner.alpha_opt) for g in opt.param_groups)
+    assert all(
+        g["eps"] == 1e-5 for opt in (learner.actor_opt, learner.critic_opt, learner.alpha_opt) for g in opt.param_groups
+    )
     norms = []
     for opt in (learner.actor_opt, learner.critic_opt):  # the clipped norm, seen by the optimiser's step
-        opt.step = lambda *a, _o=opt, **k: norms.append(float(torch.linalg.vector_norm(torch.stack(
-            [torch.linalg.vector_norm(p.grad) for g in _o.param_groups for p in g["params"] if p.grad is not None]))))  # fmt: skip
-    batch = {"obs": torch.randn(8, 5), "actions": torch.rand(8, 2) * 2 - 1, "rewards": 100 * torch.randn(8),
-             "next_obs": torch.randn(8, 5), "terminated": torch.zeros(8, dtype=torch.bool),
-             "task_id": torch.tensor([0, 0, 1, 1, 2, 2, 2, 2])}  # fmt: skip
+        opt.step = lambda *a, _o=opt, **k: norms.append(
+            float(
+                torch.linalg.vector_norm(
+                    torch.stack(
+                        [
+                            torch.linalg.vector_norm(p.grad)
+                            for g in _o.param_groups
+                            for p in g["params"]
+                            if p.grad is not None
+                        ]
+                    )
+                )
+            )
+        )
+    batch = {
+        "obs": torch.randn(8, 5),
+        "actions": torch.rand(8, 2) * 2 - 1,
+        "rewards": 100 * torch.randn(8),
+        "next_obs": torch.randn(8, 5),
+        "terminated": torch.zeros(8, dtype=torch.bool),
+        "task_id": torch.tensor([0, 0, 1, 1, 2, 2, 2, 2]),
+    }
     learner.update(batch)
     assert len(norms) == 2 and all(n <= 1e-3 * (1 + 1e-4) for n in norms)
 
@@ -183,10 +224,20 @@ def test_a_metaworld_plus_config_trains_on_real_metaworld(tmp_path):
     from mtrl.run.trainer import train
     from tests.conftest import ROOT
 
-    cfg = load_config(ROOT / "configs/metaworld_plus/mt10_softmod.yaml", [
-        "rollout.workers=0", "rollout.steps_per_env=10", "sac.warmup_steps=100", "sac.batch_per_task=4",
-        "sac.replay_size=1000", "train.total_steps=300", "train.eval_every=null", "train.eval_episodes=0",
-        f"run_dir={tmp_path}"])  # fmt: skip
+    cfg = load_config(
+        ROOT / "configs/metaworld_plus/mt10_softmod.yaml",
+        [
+            "rollout.workers=0",
+            "rollout.steps_per_env=10",
+            "sac.warmup_steps=100",
+            "sac.batch_per_task=4",
+            "sac.replay_size=1000",
+            "train.total_steps=300",
+            "train.eval_every=null",
+            "train.eval_episodes=0",
+            f"run_dir={tmp_path}",
+        ],
+    )
     from mtrl.run.checkpoint import load_latest
 
     _, ckpt = load_latest(train(cfg))

@@ -53,7 +53,9 @@ def test_log_prob_matches_change_of_variables():
     a, logp = actor.sample(obs, task)
     mean, log_std = actor(obs, task)
     u = torch.atanh(a.double().clamp(-1 + 1e-12, 1 - 1e-12))
-    expected = Normal(mean.double(), log_std.double().exp()).log_prob(u).sum(-1) - torch.log1p(-a.double() ** 2).sum(-1)
+    expected = Normal(mean.double(), log_std.double().exp()).log_prob(u).sum(-1) - torch.log1p(-(a.double() ** 2)).sum(
+        -1
+    )
     torch.testing.assert_close(logp.double(), expected, atol=2e-3, rtol=1e-4)
 
 

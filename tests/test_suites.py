@@ -9,22 +9,33 @@ import numpy as np
 import pytest
 
 import mtrl
+from mtrl.collect.fragments import Collector
+from mtrl.env.suite import get_suite
 from mtrl.errors import MtrlError, UnknownNameError
 from mtrl.nn.policy import spec_for
 from mtrl.registry import SUITES
-from mtrl.collect.fragments import Collector
-from mtrl.env.suite import get_suite
 from tests.conftest import run_cli
 
 
 def test_builtin_suites_are_registered():
     names = mtrl.list_suites()
-    for n in ["toy-mt3", "minigrid-mt3", "minigrid-mt5", "minigrid-mt7", "metaworld-mt10", "metaworld-mt50",
-              "metaworld-mt1-reach-v3"]:  # fmt: skip
+    for n in [
+        "toy-mt3",
+        "minigrid-mt3",
+        "minigrid-mt5",
+        "minigrid-mt7",
+        "metaworld-mt10",
+        "metaworld-mt50",
+        "metaworld-mt1-reach-v3",
+    ]:
         assert n in names
     assert mtrl.get_suite("minigrid-mt5").tasks == (
-        "MiniGrid-DoorKey-6x6-v0", "MiniGrid-LavaGapS7-v0", "MiniGrid-RedBlueDoors-6x6-v0",
-        "MiniGrid-DistShift1-v0", "MiniGrid-MemoryS11-v0")  # fmt: skip
+        "MiniGrid-DoorKey-6x6-v0",
+        "MiniGrid-LavaGapS7-v0",
+        "MiniGrid-RedBlueDoors-6x6-v0",
+        "MiniGrid-DistShift1-v0",
+        "MiniGrid-MemoryS11-v0",
+    )
     assert mtrl.get_suite("minigrid-mt7").num_tasks == 7
 
 
@@ -68,8 +79,13 @@ def test_metaworld_mt10_builds_and_steps():
 
 def test_register_custom_suite_in_process():
     def factory():
-        return mtrl.TaskSuite("custom-one", ("cartpole",), lambda t, s: gym.make("CartPole-v1"),
-                              gym.spaces.Box(-np.inf, np.inf, (4,), np.float32), gym.spaces.Discrete(2))  # fmt: skip
+        return mtrl.TaskSuite(
+            "custom-one",
+            ("cartpole",),
+            lambda t, s: gym.make("CartPole-v1"),
+            gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
+            gym.spaces.Discrete(2),
+        )
 
     mtrl.register_suite("custom-one", factory, overwrite=True)
     env = mtrl.get_suite("custom-one").make_env(0, seed=0)
@@ -80,8 +96,13 @@ def test_register_custom_suite_in_process():
 
 
 def test_suite_rejects_a_mismatched_env():
-    suite = mtrl.TaskSuite("bad", ("x",), lambda t, s: gym.make("CartPole-v1"),
-                           gym.spaces.Box(0, 1, (3,), np.float32), gym.spaces.Discrete(2))  # fmt: skip
+    suite = mtrl.TaskSuite(
+        "bad",
+        ("x",),
+        lambda t, s: gym.make("CartPole-v1"),
+        gym.spaces.Box(0, 1, (3,), np.float32),
+        gym.spaces.Discrete(2),
+    )
     env = suite.make_env(0, 0)
     with pytest.raises(MtrlError, match=r"observation of shape \(4,\); the suite declares \(3,\)"):
         env.reset(seed=0)
@@ -101,13 +122,15 @@ def test_a_suite_factory_that_raises_is_one_line_naming_it():
 
 def test_third_party_suite_via_entry_point(tmp_path):
     """A package that only declares an `mtrl.suites` entry point shows up in `mtrl suites`."""
-    (tmp_path / "fakeplugin.py").write_text(textwrap.dedent("""
+    (tmp_path / "fakeplugin.py").write_text(
+        textwrap.dedent("""
         import gymnasium as gym, numpy as np, mtrl
         def register():
             mtrl.register_suite("fake-cartpole", lambda: mtrl.TaskSuite(
                 "fake-cartpole", ("cp",), lambda t, s: gym.make("CartPole-v1"),
                 gym.spaces.Box(-np.inf, np.inf, (4,), np.float32), gym.spaces.Discrete(2)))
-    """))
+    """)
+    )
     dist = tmp_path / "fakeplugin-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeplugin\nVersion: 0.1\n")
@@ -126,7 +149,9 @@ def test_metaworld_reward_version_reaches_the_env():
     from mtrl.env.vector import make_vector_env
 
     def rewards(version):
-        envs = make_vector_env(mtrl.get_suite("metaworld-mt1-reach-v3", version), [0], [3], "next_step", None, "gymnasium")
+        envs = make_vector_env(
+            mtrl.get_suite("metaworld-mt1-reach-v3", version), [0], [3], "next_step", None, "gymnasium"
+        )
         envs.reset(seed=[3])
         actions = np.random.default_rng(0).uniform(-1, 1, (5, 1, 4)).astype(np.float32)
         out = [float(envs.step(a)[1][0]) for a in actions]

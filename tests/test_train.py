@@ -9,9 +9,9 @@ import pytest
 import torch
 import yaml
 
-from mtrl.run.checkpoint import list_checkpoints, load_checkpoint, load_latest
 from mtrl.config import load_config
 from mtrl.errors import CheckpointError, MtrlError
+from mtrl.run.checkpoint import list_checkpoints, load_checkpoint, load_latest
 from mtrl.run.trainer import train
 from tests.conftest import ROOT, run_cli
 
@@ -96,8 +96,11 @@ def test_pickle_with_code_is_refused_and_never_runs(tmp_path):
 
 
 def test_truncated_newest_checkpoint_falls_back_to_previous(tmp_path, toy_overrides):
-    run = train(load_config(TOY, toy_overrides + ["train.total_steps=1500", "train.checkpoint_every=1",
-                                                  "rollout.steps_per_env=16"]))  # fmt: skip
+    run = train(
+        load_config(
+            TOY, toy_overrides + ["train.total_steps=1500", "train.checkpoint_every=1", "rollout.steps_per_env=16"]
+        )
+    )
     ckpts = list_checkpoints(run)
     ckpts[-1].write_bytes(ckpts[-1].read_bytes()[:100])
     path, data = load_latest(run)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import numpy as np
 import pytest
 import torch
 
 import mtrl
-from mtrl.config import load_config
-from mtrl.run.trainer import policy_spec, train
-from mtrl.nn.policy import build_policy
 from mtrl.collect.pool import WorkerPool
+from mtrl.config import load_config
+from mtrl.nn.policy import build_policy
+from mtrl.run.trainer import policy_spec, train
 from tests.conftest import ROOT, two_node_cluster
 
 pytest.importorskip("ray")
@@ -22,8 +21,16 @@ TOY = ROOT / "configs/toy_mtppo.yaml"
 
 
 def _fragment(workers: int, autoreset: str):
-    cfg = load_config(TOY, [f"rollout.workers={workers}", "rollout.num_envs=6", "rollout.steps_per_env=20",
-                            f"rollout.autoreset_mode={autoreset}", "ray.num_cpus=2"])  # fmt: skip
+    cfg = load_config(
+        TOY,
+        [
+            f"rollout.workers={workers}",
+            "rollout.num_envs=6",
+            "rollout.steps_per_env=20",
+            f"rollout.autoreset_mode={autoreset}",
+            "ray.num_cpus=2",
+        ],
+    )
     suite = mtrl.get_suite(cfg.env.suite)
     spec = policy_spec(cfg, suite)
     pool = WorkerPool(suite, spec, cfg, seed=0)
@@ -51,8 +58,19 @@ def test_ray_and_in_process_batches_agree_in_shape_and_tasks(autoreset):
 
 
 def test_training_with_two_pipelined_ray_workers(tmp_path):
-    run = train(load_config(TOY, [f"run_dir={tmp_path}", "rollout.workers=2", "rollout.pipeline=true", "train.total_steps=3000",
-                                  "train.checkpoint_every=1", "train.eval_episodes=2"]))  # fmt: skip
+    run = train(
+        load_config(
+            TOY,
+            [
+                f"run_dir={tmp_path}",
+                "rollout.workers=2",
+                "rollout.pipeline=true",
+                "train.total_steps=3000",
+                "train.checkpoint_every=1",
+                "train.eval_episodes=2",
+            ],
+        )
+    )
     from mtrl.run.checkpoint import load_latest
 
     _, ckpt = load_latest(run)
@@ -75,10 +93,24 @@ def test_training_on_a_two_node_cluster(tmp_path):
 
     with two_node_cluster() as (address, env):
         result = subprocess.run(
-            [sys.executable, "-m", "mtrl", "train", str(TOY), f"ray.address={address}", "rollout.workers=2",
-             "rollout.num_envs=6", "train.total_steps=1000", "train.eval_episodes=1", f"run_dir={tmp_path / 'run'}"],
-            env=env, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "mtrl",
+                "train",
+                str(TOY),
+                f"ray.address={address}",
+                "rollout.workers=2",
+                "rollout.num_envs=6",
+                "train.total_steps=1000",
+                "train.eval_episodes=1",
+                f"run_dir={tmp_path / 'run'}",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "2 rollout workers on 2 Ray node(s)" in result.stdout
 
@@ -86,8 +118,19 @@ def test_training_on_a_two_node_cluster(tmp_path):
 @pytest.mark.slow  # 24k steps through Ray: 1-4 min on 2 cores
 def test_pipelined_training_still_learns(tmp_path):
     """rollout.pipeline: batches come from weights one update old; PPO still solves the toy suite."""
-    run = train(load_config(TOY, [f"run_dir={tmp_path}", "rollout.workers=2", "rollout.pipeline=true",
-                                  "train.total_steps=24000", "train.eval_episodes=16", "ray.num_cpus=2"]))  # fmt: skip
+    run = train(
+        load_config(
+            TOY,
+            [
+                f"run_dir={tmp_path}",
+                "rollout.workers=2",
+                "rollout.pipeline=true",
+                "train.total_steps=24000",
+                "train.eval_episodes=16",
+                "ray.num_cpus=2",
+            ],
+        )
+    )
     import json
 
     result = json.loads((run / "eval.json").read_text())
@@ -102,8 +145,10 @@ def test_pipeline_needs_ray_workers():
 
 
 def test_ray_workers_run_whole_groups_with_the_learners_group_ids():
-    cfg = load_config(ROOT / "configs/minigrid_mt3_grpo.yaml", ["rollout.workers=2", "grpo.group_size=3", "ray.num_cpus=2",
-                                                                 "env.max_episode_steps=12"])  # fmt: skip
+    cfg = load_config(
+        ROOT / "configs/minigrid_mt3_grpo.yaml",
+        ["rollout.workers=2", "grpo.group_size=3", "ray.num_cpus=2", "env.max_episode_steps=12"],
+    )
     suite = mtrl.get_suite(cfg.env.suite)
     spec = policy_spec(cfg, suite)
     pool = WorkerPool(suite, spec, cfg, seed=0, collector="groups")
@@ -123,9 +168,22 @@ def test_ray_workers_run_whole_groups_with_the_learners_group_ids():
 
 
 def test_mt_grpo_training_with_two_ray_workers_on_minigrid(tmp_path):
-    run = train(load_config(ROOT / "configs/minigrid_mt3_mt_grpo.yaml", [
-        f"run_dir={tmp_path}", "rollout.workers=2", "grpo.group_size=2", "grpo.groups=3", "env.max_episode_steps=16",
-        "train.total_steps=400", "train.checkpoint_every=1", "train.eval_episodes=1", "ray.num_cpus=2"]))  # fmt: skip
+    run = train(
+        load_config(
+            ROOT / "configs/minigrid_mt3_mt_grpo.yaml",
+            [
+                f"run_dir={tmp_path}",
+                "rollout.workers=2",
+                "grpo.group_size=2",
+                "grpo.groups=3",
+                "env.max_episode_steps=16",
+                "train.total_steps=400",
+                "train.checkpoint_every=1",
+                "train.eval_episodes=1",
+                "ray.num_cpus=2",
+            ],
+        )
+    )
     from mtrl.run.checkpoint import load_latest
 
     _, ckpt = load_latest(run)
@@ -136,10 +194,24 @@ def test_mt_grpo_training_with_two_ray_workers_on_minigrid(tmp_path):
 @pytest.mark.slow  # 10 Meta-World envs on 2 Ray workers with MOORE networks: minutes on 2 cores
 def test_sac_on_metaworld_mt10_with_two_ray_workers_completes_evaluates_and_checkpoints(tmp_path):
     pytest.importorskip("metaworld")
-    run = train(load_config(ROOT / "configs/metaworld_mt10_moore_sac.yaml", [
-        f"run_dir={tmp_path}", "rollout.workers=2", "rollout.steps_per_env=5", "sac.warmup_steps=50",
-        "sac.batch_per_task=8", "sac.replay_size=1000", "env.max_episode_steps=10", "train.total_steps=200",
-        "train.checkpoint_every=1", "train.eval_episodes=1", "ray.num_cpus=2"]))  # fmt: skip
+    run = train(
+        load_config(
+            ROOT / "configs/metaworld_mt10_moore_sac.yaml",
+            [
+                f"run_dir={tmp_path}",
+                "rollout.workers=2",
+                "rollout.steps_per_env=5",
+                "sac.warmup_steps=50",
+                "sac.batch_per_task=8",
+                "sac.replay_size=1000",
+                "env.max_episode_steps=10",
+                "train.total_steps=200",
+                "train.checkpoint_every=1",
+                "train.eval_episodes=1",
+                "ray.num_cpus=2",
+            ],
+        )
+    )
     import json
 
     from mtrl.run.checkpoint import load_latest
@@ -148,7 +220,9 @@ def test_sac_on_metaworld_mt10_with_two_ray_workers_completes_evaluates_and_chec
     assert ckpt["env_steps"] >= 200 and ckpt["optimizer"]["log_alpha"].shape == (10,)
     assert ckpt["optimizer"]["updates"] > 0 and ckpt["spec"]["kind"] == "sac"
     result = json.loads((run / "eval.json").read_text())
-    assert len(result["tasks"]) == 10 and result["greedy"] and all(t["success_rate"] is not None for t in result["tasks"])
+    assert (
+        len(result["tasks"]) == 10 and result["greedy"] and all(t["success_rate"] is not None for t in result["tasks"])
+    )
 
 
 def test_metaworld_evaluation_on_two_ray_workers_matches_in_process_episode_for_episode():
@@ -158,8 +232,10 @@ def test_metaworld_evaluation_on_two_ray_workers_matches_in_process_episode_for_
     from mtrl.collect.episodes import run_chunks
     from mtrl.eval.evaluate import evaluate
 
-    cfg = load_config(ROOT / "configs/metaworld_mt10_mtsac.yaml", ["rollout.workers=2", "ray.num_cpus=2",
-                                                                  "env.max_episode_steps=60", "policy.hidden=32"])  # fmt: skip
+    cfg = load_config(
+        ROOT / "configs/metaworld_mt10_mtsac.yaml",
+        ["rollout.workers=2", "ray.num_cpus=2", "env.max_episode_steps=60", "policy.hidden=32"],
+    )
     suite = mtrl.get_suite(cfg.env.suite)
     spec = policy_spec(cfg, suite)
     torch.manual_seed(0)
@@ -176,8 +252,8 @@ def test_metaworld_evaluation_on_two_ray_workers_matches_in_process_episode_for_
     finally:
         torch.set_num_threads(threads)
     assert [t.task for t in remote.tasks] == list(suite.tasks)
-    for r, l in zip(remote.tasks, local.tasks):
-        assert (r.returns, r.successes, r.lengths) == (l.returns, l.successes, l.lengths), r.task
+    for r, here in zip(remote.tasks, local.tasks):
+        assert (r.returns, r.successes, r.lengths) == (here.returns, here.successes, here.lengths), r.task
         assert len(r.returns) == 3 and r.lengths == [60, 60, 60]
     assert len({round(x, 3) for t in remote.tasks for x in t.returns}) > 20  # real, differing episodes
 
@@ -199,7 +275,7 @@ def _listening() -> set[tuple[str, int]]:
             hexaddr, hexport = fields[1].split(":")
             raw = bytes.fromhex(hexaddr)
             # the kernel prints each 32-bit word in host (little-endian) order
-            packed = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            packed = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
             addr = ipaddress.ip_address(packed)
             if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
                 addr = addr.ipv4_mapped
@@ -213,8 +289,8 @@ def test_embedded_ray_listens_on_loopback_only_and_has_no_dashboard():
     workers still run tasks, at the driver's niceness (Ray alone would add 15)."""
     import ray
 
-    from mtrl.config.schema import RayConfig
     from mtrl.collect.ray import init_ray
+    from mtrl.config.schema import RayConfig
 
     before = _listening()
     _, started = init_ray(RayConfig(num_cpus=1), 1)

@@ -9,5 +9,10 @@ def register_builtins() -> None:
     from mtrl.algos.sac import SACAlgorithm
     from mtrl.registry import register_algo
 
-    for name, cls in (("ppo", PPOAlgorithm), ("grpo", GRPOAlgorithm), ("mt_grpo", MTGRPOAlgorithm), ("sac", SACAlgorithm)):
+    for name, cls in (
+        ("ppo", PPOAlgorithm),
+        ("grpo", GRPOAlgorithm),
+        ("mt_grpo", MTGRPOAlgorithm),
+        ("sac", SACAlgorithm),
+    ):
         register_algo(name, cls)

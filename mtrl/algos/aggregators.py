@@ -17,7 +17,12 @@ from typing import Any
 # name -> (torchjd class name, whether it takes num_tasks, default options, what it is)
 BUILTINS: dict[str, tuple[str, bool, dict[str, Any], str]] = {
     "mean": ("Mean", False, {}, "the mean of the task gradients"),
-    "upgrad": ("UPGrad", False, {}, "projects each task gradient onto the dual cone of all of them, then averages (Jacobian descent)"),
+    "upgrad": (
+        "UPGrad",
+        False,
+        {},
+        "projects each task gradient onto the dual cone of all of them, then averages (Jacobian descent)",
+    ),
     "mgda": ("MGDA", False, {}, "the minimum-norm point of the convex hull of the task gradients"),
     "pcgrad": ("PCGrad", False, {}, "projects each task gradient off the others it conflicts with, then averages"),
     "cagrad": ("CAGrad", False, {"c": 0.5}, "the mean gradient, moved to improve the worst task within radius c"),

@@ -44,8 +44,9 @@ class Algorithm(Protocol):
     policy_kind: ClassVar[str]  # "actor_critic" or "sac": which networks `mtrl.nn.policy.build_policy` makes
     greedy_eval: ClassVar[bool]  # evaluate with the most likely (mean) action when train.eval_greedy is null
 
-    def __init__(self, policy: nn.Module, cfg: Config, suite: TaskSuite, device: torch.device,
-                 guard: NonFiniteGuard) -> None: ...  # fmt: skip
+    def __init__(
+        self, policy: nn.Module, cfg: Config, suite: TaskSuite, device: torch.device, guard: NonFiniteGuard
+    ) -> None: ...
 
     @classmethod
     def check_config(cls, cfg: Config) -> None:
@@ -97,8 +98,13 @@ class NonFiniteGuard:
     def __init__(self, limit: int = 10) -> None:
         self.limit, self.skipped, self.streak = limit, 0, 0
 
-    def step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[torch.Tensor],
-             max_grad_norm: float | None = None) -> float | None:  # fmt: skip
+    def step(
+        self,
+        optimizer: torch.optim.Optimizer,
+        loss: torch.Tensor,
+        params: list[torch.Tensor],
+        max_grad_norm: float | None = None,
+    ) -> float | None:
         """zero_grad, backward, clip to `max_grad_norm` (None: no clip) and step; returns the gradient
         norm, or None when the step was skipped."""
         optimizer.zero_grad(set_to_none=True)
@@ -118,9 +124,11 @@ class NonFiniteGuard:
         self.skipped += 1
         self.streak += 1
         if self.streak >= self.limit:
-            raise MtrlError(f"{self.streak} optimiser steps in a row had a non-finite loss or gradient (training diverged; "
-                            "lower the learning rate, or raise train.max_nonfinite_updates); none of them reached the "
-                            "parameters")  # fmt: skip
+            raise MtrlError(
+                f"{self.streak} optimiser steps in a row had a non-finite loss or gradient (training diverged; "
+                "lower the learning rate, or raise train.max_nonfinite_updates); none of them reached the "
+                "parameters"
+            )
 
 
 def checked_iteration(it: Any, name: str, num_tasks: int) -> Iteration:
@@ -128,15 +136,19 @@ def checked_iteration(it: Any, name: str, num_tasks: int) -> Iteration:
     have one entry per task, or one line naming the algorithm and what was expected."""
 
     def bad(what: str) -> MtrlError:
-        return MtrlError(f"algorithm '{name}': learn() returned {what}; expected a mtrl.algos.base.Iteration with "
-                         f"int env_steps and env_errors, Episodes, dict losses and scalars, and task_steps and "
-                         f"task_abs_adv of shape ({num_tasks},)")  # fmt: skip
+        return MtrlError(
+            f"algorithm '{name}': learn() returned {what}; expected a mtrl.algos.base.Iteration with "
+            f"int env_steps and env_errors, Episodes, dict losses and scalars, and task_steps and "
+            f"task_abs_adv of shape ({num_tasks},)"
+        )
 
     if not isinstance(it, Iteration):
         raise bad(type(it).__name__)
     if not isinstance(it.episodes, Episodes) or not isinstance(it.losses, dict) or not isinstance(it.scalars, dict):
-        raise bad(f"an Iteration with episodes {type(it.episodes).__name__}, losses {type(it.losses).__name__}, "
-                  f"scalars {type(it.scalars).__name__}")  # fmt: skip
+        raise bad(
+            f"an Iteration with episodes {type(it.episodes).__name__}, losses {type(it.losses).__name__}, "
+            f"scalars {type(it.scalars).__name__}"
+        )
     for field in ("env_steps", "env_errors"):
         if isinstance(getattr(it, field), bool) or not isinstance(getattr(it, field), (int, np.integer)):
             raise bad(f"an Iteration with {field}={getattr(it, field)!r}")

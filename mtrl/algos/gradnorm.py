@@ -50,8 +50,11 @@ class GradNorm:
             self.w.mul_(self.k / self.w.sum())
 
     def state_dict(self) -> dict[str, Any]:
-        return {"w": self.w.detach().clone(), "optimizer": self.optimizer.state_dict(),
-                "initial": self.initial if self.initial is not None else torch.zeros(0)}  # fmt: skip
+        return {
+            "w": self.w.detach().clone(),
+            "optimizer": self.optimizer.state_dict(),
+            "initial": self.initial if self.initial is not None else torch.zeros(0),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with torch.no_grad():

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtrl.data.advantage import group_relative, task_normalize, zero_variance_groups
 from mtrl.algos.base import TensorBatch
+from mtrl.config import GRPOConfig, PPOConfig
+from mtrl.data.advantage import group_relative, task_normalize, zero_variance_groups
 from mtrl.data.batch import Episodes, Groups
 from mtrl.data.reduce import segment_mean
-from mtrl.config import GRPOConfig, PPOConfig
 
 
 @dataclass
@@ -58,10 +58,16 @@ def select_groups(groups: Groups, keep_ids: np.ndarray) -> Groups:
     keep_step = keep_ep[groups.episode]
     new_index = np.cumsum(keep_ep) - 1
     e = groups.episodes
-    return Groups(groups.obs[keep_step], groups.actions[keep_step], groups.logp[keep_step],
-                  new_index[groups.episode[keep_step]], groups.group[keep_ep],
-                  Episodes(e.task_id[keep_ep], e.ret[keep_ep], e.length[keep_ep], e.success[keep_ep]),
-                  groups.env_errors, groups.lost_steps)  # fmt: skip
+    return Groups(
+        groups.obs[keep_step],
+        groups.actions[keep_step],
+        groups.logp[keep_step],
+        new_index[groups.episode[keep_step]],
+        groups.group[keep_ep],
+        Episodes(e.task_id[keep_ep], e.ret[keep_ep], e.length[keep_ep], e.success[keep_ep]),
+        groups.env_errors,
+        groups.lost_steps,
+    )
 
 
 def make_group_batch(groups: Groups, kind: str, task_norm: bool, num_tasks: int, device: torch.device) -> GroupBatch:
@@ -84,7 +90,9 @@ def surrogate(policy: nn.Module, mb: GroupBatch, clip: float) -> tuple[torch.Ten
     return torch.min(ratio * mb.advantages, ratio.clamp(1 - clip, 1 + clip) * mb.advantages), dist
 
 
-def _task_terms(policy: nn.Module, mb: GroupBatch, task_weights: torch.Tensor, cfg: PPOConfig) -> tuple[torch.Tensor, ...]:
+def _task_terms(
+    policy: nn.Module, mb: GroupBatch, task_weights: torch.Tensor, cfg: PPOConfig
+) -> tuple[torch.Tensor, ...]:
     """(per-task mean surrogate [K], per-task mean entropy [K], the weights w_k of the tasks present
     in the minibatch, 0 for the others [K], which tasks are present [K])."""
     surr, dist = surrogate(policy, mb, cfg.clip)
@@ -94,7 +102,9 @@ def _task_terms(policy: nn.Module, mb: GroupBatch, task_weights: torch.Tensor, c
     return task_surr, entropy_t, task_weights * (count > 0), count > 0
 
 
-def grpo_loss(policy: nn.Module, mb: GroupBatch, task_weights: torch.Tensor, cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
+def grpo_loss(
+    policy: nn.Module, mb: GroupBatch, task_weights: torch.Tensor, cfg: PPOConfig
+) -> tuple[torch.Tensor, dict[str, float]]:
     """-sum_k w_k mean_k(surrogate) / sum_{k present} w_k - ent_coef * entropy (a pure function)."""
     task_surr, entropy_t, w, _ = _task_terms(policy, mb, task_weights, cfg)
     pg = -(w * task_surr).sum() / w.sum().clamp(min=1e-12)
@@ -102,8 +112,9 @@ def grpo_loss(policy: nn.Module, mb: GroupBatch, task_weights: torch.Tensor, cfg
     return pg - cfg.ent_coef * entropy, {"policy": pg.item(), "entropy": entropy.item()}
 
 
-def grpo_task_losses(policy: nn.Module, mb: GroupBatch, task_weights: torch.Tensor,
-                     cfg: PPOConfig) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:  # fmt: skip
+def grpo_task_losses(
+    policy: nn.Module, mb: GroupBatch, task_weights: torch.Tensor, cfg: PPOConfig
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """Task k's share of `grpo_loss`, w_k / sum w * (-mean_k surrogate - ent_coef * mean_k entropy),
     per task [K], and which tasks are present: what a gradient aggregator takes."""
     task_surr, entropy_t, w, present = _task_terms(policy, mb, task_weights, cfg)
@@ -113,10 +124,14 @@ def grpo_task_losses(policy: nn.Module, mb: GroupBatch, task_weights: torch.Tens
 
 
 @torch.no_grad()
-def task_surrogates(policy: nn.Module, batch: GroupBatch, cfg: PPOConfig, num_tasks: int, chunk: int = 8192) -> torch.Tensor:
+def task_surrogates(
+    policy: nn.Module, batch: GroupBatch, cfg: PPOConfig, num_tasks: int, chunk: int = 8192
+) -> torch.Tensor:
     """Each task's mean clipped surrogate on the whole batch [K] (0 for a task with no steps)."""
     device = batch.task_id.device
-    surr = [surrogate(policy, batch.index(torch.arange(start, min(start + chunk, len(batch)), device=device)), cfg.clip)[0]
-            for start in range(0, len(batch), chunk)]  # fmt: skip
+    surr = [
+        surrogate(policy, batch.index(torch.arange(start, min(start + chunk, len(batch)), device=device)), cfg.clip)[0]
+        for start in range(0, len(batch), chunk)
+    ]
     flat = torch.cat(surr).double() if surr else torch.zeros(0, dtype=torch.float64, device=device)
     return segment_mean(flat, batch.task_id, num_tasks)[0].float()

@@ -30,8 +30,14 @@ class PPOLearner:
     """Owns one Adam optimiser over `params`; `update` runs epochs x shuffled minibatches of a loss
     on one batch (PPO's policy loss, the separate critic's, or GRPO's)."""
 
-    def __init__(self, params: list[nn.Parameter], cfg: PPOConfig, guard: NonFiniteGuard | None = None,
-                 lr: float | None = None, grads: TaskGradients | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        params: list[nn.Parameter],
+        cfg: PPOConfig,
+        guard: NonFiniteGuard | None = None,
+        lr: float | None = None,
+        grads: TaskGradients | None = None,
+    ) -> None:
         self.params, self.cfg, self.grads = params, cfg, grads
         self.lr = cfg.lr if lr is None else lr
         self.guard = guard or NonFiniteGuard()
@@ -42,8 +48,15 @@ class PPOLearner:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr * frac
 
-    def update(self, batch: TensorBatch, loss_fn: LossFn, generator: torch.Generator, epochs: int | None = None,
-               plan: tuple[int, bool] | None = None, task_loss_fn: TaskLossFn | None = None) -> dict[str, float]:  # fmt: skip
+    def update(
+        self,
+        batch: TensorBatch,
+        loss_fn: LossFn,
+        generator: torch.Generator,
+        epochs: int | None = None,
+        plan: tuple[int, bool] | None = None,
+        task_loss_fn: TaskLossFn | None = None,
+    ) -> dict[str, float]:
         """Optimise `loss_fn(minibatch)` for `epochs` (default ppo.epochs) passes of minibatches
         `plan` = (size, keep the last partial one) (default `minibatch_plan`); returns the mean of
         each statistic over the steps taken. With an aggregator, `task_loss_fn(minibatch)` (the
@@ -58,7 +71,7 @@ class PPOLearner:
             # one full-batch step needs no shuffle (and leaves the generator's stream alone)
             perm = torch.randperm(n, generator=generator).to(batch.task_id.device) if size < n else None
             for start in range(0, n if keep_last else n - size + 1, size):
-                mb = batch if perm is None else batch.index(perm[start:start + size])
+                mb = batch if perm is None else batch.index(perm[start : start + size])
                 norm, stats = self._step(mb, loss_fn, task_loss_fn)
                 if norm is None:  # skipped: its statistics are not finite either
                     continue

@@ -11,9 +11,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mtrl.algos.grpo import (grpo_loss, grpo_task_losses, group_table, make_group_batch, outcome_kind, select_groups,
-                              task_surrogates)  # fmt: skip
 from mtrl.algos.base import Iteration, NonFiniteGuard, actor_parameters
+from mtrl.algos.grpo import (
+    group_table,
+    grpo_loss,
+    grpo_task_losses,
+    make_group_batch,
+    outcome_kind,
+    select_groups,
+    task_surrogates,
+)
 from mtrl.algos.learner import PPOLearner
 from mtrl.algos.multitask import TaskGradients, with_task_state, without_task_state
 from mtrl.algos.ppo import check_ppo_section
@@ -64,8 +71,12 @@ class TaskWeights:
         if kind == "return":  # normalise each task's return by the range seen so far
             lo = torch.full((k,), np.inf).scatter_reduce(0, task, value, "amin")
             hi = torch.full((k,), -np.inf).scatter_reduce(0, task, value, "amax")
-            self.ret_range = torch.stack([torch.minimum(self.ret_range[:, 0], lo), torch.maximum(self.ret_range[:, 1], hi)], 1)
-            value = (value - self.ret_range[task, 0]) / (self.ret_range[task, 1] - self.ret_range[task, 0]).clamp(min=1e-8)
+            self.ret_range = torch.stack(
+                [torch.minimum(self.ret_range[:, 0], lo), torch.maximum(self.ret_range[:, 1], hi)], 1
+            )
+            value = (value - self.ret_range[task, 0]) / (self.ret_range[task, 1] - self.ret_range[task, 0]).clamp(
+                min=1e-8
+            )
         mean, counts = segment_mean(value, task, k)
         self.score = torch.where(counts > 0, mean, self.score)
         return self.score
@@ -81,8 +92,12 @@ class TaskWeights:
         return True
 
     def state_dict(self) -> dict:
-        return {"xi": self.xi.detach().clone(), "optimizer": self.optimizer.state_dict(), "score": self.score,
-                "ret_range": self.ret_range}  # fmt: skip
+        return {
+            "xi": self.xi.detach().clone(),
+            "optimizer": self.optimizer.state_dict(),
+            "score": self.score,
+            "ret_range": self.ret_range,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         with torch.no_grad():
@@ -114,14 +129,17 @@ class GroupSampler:
         self.k, self.groups, self.rp, self.cfg = num_tasks, groups, ratio_preserving, cfg
         self.rho = np.zeros(num_tasks)  # EMA of each task's zero-variance group fraction
 
-    def gather(self, z: np.ndarray, gen: torch.Generator, kind: str, group_size: int,
-               task_probs: np.ndarray | None = None) -> Generator[GroupRequest, Groups, Gathered]:  # fmt: skip
+    def gather(
+        self, z: np.ndarray, gen: torch.Generator, kind: str, group_size: int, task_probs: np.ndarray | None = None
+    ) -> Generator[GroupRequest, Groups, Gathered]:
         """The sampling rounds, as a generator of `GroupRequest`s that is sent each round's groups
         and returns what was gathered. Plain GRPO with a curriculum draws the quotas from its
         `task_probs` instead of splitting evenly."""
 
         def draw(p: np.ndarray) -> np.ndarray:  # Multinomial(B, p) counts per task
-            return np.bincount(torch.multinomial(torch.as_tensor(p), self.groups, True, generator=gen).numpy(), minlength=self.k)
+            return np.bincount(
+                torch.multinomial(torch.as_tensor(p), self.groups, True, generator=gen).numpy(), minlength=self.k
+            )
 
         if self.rp:
             quota = draw(z)
@@ -177,8 +195,14 @@ class GRPOAlgorithm:
     greedy_eval = False
     multi = False  # MT-GRPO's task weights and ratio-preserving sampler
 
-    def __init__(self, policy: torch.nn.Module, cfg: Config, suite: TaskSuite, device: torch.device,
-                 guard: NonFiniteGuard | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        policy: torch.nn.Module,
+        cfg: Config,
+        suite: TaskSuite,
+        device: torch.device,
+        guard: NonFiniteGuard | None = None,
+    ) -> None:
         self.policy, self.cfg, self.tasks, self.device = policy, cfg, suite.tasks, device
         self.guard = guard or NonFiniteGuard()
         self.kind = outcome_kind(cfg.grpo, suite.reports_success)
@@ -194,8 +218,10 @@ class GRPOAlgorithm:
         if cfg.ppo.critic_update == "separate":
             raise ConfigError(f"ppo.critic_update=separate applies to algo=ppo only, got algo={cfg.algo} (critic-free)")
         if cfg.rollout.pipeline or cfg.env.backend != "gymnasium":
-            raise ConfigError(f"algo={cfg.algo} resets every env with its group's seed, which needs env.backend=gymnasium "
-                              "and rollout.pipeline=false")  # fmt: skip
+            raise ConfigError(
+                f"algo={cfg.algo} resets every env with its group's seed, which needs env.backend=gymnasium "
+                "and rollout.pipeline=false"
+            )
 
     def _z(self) -> torch.Tensor:
         k = len(self.tasks)
@@ -212,8 +238,14 @@ class GRPOAlgorithm:
             before = task_surrogates(self.policy, batch, self.cfg.ppo, k)
         w = z.to(self.device)
         self.grads.next_iteration()
-        losses = self.learner.update(batch, lambda mb: grpo_loss(self.policy, mb, w, self.cfg.ppo), gen, None, None,
-                                     lambda mb: grpo_task_losses(self.policy, mb, w, self.cfg.ppo))  # fmt: skip
+        losses = self.learner.update(
+            batch,
+            lambda mb: grpo_loss(self.policy, mb, w, self.cfg.ppo),
+            gen,
+            None,
+            None,
+            lambda mb: grpo_task_losses(self.policy, mb, w, self.cfg.ppo),
+        )
         scalars = {}
         with np.errstate(invalid="ignore", divide="ignore"):
             filtered = got.zero / got.generated
@@ -246,8 +278,11 @@ class GRPOAlgorithm:
         return self.weights.z().numpy() if self.multi else None
 
     def state_dict(self) -> dict:
-        state = {"optimizer": self.learner.optimizer.state_dict(), "task_weights": self.weights.state_dict(),
-                 "sampler": self.sampler.state_dict()}  # fmt: skip
+        state = {
+            "optimizer": self.learner.optimizer.state_dict(),
+            "task_weights": self.weights.state_dict(),
+            "sampler": self.sampler.state_dict(),
+        }
         return with_task_state(state, [self.grads])
 
     def load_state_dict(self, state: dict) -> None:
@@ -268,5 +303,7 @@ class MTGRPOAlgorithm(GRPOAlgorithm):
         super().check_config(cfg)
         name = cfg.curriculum.name
         if name is not None and name != "worst_task":
-            raise ConfigError(f"algo=mt_grpo samples tasks by its own weights z; curriculum.name={name} would override "
-                              "them (use worst_task, which follows z, or null)")  # fmt: skip
+            raise ConfigError(
+                f"algo=mt_grpo samples tasks by its own weights z; curriculum.name={name} would override "
+                "them (use worst_task, which follows z, or null)"
+            )

@@ -41,29 +41,43 @@ def make_aggregator(name: str, options: dict[str, Any], num_tasks: int) -> Any:
     try:
         agg = factory(num_tasks, **options)
     except TypeError as exc:
-        raise ConfigError(f"learner.aggregator_options {options}: aggregator '{name}' does not take them ({exc})") from None
+        raise ConfigError(
+            f"learner.aggregator_options {options}: aggregator '{name}' does not take them ({exc})"
+        ) from None
     except ImportError as exc:
-        raise ConfigError(f"learner.aggregator={name} needs more packages: pip install 'mtrl[aggregators]' ({exc})") from None
+        raise ConfigError(
+            f"learner.aggregator={name} needs more packages: pip install 'mtrl[aggregators]' ({exc})"
+        ) from None
     except MtrlError:
         raise
     except Exception as exc:  # a plug-in's factory: one line naming it, not a traceback
         first = (str(exc).strip().splitlines() or [""])[0]
         raise MtrlError(f"aggregator '{name}': its factory raised {type(exc).__name__}: {first}") from None
     if not callable(agg):
-        raise MtrlError(f"aggregator '{name}': its factory returned {type(agg).__name__}, expected a callable mapping a "
-                        "Jacobian [K, n] to a direction [n] (e.g. a torchjd Aggregator)")  # fmt: skip
+        raise MtrlError(
+            f"aggregator '{name}': its factory returned {type(agg).__name__}, expected a callable mapping a "
+            "Jacobian [K, n] to a direction [n] (e.g. a torchjd Aggregator)"
+        )
     return agg
 
 
 class TaskGradients:
     """The per-task gradient step of one optimiser, and the gradient diagnostics."""
 
-    def __init__(self, network: nn.Module, learner_cfg: Any, tasks: tuple[str, ...], guard: NonFiniteGuard,
-                 log_every: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        network: nn.Module,
+        learner_cfg: Any,
+        tasks: tuple[str, ...],
+        guard: NonFiniteGuard,
+        log_every: int | None = None,
+    ) -> None:
         """`network`: the part of the policy this optimiser trains (whose shared representations count)."""
         self.name, self.tasks, self.guard, self.log_every = learner_cfg.aggregator, tasks, guard, log_every
         self._iterations = 0
-        self.aggregator = None if self.name == "none" else make_aggregator(self.name, learner_cfg.aggregator_options, len(tasks))
+        self.aggregator = (
+            None if self.name == "none" else make_aggregator(self.name, learner_cfg.aggregator_options, len(tasks))
+        )
         self.modules = feature_modules(network)
         alpha = learner_cfg.gradnorm_alpha
         self.gradnorm = None if alpha is None else GradNorm(len(tasks), alpha, learner_cfg.gradnorm_lr)
@@ -138,8 +152,14 @@ class TaskGradients:
             for h in handles:
                 h.remove()
 
-    def _jacobian(self, grouped: TaskGroupedPass | None, losses: torch.Tensor, features: list[torch.Tensor],
-                  params: list[nn.Parameter], specific: bool = True) -> list[nn.Parameter]:  # fmt: skip
+    def _jacobian(
+        self,
+        grouped: TaskGroupedPass | None,
+        losses: torch.Tensor,
+        features: list[torch.Tensor],
+        params: list[nn.Parameter],
+        specific: bool = True,
+    ) -> list[nn.Parameter]:
         """.jac [K, *shape] on the shared parameters and .grad on the task-specific ones (unless not
         `specific`); returns the shared ones. From the grouped pass when the losses were computed
         grouped, else torchjd's mtl_backward followed by one backward pass of the mean over tasks
@@ -158,8 +178,15 @@ class TaskGradients:
             torch.autograd.backward(losses.mean(), inputs=rest)
         return shared
 
-    def step(self, optimizer: torch.optim.Optimizer, losses: torch.Tensor, present: torch.Tensor,
-             features: list[torch.Tensor], params: list[nn.Parameter], max_grad_norm: float | None) -> float | None:  # fmt: skip
+    def step(
+        self,
+        optimizer: torch.optim.Optimizer,
+        losses: torch.Tensor,
+        present: torch.Tensor,
+        features: list[torch.Tensor],
+        params: list[nn.Parameter],
+        max_grad_norm: float | None,
+    ) -> float | None:
         """One optimiser step on the per-task losses [K] (`present`: tasks with samples); returns
         the gradient norm, or None when the step was skipped (non-finite)."""
         optimizer.zero_grad(set_to_none=True)
@@ -207,8 +234,9 @@ class TaskGradients:
         self.guard.streak = 0
         return float(norm)
 
-    def measure(self, losses: torch.Tensor, present: torch.Tensor, features: list[torch.Tensor],
-                params: list[nn.Parameter]) -> None:  # fmt: skip
+    def measure(
+        self, losses: torch.Tensor, present: torch.Tensor, features: list[torch.Tensor], params: list[nn.Parameter]
+    ) -> None:
         """Diagnostics only (aggregator none): the task gradients of these losses, then no trace left."""
         grouped, self._pass = self._pass, None
         if bool(present.all()) and bool(torch.isfinite(losses).all()):
@@ -226,7 +254,12 @@ class TaskGradients:
             cos = (jac @ jac.T) / (norms[:, None] * norms[None, :]).clamp(min=1e-30)
             i, j = torch.triu_indices(k, k, 1)
             out = {f"grad/norm/{t}": float(n) for t, n in zip(self.tasks, norms)}
-            out.update({f"grad/cosine/{self.tasks[a]}/{self.tasks[b]}": float(cos[a, b]) for a, b in zip(i.tolist(), j.tolist())})
+            out.update(
+                {
+                    f"grad/cosine/{self.tasks[a]}/{self.tasks[b]}": float(cos[a, b])
+                    for a, b in zip(i.tolist(), j.tolist())
+                }
+            )
             out["grad/conflicting_fraction"] = float((cos[i, j] < 0).double().mean()) if len(i) else 0.0
             if weights is not None:
                 out.update({f"grad/weight/{t}": float(w) for t, w in zip(self.tasks, weights.detach().flatten())})

@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtrl.data.advantage import batch_normalize, gae, task_normalize
 from mtrl.algos.base import Iteration, NonFiniteGuard, TensorBatch, actor_parameters
 from mtrl.algos.learner import PPOLearner
 from mtrl.algos.multitask import TaskGradients, with_task_state, without_task_state
 from mtrl.collect.requests import FragmentRequest, Requests
 from mtrl.config import Config, PPOConfig
+from mtrl.data.advantage import batch_normalize, gae, task_normalize
 from mtrl.data.batch import Fragment
 from mtrl.data.reduce import per_task_means, segment_mean
 from mtrl.env.suite import TaskSuite
@@ -35,7 +35,9 @@ class PPOBatch(TensorBatch):
 
 
 @torch.no_grad()
-def fragment_values(policy: nn.Module, frag: Fragment, device: torch.device, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fragment_values(
+    policy: nn.Module, frag: Fragment, device: torch.device, chunk: int = 8192
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """V(s, c) for every step, for each truncation's final observation and after the last step,
     in large batched passes on the learner (the workers run the actor only).
 
@@ -45,8 +47,13 @@ def fragment_values(policy: nn.Module, frag: Fragment, device: torch.device, chu
 
     def v(obs: np.ndarray, task: np.ndarray) -> np.ndarray:
         # np.array copies: a fragment from Ray's object store is read-only, which torch warns about
-        out = [policy.value(torch.from_numpy(np.array(obs[i:i + chunk])).to(device),
-                            torch.from_numpy(np.array(task[i:i + chunk])).to(device)) for i in range(0, len(task), chunk)]  # fmt: skip
+        out = [
+            policy.value(
+                torch.from_numpy(np.array(obs[i : i + chunk])).to(device),
+                torch.from_numpy(np.array(task[i : i + chunk])).to(device),
+            )
+            for i in range(0, len(task), chunk)
+        ]
         return torch.cat(out).float().cpu().numpy() if out else np.zeros(0, np.float32)
 
     values = v(frag.obs.reshape(T * N, *frag.obs.shape[2:]), frag.task_id.reshape(-1)).reshape(T, N)
@@ -56,11 +63,15 @@ def fragment_values(policy: nn.Module, frag: Fragment, device: torch.device, chu
     return values, bootstrap, v(frag.last_obs, frag.last_task_id)
 
 
-def make_batch(frag: Fragment, policy: nn.Module, cfg: PPOConfig, num_tasks: int, device: torch.device) -> tuple[PPOBatch, np.ndarray]:
+def make_batch(
+    frag: Fragment, policy: nn.Module, cfg: PPOConfig, num_tasks: int, device: torch.device
+) -> tuple[PPOBatch, np.ndarray]:
     """Values on the learner, GAE on the time-major fragment, then drop invalid steps, then
     normalise advantages. Also returns each task's mean |GAE| before normalisation (for PLR)."""
     values, bootstrap, last_value = fragment_values(policy, frag, device)
-    adv, ret = gae(frag.rewards, values, last_value, frag.terminated, frag.truncated, bootstrap, cfg.gamma, cfg.gae_lambda)
+    adv, ret = gae(
+        frag.rewards, values, last_value, frag.terminated, frag.truncated, bootstrap, cfg.gamma, cfg.gae_lambda
+    )
     m = frag.valid
 
     def t(x: np.ndarray) -> torch.Tensor:
@@ -84,8 +95,10 @@ def _ppo_terms(policy: nn.Module, mb: PPOBatch, cfg: PPOConfig) -> tuple[list[to
     if cfg.critic_update == "joint":
         terms.append((policy.value(mb.obs, mb.task_id) - mb.returns).pow(2))
     with torch.no_grad():
-        stats = {"approx_kl": ((ratio - 1) - log_ratio).mean().item(),  # the low-variance k3 estimator
-                 "clipfrac": ((ratio - 1).abs() > cfg.clip).float().mean().item()}  # fmt: skip
+        stats = {
+            "approx_kl": ((ratio - 1) - log_ratio).mean().item(),  # the low-variance k3 estimator
+            "clipfrac": ((ratio - 1).abs() > cfg.clip).float().mean().item(),
+        }
     return terms, stats
 
 
@@ -111,7 +124,9 @@ def ppo_loss(policy: nn.Module, mb: PPOBatch, cfg: PPOConfig) -> tuple[torch.Ten
     return _combine(cfg, *means), _with_means(stats, means)
 
 
-def ppo_task_losses(policy: nn.Module, mb: PPOBatch, cfg: PPOConfig, num_tasks: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+def ppo_task_losses(
+    policy: nn.Module, mb: PPOBatch, cfg: PPOConfig, num_tasks: int
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """The same loss per task [K] (each term the mean over that task's samples), which tasks have
     samples [K], and the statistics: what a gradient aggregator takes (`learner.aggregator`)."""
     terms, stats = _ppo_terms(policy, mb, cfg)
@@ -126,7 +141,9 @@ def critic_loss(policy: nn.Module, mb: PPOBatch) -> tuple[torch.Tensor, dict[str
     return mse, {"critic_mse": mse.item()}
 
 
-def critic_task_losses(policy: nn.Module, mb: PPOBatch, num_tasks: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+def critic_task_losses(
+    policy: nn.Module, mb: PPOBatch, num_tasks: int
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """The separate critic's MSE per task [K], for a gradient aggregator."""
     err = (policy.value(mb.obs, mb.task_id) - mb.returns).pow(2)
     mse, count = segment_mean(err, mb.task_id, num_tasks)
@@ -143,12 +160,20 @@ class PPOAlgorithm:
     policy_kind = "actor_critic"
     greedy_eval = False  # sampled actions, as MOORE evaluates
 
-    def __init__(self, policy: nn.Module, cfg: Config, suite: TaskSuite, device: torch.device,
-                 guard: NonFiniteGuard | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        policy: nn.Module,
+        cfg: Config,
+        suite: TaskSuite,
+        device: torch.device,
+        guard: NonFiniteGuard | None = None,
+    ) -> None:
         self.policy, self.cfg, self.num_tasks, self.device = policy, cfg.ppo, suite.num_tasks, device
         guard = guard or NonFiniteGuard()
         separate = self.cfg.critic_update == "separate"
-        self.grads = TaskGradients(policy.actor if separate else policy, cfg.learner, suite.tasks, guard, cfg.train.log_grad_every)
+        self.grads = TaskGradients(
+            policy.actor if separate else policy, cfg.learner, suite.tasks, guard, cfg.train.log_grad_every
+        )
         self.critic_learner: PPOLearner | None = None
         if separate:  # two optimisers, as mushroom-rl's actor-critic agents
             critic = [p for name, p in policy.named_parameters() if name.startswith("critic.")]
@@ -175,17 +200,34 @@ class PPOAlgorithm:
         if self.critic_learner is not None:  # MOORE / mushroom-rl: fit V on the returns, then the policy
             learners.append(self.critic_learner)
             plan = (self.cfg.critic_minibatch_size or max(len(batch), 1), True)
-            fit = self.critic_learner.update(batch, lambda mb: critic_loss(self.policy, mb), gen, self.cfg.critic_epochs, plan,
-                                             lambda mb: critic_task_losses(self.policy, mb, k))  # fmt: skip
+            fit = self.critic_learner.update(
+                batch,
+                lambda mb: critic_loss(self.policy, mb),
+                gen,
+                self.cfg.critic_epochs,
+                plan,
+                lambda mb: critic_task_losses(self.policy, mb, k),
+            )
             losses = {key if key == "critic_mse" else f"critic_{key}": v for key, v in fit.items()}
-        losses.update(self.learner.update(batch, lambda mb: ppo_loss(self.policy, mb, self.cfg), gen, None, None,
-                                          lambda mb: ppo_task_losses(self.policy, mb, self.cfg, k)))  # fmt: skip
+        losses.update(
+            self.learner.update(
+                batch,
+                lambda mb: ppo_loss(self.policy, mb, self.cfg),
+                gen,
+                None,
+                None,
+                lambda mb: ppo_task_losses(self.policy, mb, self.cfg, k),
+            )
+        )
         task_steps = np.bincount(frag.task_id[frag.valid], minlength=k)
         # where the learner's time goes: values + GAE, and the optimiser steps
         scalars = {"perf/advantages_s": t2 - t1, "perf/update_s": time.perf_counter() - t2, **self.grads.report()}
-        faults = {"aggregator_fallbacks": sum(lr.grads.take_fallbacks() for lr in learners)} if self.grads.active else {}
-        return Iteration(frag.num_steps, frag.episodes, losses, int(frag.env_errors.sum()), scalars, task_steps, abs_adv,
-                         faults)  # fmt: skip
+        faults = (
+            {"aggregator_fallbacks": sum(lr.grads.take_fallbacks() for lr in learners)} if self.grads.active else {}
+        )
+        return Iteration(
+            frag.num_steps, frag.episodes, losses, int(frag.env_errors.sum()), scalars, task_steps, abs_adv, faults
+        )
 
     def set_progress(self, done: float) -> None:
         if self.cfg.anneal_lr:
@@ -219,8 +261,13 @@ def check_ppo_section(cfg: Config) -> None:
     keys only apply with ppo.critic_update=separate."""
     p = cfg.ppo
     if p.critic_update == "joint":
-        for key, value, default in (("critic_epochs", p.critic_epochs, 1), ("critic_minibatch_size", p.critic_minibatch_size, 0),
-                                    ("critic_lr", p.critic_lr, None)):  # fmt: skip
+        for key, value, default in (
+            ("critic_epochs", p.critic_epochs, 1),
+            ("critic_minibatch_size", p.critic_minibatch_size, 0),
+            ("critic_lr", p.critic_lr, None),
+        ):
             if value != default:
-                raise ConfigError(f"ppo.{key}={value} only applies with ppo.critic_update=separate (the joint update "
-                                  "trains the critic inside the policy minibatches)")  # fmt: skip
+                raise ConfigError(
+                    f"ppo.{key}={value} only applies with ppo.critic_update=separate (the joint update "
+                    "trains the critic inside the policy minibatches)"
+                )

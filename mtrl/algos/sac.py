@@ -17,12 +17,12 @@ from mtrl.algos.base import Iteration, NonFiniteGuard
 from mtrl.algos.multitask import TaskGradients, with_task_state, without_task_state
 from mtrl.algos.sac_learner import SACLearner
 from mtrl.collect.requests import FragmentRequest, Requests
-from mtrl.data.batch import Fragment
 from mtrl.config import Config
-from mtrl.errors import MtrlError
-from mtrl.nn.sac import SACPolicy
+from mtrl.data.batch import Fragment
 from mtrl.data.replay import TaskReplay
 from mtrl.env.suite import TaskSuite
+from mtrl.errors import MtrlError
+from mtrl.nn.sac import SACPolicy
 
 
 def fragment_transitions(frag: Fragment) -> dict[str, np.ndarray]:
@@ -34,8 +34,14 @@ def fragment_transitions(frag: Fragment) -> dict[str, np.ndarray]:
     if len(frag.trunc_idx):
         next_obs[frag.trunc_idx[:, 0], frag.trunc_idx[:, 1]] = frag.trunc_obs
     m = frag.valid
-    return {"task_id": frag.task_id[m], "obs": frag.obs[m], "actions": frag.actions[m], "rewards": frag.rewards[m],
-            "next_obs": next_obs[m], "terminated": frag.terminated[m]}  # fmt: skip
+    return {
+        "task_id": frag.task_id[m],
+        "obs": frag.obs[m],
+        "actions": frag.actions[m],
+        "rewards": frag.rewards[m],
+        "next_obs": next_obs[m],
+        "terminated": frag.terminated[m],
+    }
 
 
 class SACAlgorithm:
@@ -50,22 +56,48 @@ class SACAlgorithm:
     policy_kind = "sac"
     greedy_eval = True  # the deterministic (mean) action, as MOORE and Meta-World report SAC
 
-    def __init__(self, policy: SACPolicy, cfg: Config, suite: TaskSuite, device: torch.device,
-                 guard: NonFiniteGuard | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        policy: SACPolicy,
+        cfg: Config,
+        suite: TaskSuite,
+        device: torch.device,
+        guard: NonFiniteGuard | None = None,
+    ) -> None:
         space = suite.action_space
         if not isinstance(space, gym.spaces.Box) or not (np.all(space.low == -1) and np.all(space.high == 1)):
-            raise MtrlError(f"algo=sac needs continuous actions in [-1, 1] (tanh-squashed); suite '{suite.name}' has {space}")
+            raise MtrlError(
+                f"algo=sac needs continuous actions in [-1, 1] (tanh-squashed); suite '{suite.name}' has {space}"
+            )
         self.policy, self.cfg, self.sac, self.device, self.tasks = policy, cfg, cfg.sac, device, suite.tasks
         k, act_dim = suite.num_tasks, int(np.prod(space.shape))
         s = cfg.sac
         guard = guard or NonFiniteGuard()
-        self.grads = [TaskGradients(net, cfg.learner, suite.tasks, guard, log) for net, log in
-                      ((policy.actor, cfg.train.log_grad_every), (policy.critic, None))]  # fmt: skip
-        self.learner = SACLearner(policy.actor, policy.critic, k, act_dim, s.actor_lr, s.critic_lr, s.alpha_lr, s.gamma, s.tau,
-                                  guard, *self.grads, init_temperature=s.init_temperature, max_grad_norm=s.max_grad_norm,
-                                  adam_eps=s.adam_eps, weight_tasks=s.task_loss_weights)  # fmt: skip
+        self.grads = [
+            TaskGradients(net, cfg.learner, suite.tasks, guard, log)
+            for net, log in ((policy.actor, cfg.train.log_grad_every), (policy.critic, None))
+        ]
+        self.learner = SACLearner(
+            policy.actor,
+            policy.critic,
+            k,
+            act_dim,
+            s.actor_lr,
+            s.critic_lr,
+            s.alpha_lr,
+            s.gamma,
+            s.tau,
+            guard,
+            *self.grads,
+            init_temperature=s.init_temperature,
+            max_grad_norm=s.max_grad_norm,
+            adam_eps=s.adam_eps,
+            weight_tasks=s.task_loss_weights,
+        )
         obs_space = suite.observation_space
-        self.replay = TaskReplay(k, s.replay_size, obs_space.shape, obs_space.dtype, act_dim, int(s.replay_memory_gb * 2**30))
+        self.replay = TaskReplay(
+            k, s.replay_size, obs_space.shape, obs_space.dtype, act_dim, int(s.replay_memory_gb * 2**30)
+        )
         self.rng = np.random.default_rng(cfg.seed)
         self.steps, self.updates, self._owed = 0, 0, 0.0
 
@@ -86,7 +118,10 @@ class SACAlgorithm:
             self._owed += frag.valid.shape[0] * self.sac.updates_per_step
             n, self._owed = int(self._owed), self._owed - int(self._owed)
             for _ in range(n):
-                batch = {key: torch.as_tensor(v).to(self.device) for key, v in self.replay.sample(self.sac.batch_per_task, self.rng).items()}
+                batch = {
+                    key: torch.as_tensor(v).to(self.device)
+                    for key, v in self.replay.sample(self.sac.batch_per_task, self.rng).items()
+                }
                 for key, v in self.learner.update(batch).items():
                     totals[key] = totals.get(key, 0.0) + v / n
             self.updates += n
@@ -98,8 +133,16 @@ class SACAlgorithm:
         faults = {"aggregator_fallbacks": sum(g.take_fallbacks() for g in self.grads)} if self.grads[0].active else {}
         if self.learner.loss_guards:  # PaCo's mask-out and w-reset events (faults/masked_tasks, faults/w_resets)
             faults.update(self.learner.take_guard_events())
-        return Iteration(frag.num_steps, frag.episodes, totals, int(frag.env_errors.sum()), scalars,
-                         np.bincount(tr["task_id"], minlength=k), np.full(k, np.nan), faults)  # fmt: skip
+        return Iteration(
+            frag.num_steps,
+            frag.episodes,
+            totals,
+            int(frag.env_errors.sum()),
+            scalars,
+            np.bincount(tr["task_id"], minlength=k),
+            np.full(k, np.nan),
+            faults,
+        )
 
     def set_progress(self, done: float) -> None:
         pass  # SAC keeps its learning rates
@@ -109,8 +152,14 @@ class SACAlgorithm:
 
     def state_dict(self) -> dict:
         replay = self.replay.state_dict() if self.sac.checkpoint_replay else None
-        state = {**self.learner.state_dict(), "steps": self.steps, "updates": self.updates, "owed": self._owed,
-                 "rng": json.dumps(self.rng.bit_generator.state), "replay": replay}  # fmt: skip
+        state = {
+            **self.learner.state_dict(),
+            "steps": self.steps,
+            "updates": self.updates,
+            "owed": self._owed,
+            "rng": json.dumps(self.rng.bit_generator.state),
+            "replay": replay,
+        }
         return with_task_state(state, self.grads)
 
     def load_state_dict(self, state: dict) -> None:

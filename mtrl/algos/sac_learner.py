@@ -21,14 +21,17 @@ from mtrl.data.reduce import segment_mean
 from mtrl.nn.sac import SACActor, TwinQ
 
 
-def alpha_loss(log_alpha: torch.Tensor, logp: torch.Tensor, task_id: torch.Tensor, target_entropy: float) -> torch.Tensor:
+def alpha_loss(
+    log_alpha: torch.Tensor, logp: torch.Tensor, task_id: torch.Tensor, target_entropy: float
+) -> torch.Tensor:
     """-mean(log_alpha[c] * (log pi + target).detach()), target = -|A|: each sample moves only
     its own task's temperature, so no gradient crosses tasks."""
     return -(log_alpha[task_id] * (logp + target_entropy).detach()).mean()
 
 
-def _critic_errors(critic: TwinQ, target: TwinQ, actor: SACActor, alpha: torch.Tensor, batch: dict[str, torch.Tensor],
-                   gamma: float) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def _critic_errors(
+    critic: TwinQ, target: TwinQ, actor: SACActor, alpha: torch.Tensor, batch: dict[str, torch.Tensor], gamma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Both critics' squared soft Bellman errors per sample, y = r + gamma (1 - term) (min Q'(s', a') - alpha_c log pi(a'|s'))."""
     obs, act, task = batch["obs"], batch["actions"], batch["task_id"]
     with torch.no_grad():
@@ -41,35 +44,50 @@ def _critic_errors(critic: TwinQ, target: TwinQ, actor: SACActor, alpha: torch.T
     return w * (q1 - y).pow(2), w * (q2 - y).pow(2)
 
 
-def critic_loss(critic: TwinQ, target: TwinQ, actor: SACActor, alpha: torch.Tensor, batch: dict[str, torch.Tensor],
-                gamma: float) -> torch.Tensor:  # fmt: skip
+def critic_loss(
+    critic: TwinQ, target: TwinQ, actor: SACActor, alpha: torch.Tensor, batch: dict[str, torch.Tensor], gamma: float
+) -> torch.Tensor:
     """Soft Bellman error of both critics, each a mean over the samples."""
     e1, e2 = _critic_errors(critic, target, actor, alpha, batch, gamma)
     return 0.5 * (e1.mean() + e2.mean())
 
 
-def critic_task_losses(critic: TwinQ, target: TwinQ, actor: SACActor, alpha: torch.Tensor, batch: dict[str, torch.Tensor],
-                       gamma: float, num_tasks: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def critic_task_losses(
+    critic: TwinQ,
+    target: TwinQ,
+    actor: SACActor,
+    alpha: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+    gamma: float,
+    num_tasks: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The same per task [K] (means over each task's samples), and which tasks have samples."""
-    (m1, count), (m2, _) = (segment_mean(e, batch["task_id"], num_tasks) for e in _critic_errors(critic, target, actor, alpha, batch, gamma))
+    (m1, count), (m2, _) = (
+        segment_mean(e, batch["task_id"], num_tasks) for e in _critic_errors(critic, target, actor, alpha, batch, gamma)
+    )
     return 0.5 * (m1 + m2), count > 0
 
 
-def _actor_terms(actor: SACActor, critic: TwinQ, alpha: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _actor_terms(
+    actor: SACActor, critic: TwinQ, alpha: torch.Tensor, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """alpha_c log pi(a|s) - min Q(s, a) per sample, with a reparameterised a; and log pi."""
     act, logp = actor.sample(batch["obs"], batch["task_id"])
     q1, q2 = critic(batch["obs"], act, batch["task_id"])
     return batch.get("weight", 1.0) * (alpha[batch["task_id"]] * logp - torch.min(q1, q2)), logp
 
 
-def actor_loss(actor: SACActor, critic: TwinQ, alpha: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def actor_loss(
+    actor: SACActor, critic: TwinQ, alpha: torch.Tensor, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """mean(alpha_c log pi(a|s) - min Q(s, a)); also returns log pi."""
     terms, logp = _actor_terms(actor, critic, alpha, batch)
     return terms.mean(), logp
 
 
-def actor_task_losses(actor: SACActor, critic: TwinQ, alpha: torch.Tensor, batch: dict[str, torch.Tensor],
-                      num_tasks: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+def actor_task_losses(
+    actor: SACActor, critic: TwinQ, alpha: torch.Tensor, batch: dict[str, torch.Tensor], num_tasks: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The actor's loss per task [K], which tasks have samples, and log pi."""
     terms, logp = _actor_terms(actor, critic, alpha, batch)
     mean, count = segment_mean(terms, batch["task_id"], num_tasks)
@@ -93,11 +111,26 @@ def polyak(target: nn.Module, online: nn.Module, tau: float) -> None:
 class SACLearner:
     """Actor, twin critics, their targets and the per-task log-temperatures, with their optimisers."""
 
-    def __init__(self, actor: SACActor, critic: TwinQ, num_tasks: int, action_dim: int, actor_lr: float = 3e-4,
-                 critic_lr: float = 3e-4, alpha_lr: float = 1e-4, gamma: float = 0.99, tau: float = 0.005,
-                 guard: NonFiniteGuard | None = None, actor_grads: TaskGradients | None = None,
-                 critic_grads: TaskGradients | None = None, *, init_temperature: float = 1.0,
-                 max_grad_norm: float | None = None, adam_eps: float = 1e-8, weight_tasks: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        actor: SACActor,
+        critic: TwinQ,
+        num_tasks: int,
+        action_dim: int,
+        actor_lr: float = 3e-4,
+        critic_lr: float = 3e-4,
+        alpha_lr: float = 1e-4,
+        gamma: float = 0.99,
+        tau: float = 0.005,
+        guard: NonFiniteGuard | None = None,
+        actor_grads: TaskGradients | None = None,
+        critic_grads: TaskGradients | None = None,
+        *,
+        init_temperature: float = 1.0,
+        max_grad_norm: float | None = None,
+        adam_eps: float = 1e-8,
+        weight_tasks: bool = False,
+    ) -> None:
         self.actor, self.critic, self.gamma, self.tau, self.num_tasks = actor, critic, gamma, tau, num_tasks
         self.clip, self.weight_tasks = max_grad_norm, weight_tasks
         self.guard = guard or NonFiniteGuard()
@@ -107,7 +140,9 @@ class SACLearner:
         self.log_alpha = torch.full((num_tasks,), math.log(init_temperature), device=device, requires_grad=True)
         self.target_entropy = -float(action_dim)
         # networks with a per-task loss guard (PaCo: `extreme_tasks`, `reset_tasks`), and its events
-        self.loss_guards = [m for m in (*actor.modules(), *critic.modules()) if callable(getattr(m, "extreme_tasks", None))]
+        self.loss_guards = [
+            m for m in (*actor.modules(), *critic.modules()) if callable(getattr(m, "extreme_tasks", None))
+        ]
         self.guard_events = {"masked_tasks": 0, "w_resets": 0}
         self.actor_opt = torch.optim.Adam(actor.parameters(), lr=actor_lr, eps=adam_eps)
         self.critic_opt = torch.optim.Adam(critic.parameters(), lr=critic_lr, eps=adam_eps)
@@ -121,15 +156,23 @@ class SACLearner:
         args = (self.critic, self.target, self.actor, alpha, batch, self.gamma)
         extreme = None  # with a loss guard: the tasks masked out of this step (PaCo, Sun et al. 2022 sec. 4.3)
         if self.critic_grads is not None and self.critic_grads.active:
-            (losses, present), features = self.critic_grads.evaluate(lambda: critic_task_losses(*args, self.num_tasks),
-                                                                     batch["task_id"])  # fmt: skip
+            (losses, present), features = self.critic_grads.evaluate(
+                lambda: critic_task_losses(*args, self.num_tasks), batch["task_id"]
+            )
             extreme = self._extreme(losses)
-            self.critic_grads.step(self.critic_opt, losses, present & ~extreme, features, list(self.critic.parameters()), self.clip)
+            self.critic_grads.step(
+                self.critic_opt, losses, present & ~extreme, features, list(self.critic.parameters()), self.clip
+            )
             q_loss = losses[present].mean()
         elif self.loss_guards:
             losses, present = critic_task_losses(*args, self.num_tasks)
             extreme = self._extreme(losses)
-            self.guard.step(self.critic_opt, self._masked_mean(losses, present & ~extreme), list(self.critic.parameters()), self.clip)
+            self.guard.step(
+                self.critic_opt,
+                self._masked_mean(losses, present & ~extreme),
+                list(self.critic.parameters()),
+                self.clip,
+            )
             q_loss = losses[present].mean()
         else:
             q_loss = critic_loss(*args)
@@ -140,8 +183,9 @@ class SACLearner:
         per_task = grads if grads is not None and (grads.active or grads.diagnose) else None
         if per_task is not None or masked:
             actor_losses = lambda: actor_task_losses(self.actor, self.critic, alpha, batch, self.num_tasks)  # noqa: E731
-            (losses, present, logp), features = (per_task.evaluate(actor_losses, batch["task_id"]) if per_task is not None
-                                                 else (actor_losses(), []))  # fmt: skip
+            (losses, present, logp), features = (
+                per_task.evaluate(actor_losses, batch["task_id"]) if per_task is not None else (actor_losses(), [])
+            )
             if masked:
                 present = present & ~extreme
         if grads is not None and grads.active:
@@ -162,8 +206,13 @@ class SACLearner:
         if masked:  # PaCo's w-reset of the masked tasks, in every guarded network
             self.guard_events["masked_tasks"] += int(extreme.sum())
             self.guard_events["w_resets"] += sum(m.reset_tasks(extreme) for m in self.loss_guards)
-        return {"critic": q_loss.item(), "actor": pi_loss.item(), "alpha_loss": a_loss.item(),
-                "entropy": -logp.mean().item(), "alpha_mean": alpha.mean().item()}  # fmt: skip
+        return {
+            "critic": q_loss.item(),
+            "actor": pi_loss.item(),
+            "alpha_loss": a_loss.item(),
+            "entropy": -logp.mean().item(),
+            "alpha_mean": alpha.mean().item(),
+        }
 
     def _extreme(self, task_losses: torch.Tensor) -> torch.Tensor:
         """[K] bool: the tasks any loss guard masks out (none without guards)."""
@@ -183,9 +232,13 @@ class SACLearner:
         return events
 
     def state_dict(self) -> dict:
-        return {"target": self.target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
-                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-                "alpha_opt": self.alpha_opt.state_dict()}  # fmt: skip
+        return {
+            "target": self.target.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "alpha_opt": self.alpha_opt.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.target.load_state_dict(state["target"])

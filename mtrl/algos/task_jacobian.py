@@ -65,8 +65,11 @@ class TaskGroupedPass:
         views = self.views.get(module)
         if views is None:  # one view per parameter, shared by every call of the module in this step; a view
             # (not a copy) so that an ordinary backward of these losses still reaches the parameter
-            views = {name: p.unsqueeze(0).expand(self.groups.k, *p.shape)
-                     for name, p in module.named_parameters() if p.requires_grad}  # fmt: skip
+            views = {
+                name: p.unsqueeze(0).expand(self.groups.k, *p.shape)
+                for name, p in module.named_parameters()
+                if p.requires_grad
+            }
             self.views[module] = views
         grouped = [self.groups.group(a) for a in args]
         # the module's own batched forward where it defines one (e.g. conv experts; None counts as none)
@@ -74,17 +77,23 @@ class TaskGroupedPass:
         try:
             if own is None:
                 wrapped = self.plain[module]
-                out = vmap(lambda v, *a: functional_call(wrapped, {f"module.{n}": t for n, t in v.items()}, a))(views, *grouped)
+                out = vmap(lambda v, *a: functional_call(wrapped, {f"module.{n}": t for n, t in v.items()}, a))(
+                    views, *grouped
+                )
             else:
                 out = own(views, *grouped)
-        except RuntimeError as exc:  # e.g. data-dependent control flow under vmap; a real error recurs on the plain path
+        except (
+            RuntimeError
+        ) as exc:  # e.g. data-dependent control flow under vmap; a real error recurs on the plain path
             raise Ungroupable(type(module).__name__) from exc
         if own is None and not isinstance(out, torch.Tensor):
             raise Ungroupable(type(module).__name__)
         if own is not None and (not isinstance(out, torch.Tensor) or out.shape[:2] != (self.groups.k, self.groups.m)):
             shown = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise MtrlError(f"{type(module).__name__}.forward_per_task returned {shown}; expected a tensor "
-                            f"[{self.groups.k} tasks, {self.groups.m} rows per task, ...]")  # fmt: skip
+            raise MtrlError(
+                f"{type(module).__name__}.forward_per_task returned {shown}; expected a tensor "
+                f"[{self.groups.k} tasks, {self.groups.m} rows per task, ...]"
+            )
         return self.groups.ungroup(out)
 
     @contextlib.contextmanager
@@ -109,10 +118,10 @@ class TaskGroupedPass:
         shared = [p for p in params if id(p) in where]
         rest = [p for p in params if id(p) not in where and p.requires_grad]
         grads = torch.autograd.grad(losses.sum(), [where[id(p)] for p in shared] + rest, allow_unused=True)
-        for p, g in zip(rest, grads[len(shared):]):
+        for p, g in zip(rest, grads[len(shared) :]):
             p.grad = None if g is None else g / len(losses)
         out = []
-        for p, g in zip(shared, grads[:len(shared)]):
+        for p, g in zip(shared, grads[: len(shared)]):
             if g is not None:
                 p.jac = g  # type: ignore[attr-defined]
                 out.append(p)

@@ -19,7 +19,9 @@ def run_chunks(policy: nn.Module, suite: TaskSuite, work: list, greedy: bool, ma
     device = next(policy.parameters()).device
     outs = []
     with torch.random.fork_rng(devices=[]):
-        for tasks, seeds, torch_seed in tqdm(work, desc="eval", unit="chunk", disable=None, leave=False, file=sys.stderr):
+        for tasks, seeds, torch_seed in tqdm(
+            work, desc="eval", unit="chunk", disable=None, leave=False, file=sys.stderr
+        ):
             torch.manual_seed(int(np.random.SeedSequence(torch_seed).generate_state(1)[0]))
             outs.append(run_episodes(policy, suite, tasks, seeds, greedy, max_episode_steps, device))
     return outs
@@ -30,9 +32,16 @@ def split_work(work: list, parts: int) -> list[list]:
     return [[work[i] for i in idx] for idx in np.array_split(np.arange(len(work)), parts) if len(idx)]
 
 
-def run_episodes(policy: nn.Module, suite: TaskSuite, tasks: Sequence[int], seeds: Sequence[int], greedy: bool,
-                 max_episode_steps: int | None, device: torch.device,
-                 render: Callable[[int, gym.Env], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def run_episodes(
+    policy: nn.Module,
+    suite: TaskSuite,
+    tasks: Sequence[int],
+    seeds: Sequence[int],
+    greedy: bool,
+    max_episode_steps: int | None,
+    device: torch.device,
+    render: Callable[[int, gym.Env], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run one episode in each of len(tasks) fresh envs (task tasks[i], reset seed seeds[i]),
     stepping only the envs whose episode is still running (a vector env would step all of them
     until the longest episode ends) and batching the policy over them. `render(i, env)` is
@@ -50,8 +59,11 @@ def run_episodes(policy: nn.Module, suite: TaskSuite, tasks: Sequence[int], seed
         ret, length, success = np.zeros(n), np.zeros(n), np.zeros(n, np.float32)
         while live.any():
             idx = np.flatnonzero(live)
-            action, _ = policy.act(torch.as_tensor(np.stack([obs[i] for i in idx]), device=device),
-                                   task_ids[torch.as_tensor(idx, device=device)], greedy=greedy)  # fmt: skip
+            action, _ = policy.act(
+                torch.as_tensor(np.stack([obs[i] for i in idx]), device=device),
+                task_ids[torch.as_tensor(idx, device=device)],
+                greedy=greedy,
+            )
             for i, a in zip(idx, env_actions(suite.action_space, action.cpu().numpy())):
                 o, rew, term, trunc, info = envs[i].step(a)
                 obs[i] = o["obs"]

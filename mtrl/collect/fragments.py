@@ -14,13 +14,12 @@ import numpy as np
 import torch
 
 from mtrl.data.batch import Episodes, Fragment
-from mtrl.env.vector import step_flag
-from mtrl.nn.weights import load_actor_weights
-from mtrl.nn.network import PolicySpec
-from mtrl.nn.policy import build_policy
 from mtrl.env.slot_state import restore_slots, slots_state
 from mtrl.env.suite import TaskSuite, env_actions
-from mtrl.env.vector import make_vector_env
+from mtrl.env.vector import make_vector_env, step_flag
+from mtrl.nn.network import PolicySpec
+from mtrl.nn.policy import build_policy
+from mtrl.nn.weights import load_actor_weights
 
 
 class Collector:
@@ -87,8 +86,14 @@ class Collector:
         Tensors, numbers and strings only, for a weights_only checkpoint."""
         if not self.restorable:
             raise ValueError("only gymnasium-backend collectors can be saved (envpool's C++ envs cannot)")
-        arrays = {**slots_state(self.envs), "pending_reset": self._pending_reset, "ep_ret": self._ep_ret,
-                  "ep_len": self._ep_len, "ep_success": self._ep_success, "task_id": np.asarray(self.obs["task_id"])}  # fmt: skip
+        arrays = {
+            **slots_state(self.envs),
+            "pending_reset": self._pending_reset,
+            "ep_ret": self._ep_ret,
+            "ep_len": self._ep_len,
+            "ep_success": self._ep_success,
+            "task_id": np.asarray(self.obs["task_id"]),
+        }
         if self.task_probs is not None:
             arrays["task_probs"] = self.task_probs
         state: dict[str, Any] = {k: torch.as_tensor(np.array(v, copy=True)) for k, v in arrays.items()}
@@ -103,7 +108,10 @@ class Collector:
         tasks = arrays["task_id"] if self.task_probs is not None else None
         obs = restore_slots(self.envs, arrays, tasks)
         self._fresh = False  # saved at a fragment boundary: the next fragment resets as it would have
-        self.obs = {"obs": np.stack([o["obs"] for o in obs]), "task_id": np.array([o["task_id"] for o in obs], np.int64)}
+        self.obs = {
+            "obs": np.stack([o["obs"] for o in obs]),
+            "task_id": np.array([o["task_id"] for o in obs], np.int64),
+        }
         self._pending_reset = arrays["pending_reset"].copy()
         self._ep_ret, self._ep_len, self._ep_success = (arrays[k].copy() for k in ("ep_ret", "ep_len", "ep_success"))
         self._rng.bit_generator.state = json.loads(state["rng"])
@@ -154,11 +162,21 @@ class Collector:
             self._pending_reset = (term | trunc) & (not self.same_step)
             self.obs = next_obs
         return Fragment(
-            buf_obs, buf_task, buf_act, logp, rewards, terminated, truncated, valid,
+            buf_obs,
+            buf_task,
+            buf_act,
+            logp,
+            rewards,
+            terminated,
+            truncated,
+            valid,
             np.concatenate(trunc_obs) if trunc_obs else np.zeros((0, *obs_space.shape), obs_space.dtype),
             np.concatenate(trunc_idx) if trunc_idx else np.zeros((0, 2), np.int64),
-            self.obs["obs"].copy(), np.asarray(self.obs["task_id"], np.int64).copy(), Episodes.concat(finished), env_errors,
-        )  # fmt: skip
+            self.obs["obs"].copy(),
+            np.asarray(self.obs["task_id"], np.int64).copy(),
+            Episodes.concat(finished),
+            env_errors,
+        )
 
     def _reset_all(self) -> None:
         """Start a new episode in every slot (each with its next derived seed); the episodes cut
@@ -179,7 +197,9 @@ class Collector:
             return np.stack([infos["final_obs"][i]["obs"] for i in idx])
         return next_obs["obs"][idx]
 
-    def _track_episodes(self, task: np.ndarray, rew: np.ndarray, done: np.ndarray, valid: np.ndarray, infos: dict) -> Episodes:
+    def _track_episodes(
+        self, task: np.ndarray, rew: np.ndarray, done: np.ndarray, valid: np.ndarray, infos: dict
+    ) -> Episodes:
         """Accumulate per-slot episode stats; return the episodes that ended this step (`task`:
         each slot's task on this step)."""
         self._ep_ret += np.where(valid, rew, 0.0)
@@ -190,5 +210,3 @@ class Collector:
         episodes = Episodes(task[ended], self._ep_ret[ended].copy(), self._ep_len[ended].copy(), success.copy())
         self._ep_ret[ended], self._ep_len[ended], self._ep_success[ended] = 0.0, 0, 0.0
         return episodes
-
-

@@ -17,12 +17,11 @@ import numpy as np
 import torch
 
 from mtrl.data.batch import Episodes, Groups
+from mtrl.env.suite import TaskSuite, env_actions
 from mtrl.errors import EnvError
 from mtrl.nn.network import PolicySpec
 from mtrl.nn.policy import build_policy
 from mtrl.nn.weights import load_actor_weights
-from mtrl.env.suite import TaskSuite, env_actions
-
 
 MAX_EPISODE_STEPS = 100_000  # an env that never ends would stall a group forever
 
@@ -91,8 +90,10 @@ class GroupCollector:
             active = active[~done]
             if len(active) and length[active[0]] >= MAX_EPISODE_STEPS:
                 task = self.suite.tasks[slot_task[active[0]]]
-                raise EnvError(f"suite '{self.suite.name}' task '{task}': an episode ran {MAX_EPISODE_STEPS} steps "
-                               "without ending; GRPO needs whole episodes (set env.max_episode_steps)")  # fmt: skip
+                raise EnvError(
+                    f"suite '{self.suite.name}' task '{task}': an episode ran {MAX_EPISODE_STEPS} steps "
+                    "without ending; GRPO needs whole episodes (set env.max_episode_steps)"
+                )
         slots = np.concatenate([s[0] for s in steps])
         order = np.argsort(slots, kind="stable")  # episode by episode, each in time order
         slots = slots[order]

@@ -15,17 +15,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtrl.data.batch import Fragment, Groups
-from mtrl.errors import MtrlError
 from mtrl.collect.episodes import run_chunks, split_work
-from mtrl.collect.groups import GroupCollector
-from mtrl.nn.network import PolicySpec
 from mtrl.collect.fragments import Collector
+from mtrl.collect.groups import GroupCollector
 from mtrl.collect.ray import init_ray
 from mtrl.collect.requests import COLLECTORS, FragmentRequest, GroupRequest, Requests
-from mtrl.nn.weights import actor_weights
+from mtrl.data.batch import Fragment, Groups
 from mtrl.env.suite import TaskSuite, slot_tasks
-
+from mtrl.errors import MtrlError
+from mtrl.nn.network import PolicySpec
+from mtrl.nn.weights import actor_weights
 
 RESTART_TIMEOUT_S = 300  # how long a dead worker may take to restart (new process, imports, env builds)
 
@@ -36,9 +35,21 @@ class RolloutWorker:
     pins torch to one thread: one core per actor, batched inference on small nets. In-process
     collection shares the learner's process and leaves its threads alone."""
 
-    def __init__(self, suite: TaskSuite, tasks: list[int], seeds: list[int], spec: PolicySpec, autoreset_mode: str,
-                 max_episode_steps: int | None, backend: str, torch_seed: int, one_thread: bool = True,
-                 collector: str = "fragments", curriculum: bool = False, reset_each_fragment: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        suite: TaskSuite,
+        tasks: list[int],
+        seeds: list[int],
+        spec: PolicySpec,
+        autoreset_mode: str,
+        max_episode_steps: int | None,
+        backend: str,
+        torch_seed: int,
+        one_thread: bool = True,
+        collector: str = "fragments",
+        curriculum: bool = False,
+        reset_each_fragment: bool = False,
+    ) -> None:
         if one_thread:
             torch.set_num_threads(1)
         torch.manual_seed(torch_seed)
@@ -46,11 +57,17 @@ class RolloutWorker:
         if collector == "groups":
             self.collector = GroupCollector(suite, spec, max_episode_steps)
         else:
-            self.collector = Collector(suite, tasks, seeds, spec, autoreset_mode, max_episode_steps, backend, curriculum,
-                                       reset_each_fragment)  # fmt: skip
+            self.collector = Collector(
+                suite, tasks, seeds, spec, autoreset_mode, max_episode_steps, backend, curriculum, reset_each_fragment
+            )
 
-    def collect(self, weights: dict[str, np.ndarray], steps: int, task_probs: np.ndarray | None = None,
-                random_actions: bool = False) -> Fragment:  # fmt: skip
+    def collect(
+        self,
+        weights: dict[str, np.ndarray],
+        steps: int,
+        task_probs: np.ndarray | None = None,
+        random_actions: bool = False,
+    ) -> Fragment:
         """Load the weights (and the curriculum's task probabilities), then collect one fragment."""
         assert isinstance(self.collector, Collector)
         self.collector.set_weights(weights)
@@ -58,8 +75,14 @@ class RolloutWorker:
             self.collector.set_task_probs(task_probs)
         return self.collector.collect(steps, random_actions)
 
-    def collect_groups(self, weights: dict[str, np.ndarray], tasks: np.ndarray, seeds: np.ndarray,
-                       group_ids: np.ndarray, group_size: int) -> Groups:  # fmt: skip
+    def collect_groups(
+        self,
+        weights: dict[str, np.ndarray],
+        tasks: np.ndarray,
+        seeds: np.ndarray,
+        group_ids: np.ndarray,
+        group_size: int,
+    ) -> Groups:
         """Load the weights, then run the given groups of whole episodes."""
         assert isinstance(self.collector, GroupCollector)
         self.collector.set_weights(weights)
@@ -101,11 +124,15 @@ class WorkerPool:
         self.pipeline, self.kind = r.pipeline, collector
         self._in_flight: Any = None  # the fragment collected while the learner updates (rollout.pipeline)
         args = (spec, r.autoreset_mode, cfg.env.max_episode_steps, cfg.env.backend)
-        kw = {"collector": collector, "curriculum": cfg.curriculum.name is not None and collector == "fragments",
-              "reset_each_fragment": r.reset_each_fragment}  # fmt: skip
+        kw = {
+            "collector": collector,
+            "curriculum": cfg.curriculum.name is not None and collector == "fragments",
+            "reset_each_fragment": r.reset_each_fragment,
+        }
         if r.workers == 0:
-            self.local: RolloutWorker | None = RolloutWorker(suite, tasks, seeds, *args, torch_seed=seed,
-                                                             one_thread=False, **kw)  # fmt: skip
+            self.local: RolloutWorker | None = RolloutWorker(
+                suite, tasks, seeds, *args, torch_seed=seed, one_thread=False, **kw
+            )
             self.actors: list[Any] = []
             return
         self.local = None
@@ -115,8 +142,14 @@ class WorkerPool:
         actor_cls = ray.remote(num_cpus=1, max_restarts=r.max_worker_restarts, max_task_retries=0)(RolloutWorker)
         per = r.num_envs // r.workers
         self.actors = [
-            actor_cls.remote(suite, tasks[i * per:(i + 1) * per], seeds[i * per:(i + 1) * per], *args, torch_seed=seed + 1 + i,
-                             **kw)
+            actor_cls.remote(
+                suite,
+                tasks[i * per : (i + 1) * per],
+                seeds[i * per : (i + 1) * per],
+                *args,
+                torch_seed=seed + 1 + i,
+                **kw,
+            )
             for i in range(r.workers)
         ]
 
@@ -125,17 +158,23 @@ class WorkerPool:
         weights, one after the other; returns what the generator returns. `env_steps`: the env
         steps collected before this iteration."""
         if not isinstance(requests, Generator):
-            raise MtrlError(f"algorithm '{name}': requests() returned {type(requests).__name__}; expected a generator "
-                            "that yields FragmentRequest or GroupRequest (mtrl.collect.requests)")  # fmt: skip
+            raise MtrlError(
+                f"algorithm '{name}': requests() returned {type(requests).__name__}; expected a generator "
+                "that yields FragmentRequest or GroupRequest (mtrl.collect.requests)"
+            )
         kinds = {"fragments": FragmentRequest, "groups": GroupRequest}
         try:
             request = next(requests)
             while True:
                 if not isinstance(request, kinds[self.kind]):
-                    raise MtrlError(f"algorithm '{name}' asked the rollout workers for {type(request).__name__}; its "
-                                    f"collector is {self.kind}, which answers {kinds[self.kind].__name__}")  # fmt: skip
+                    raise MtrlError(
+                        f"algorithm '{name}' asked the rollout workers for {type(request).__name__}; its "
+                        f"collector is {self.kind}, which answers {kinds[self.kind].__name__}"
+                    )
                 if isinstance(request, GroupRequest):
-                    data: Any = self.collect_groups(policy, request.tasks, request.seeds, request.group_ids, request.group_size)
+                    data: Any = self.collect_groups(
+                        policy, request.tasks, request.seeds, request.group_ids, request.group_size
+                    )
                 else:
                     data = self.fragment(policy, request, env_steps)
                 request = requests.send(data)
@@ -153,11 +192,15 @@ class WorkerPool:
             self._in_flight = self.submit(policy, request.task_probs, env_steps + frag.num_steps < request.random_until)
         return frag
 
-    def collect(self, policy: torch.nn.Module, task_probs: np.ndarray | None = None, random_actions: bool = False) -> Fragment:
+    def collect(
+        self, policy: torch.nn.Module, task_probs: np.ndarray | None = None, random_actions: bool = False
+    ) -> Fragment:
         """Send the policy's current weights to every worker and gather one fragment from each."""
         return self.wait(self.submit(policy, task_probs, random_actions))
 
-    def submit(self, policy: torch.nn.Module, task_probs: np.ndarray | None = None, random_actions: bool = False) -> Any:
+    def submit(
+        self, policy: torch.nn.Module, task_probs: np.ndarray | None = None, random_actions: bool = False
+    ) -> Any:
         """Start one fragment per worker with the policy's current weights; `wait` gathers them.
 
         Between the two the learner is free to update (`fragment` with rollout.pipeline)."""
@@ -176,10 +219,13 @@ class WorkerPool:
             weights, probs, random_actions = submitted
             return self.local.collect(weights, self.steps, probs, random_actions)
         ref, args, pending = submitted
-        return Fragment.concat([self._get(i, call, lambda a: a.collect.remote(ref, *args)) for i, call in enumerate(pending)])
+        return Fragment.concat(
+            [self._get(i, call, lambda a: a.collect.remote(ref, *args)) for i, call in enumerate(pending)]
+        )
 
-    def collect_groups(self, policy: torch.nn.Module, tasks: np.ndarray, seeds: np.ndarray, group_ids: np.ndarray,
-                       group_size: int) -> Groups:  # fmt: skip
+    def collect_groups(
+        self, policy: torch.nn.Module, tasks: np.ndarray, seeds: np.ndarray, group_ids: np.ndarray, group_size: int
+    ) -> Groups:
         """Run groups g (`group_size` episodes of task tasks[g] from reset seed seeds[g]) with the
         policy's current weights, split over the workers; returns the groups that finished cleanly."""
         weights = actor_weights(policy)
@@ -215,18 +261,24 @@ class WorkerPool:
                     died_at = time.monotonic()
                     self.restarts += 1
                     if self.restarts > self._max_restarts:
-                        raise MtrlError(f"rollout worker {i} died and rollout.max_worker_restarts={self._max_restarts} "
-                                        f"restarts are used up: {str(exc).splitlines()[0]}") from None  # fmt: skip
-                    print(f"mtrl: rollout worker {i} died ({type(exc).__name__}); restarting it and re-collecting "
-                          "its share", file=sys.stderr)  # fmt: skip
+                        raise MtrlError(
+                            f"rollout worker {i} died and rollout.max_worker_restarts={self._max_restarts} "
+                            f"restarts are used up: {str(exc).splitlines()[0]}"
+                        ) from None
+                    print(
+                        f"mtrl: rollout worker {i} died ({type(exc).__name__}); restarting it and re-collecting "
+                        "its share",
+                        file=sys.stderr,
+                    )
                 elif time.monotonic() - died_at > RESTART_TIMEOUT_S:
                     raise MtrlError(f"rollout worker {i} did not come back within {RESTART_TIMEOUT_S} s") from None
                 else:
                     time.sleep(0.5)
                 call = resend(self.actors[i])
 
-    def run_eval(self, policy: torch.nn.Module, suite: TaskSuite, work: list, greedy: bool,
-                 max_episode_steps: int | None) -> list:  # fmt: skip
+    def run_eval(
+        self, policy: torch.nn.Module, suite: TaskSuite, work: list, greedy: bool, max_episode_steps: int | None
+    ) -> list:
         """An `mtrl.eval.evaluate` Runner: the chunks split over the rollout actors (in-process without them)."""
         if not self.actors:
             return run_chunks(policy, suite, work, greedy, max_episode_steps)
@@ -271,5 +323,3 @@ class WorkerPool:
                 ray.kill(a)
             if self._started_ray:
                 ray.shutdown()
-
-

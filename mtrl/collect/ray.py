@@ -38,8 +38,10 @@ def init_ray(ray_cfg: Any, workers: int) -> tuple[Any, bool]:
     except ConnectionError as exc:
         raise MtrlError(f"could not connect to Ray at ray.address={ray_cfg.address!r}: {exc}") from None
     except ray.exceptions.AuthenticationError:
-        raise MtrlError(f"the Ray cluster at ray.address={ray_cfg.address!r} wants its auth token: export "
-                        "RAY_AUTH_MODE=token and copy the head's ~/.ray/auth_token here (scripts/ray_cluster.sh)") from None
+        raise MtrlError(
+            f"the Ray cluster at ray.address={ray_cfg.address!r} wants its auth token: export "
+            "RAY_AUTH_MODE=token and copy the head's ~/.ray/auth_token here (scripts/ray_cluster.sh)"
+        ) from None
     return ray, True
 
 

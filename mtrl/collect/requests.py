@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +32,6 @@ class GroupRequest:
     group_size: int
 
 
-Request = Union[FragmentRequest, GroupRequest]
+Request = FragmentRequest | GroupRequest
 # yields requests, is sent each one's data, and returns what the algorithm learns from
 Requests = Generator[Request, Any, Any]

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from mtrl.config.parse import type_name, from_dict
+from mtrl.config.parse import from_dict, type_name
 from mtrl.config.schema import Config
 from mtrl.config.sections import algo_options, algo_sections, arch_options, named, pop_algo_sections, pop_arch_sections
 from mtrl.errors import ConfigError
@@ -91,8 +91,10 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     cfg.policy.options = arch_options(cfg.policy, arch_raw)
     env = cfg.env
     if env.expected_suite is not None and env.suite != env.expected_suite:
-        raise ConfigError(f"env.suite={env.suite}: this config's settings are a protocol for env.expected_suite="
-                          f"{env.expected_suite}; use that suite, or set env.expected_suite=null to run them anyway")  # fmt: skip
+        raise ConfigError(
+            f"env.suite={env.suite}: this config's settings are a protocol for env.expected_suite="
+            f"{env.expected_suite}; use that suite, or set env.expected_suite=null to run them anyway"
+        )
     r = cfg.rollout
     if r.pipeline and not r.workers:
         raise ConfigError("rollout.pipeline=true overlaps Ray workers with the learner; it needs rollout.workers >= 1")
@@ -100,7 +102,9 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     if name is not None:
         CURRICULA.get(name)  # an unknown name stops here, with the closest match
         if cfg.env.backend != "gymnasium":
-            raise ConfigError(f"curriculum.name={name} switches a slot's task at reset, which needs env.backend=gymnasium")
+            raise ConfigError(
+                f"curriculum.name={name} switches a slot's task at reset, which needs env.backend=gymnasium"
+            )
     if cfg.policy.layers == 0 and cfg.policy.arch != "multihead":
         raise ConfigError(f"policy.layers=0 (no shared trunk) is for policy.arch=multihead, got {cfg.policy.arch}")
     if cfg.learner.aggregator != "none":

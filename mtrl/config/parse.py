@@ -39,7 +39,9 @@ def _check_value(path: str, tp: Any, value: Any) -> Any:
             pass
     if origin is dict:  # options handed to a plug-in, which checks their names itself
         scalar = (int, float, bool, str, type(None))
-        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, scalar) for k, v in value.items()):
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, scalar) for k, v in value.items()
+        ):
             raise ConfigError(f"{path}: expected {type_name(tp)}, got {value!r}")
         return dict(value)
     ok = (

@@ -22,15 +22,20 @@ class EnvConfig:
     suite: str = opt("toy-mt3", "registered suite name (see `mtrl suites`)")
     max_episode_steps: int | None = opt(None, "cut episodes at this many steps (null: the suite's own limit)", 1)
     backend: Literal["gymnasium", "envpool"] = opt(
-        "gymnasium", "env implementation for rollouts: the reference Python envs, or envpool's C++ ports "
-        "(pip install 'mtrl[fast]'; tasks without a port stay on gymnasium). Evaluation always uses gymnasium"
+        "gymnasium",
+        "env implementation for rollouts: the reference Python envs, or envpool's C++ ports "
+        "(pip install 'mtrl[fast]'; tasks without a port stay on gymnasium). Evaluation always uses gymnasium",
     )
     reward_version: Literal["v1", "v2"] | None = opt(
-        None, "the suite's reward function, for suites that have several (Meta-World's reward_function_version: v2, "
-        "the v3 envs' default and Meta-World+'s, or v1, the original paper's); null: the suite's default"
+        None,
+        "the suite's reward function, for suites that have several (Meta-World's reward_function_version: v2, "
+        "the v3 envs' default and Meta-World+'s, or v1, the original paper's); null: the suite's default",
     )
-    expected_suite: str | None = opt(None, "the suite a protocol config was written for (configs/metaworld_plus/ set "
-                                     "it); any other env.suite stops the run. null: no check")
+    expected_suite: str | None = opt(
+        None,
+        "the suite a protocol config was written for (configs/metaworld_plus/ set "
+        "it); any other env.suite stops the run. null: no check",
+    )
 
 
 @dataclass
@@ -39,36 +44,56 @@ class RolloutConfig:
     num_envs: int = opt(12, "env slots in total, split evenly over the workers; slot i runs task i mod K", 1)
     steps_per_env: int = opt(128, "steps each env slot collects per iteration (fragment length)", 1)
     autoreset_mode: Literal["next_step", "same_step"] = opt("next_step", "gymnasium vector autoreset mode")
-    pipeline: bool = opt(False, "workers collect the next batch while the learner updates (one update of "
-                         "policy lag; PPO's ratio uses the behaviour log-probs). Needs rollout.workers >= 1")
+    pipeline: bool = opt(
+        False,
+        "workers collect the next batch while the learner updates (one update of "
+        "policy lag; PPO's ratio uses the behaviour log-probs). Needs rollout.workers >= 1",
+    )
     max_worker_restarts: int = opt(10, "restarts of dead worker actors allowed over the run before it stops", 0)
-    reset_each_fragment: bool = opt(False, "reset every env slot at the start of each fragment (MOORE's official "
-                                    "collection); an episode cut at a fragment's end bootstraps from V(last "
-                                    "observation) and is not counted as finished. false: episodes run on across fragments")
+    reset_each_fragment: bool = opt(
+        False,
+        "reset every env slot at the start of each fragment (MOORE's official "
+        "collection); an episode cut at a fragment's end bootstraps from V(last "
+        "observation) and is not counted as finished. false: episodes run on across fragments",
+    )
 
 
 @dataclass
 class PolicyConfig:
     arch: str = opt(
-        "multihead", "a registered architecture (`mtrl archs`): mlp (trunk + task one-hot), multihead (a head per "
-        "task), moore / moe ((orthogonal) mixture of experts); its own options are the section policy.<arch>"
+        "multihead",
+        "a registered architecture (`mtrl archs`): mlp (trunk + task one-hot), multihead (a head per "
+        "task), moore / moe ((orthogonal) mixture of experts); its own options are the section policy.<arch>",
     )
     hidden: int = opt(128, "width of the trunk's hidden layers (moore/moe: of the per-task head)", 1)
-    layers: int = opt(2, "hidden layers in the shared trunk (mlp, multihead); multihead with 0: no shared trunk, "
-                      "per-task heads Linear(D, hidden) -> Tanh -> Linear on the encoder's features, tanh-squashed "
-                      "for images (MOORE's MTPPO network)", 0)
-    num_experts: int | None = opt(None, "the active architecture's num_experts, i.e. policy.<arch>.num_experts "
-                                  "(the key before policy.moore / policy.moe)", 1)
-    head: Literal["multi", "single"] | None = opt(None, "the active architecture's head, i.e. policy.<arch>.head "
-                                                  "(the key before policy.moore / policy.moe)")
-    init: Literal["orthogonal", "default"] = opt(
-        "orthogonal", "init of the trunk and head layers: orthogonal weights (gain sqrt 2; output 0.01 for the "
-        "actor, 1 for the critic) and zero biases, as CleanRL; default: PyTorch's default layer init, as MOORE's "
-        "official code (experts and conv encoders always use PyTorch's default)"
+    layers: int = opt(
+        2,
+        "hidden layers in the shared trunk (mlp, multihead); multihead with 0: no shared trunk, "
+        "per-task heads Linear(D, hidden) -> Tanh -> Linear on the encoder's features, tanh-squashed "
+        "for images (MOORE's MTPPO network)",
+        0,
     )
-    activation: Literal["tanh", "relu"] = opt("tanh", "the hidden activation of the mlp and multihead trunks (tanh: "
-                                              "CleanRL's PPO; relu: Meta-World+'s SAC); the other architectures "
-                                              "keep their papers' own")
+    num_experts: int | None = opt(
+        None,
+        "the active architecture's num_experts, i.e. policy.<arch>.num_experts "
+        "(the key before policy.moore / policy.moe)",
+        1,
+    )
+    head: Literal["multi", "single"] | None = opt(
+        None, "the active architecture's head, i.e. policy.<arch>.head (the key before policy.moore / policy.moe)"
+    )
+    init: Literal["orthogonal", "default"] = opt(
+        "orthogonal",
+        "init of the trunk and head layers: orthogonal weights (gain sqrt 2; output 0.01 for the "
+        "actor, 1 for the critic) and zero biases, as CleanRL; default: PyTorch's default layer init, as MOORE's "
+        "official code (experts and conv encoders always use PyTorch's default)",
+    )
+    activation: Literal["tanh", "relu"] = opt(
+        "tanh",
+        "the hidden activation of the mlp and multihead trunks (tanh: "
+        "CleanRL's PPO; relu: Meta-World+'s SAC); the other architectures "
+        "keep their papers' own",
+    )
     # each architecture's own options by name, from the sections policy.<arch> (mtrl.config.load)
     options: dict[str, Any] = field(default_factory=dict, metadata={"internal": True})
 
@@ -80,28 +105,51 @@ class PPOConfig:
     gae_lambda: float = opt(0.95, "GAE lambda", 0.0, 1.0)
     clip: float = opt(0.2, "PPO ratio clip range", 0.0, None, lo_open=True)
     epochs: int = opt(4, "passes of the policy update over each batch", 1)
-    minibatches: int = opt(4, "minibatches per epoch: the shuffled batch in equal parts, a remainder left out "
-                           "(ignored when ppo.minibatch_size is set)", 1)
-    minibatch_size: int | None = opt(None, "transitions per minibatch, instead of ppo.minibatches; the last, partial "
-                                     "minibatch of each epoch is kept (MOORE / mushroom-rl)", 1)
+    minibatches: int = opt(
+        4,
+        "minibatches per epoch: the shuffled batch in equal parts, a remainder left out "
+        "(ignored when ppo.minibatch_size is set)",
+        1,
+    )
+    minibatch_size: int | None = opt(
+        None,
+        "transitions per minibatch, instead of ppo.minibatches; the last, partial "
+        "minibatch of each epoch is kept (MOORE / mushroom-rl)",
+        1,
+    )
     ent_coef: float = opt(0.01, "entropy bonus coefficient", 0.0)
     vf_coef: float = opt(0.5, "value loss coefficient (critic_update=joint)", 0.0)
-    max_grad_norm: float | None = opt(0.5, "global gradient-norm clip of every optimiser step (null: no clipping, "
-                                      "as MOORE's official code)", 0.0, None, lo_open=True)
-    adam_eps: float = opt(1e-5, "Adam epsilon (1e-5 as CleanRL; torch's default 1e-8 as MOORE / mushroom-rl)", 0.0,
-                          None, lo_open=True)  # fmt: skip
+    max_grad_norm: float | None = opt(
+        0.5,
+        "global gradient-norm clip of every optimiser step (null: no clipping, as MOORE's official code)",
+        0.0,
+        None,
+        lo_open=True,
+    )
+    adam_eps: float = opt(
+        1e-5, "Adam epsilon (1e-5 as CleanRL; torch's default 1e-8 as MOORE / mushroom-rl)", 0.0, None, lo_open=True
+    )
     critic_update: Literal["joint", "separate"] = opt(
-        "joint", "joint: 0.5 * vf_coef * the value MSE is part of every policy minibatch's loss, one Adam for "
+        "joint",
+        "joint: 0.5 * vf_coef * the value MSE is part of every policy minibatch's loss, one Adam for "
         "both; separate: the critic has its own Adam and is fitted to the GAE returns (MSE) before the policy "
-        "epochs, and the policy loss has no value term (MOORE / mushroom-rl)"
+        "epochs, and the policy loss has no value term (MOORE / mushroom-rl)",
     )
     critic_epochs: int = opt(1, "critic_update=separate: passes of the critic fit over each batch", 1)
-    critic_minibatch_size: int = opt(0, "critic_update=separate: transitions per critic minibatch, the last partial "
-                                     "one kept; 0: one full-batch step per epoch (MOORE's official setting)", 0)
-    critic_lr: float | None = opt(None, "critic_update=separate: the critic's Adam learning rate (null: ppo.lr)", 0.0,
-                                  None, lo_open=True)  # fmt: skip
-    task_norm: bool = opt(True, "normalise advantages per task, (A - mean) / (population std + 1e-8) over each "
-                          "task's steps in the batch (MOORE MTPPO); false: the same over the whole batch")
+    critic_minibatch_size: int = opt(
+        0,
+        "critic_update=separate: transitions per critic minibatch, the last partial "
+        "one kept; 0: one full-batch step per epoch (MOORE's official setting)",
+        0,
+    )
+    critic_lr: float | None = opt(
+        None, "critic_update=separate: the critic's Adam learning rate (null: ppo.lr)", 0.0, None, lo_open=True
+    )
+    task_norm: bool = opt(
+        True,
+        "normalise advantages per task, (A - mean) / (population std + 1e-8) over each "
+        "task's steps in the batch (MOORE MTPPO); false: the same over the whole batch",
+    )
     anneal_lr: bool = opt(False, "decay the learning rate(s) linearly to 0 over train.total_steps")
 
 
@@ -128,33 +176,55 @@ class MTGRPOConfig:
 class SACConfig:
     batch_per_task: int = opt(128, "transitions sampled from each task's replay per update", 1)
     replay_size: int = opt(200_000, "replay capacity per task (transitions)", 1)
-    replay_memory_gb: float = opt(8.0, "memory budget for all replay buffers; a larger config is refused", 0.0, None, lo_open=True)
+    replay_memory_gb: float = opt(
+        8.0, "memory budget for all replay buffers; a larger config is refused", 0.0, None, lo_open=True
+    )
     warmup_steps: int = opt(10_000, "env steps (over all tasks) of uniform random actions before learning starts", 0)
-    updates_per_step: float = opt(1.0, "gradient updates per vector-env step (every slot steps once); 1 as in MTSAC", 0.0,
-                                  None, lo_open=True)  # fmt: skip
+    updates_per_step: float = opt(
+        1.0, "gradient updates per vector-env step (every slot steps once); 1 as in MTSAC", 0.0, None, lo_open=True
+    )
     actor_lr: float = opt(3e-4, "actor Adam learning rate", 0.0, None, lo_open=True)
     critic_lr: float = opt(3e-4, "critics' Adam learning rate", 0.0, None, lo_open=True)
     alpha_lr: float = opt(1e-4, "per-task temperature Adam learning rate", 0.0, None, lo_open=True)
     gamma: float = opt(0.99, "discount factor", 0.0, 1.0)
     tau: float = opt(0.005, "Polyak rate of the target critics", 0.0, 1.0, lo_open=True)
-    init_temperature: float = opt(1.0, "every task's initial temperature alpha (MOORE, Meta-World+: 1)", 0.0, None,
-                                  lo_open=True)  # fmt: skip
-    max_grad_norm: float | None = opt(None, "global gradient-norm clip of the actor's and the critics' steps, each on its "
-                                      "own (Meta-World+: 1.0); null: no clipping (MOORE)", 0.0, None, lo_open=True)  # fmt: skip
-    adam_eps: float = opt(1e-8, "Adam epsilon of every SAC optimiser (torch's 1e-8 as MOORE; Meta-World+: 1e-5)", 0.0, None,
-                          lo_open=True)  # fmt: skip
-    task_loss_weights: bool = opt(False, "weight each sample's critic and actor loss by K softmax(-log alpha)[task] "
-                                  "(Soft Modularization's task re-weighting, Meta-World+'s use_task_weights)")
-    checkpoint_replay: bool = opt(True, "save the replay contents in checkpoints, for an exact resume (up to "
-                                  "replay_memory_gb per checkpoint file); false: a resumed run refills them")
+    init_temperature: float = opt(
+        1.0, "every task's initial temperature alpha (MOORE, Meta-World+: 1)", 0.0, None, lo_open=True
+    )
+    max_grad_norm: float | None = opt(
+        None,
+        "global gradient-norm clip of the actor's and the critics' steps, each on its "
+        "own (Meta-World+: 1.0); null: no clipping (MOORE)",
+        0.0,
+        None,
+        lo_open=True,
+    )
+    adam_eps: float = opt(
+        1e-8, "Adam epsilon of every SAC optimiser (torch's 1e-8 as MOORE; Meta-World+: 1e-5)", 0.0, None, lo_open=True
+    )
+    task_loss_weights: bool = opt(
+        False,
+        "weight each sample's critic and actor loss by K softmax(-log alpha)[task] "
+        "(Soft Modularization's task re-weighting, Meta-World+'s use_task_weights)",
+    )
+    checkpoint_replay: bool = opt(
+        True,
+        "save the replay contents in checkpoints, for an exact resume (up to "
+        "replay_memory_gb per checkpoint file); false: a resumed run refills them",
+    )
 
 
 @dataclass
 class CurriculumConfig:
-    name: str | None = opt(None, "task sampler that picks each env slot's next task at reset (`mtrl curricula`: uniform, "
-                           "learning_progress, plr, exp3, worst_task, threshold); null: slot i always runs task i mod K")
+    name: str | None = opt(
+        None,
+        "task sampler that picks each env slot's next task at reset (`mtrl curricula`: uniform, "
+        "learning_progress, plr, exp3, worst_task, threshold); null: slot i always runs task i mod K",
+    )
     eps: float = opt(0.05, "share of the uniform distribution mixed in, so every task keeps >= eps/K", 0.0, 1.0)
-    temperature: float = opt(0.1, "Boltzmann temperature of learning_progress (on |Q|) and worst_task", 0.0, None, lo_open=True)
+    temperature: float = opt(
+        0.1, "Boltzmann temperature of learning_progress (on |Q|) and worst_task", 0.0, None, lo_open=True
+    )
     lp_alpha: float = opt(0.1, "learning_progress: step size of the progress estimate Q", 0.0, 1.0, lo_open=True)
     plr_beta: float = opt(0.1, "plr: rank-transform temperature beta (h = rank^(-1/beta))", 0.0, None, lo_open=True)
     plr_rho: float = opt(0.1, "plr: weight rho of the staleness distribution", 0.0, 1.0)
@@ -169,31 +239,54 @@ class TrainConfig:
     checkpoint_every: int = opt(10, "write a checkpoint every this many iterations", 1)
     keep_checkpoints: int = opt(3, "how many recent checkpoints to keep", 1)
     eval_episodes: int | None = opt(None, "episodes per task in each evaluation (null: suite protocol; 0: none)", 0)
-    eval_every: int | None = opt(None, "also evaluate before training and then every this many env steps (logged as "
-                                 "eval/ in TensorBoard and appended to eval_curve.csv; own RNG streams, not counted "
-                                 "in total_steps); null: only the final evaluation", 1)
-    eval_greedy: bool | None = opt(None, "evaluate with the most likely (mean) action; null: the algorithm's protocol "
-                                   "(sampled actions for ppo, grpo and mt_grpo, as MOORE; the mean action for sac)")
-    max_nonfinite_updates: int = opt(10, "stop after this many optimiser steps in a row with a NaN/inf loss or "
-                                     "gradient (each is skipped and counted in faults/nonfinite_updates)", 1)
-    log_grad_every: int | None = opt(None, "every this many iterations, log the per-task gradients on the shared "
-                                     "parameters: norms, pairwise cosines, the conflicting fraction and the "
-                                     "aggregator's task weights (grad/ in TensorBoard); null: never", 1)
+    eval_every: int | None = opt(
+        None,
+        "also evaluate before training and then every this many env steps (logged as "
+        "eval/ in TensorBoard and appended to eval_curve.csv; own RNG streams, not counted "
+        "in total_steps); null: only the final evaluation",
+        1,
+    )
+    eval_greedy: bool | None = opt(
+        None,
+        "evaluate with the most likely (mean) action; null: the algorithm's protocol "
+        "(sampled actions for ppo, grpo and mt_grpo, as MOORE; the mean action for sac)",
+    )
+    max_nonfinite_updates: int = opt(
+        10,
+        "stop after this many optimiser steps in a row with a NaN/inf loss or "
+        "gradient (each is skipped and counted in faults/nonfinite_updates)",
+        1,
+    )
+    log_grad_every: int | None = opt(
+        None,
+        "every this many iterations, log the per-task gradients on the shared "
+        "parameters: norms, pairwise cosines, the conflicting fraction and the "
+        "aggregator's task weights (grad/ in TensorBoard); null: never",
+        1,
+    )
 
 
 @dataclass
 class LearnerConfig:
     device: Literal["auto", "cpu", "cuda"] = opt("auto", "learner device; auto picks CUDA when present")
     threads: int | None = opt(None, "torch CPU threads for the learner (null: torch's default)", 1)
-    aggregator: str = opt("none", "how the per-task gradients on the shared parameters combine (`mtrl aggregators`): "
-                          "none (today's single loss, averaged over all samples), or a gradient aggregator such as "
-                          "pcgrad, upgrad, cagrad, mgda, nash_mtl; task-specific parameters keep their own gradients")
-    aggregator_options: dict[str, Any] = opt({}, "the aggregator's own options, e.g. {c: 0.4} for cagrad (as "
-                                             "torchjd.aggregation takes them)")
-    gradnorm_alpha: float | None = opt(None, "GradNorm (Chen et al. 2018): learned task loss weights that balance the "
-                                       "task gradient norms on the last shared layer, with this asymmetry alpha "
-                                       "(paper: 0.12 to 3); composes with any learner.aggregator, none included; "
-                                       "null: off", 0.0)
+    aggregator: str = opt(
+        "none",
+        "how the per-task gradients on the shared parameters combine (`mtrl aggregators`): "
+        "none (today's single loss, averaged over all samples), or a gradient aggregator such as "
+        "pcgrad, upgrad, cagrad, mgda, nash_mtl; task-specific parameters keep their own gradients",
+    )
+    aggregator_options: dict[str, Any] = opt(
+        {}, "the aggregator's own options, e.g. {c: 0.4} for cagrad (as torchjd.aggregation takes them)"
+    )
+    gradnorm_alpha: float | None = opt(
+        None,
+        "GradNorm (Chen et al. 2018): learned task loss weights that balance the "
+        "task gradient norms on the last shared layer, with this asymmetry alpha "
+        "(paper: 0.12 to 3); composes with any learner.aggregator, none included; "
+        "null: off",
+        0.0,
+    )
     gradnorm_lr: float = opt(0.025, "Adam learning rate of GradNorm's task weights", 0.0, None, lo_open=True)
 
 
@@ -206,10 +299,11 @@ class RayConfig:
 @dataclass
 class Config:
     algo: str = opt(
-        "ppo", "training algorithm, a registered name (`mtrl algos`): ppo (PPO with GAE), grpo (critic-free GRPO "
+        "ppo",
+        "training algorithm, a registered name (`mtrl algos`): ppo (PPO with GAE), grpo (critic-free GRPO "
         "on groups of episodes), mt_grpo (MT-GRPO: task weights + ratio-preserving sampling), sac (multi-task SAC: "
         "continuous actions, per-task replay and temperatures). grpo and mt_grpo take lr, clip, epochs, "
-        "minibatches, ent_coef and max_grad_norm from ppo.*"
+        "minibatches, ent_coef and max_grad_norm from ppo.*",
     )
     seed: int = opt(0, "random seed for envs, policy init and sampling", 0)
     run_dir: str | None = opt(None, "output directory (null: runs/<suite>-<algo>-s<seed>-<time>)")

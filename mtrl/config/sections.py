@@ -44,7 +44,9 @@ def arch_options(policy: PolicyConfig, sections: dict[str, Any]) -> dict[str, An
             if old is None or key not in option_names or not isinstance(raw, dict):
                 continue
             if key in raw and raw[key] != old:
-                raise ConfigError(f"policy.{key}={old} and policy.{policy.arch}.{key}={raw[key]} disagree; set one of them")
+                raise ConfigError(
+                    f"policy.{key}={old} and policy.{policy.arch}.{key}={raw[key]} disagree; set one of them"
+                )
             raw[key] = old
         out[policy.arch] = from_dict(arch.options, raw, f"policy.{policy.arch}.")
     policy.num_experts = policy.head = None  # folded into the section
@@ -69,7 +71,9 @@ def pop_algo_sections(data: dict[str, Any]) -> dict[str, dict]:
     """Take the top-level sections of plug-in algorithms (their `section`, when it is not one of
     the built-in sections and they declare `options`) out of the raw config."""
     public = {f.name for f in dataclasses.fields(Config) if not f.metadata.get("internal")}
-    owned = {cls.section: cls for cls in map(ALGOS.get, ALGOS.names()) if algo_options(cls) and cls.section not in public}
+    owned = {
+        cls.section: cls for cls in map(ALGOS.get, ALGOS.names()) if algo_options(cls) and cls.section not in public
+    }
     return {key: data.pop(key) for key in list(data) if key in owned}
 
 

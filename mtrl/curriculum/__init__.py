@@ -20,8 +20,16 @@ from mtrl.curriculum.stats import TaskStats, task_stats
 from mtrl.errors import MtrlError
 from mtrl.registry import CURRICULA, call_plugin
 
-__all__ = ["Curriculum", "TaskStats", "checked_probs", "checked_scores", "make_curriculum", "register_builtins",
-           "register_curriculum", "task_stats"]  # fmt: skip
+__all__ = [
+    "Curriculum",
+    "TaskStats",
+    "checked_probs",
+    "checked_scores",
+    "make_curriculum",
+    "register_builtins",
+    "register_curriculum",
+    "task_stats",
+]
 
 
 class Curriculum(Protocol):
@@ -42,8 +50,9 @@ class Curriculum(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-def register_curriculum(name: str, factory: Callable[[tuple[str, ...], CurriculumConfig], Curriculum],
-                        *, overwrite: bool = False) -> None:  # fmt: skip
+def register_curriculum(
+    name: str, factory: Callable[[tuple[str, ...], CurriculumConfig], Curriculum], *, overwrite: bool = False
+) -> None:
     """Register a curriculum: `factory(task_names, curriculum_config)` returns a `Curriculum`."""
     if not callable(factory):
         raise MtrlError(f"register_curriculum('{name}', ...) needs a callable factory, got {type(factory).__name__}")
@@ -54,8 +63,14 @@ def register_builtins() -> None:
     """Entry point: the built-in curricula."""
     from mtrl.curriculum.builtin import Exp3, LearningProgress, PrioritizedLevelReplay, Threshold, Uniform, WorstTask
 
-    for name, cls in (("uniform", Uniform), ("learning_progress", LearningProgress), ("plr", PrioritizedLevelReplay),
-                      ("exp3", Exp3), ("worst_task", WorstTask), ("threshold", Threshold)):  # fmt: skip
+    for name, cls in (
+        ("uniform", Uniform),
+        ("learning_progress", LearningProgress),
+        ("plr", PrioritizedLevelReplay),
+        ("exp3", Exp3),
+        ("worst_task", WorstTask),
+        ("threshold", Threshold),
+    ):
         register_curriculum(name, cls)
 
 
@@ -64,10 +79,14 @@ def make_curriculum(tasks: tuple[str, ...], cfg: CurriculumConfig) -> Curriculum
     something without the `Curriculum` methods, is one MtrlError naming it."""
     assert cfg.name is not None
     cur = call_plugin("curriculum", cfg.name, "its factory", CURRICULA.get(cfg.name), tasks, cfg)
-    missing = [m for m in ("probs", "update", "scores", "state_dict", "load_state_dict") if not callable(getattr(cur, m, None))]
+    missing = [
+        m for m in ("probs", "update", "scores", "state_dict", "load_state_dict") if not callable(getattr(cur, m, None))
+    ]
     if missing:
-        raise MtrlError(f"curriculum '{cfg.name}': its factory returned {type(cur).__name__}, which lacks "
-                        f"{', '.join(missing)} (expected the mtrl.curriculum.Curriculum methods)")  # fmt: skip
+        raise MtrlError(
+            f"curriculum '{cfg.name}': its factory returned {type(cur).__name__}, which lacks "
+            f"{', '.join(missing)} (expected the mtrl.curriculum.Curriculum methods)"
+        )
     return cur
 
 
@@ -80,8 +99,10 @@ def checked_probs(cur: Curriculum, name: str, num_tasks: int) -> np.ndarray:
         arr = np.full(0, np.nan)
     if arr.shape != (num_tasks,) or not np.isfinite(arr).all() or (arr < 0).any() or abs(arr.sum() - 1) > 1e-6:
         shown = np.array2string(arr, precision=4, threshold=8) if arr.size else repr(p)[:80]
-        raise MtrlError(f"curriculum '{name}': probs() returned {shown} (shape {arr.shape}); expected {num_tasks} "
-                        "finite non-negative probabilities that sum to 1")  # fmt: skip
+        raise MtrlError(
+            f"curriculum '{name}': probs() returned {shown} (shape {arr.shape}); expected {num_tasks} "
+            "finite non-negative probabilities that sum to 1"
+        )
     return arr
 
 
@@ -89,8 +110,10 @@ def checked_scores(cur: Curriculum, name: str, num_tasks: int) -> dict[str, np.n
     """The curriculum's diagnostic scores, checked at the boundary: a dict of name -> K numbers."""
     scores = call_plugin("curriculum", name, "scores()", cur.scores)
     if not isinstance(scores, dict):
-        raise MtrlError(f"curriculum '{name}': scores() returned {type(scores).__name__}; expected a dict of "
-                        f"name -> an array of {num_tasks} numbers, one per task")  # fmt: skip
+        raise MtrlError(
+            f"curriculum '{name}': scores() returned {type(scores).__name__}; expected a dict of "
+            f"name -> an array of {num_tasks} numbers, one per task"
+        )
     out = {}
     for key, values in scores.items():
         try:
@@ -98,7 +121,9 @@ def checked_scores(cur: Curriculum, name: str, num_tasks: int) -> dict[str, np.n
         except (TypeError, ValueError):
             arr = np.full(0, np.nan)
         if not isinstance(key, str) or arr.shape != (num_tasks,):
-            raise MtrlError(f"curriculum '{name}': scores() returned {key!r}: {repr(values)[:60]}; expected each "
-                            f"score to be an array of {num_tasks} numbers, one per task")  # fmt: skip
+            raise MtrlError(
+                f"curriculum '{name}': scores() returned {key!r}: {repr(values)[:60]}; expected each "
+                f"score to be an array of {num_tasks} numbers, one per task"
+            )
         out[key] = arr
     return out

@@ -161,7 +161,12 @@ class WorstTask(_State):
 
     def __init__(self, tasks: tuple[str, ...], cfg: CurriculumConfig) -> None:
         k = len(tasks)
-        self.cfg, self.z, self.ret, self.range = cfg, np.full(k, 1.0 / k), np.full(k, np.nan), np.array([np.inf, -np.inf])
+        self.cfg, self.z, self.ret, self.range = (
+            cfg,
+            np.full(k, 1.0 / k),
+            np.full(k, np.nan),
+            np.array([np.inf, -np.inf]),
+        )
 
     def probs(self) -> np.ndarray:
         return mix_uniform(self.z, self.cfg.eps)

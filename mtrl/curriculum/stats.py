@@ -22,9 +22,23 @@ class TaskStats:
     task_weights: np.ndarray | None = None  # MT-GRPO's z, when algo=mt_grpo
 
 
-def task_stats(iteration: int, episodes: Episodes, abs_advantage: np.ndarray, num_tasks: int, reports_success: bool,
-               task_weights: np.ndarray | None = None) -> TaskStats:  # fmt: skip
+def task_stats(
+    iteration: int,
+    episodes: Episodes,
+    abs_advantage: np.ndarray,
+    num_tasks: int,
+    reports_success: bool,
+    task_weights: np.ndarray | None = None,
+) -> TaskStats:
     """The per-task statistics of one iteration's finished episodes."""
-    success = per_task_means(episodes.task_id, episodes.success, num_tasks) if reports_success else np.full(num_tasks, np.nan)
-    return TaskStats(iteration, per_task_means(episodes.task_id, episodes.ret, num_tasks), success, abs_advantage,
-                     np.bincount(episodes.task_id, minlength=num_tasks), task_weights)  # fmt: skip
+    success = (
+        per_task_means(episodes.task_id, episodes.success, num_tasks) if reports_success else np.full(num_tasks, np.nan)
+    )
+    return TaskStats(
+        iteration,
+        per_task_means(episodes.task_id, episodes.ret, num_tasks),
+        success,
+        abs_advantage,
+        np.bincount(episodes.task_id, minlength=num_tasks),
+        task_weights,
+    )

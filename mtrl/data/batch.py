@@ -95,8 +95,12 @@ class Groups:
         """Join the groups of several workers (episode indices are renumbered)."""
         offsets = np.cumsum([0] + [len(p.group) for p in parts[:-1]])
         return Groups(
-            np.concatenate([p.obs for p in parts]), np.concatenate([p.actions for p in parts]),
-            np.concatenate([p.logp for p in parts]), np.concatenate([p.episode + o for p, o in zip(parts, offsets)]),
-            np.concatenate([p.group for p in parts]), Episodes.concat([p.episodes for p in parts]),
-            np.concatenate([p.env_errors for p in parts]), np.concatenate([p.lost_steps for p in parts]),
-        )  # fmt: skip
+            np.concatenate([p.obs for p in parts]),
+            np.concatenate([p.actions for p in parts]),
+            np.concatenate([p.logp for p in parts]),
+            np.concatenate([p.episode + o for p, o in zip(parts, offsets)]),
+            np.concatenate([p.group for p in parts]),
+            Episodes.concat([p.episodes for p in parts]),
+            np.concatenate([p.env_errors for p in parts]),
+            np.concatenate([p.lost_steps for p in parts]),
+        )

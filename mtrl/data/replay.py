@@ -25,14 +25,23 @@ def replay_bytes(num_tasks: int, capacity: int, obs_shape: tuple[int, ...], obs_
 class TaskReplay:
     """`capacity` transitions per task; the oldest of a task are overwritten first."""
 
-    def __init__(self, num_tasks: int, capacity: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype, act_dim: int,
-                 max_bytes: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        num_tasks: int,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype: np.dtype,
+        act_dim: int,
+        max_bytes: int,
+    ) -> None:
         need = replay_bytes(num_tasks, capacity, obs_shape, obs_dtype, act_dim)
         if need > max_bytes:
             fits = max_bytes // replay_bytes(num_tasks, 1, obs_shape, obs_dtype, act_dim)
-            raise ConfigError(f"sac.replay_size={capacity} per task x {num_tasks} tasks needs {need / 2**30:.2f} GiB, "
-                              f"over sac.replay_memory_gb={max_bytes / 2**30:g}; use sac.replay_size <= {fits} or "
-                              "raise the budget")  # fmt: skip
+            raise ConfigError(
+                f"sac.replay_size={capacity} per task x {num_tasks} tasks needs {need / 2**30:.2f} GiB, "
+                f"over sac.replay_memory_gb={max_bytes / 2**30:g}; use sac.replay_size <= {fits} or "
+                "raise the budget"
+            )
         k, c = num_tasks, capacity
         self.capacity = c
         self.obs = np.zeros((k, c, *obs_shape), obs_dtype)
@@ -43,8 +52,15 @@ class TaskReplay:
         self.ptr = np.zeros(k, np.int64)  # next write position per task
         self.size = np.zeros(k, np.int64)
 
-    def add(self, task: np.ndarray, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-            terminated: np.ndarray) -> None:  # fmt: skip
+    def add(
+        self,
+        task: np.ndarray,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+    ) -> None:
         """Append M transitions (flat arrays, any mix of tasks) in order."""
         k = len(self.ptr)
         counts = np.bincount(task, minlength=k)
@@ -53,7 +69,11 @@ class TaskReplay:
         t, r = task[keep], rank[keep]
         pos = (self.ptr[t] + r) % self.capacity
         self.obs[t, pos], self.next_obs[t, pos] = obs[keep], next_obs[keep]
-        self.actions[t, pos], self.rewards[t, pos], self.terminated[t, pos] = actions[keep], rewards[keep], terminated[keep]
+        self.actions[t, pos], self.rewards[t, pos], self.terminated[t, pos] = (
+            actions[keep],
+            rewards[keep],
+            terminated[keep],
+        )
         self.ptr = (self.ptr + counts) % self.capacity
         self.size = np.minimum(self.size + counts, self.capacity)
 
@@ -64,8 +84,14 @@ class TaskReplay:
         idx = (rng.random((len(tasks), batch_per_task)) * self.size[tasks, None]).astype(np.int64)
         t = np.repeat(tasks, batch_per_task)
         i = idx.reshape(-1)
-        return {"task_id": t, "obs": self.obs[t, i], "actions": self.actions[t, i], "rewards": self.rewards[t, i],
-                "next_obs": self.next_obs[t, i], "terminated": self.terminated[t, i]}  # fmt: skip
+        return {
+            "task_id": t,
+            "obs": self.obs[t, i],
+            "actions": self.actions[t, i],
+            "rewards": self.rewards[t, i],
+            "next_obs": self.next_obs[t, i],
+            "terminated": self.terminated[t, i],
+        }
 
     def __len__(self) -> int:
         return int(self.size.sum())
@@ -81,8 +107,10 @@ class TaskReplay:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         size = state["size"].numpy()
         if len(size) != len(self.size) or size.max(initial=0) > self.capacity:
-            raise ValueError(f"saved replay holds {len(size)} tasks of up to {size.max(initial=0)} transitions; "
-                             f"this one has {len(self.size)} tasks of capacity {self.capacity}")  # fmt: skip
+            raise ValueError(
+                f"saved replay holds {len(size)} tasks of up to {size.max(initial=0)} transitions; "
+                f"this one has {len(self.size)} tasks of capacity {self.capacity}"
+            )
         m = int(size.max(initial=0))
         for f in self.FIELDS:
             getattr(self, f)[:, :m] = state[f].numpy()

@@ -60,8 +60,10 @@ class GuardedEnv(gym.Wrapper):
         """Count the error, raise if the env keeps failing, else rebuild it."""
         self.errors += 1
         if failures >= MAX_CONSECUTIVE_FAILURES:
-            raise EnvError(f"{self._label}: env {where} failed {failures} times in a row after rebuilding "
-                           f"({type(exc).__name__}: {exc})") from exc  # fmt: skip
+            raise EnvError(
+                f"{self._label}: env {where} failed {failures} times in a row after rebuilding "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
         try:
             self.env.close()
         except Exception:  # noqa: BLE001 - a broken env may fail to close; it is discarded anyway

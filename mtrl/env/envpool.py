@@ -59,14 +59,22 @@ def check_fast_backend(suite: TaskSuite, backend: str, autoreset_mode: str, max_
     try:
         import envpool  # noqa: F401
     except ImportError:
-        raise MtrlError("env.backend=envpool needs envpool: pip install 'mtrl[fast]' (or set env.backend=gymnasium)") from None
+        raise MtrlError(
+            "env.backend=envpool needs envpool: pip install 'mtrl[fast]' (or set env.backend=gymnasium)"
+        ) from None
     if autoreset_mode != "next_step":
-        raise MtrlError("env.backend=envpool resets envs on the step after an episode ends; "
-                        f"it needs rollout.autoreset_mode=next_step, got {autoreset_mode}")  # fmt: skip
+        raise MtrlError(
+            "env.backend=envpool resets envs on the step after an episode ends; "
+            f"it needs rollout.autoreset_mode=next_step, got {autoreset_mode}"
+        )
     if max_episode_steps is not None:
-        raise MtrlError("env.backend=envpool runs each task at its own episode limit; unset env.max_episode_steps "
-                        "or use env.backend=gymnasium")  # fmt: skip
+        raise MtrlError(
+            "env.backend=envpool runs each task at its own episode limit; unset env.max_episode_steps "
+            "or use env.backend=gymnasium"
+        )
     missing = [name for name, ok in zip(suite.tasks, fast_tasks(suite)) if not ok]
     if missing:
-        print(f"mtrl: envpool has no port of {', '.join(missing)} (suite '{suite.name}'); "
-              "these tasks run on gymnasium", file=sys.stderr)  # fmt: skip
+        print(
+            f"mtrl: envpool has no port of {', '.join(missing)} (suite '{suite.name}'); these tasks run on gymnasium",
+            file=sys.stderr,
+        )

@@ -74,7 +74,7 @@ def restore_slots(envs: gym.vector.SyncVectorEnv, state: dict[str, Any], tasks: 
     ends = np.cumsum(state["lengths"])
     obs = []
     for i, env in enumerate(envs.envs):
-        acts = np.asarray(state["actions"])[ends[i] - state["lengths"][i]:ends[i]]
+        acts = np.asarray(state["actions"])[ends[i] - state["lengths"][i] : ends[i]]
         options = None if tasks is None else {"task": int(tasks[i])}
         obs.append(env.restore(int(state["slot_seed"][i]), int(state["index"][i]), acts, options))
     envs._autoreset_envs = np.asarray(state["autoreset"], bool).copy()

@@ -58,8 +58,10 @@ class TaskSuite:
         if self.task_metadata is not None:
             meta = np.asarray(self.task_metadata, dtype=np.float64)
             if meta.ndim != 2 or len(meta) != len(self.tasks) or not np.isfinite(meta).all():
-                raise MtrlError(f"suite '{self.name}': task_metadata must be a finite [K, d] array with one row per "
-                                f"task (K = {len(self.tasks)}), got shape {meta.shape}")  # fmt: skip
+                raise MtrlError(
+                    f"suite '{self.name}': task_metadata must be a finite [K, d] array with one row per "
+                    f"task (K = {len(self.tasks)}), got shape {meta.shape}"
+                )
             object.__setattr__(self, "task_metadata", meta)
 
     @property
@@ -91,7 +93,10 @@ class TaskSuite:
 
     def _build_checked(self, task_index: int, seed: int, max_episode_steps: int | None) -> gym.Env:
         env = self.build(task_index, seed)
-        if not isinstance(env.action_space, type(self.action_space)) or env.action_space.shape != self.action_space.shape:
+        if (
+            not isinstance(env.action_space, type(self.action_space))
+            or env.action_space.shape != self.action_space.shape
+        ):
             raise EnvError(
                 f"suite '{self.name}' task '{self.tasks[task_index]}': env action space {env.action_space} "
                 f"does not match the suite's {self.action_space}"
@@ -133,11 +138,15 @@ def get_suite(name: str, reward_version: str | None = None) -> TaskSuite:
         except (TypeError, ValueError):
             takes = False
         if not takes:
-            raise MtrlError(f"env.reward_version={reward_version}: suite '{name}' has one reward function (its factory "
-                            "takes no reward_version); set env.reward_version=null")  # fmt: skip
+            raise MtrlError(
+                f"env.reward_version={reward_version}: suite '{name}' has one reward function (its factory "
+                "takes no reward_version); set env.reward_version=null"
+            )
         suite = call_plugin("suite", name, "its factory", partial(factory, reward_version=reward_version))
     if not isinstance(suite, TaskSuite):
-        raise MtrlError(f"suite factory for '{name}' returned {type(suite).__name__}, expected mtrl.env.suite.TaskSuite")
+        raise MtrlError(
+            f"suite factory for '{name}' returned {type(suite).__name__}, expected mtrl.env.suite.TaskSuite"
+        )
     return suite
 
 
@@ -156,5 +165,3 @@ def env_actions(space: gym.spaces.Space, actions: np.ndarray) -> np.ndarray:
 def slot_tasks(num_tasks: int, num_slots: int) -> np.ndarray:
     """Assign env slots to tasks round-robin, so every task gets floor or ceil of its share."""
     return np.arange(num_slots) % num_tasks
-
-

@@ -23,7 +23,9 @@ class BatchEnv(Protocol):
     """n envs of one task, NEXT_STEP autoreset; success is a float per env (1 on success)."""
 
     def reset(self) -> np.ndarray: ...
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]: ...
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]: ...
     def close(self) -> None: ...
 
 
@@ -128,8 +130,10 @@ def make_vector_env(
         return gym.vector.SyncVectorEnv(fns, autoreset_mode=_AUTORESET[autoreset_mode])
     if backend == "envpool":
         return make_task_vector_env(suite, tasks, seeds)
-    fns = [(lambda t=int(t), s=int(s): SeededEpisodes(suite.make_env(t, s, max_episode_steps)))
-           for t, s in zip(tasks, seeds, strict=True)]  # fmt: skip
+    fns = [
+        (lambda t=int(t), s=int(s): SeededEpisodes(suite.make_env(t, s, max_episode_steps)))
+        for t, s in zip(tasks, seeds, strict=True)
+    ]
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=_AUTORESET[autoreset_mode])
 
 

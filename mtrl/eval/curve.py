@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from mtrl.env.suite import TaskSuite
 from mtrl.errors import MtrlError
 from mtrl.eval.evaluate import EvalResult, Runner, evaluate
-from mtrl.env.suite import TaskSuite
 
 FILE = "eval_curve.csv"
 
@@ -40,8 +40,18 @@ def eval_seed(seed: int, env_steps: int) -> int:
 class EvalCurve:
     """Evaluations before training and after every `every` env steps, appended to `run_dir`/eval_curve.csv."""
 
-    def __init__(self, run_dir: Path, suite: TaskSuite, every: int, episodes: int, greedy: bool, seed: int,
-                 max_episode_steps: int | None, start_steps: int, done: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        run_dir: Path,
+        suite: TaskSuite,
+        every: int,
+        episodes: int,
+        greedy: bool,
+        seed: int,
+        max_episode_steps: int | None,
+        start_steps: int,
+        done: int | None = None,
+    ) -> None:
         """`done`: the checkpoint's `self.done` when resuming (it may predate an evaluation that
         was due at the checkpoint's step, e.g. after Ctrl-C)."""
         self.path = run_dir / FILE
@@ -59,8 +69,15 @@ class EvalCurve:
 
     def run(self, policy: nn.Module, env_steps: int, iteration: int, runner: Runner | None = None) -> EvalResult:
         """Evaluate now, append the row, and remember the result."""
-        result = evaluate(policy, self.suite, self.episodes, eval_seed(self.seed, env_steps), self.greedy,
-                          self.max_episode_steps, runner)  # fmt: skip
+        result = evaluate(
+            policy,
+            self.suite,
+            self.episodes,
+            eval_seed(self.seed, env_steps),
+            self.greedy,
+            self.max_episode_steps,
+            runner,
+        )
         self.done = env_steps // self.every
         self.last = (env_steps, result)
         if env_steps in self._steps:  # a resumed, finished run re-evaluating its last point: replace the row
@@ -93,8 +110,11 @@ class EvalCurve:
             return
         with open(self.path, encoding="utf-8", newline="") as f:
             rows = list(csv.reader(f))
-        keep = [r for r in rows[1:]
-                if len(r) == len(self.columns) and env_steps > 0 and r[1].isdigit() and int(r[1]) <= env_steps]
+        keep = [
+            r
+            for r in rows[1:]
+            if len(r) == len(self.columns) and env_steps > 0 and r[1].isdigit() and int(r[1]) <= env_steps
+        ]
         self._steps = {int(r[1]) for r in keep}
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w", encoding="utf-8", newline="") as f:

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from mtrl.collect.episodes import run_chunks, split_work
-
 from mtrl.env.suite import TaskSuite
 
 
@@ -64,8 +63,14 @@ class EvalResult:
         return EvalResult(data["suite"], [TaskResult(**t) for t in data["tasks"]], data["greedy"], data["seed"])
 
     def to_json(self) -> dict:
-        return {"suite": self.suite, "greedy": self.greedy, "seed": self.seed, "mean_return": self.mean_return,
-                "mean_success": self.mean_success, "tasks": [asdict(t) for t in self.tasks]}  # fmt: skip
+        return {
+            "suite": self.suite,
+            "greedy": self.greedy,
+            "seed": self.seed,
+            "mean_return": self.mean_return,
+            "mean_success": self.mean_success,
+            "tasks": [asdict(t) for t in self.tasks],
+        }
 
     def write_json(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,8 +81,16 @@ class EvalResult:
 Runner = Callable[[nn.Module, TaskSuite, list, bool, "int | None"], list]
 
 
-def evaluate(policy: nn.Module, suite: TaskSuite, episodes: int, seed: int, greedy: bool = False,
-             max_episode_steps: int | None = None, runner: Runner | None = None, chunk: int = 64) -> EvalResult:  # fmt: skip
+def evaluate(
+    policy: nn.Module,
+    suite: TaskSuite,
+    episodes: int,
+    seed: int,
+    greedy: bool = False,
+    max_episode_steps: int | None = None,
+    runner: Runner | None = None,
+    chunk: int = 64,
+) -> EvalResult:
     """Run `episodes` episodes of every task (the first episode of each env slot) and average
     them per task. The work is cut into chunks of at most `chunk` episodes of one task, each
     with its own env seeds and torch seed, so the result depends on `seed` (and `chunk`) only,
@@ -85,8 +98,12 @@ def evaluate(policy: nn.Module, suite: TaskSuite, episodes: int, seed: int, gree
     (`WorkerPool.run_eval`) or as Ray tasks (`ray_runner`). The caller's torch RNG is left untouched."""
     jobs = np.repeat(np.arange(suite.num_tasks), episodes)
     seeds = episode_seeds(suite, episodes, seed)
-    chunks = [np.arange(lo, min(lo + chunk, hi)) for k in range(suite.num_tasks)
-              for hi in [(k + 1) * episodes] for lo in range(k * episodes, hi, chunk)]  # fmt: skip
+    chunks = [
+        np.arange(lo, min(lo + chunk, hi))
+        for k in range(suite.num_tasks)
+        for hi in [(k + 1) * episodes]
+        for lo in range(k * episodes, hi, chunk)
+    ]
     work = [(jobs[c], seeds[c], [seed, int(jobs[c[0]]), int(c[0])]) for c in chunks]
     outs = (runner or run_chunks)(policy, suite, work, greedy, max_episode_steps)
     ret, length, success = (np.concatenate(parts) for parts in zip(*outs))
@@ -94,8 +111,18 @@ def evaluate(policy: nn.Module, suite: TaskSuite, episodes: int, seed: int, gree
     for k, name in enumerate(suite.tasks):
         m = jobs == k
         rate = float(success[m].mean()) if suite.reports_success else None
-        results.append(TaskResult(name, int(m.sum()), float(ret[m].mean()), rate, float(length[m].mean()), ret[m].tolist(),
-                                  success[m].tolist() if suite.reports_success else None, length[m].astype(int).tolist()))  # fmt: skip
+        results.append(
+            TaskResult(
+                name,
+                int(m.sum()),
+                float(ret[m].mean()),
+                rate,
+                float(length[m].mean()),
+                ret[m].tolist(),
+                success[m].tolist() if suite.reports_success else None,
+                length[m].astype(int).tolist(),
+            )
+        )
     return EvalResult(suite.name, results, greedy, seed)
 
 
@@ -103,7 +130,9 @@ def episode_seeds(suite: TaskSuite, episodes: int, seed: int) -> np.ndarray:
     """The reset seed of each evaluation episode, task-major: the suite's protocol (Meta-World:
     one per goal variant) or independent seeds drawn from `seed`."""
     if suite.eval_seeds is not None:
-        return np.concatenate([np.asarray(suite.eval_seeds(episodes, seed + k), np.int64) for k in range(suite.num_tasks)])
+        return np.concatenate(
+            [np.asarray(suite.eval_seeds(episodes, seed + k), np.int64) for k in range(suite.num_tasks)]
+        )
     return np.random.SeedSequence([seed, 0xE7A1]).generate_state(suite.num_tasks * episodes).astype(np.int64)
 
 
@@ -125,7 +154,10 @@ def ray_runner(workers: int) -> Runner:
 
         state = ray.put({k: v.detach().cpu() for k, v in policy.state_dict().items()})
         fn = ray.remote(num_cpus=1)(_remote_chunks)
-        calls = [fn.remote(policy.spec, state, suite, share, greedy, max_episode_steps) for share in split_work(work, workers)]
+        calls = [
+            fn.remote(policy.spec, state, suite, share, greedy, max_episode_steps)
+            for share in split_work(work, workers)
+        ]
         return [out for share in ray.get(calls) for out in share]
 
     return run
@@ -134,4 +166,3 @@ def ray_runner(workers: int) -> Runner:
 def default_episodes(suite: TaskSuite, requested: int | None) -> int:
     """The episodes per task: the request, else the suite's protocol."""
     return suite.eval_episodes if requested is None else requested
-

@@ -34,8 +34,10 @@ class RunCurves:
         if tag not in self.series:
             known = ", ".join(sorted(t for t in self.series if t.startswith(("charts/", "task/", "eval/")))[:8])
             if tag.startswith("eval/"):
-                raise MtrlError(f"run {self.path} has no '{tag}' in its TensorBoard events; --source eval needs runs "
-                                f"trained with train.eval_every (it has e.g. {known})")  # fmt: skip
+                raise MtrlError(
+                    f"run {self.path} has no '{tag}' in its TensorBoard events; --source eval needs runs "
+                    f"trained with train.eval_every (it has e.g. {known})"
+                )
             raise MtrlError(f"run {self.path} has no '{tag}' in its TensorBoard events (it has e.g. {known})")
         return self.series[tag]
 
@@ -108,9 +110,16 @@ def reference_curve(table: dict[str, np.ndarray], tag: str) -> tuple[np.ndarray,
     return None if col is None else (table["env_steps"], table[col])
 
 
-def plot(runs: list[RunCurves], out: Path, metric: str = "auto", per_task: bool = False, window: int = 5,
-         title: str | None = None, source: str = "train",
-         references: dict[str, dict[str, np.ndarray]] | None = None) -> Path:  # fmt: skip
+def plot(
+    runs: list[RunCurves],
+    out: Path,
+    metric: str = "auto",
+    per_task: bool = False,
+    window: int = 5,
+    title: str | None = None,
+    source: str = "train",
+    references: dict[str, dict[str, np.ndarray]] | None = None,
+) -> Path:
     """Write the learning-curve figure (PNG, PDF or SVG by `out`'s suffix); `references` maps a
     label to a CSV table (`mtrl.eval.curve.read_curve`) drawn as a dashed line where it has the column."""
     import matplotlib
@@ -134,14 +143,20 @@ def plot(runs: list[RunCurves], out: Path, metric: str = "auto", per_task: bool 
             ref = reference_curve(table, tag)
             if ref is not None:
                 style = ("--", ":", "-.", (0, (3, 1, 1, 1, 1, 1)))[i % 4]  # dashed, dotted, dash-dot, dash-dot-dot
-                ax.plot(ref[0], smooth(ref[1], window), linestyle=style, color=("black", "dimgray")[i // 4 % 2],
-                        linewidth=1.2, label=label)  # fmt: skip
+                ax.plot(
+                    ref[0],
+                    smooth(ref[1], window),
+                    linestyle=style,
+                    color=("black", "dimgray")[i // 4 % 2],
+                    linewidth=1.2,
+                    label=label,
+                )
         ax.set_title(task or "mean over tasks", fontsize=10)
         ax.set_xlabel("env steps")
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1M
         ax.set_ylabel(("eval " if source == "eval" else "") + tag.rsplit("/", 1)[-1].replace("mean_", ""))
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(tasks):]:
+    for ax in list(axes.flat)[len(tasks) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
     if title:
@@ -155,8 +170,10 @@ def plot(runs: list[RunCurves], out: Path, metric: str = "auto", per_task: bool 
 
 def _common_tasks(runs: list[RunCurves], source: str = "train") -> list[str]:
     prefix = "eval/" if source == "eval" else "task/"
-    per_run = [[t.split("/")[1] for t in r.series if t.startswith(prefix) and t.endswith("/return") and t.count("/") == 2]
-               for r in runs]  # fmt: skip
+    per_run = [
+        [t.split("/")[1] for t in r.series if t.startswith(prefix) and t.endswith("/return") and t.count("/") == 2]
+        for r in runs
+    ]
     common = [t for t in per_run[0] if all(t in p for p in per_run)]
     if not common:
         raise MtrlError("--per-task: the runs share no task with a logged return")

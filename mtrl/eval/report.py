@@ -77,7 +77,9 @@ def score_kind(runs: list[RunEval], metric: str) -> str:
     """'success' or 'return' for `metric` 'auto' | 'success' | 'return'."""
     has_success = all(t.success_rate is not None for r in runs for t in r.result.tasks)
     if metric == "success" and not has_success:
-        raise MtrlError(f"--metric success: suite '{runs[0].result.suite}' does not report success; use --metric return")
+        raise MtrlError(
+            f"--metric success: suite '{runs[0].result.suite}' does not report success; use --metric return"
+        )
     return metric if metric != "auto" else ("success" if has_success else "return")
 
 
@@ -111,8 +113,12 @@ class Report:
         """The comparison table (aggregates with 95% CIs) and the per-task table, in markdown."""
         stats = list(METRICS)
         head = ["method", "runs", *[f"{s} [95% CI]" for s in stats]]
-        lines = [f"Suite `{self.suite}`, score = {self.metric}; aggregates over runs x tasks, "
-                 "95% stratified-bootstrap CIs.", "", _md_row(head), _md_row(["---"] * len(head))]  # fmt: skip
+        lines = [
+            f"Suite `{self.suite}`, score = {self.metric}; aggregates over runs x tasks, 95% stratified-bootstrap CIs.",
+            "",
+            _md_row(head),
+            _md_row(["---"] * len(head)),
+        ]
         for m in self.methods:
             lines.append(_md_row([m.method, str(m.runs), *[str(m.estimates[s]) for s in stats]]))
         tasks = list(self.methods[0].per_task)
@@ -125,9 +131,18 @@ class Report:
         return {
             "suite": self.suite,
             "metric": self.metric,
-            "methods": [{"method": m.method, "runs": m.runs, "per_task": m.per_task,
-                         **{s: vars(e) for s, e in m.estimates.items()}} for m in self.methods],  # fmt: skip
-            "runs": [{"method": r.method, "path": r.path, "env_steps": r.env_steps, **r.result.to_json()} for r in self.runs],
+            "methods": [
+                {
+                    "method": m.method,
+                    "runs": m.runs,
+                    "per_task": m.per_task,
+                    **{s: vars(e) for s, e in m.estimates.items()},
+                }
+                for m in self.methods
+            ],
+            "runs": [
+                {"method": r.method, "path": r.path, "env_steps": r.env_steps, **r.result.to_json()} for r in self.runs
+            ],
         }
 
     def write(self, out: Path) -> list[Path]:
@@ -140,16 +155,32 @@ class Report:
             w = csv.writer(f)
             w.writerow(["method", "runs", "metric", *[f"{s}{x}" for s in METRICS for x in ("", "_lo", "_hi")]])
             for m in self.methods:
-                w.writerow([m.method, m.runs, self.metric,
-                            *[f"{v:.6g}" for s in METRICS for v in vars(m.estimates[s]).values()]])  # fmt: skip
+                w.writerow(
+                    [
+                        m.method,
+                        m.runs,
+                        self.metric,
+                        *[f"{v:.6g}" for s in METRICS for v in vars(m.estimates[s]).values()],
+                    ]
+                )
         with open(out / "runs.csv", "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["method", "run", "env_steps", "task", "episodes", "mean_return", "success_rate", "mean_length"])
             for r in self.runs:
                 for t in r.result.tasks:
                     rate = "" if t.success_rate is None else f"{t.success_rate:.6g}"
-                    w.writerow([r.method, r.path, r.env_steps, t.task, t.episodes, f"{t.mean_return:.6g}", rate,
-                                f"{t.mean_length:.6g}"])  # fmt: skip
+                    w.writerow(
+                        [
+                            r.method,
+                            r.path,
+                            r.env_steps,
+                            t.task,
+                            t.episodes,
+                            f"{t.mean_return:.6g}",
+                            rate,
+                            f"{t.mean_length:.6g}",
+                        ]
+                    )
         return [out / n for n in ("report.md", "report.json", "summary.csv", "runs.csv")]
 
     def write_json(self, path: Path) -> None:
@@ -157,8 +188,9 @@ class Report:
         path.write_text(json.dumps(self.to_json(), indent=2), encoding="utf-8")
 
 
-def build_report(runs: list[RunEval], metric: str, return_range: tuple[float, float] | None, reps: int,
-                 seed: int) -> Report:  # fmt: skip
+def build_report(
+    runs: list[RunEval], metric: str, return_range: tuple[float, float] | None, reps: int, seed: int
+) -> Report:
     """Group the runs by method (in first-seen order) and aggregate each method's scores."""
     suites = sorted({r.result.suite for r in runs})
     if len(suites) > 1:
@@ -177,5 +209,3 @@ def build_report(runs: list[RunEval], metric: str, return_range: tuple[float, fl
 
 def _md_row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
-
-

@@ -57,7 +57,9 @@ def aggregate(scores: np.ndarray, reps: int = 2000, seed: int = 0, alpha: float 
     return out
 
 
-def mean_ci(values: np.ndarray, reps: int = 2000, seed: int = 0, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mean_ci(
+    values: np.ndarray, reps: int = 2000, seed: int = 0, alpha: float = 0.05
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean over runs of `values` [runs, points] and its 95% bootstrap band (runs resampled
     with replacement); for learning curves with one band per step."""
     values = np.asarray(values, dtype=np.float64)

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtrl.errors import MtrlError
 from mtrl.collect.episodes import run_episodes
-from mtrl.eval.evaluate import episode_seeds
 from mtrl.env.suite import TaskSuite
+from mtrl.errors import MtrlError
+from mtrl.eval.evaluate import episode_seeds
 
 GL_BACKENDS = ("egl", "osmesa")
 _PROBE = "import mujoco; c = mujoco.GLContext(8, 8); c.make_current(); c.free()"
@@ -51,12 +51,16 @@ def _frame(env, task: str, max_side: int) -> np.ndarray:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         # the half-built MuJoCo viewer raises again from __del__ at exit; this error says it all
         sys.unraisablehook = lambda _: None
-        raise MtrlError(f"task '{task}' cannot render offscreen ({first}). MuJoCo envs need an OpenGL backend: "
-                        "install EGL (a GPU driver) or OSMesa (Debian: apt install libosmesa6), or set "
-                        "MUJOCO_GL") from None  # fmt: skip
+        raise MtrlError(
+            f"task '{task}' cannot render offscreen ({first}). MuJoCo envs need an OpenGL backend: "
+            "install EGL (a GPU driver) or OSMesa (Debian: apt install libosmesa6), or set "
+            "MUJOCO_GL"
+        ) from None
     if not isinstance(frame, np.ndarray) or frame.ndim != 3:
-        raise MtrlError(f"task '{task}': render() returned {type(frame).__name__}, expected an RGB array "
-                        "(the env must support render_mode='rgb_array')")  # fmt: skip
+        raise MtrlError(
+            f"task '{task}': render() returned {type(frame).__name__}, expected an RGB array "
+            "(the env must support render_mode='rgb_array')"
+        )
     if max(frame.shape[:2]) > max_side:  # MuJoCo renders 480x480: halve the GIF's size
         from PIL import Image
 
@@ -79,8 +83,16 @@ def _caption(frame: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(img)
 
 
-def record_videos(policy: nn.Module, suite: TaskSuite, out_dir: Path, seed: int, greedy: bool,
-                  max_episode_steps: int | None = None, fps: int = 15, max_side: int = 256) -> list[tuple[Path, int]]:  # fmt: skip
+def record_videos(
+    policy: nn.Module,
+    suite: TaskSuite,
+    out_dir: Path,
+    seed: int,
+    greedy: bool,
+    max_episode_steps: int | None = None,
+    fps: int = 15,
+    max_side: int = 256,
+) -> list[tuple[Path, int]]:
     """Run one evaluation episode per task (the first evaluation seed) and write
     out_dir/<task>.gif: the reset frame plus one frame per step, at most `max_side` pixels a
     side. Returns (path, frame count)."""

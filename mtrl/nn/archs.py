@@ -14,13 +14,12 @@ from typing import Literal
 import torch
 from torch import nn
 
+from mtrl.nn.care import CARENet, CareOptions
 from mtrl.nn.layers import OutputHead, TaskHeads, gains, init_linear, make_encoder, mlp, with_task_onehot
-from mtrl.nn.care import CareOptions, CARENet
 from mtrl.nn.moore import make_mixture
 from mtrl.nn.network import PolicySpec
 from mtrl.nn.paco import PacoNet, PacoOptions
 from mtrl.nn.softmod import SoftModOptions, SoftModularNet
-
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}  # policy.activation
 
@@ -33,8 +32,9 @@ class MLPNet(nn.Module):
         out_g, hid_g = gains(spec, out_gain)
         self.num_tasks = spec.num_tasks
         self.encoder = make_encoder(spec.obs_shape)
-        self.trunk = mlp([self.encoder.out_dim + spec.num_tasks] + [spec.hidden] * spec.layers, ACTIVATIONS[spec.activation],
-                         hid_g)  # fmt: skip
+        self.trunk = mlp(
+            [self.encoder.out_dim + spec.num_tasks] + [spec.hidden] * spec.layers, ACTIVATIONS[spec.activation], hid_g
+        )
         self.head = init_linear(nn.Linear(spec.hidden, out_dim), out_g)
 
     def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
@@ -53,7 +53,9 @@ class MultiHeadNet(nn.Module):
         self.no_trunk = spec.layers == 0
         self.squash = self.no_trunk and len(spec.obs_shape) == 3  # MOORE's MTPPO network: tanh after the last conv
         if self.no_trunk:
-            self.head: nn.Module = OutputHead(spec.num_tasks, self.encoder.out_dim, spec.hidden, out_dim, out_g, True, hid_g)
+            self.head: nn.Module = OutputHead(
+                spec.num_tasks, self.encoder.out_dim, spec.hidden, out_dim, out_g, True, hid_g
+            )
             return
         self.trunk = mlp([self.encoder.out_dim] + [spec.hidden] * spec.layers, ACTIVATIONS[spec.activation], hid_g)
         self.head = TaskHeads(spec.num_tasks, spec.hidden, out_dim, out_g)
@@ -69,10 +71,12 @@ class MultiHeadNet(nn.Module):
 class MixtureOptions:
     """policy.moore / policy.moe: the mixture's own hyperparameters."""
 
-    num_experts: int = field(default=4, metadata={"help": "experts k (MOORE: 2/3/4 for MiniGrid MT3/5/7, 4/6 for "
-                                                          "MT10/50)", "lo": 1})  # fmt: skip
-    head: Literal["multi", "single"] = field(default="multi", metadata={
-        "help": "output head: one per task, or one on cat(feature, task one-hot)"})  # fmt: skip
+    num_experts: int = field(
+        default=4, metadata={"help": "experts k (MOORE: 2/3/4 for MiniGrid MT3/5/7, 4/6 for MT10/50)", "lo": 1}
+    )
+    head: Literal["multi", "single"] = field(
+        default="multi", metadata={"help": "output head: one per task, or one on cat(feature, task one-hot)"}
+    )
 
 
 class MixtureNet(nn.Module):
@@ -85,7 +89,9 @@ class MixtureNet(nn.Module):
         out_g, hid_g = gains(spec, out_gain)
         self.mixture = make_mixture(spec.obs_shape, spec.num_tasks, spec.num_experts, spec.arch == "moore")
         hidden = spec.hidden if len(spec.obs_shape) == 3 else None
-        self.head = OutputHead(spec.num_tasks, self.mixture.out_dim, hidden, out_dim, out_g, spec.head == "multi", hid_g)
+        self.head = OutputHead(
+            spec.num_tasks, self.mixture.out_dim, hidden, out_dim, out_g, spec.head == "multi", hid_g
+        )
 
     def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
         return self.head(self.mixture(obs, task_id), task_id)

@@ -26,12 +26,15 @@ from mtrl.nn.network import PolicySpec
 class CareOptions:
     """policy.care: the mixture of encoders and the context."""
 
-    num_encoders: int = field(default=6, metadata={"help": "encoders k (Meta-World+: 6 for MT10, 10 for MT50)", "lo": 1})
+    num_encoders: int = field(
+        default=6, metadata={"help": "encoders k (Meta-World+: 6 for MT10, 10 for MT50)", "lo": 1}
+    )
     encoder_width: int = field(default=50, metadata={"help": "width of every encoder layer", "lo": 1})
     encoder_depth: int = field(default=2, metadata={"help": "layers per encoder", "lo": 1})
     context_dim: int = field(default=50, metadata={"help": "size of the task context embedding", "lo": 1})
-    temperature: float = field(default=1.0, metadata={"help": "softmax temperature of the attention", "lo": 0.0,
-                                                      "lo_open": True})  # fmt: skip
+    temperature: float = field(
+        default=1.0, metadata={"help": "softmax temperature of the attention", "lo": 0.0, "lo_open": True}
+    )
 
 
 class CARENet(nn.Module):
@@ -50,12 +53,16 @@ class CARENet(nn.Module):
             self.metadata = None
             self.context_in = nn.Embedding(spec.num_tasks, o.context_dim)
         self.context = nn.Sequential(nn.ReLU(), *mlp([o.context_dim, o.context_dim], nn.ReLU, hid_g))
-        self.attention = nn.Sequential(*mlp([o.context_dim, o.context_dim], nn.ReLU, hid_g),
-                                       init_linear(nn.Linear(o.context_dim, o.num_encoders), hid_g))  # fmt: skip
+        self.attention = nn.Sequential(
+            *mlp([o.context_dim, o.context_dim], nn.ReLU, hid_g),
+            init_linear(nn.Linear(o.context_dim, o.num_encoders), hid_g),
+        )
         dims = [self.encoder.out_dim] + [o.encoder_width] * o.encoder_depth
         self.encoders = nn.ModuleList(ParallelLinear(o.num_encoders, a, b, hid_g) for a, b in zip(dims[:-1], dims[1:]))
         self.torso = mlp([o.encoder_width + o.context_dim] + [spec.hidden] * spec.layers, nn.ReLU, hid_g)
-        self.head = init_linear(nn.Linear(spec.hidden if spec.layers else o.encoder_width + o.context_dim, out_dim), out_g)
+        self.head = init_linear(
+            nn.Linear(spec.hidden if spec.layers else o.encoder_width + o.context_dim, out_dim), out_g
+        )
 
     def task_context(self, task_id: torch.Tensor) -> torch.Tensor:
         """The context embedding of each row's task, [B, context_dim]."""

@@ -162,8 +162,16 @@ class OutputHead(nn.Module):
     """[Linear(in, hidden) -> Tanh ->] Linear(., out), per task (multi-head) or shared on
     cat(x, onehot(task)) (single-head), the two head types of MOORE (ALGORITHMS.md section 1)."""
 
-    def __init__(self, num_tasks: int, in_dim: int, hidden: int | None, out_dim: int, gain: float | None, multi: bool,
-                 hidden_gain: float | None = math.sqrt(2)) -> None:  # fmt: skip
+    def __init__(
+        self,
+        num_tasks: int,
+        in_dim: int,
+        hidden: int | None,
+        out_dim: int,
+        gain: float | None,
+        multi: bool,
+        hidden_gain: float | None = math.sqrt(2),
+    ) -> None:
         super().__init__()
         self.num_tasks, self.multi = num_tasks, multi
         dims = [in_dim + (0 if multi else num_tasks)] + ([hidden] if hidden else []) + [out_dim]

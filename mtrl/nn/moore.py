@@ -106,10 +106,12 @@ class ConvExperts(nn.Module):
         h, w, c = shape
         self.k = k
         self.net = nn.Sequential(
-            nn.Conv2d(c, k * 16, 2), nn.ReLU(),
-            nn.Conv2d(k * 16, k * 32, 2, groups=k), nn.ReLU(),
+            nn.Conv2d(c, k * 16, 2),
+            nn.ReLU(),
+            nn.Conv2d(k * 16, k * 32, 2, groups=k),
+            nn.ReLU(),
             nn.Conv2d(k * 32, k * 64, 2, groups=k),
-        )  # fmt: skip
+        )
         self.out_dim = 64 * (h - 3) * (w - 3)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -141,8 +143,10 @@ class MixtureEncoder(nn.Module):
     def __init__(self, experts: MLPExperts | ConvExperts, num_tasks: int, orthogonal: bool) -> None:
         super().__init__()
         if orthogonal and experts.k > experts.out_dim:
-            raise MtrlError(f"policy.moore.num_experts={experts.k} exceeds the expert feature size {experts.out_dim}; "
-                            "MOORE's Gram-Schmidt needs num_experts <= feature size")  # fmt: skip
+            raise MtrlError(
+                f"policy.moore.num_experts={experts.k} exceeds the expert feature size {experts.out_dim}; "
+                "MOORE's Gram-Schmidt needs num_experts <= feature size"
+            )
         self.experts, self.orthogonal = experts, orthogonal
         self.task_weights = nn.Linear(num_tasks, experts.k, bias=False)
         self.out_dim = experts.out_dim

@@ -29,7 +29,9 @@ class PolicySpec:
     kind: str = "actor_critic"  # "sac": squashed-Gaussian actor + twin Q critics (mtrl.nn.sac.SACPolicy)
     init: str = "orthogonal"  # trunk and head layers: "orthogonal" (CleanRL's gains) or "default" (PyTorch's)
     options: tuple[tuple[str, Any], ...] = ()  # another architecture's own options (policy.<arch>.*), sorted by name
-    task_metadata: tuple[tuple[float, ...], ...] | None = None  # the suite's [K, d] task context (TaskSuite.task_metadata)
+    task_metadata: tuple[tuple[float, ...], ...] | None = (
+        None  # the suite's [K, d] task context (TaskSuite.task_metadata)
+    )
     activation: str = "tanh"  # mlp / multihead trunks: "tanh" (CleanRL's PPO) or "relu" (Meta-World+'s SAC)
 
     def __post_init__(self) -> None:  # from a checkpoint's JSON the options come back as lists
@@ -49,7 +51,9 @@ def task_network(spec: PolicySpec, out_dim: int, out_gain: float) -> nn.Module:
     arch = ARCHS.get(spec.arch)
     net = call_plugin("architecture", spec.arch, "its builder", arch.build, spec, out_dim, out_gain)
     if not isinstance(net, nn.Module):
-        raise MtrlError(f"architecture '{spec.arch}': its builder returned {type(net).__name__}, expected a torch.nn.Module")
+        raise MtrlError(
+            f"architecture '{spec.arch}': its builder returned {type(net).__name__}, expected a torch.nn.Module"
+        )
     obs, task = torch.zeros(2, *spec.obs_shape), torch.arange(2) % spec.num_tasks
     training = net.training
     with torch.no_grad():  # in eval mode, so that e.g. batch-norm statistics stay untouched
@@ -57,11 +61,17 @@ def task_network(spec: PolicySpec, out_dim: int, out_gain: float) -> nn.Module:
     net.train(training)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, out_dim) or not bool(torch.isfinite(out).all()):
         shown = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise MtrlError(f"architecture '{spec.arch}': forward(obs [2, {', '.join(map(str, spec.obs_shape))}], task_id [2]) "
-                        f"returned {shown}; expected a finite tensor of shape (2, {out_dim})")  # fmt: skip
-    features = net if arch.features is None else call_plugin("architecture", spec.arch, "features()", arch.features, net)
+        raise MtrlError(
+            f"architecture '{spec.arch}': forward(obs [2, {', '.join(map(str, spec.obs_shape))}], task_id [2]) "
+            f"returned {shown}; expected a finite tensor of shape (2, {out_dim})"
+        )
+    features = (
+        net if arch.features is None else call_plugin("architecture", spec.arch, "features()", arch.features, net)
+    )
     if not isinstance(features, nn.Module) or all(m is not features for m in net.modules()):
-        raise MtrlError(f"architecture '{spec.arch}': features(net) returned {type(features).__name__}, expected one "
-                        "of the network's own modules (the one whose output all tasks share)")  # fmt: skip
+        raise MtrlError(
+            f"architecture '{spec.arch}': features(net) returned {type(features).__name__}, expected one "
+            "of the network's own modules (the one whose output all tasks share)"
+        )
     object.__setattr__(net, "_mtrl_features", features)  # not a registered submodule: the state dict stays as it is
     return net

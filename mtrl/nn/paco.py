@@ -33,10 +33,21 @@ from mtrl.nn.network import PolicySpec
 class PacoOptions:
     """policy.paco: the parameter set and the stability mechanisms (the authors' MT10 values)."""
 
-    param_sets: int = field(default=5, metadata={"help": "K_p, the size of the shared parameter set Phi (5 for MT10; "
-                                                         "Meta-World+ uses 20 for MT50)", "lo": 1})  # fmt: skip
-    loss_threshold: float = field(default=3e3, metadata={"help": "a task whose loss exceeds this is masked out of the "
-                                                                 "step and its w reset", "lo": 0.0, "lo_open": True})  # fmt: skip
+    param_sets: int = field(
+        default=5,
+        metadata={
+            "help": "K_p, the size of the shared parameter set Phi (5 for MT10; Meta-World+ uses 20 for MT50)",
+            "lo": 1,
+        },
+    )
+    loss_threshold: float = field(
+        default=3e3,
+        metadata={
+            "help": "a task whose loss exceeds this is masked out of the step and its w reset",
+            "lo": 0.0,
+            "lo_open": True,
+        },
+    )
 
 
 def parameter_set(sets: int, in_dim: int, out_dim: int, gain: float | None) -> ParallelLinear:
@@ -61,8 +72,10 @@ class PacoNet(nn.Module):
         self.task_weights = nn.Linear(spec.num_tasks, o.param_sets, bias=False)  # row tau of W^T: w_tau
         nn.init.normal_(self.task_weights.weight, 0.0, 1.0)
         dims = [self.encoder.out_dim] + [spec.hidden] * spec.layers + [out_dim]
-        self.layers = nn.ModuleList(parameter_set(o.param_sets, a, b, out_g if i == len(dims) - 2 else hid_g)
-                                    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])))  # fmt: skip
+        self.layers = nn.ModuleList(
+            parameter_set(o.param_sets, a, b, out_g if i == len(dims) - 2 else hid_g)
+            for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))
+        )
 
     def compositional_vectors(self) -> torch.Tensor:
         """w for every task, [K, K_p]."""

@@ -61,27 +61,73 @@ def build_policy(spec: PolicySpec) -> nn.Module:
     """Construct the policy described by `spec`: an ActorCritic, or a SACPolicy for kind "sac".
     Both have `actor` and `critic` parts and `act(obs, task_id, greedy) -> (action, log-prob)`."""
     if spec.kind not in POLICY_KINDS:
-        raise MtrlError(f"policy kind {spec.kind!r} (an algorithm's policy_kind) is not one of {', '.join(POLICY_KINDS)}")
+        raise MtrlError(
+            f"policy kind {spec.kind!r} (an algorithm's policy_kind) is not one of {', '.join(POLICY_KINDS)}"
+        )
     return POLICY_KINDS[spec.kind](spec)
 
 
-def spec_for(suite_obs_shape: tuple[int, ...], action_space, num_tasks: int, arch: str, hidden: int, layers: int,
-             num_experts: int = 4, head: str = "multi", kind: str = "actor_critic", init: str = "orthogonal",
-             options: tuple[tuple[str, Any], ...] = (), task_metadata: Any = None, activation: str = "tanh") -> PolicySpec:  # fmt: skip
+def spec_for(
+    suite_obs_shape: tuple[int, ...],
+    action_space,
+    num_tasks: int,
+    arch: str,
+    hidden: int,
+    layers: int,
+    num_experts: int = 4,
+    head: str = "multi",
+    kind: str = "actor_critic",
+    init: str = "orthogonal",
+    options: tuple[tuple[str, Any], ...] = (),
+    task_metadata: Any = None,
+    activation: str = "tanh",
+) -> PolicySpec:
     """A PolicySpec from a suite's spaces (and its task metadata) and the policy settings."""
     discrete = hasattr(action_space, "n")
     action_dim = int(action_space.n) if discrete else int(math.prod(action_space.shape))
-    return PolicySpec(tuple(suite_obs_shape), num_tasks, action_dim, discrete, arch, hidden, layers, num_experts, head,
-                      kind, init, options, task_metadata, activation)  # fmt: skip
+    return PolicySpec(
+        tuple(suite_obs_shape),
+        num_tasks,
+        action_dim,
+        discrete,
+        arch,
+        hidden,
+        layers,
+        num_experts,
+        head,
+        kind,
+        init,
+        options,
+        task_metadata,
+        activation,
+    )
 
 
-def spec_from_config(obs_shape: tuple[int, ...], action_space, num_tasks: int, cfg: PolicyConfig, kind: str,  # noqa: ANN001
-                     task_metadata: Any = None) -> PolicySpec:  # fmt: skip
+def spec_from_config(
+    obs_shape: tuple[int, ...],
+    action_space: Any,
+    num_tasks: int,
+    cfg: PolicyConfig,
+    kind: str,
+    task_metadata: Any = None,
+) -> PolicySpec:
     """A PolicySpec from a suite's spaces, its task metadata and the policy config section. The
     architecture's own options (policy.<arch>.*) that are PolicySpec fields (moore/moe:
     num_experts, head) fill those fields; the others go to `PolicySpec.options`."""
     own = cfg.options.get(cfg.arch)
     values = dataclasses.asdict(own) if own is not None else {}
     fields = {k: values.pop(k) for k in ("num_experts", "head") if k in values}
-    return spec_for(obs_shape, action_space, num_tasks, cfg.arch, cfg.hidden, cfg.layers, kind=kind, init=cfg.init,
-                    options=tuple(values.items()), task_metadata=task_metadata, activation=cfg.activation, **fields)  # fmt: skip
+    return spec_for(
+        obs_shape,
+        action_space,
+        num_tasks,
+        cfg.arch,
+        cfg.hidden,
+        cfg.layers,
+        kind=kind,
+        init=cfg.init,
+        options=tuple(values.items()),
+        task_metadata=task_metadata,
+        activation=cfg.activation,
+        **fields,
+    )

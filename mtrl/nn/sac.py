@@ -21,8 +21,10 @@ LOG_STD_MIN, LOG_STD_MAX = -10.0, 2.0  # MOORE's SAC actor clamp (ALGORITHMS.md 
 
 def _check_continuous(spec: PolicySpec) -> None:
     if spec.discrete or len(spec.obs_shape) != 1:
-        raise MtrlError(f"SAC networks need flat observations and continuous actions; got observation shape "
-                        f"{spec.obs_shape} and {'discrete' if spec.discrete else 'continuous'} actions")  # fmt: skip
+        raise MtrlError(
+            f"SAC networks need flat observations and continuous actions; got observation shape "
+            f"{spec.obs_shape} and {'discrete' if spec.discrete else 'continuous'} actions"
+        )
 
 
 class SACActor(nn.Module):
@@ -73,7 +75,9 @@ class TwinQ(nn.Module):
         super().__init__()
         self.q1, self.q2 = QCritic(spec), QCritic(spec)
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor, task_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, obs: torch.Tensor, action: torch.Tensor, task_id: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.q1(obs, action, task_id), self.q2(obs, action, task_id)
 
 

@@ -57,15 +57,18 @@ class SoftModularNet(nn.Module):
         self.num_tasks, self.n, self.depth = spec.num_tasks, o.num_modules, o.depth
         self.encoder = make_encoder(spec.obs_shape)
         D, G, n, w = o.embedding_dim, o.gating_hidden, o.num_modules, o.module_width
-        self.state = nn.Sequential(init_linear(nn.Linear(self.encoder.out_dim, D), hid_g), nn.ReLU(),
-                                   init_linear(nn.Linear(D, D), hid_g))  # fmt: skip
+        self.state = nn.Sequential(
+            init_linear(nn.Linear(self.encoder.out_dim, D), hid_g), nn.ReLU(), init_linear(nn.Linear(D, D), hid_g)
+        )
         self.task = init_linear(nn.Linear(spec.num_tasks, D), hid_g)
-        self.gating = nn.Sequential(nn.ReLU(), init_linear(nn.Linear(D, G), hid_g), nn.ReLU(), init_linear(nn.Linear(G, G), hid_g))
+        self.gating = nn.Sequential(
+            nn.ReLU(), init_linear(nn.Linear(D, G), hid_g), nn.ReLU(), init_linear(nn.Linear(G, G), hid_g)
+        )
         # routing l (l = 0..depth-1): n x n logits between module layers, the last one n logits
         sizes = [n * n] * (o.depth - 1) + [n]
         self.route_out = nn.ModuleList(small_linear(G, s) for s in sizes)
-        self.route_in = nn.ModuleList(init_linear(nn.Linear(n * n * l, G), hid_g) for l in range(1, o.depth))
-        self.base = nn.ModuleList(ParallelLinear(n, D if l == 0 else w, w, hid_g) for l in range(o.depth))
+        self.route_in = nn.ModuleList(init_linear(nn.Linear(n * n * i, G), hid_g) for i in range(1, o.depth))
+        self.base = nn.ModuleList(ParallelLinear(n, D if i == 0 else w, w, hid_g) for i in range(o.depth))
         self.head = init_linear(nn.Linear(w, out_dim), out_g)
 
     def routing(self, obs: torch.Tensor, task_id: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -78,11 +81,11 @@ class SoftModularNet(nn.Module):
         e = self.gating(z * f)
         probs: list[torch.Tensor] = []
         x = torch.relu(e)
-        for l, out in enumerate(self.route_out):
-            if l > 0:  # cascaded: conditioned on every earlier routing (Soft-Module's code)
-                x = torch.relu(self.route_in[l - 1](torch.cat([p.flatten(1) for p in probs], 1)) * e)
+        for i, out in enumerate(self.route_out):
+            if i > 0:  # cascaded: conditioned on every earlier routing (Soft-Module's code)
+                x = torch.relu(self.route_in[i - 1](torch.cat([p.flatten(1) for p in probs], 1)) * e)
             logits = out(x)
-            probs.append(torch.softmax(logits.view(len(f), self.n, self.n) if l < self.depth - 1 else logits, dim=-1))
+            probs.append(torch.softmax(logits.view(len(f), self.n, self.n) if i < self.depth - 1 else logits, dim=-1))
         return f, probs[:-1], probs[-1]
 
     def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:

@@ -28,5 +28,14 @@ from mtrl.rllib.env import register_suite_env
 from mtrl.rllib.export import export_checkpoint, load_checkpoint_into
 from mtrl.rllib.module import MultiTaskRLModule, mtrl_model_config
 
-__all__ = ["MultiTaskCallbacks", "MultiTaskRLModule", "TaskAdvantageNormalization", "TaskNormPPOLearner",
-           "export_checkpoint", "load_checkpoint_into", "mtrl_model_config", "ppo_config", "register_suite_env"]  # fmt: skip
+__all__ = [
+    "MultiTaskCallbacks",
+    "MultiTaskRLModule",
+    "TaskAdvantageNormalization",
+    "TaskNormPPOLearner",
+    "export_checkpoint",
+    "load_checkpoint_into",
+    "mtrl_model_config",
+    "ppo_config",
+    "register_suite_env",
+]

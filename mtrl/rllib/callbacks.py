@@ -33,8 +33,10 @@ def suite_of(env: Any) -> TaskSuite:
     """The mtrl suite of an RLlib env name made by `register_suite_env` ("mtrl/<suite>")."""
     name = env if isinstance(env, str) else ""
     if not name.startswith(ENV_PREFIX):
-        raise ValueError(f"MultiTaskCallbacks needs an env of mtrl.rllib.register_suite_env ('mtrl/<suite>'), got {env!r}")
-    return get_suite(name[len(ENV_PREFIX):])
+        raise ValueError(
+            f"MultiTaskCallbacks needs an env of mtrl.rllib.register_suite_env ('mtrl/<suite>'), got {env!r}"
+        )
+    return get_suite(name[len(ENV_PREFIX) :])
 
 
 def push_task_probs(probs: np.ndarray):  # noqa: ANN201 - a function for foreach_env_runner
@@ -84,9 +86,11 @@ class MultiTaskCallbacks(RLlibCallback):
         cur = (algorithm.config.env_config or {}).get("curriculum")
         sub_envs = max(int(algorithm.config.num_env_runners), 1) * int(algorithm.config.num_envs_per_env_runner)
         if not cur and sub_envs < suite.num_tasks:  # sub-env i runs task i mod K: some tasks would never run
-            raise MtrlError(f"{sub_envs} sub-env(s) for the {suite.num_tasks} tasks of '{suite.name}': "
-                            f"{', '.join(suite.tasks[sub_envs:])} would never run; give the env runners at least "
-                            f"{suite.num_tasks} sub-envs in all (num_envs_per_env_runner) or use a curriculum")  # fmt: skip
+            raise MtrlError(
+                f"{sub_envs} sub-env(s) for the {suite.num_tasks} tasks of '{suite.name}': "
+                f"{', '.join(suite.tasks[sub_envs:])} would never run; give the env runners at least "
+                f"{suite.num_tasks} sub-envs in all (num_envs_per_env_runner) or use a curriculum"
+            )
         if cur:
             cfg = CurriculumConfig(**cur)
             self.curriculum, self.cur_name = make_curriculum(suite.tasks, cfg), str(cfg.name)
@@ -96,8 +100,13 @@ class MultiTaskCallbacks(RLlibCallback):
         suite = self.suite or suite_of(algorithm.config.env)
         stats = self.task_stats(result, suite, int(algorithm.iteration))
         summary: dict[str, dict[str, float]] = {
-            task: {"return_mean": float(stats.returns[k]), "success_mean": float(stats.success[k]),
-                   "episodes": int(stats.episodes[k])} for k, task in enumerate(suite.tasks)}  # fmt: skip
+            task: {
+                "return_mean": float(stats.returns[k]),
+                "success_mean": float(stats.success[k]),
+                "episodes": int(stats.episodes[k]),
+            }
+            for k, task in enumerate(suite.tasks)
+        }
         if self.curriculum is not None:
             call_plugin("curriculum", self.cur_name, "update()", self.curriculum.update, stats)
             probs = checked_probs(self.curriculum, self.cur_name, suite.num_tasks)

@@ -28,8 +28,17 @@ class TaskAdvantageNormalization(ConnectorV2):
     bootstrap steps are outside it). Logs the mean |advantage| per task, before normalising
     (what mtrl's curricula read as `abs_advantage`), as `mtrl/abs_advantage/<task index>`."""
 
-    def __call__(self, *, rl_module: Any, batch: dict[str, Any], episodes: Any, explore: Any = None,
-                 shared_data: Any = None, metrics: Any = None, **kwargs: Any) -> Any:  # fmt: skip
+    def __call__(
+        self,
+        *,
+        rl_module: Any,
+        batch: dict[str, Any],
+        episodes: Any,
+        explore: Any = None,
+        shared_data: Any = None,
+        metrics: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         for module_id, module_batch in batch.items():
             if Postprocessing.ADVANTAGES not in module_batch:
                 continue
@@ -37,7 +46,11 @@ class TaskAdvantageNormalization(ConnectorV2):
             task = torch.as_tensor(module_batch[Columns.OBS]["task_id"], device=adv.device).long()
             num_tasks = int(rl_module[module_id].observation_space["task_id"].n)
             mask = module_batch.get(Columns.LOSS_MASK)
-            keep = torch.ones_like(task, dtype=torch.bool) if mask is None else torch.as_tensor(mask, device=adv.device).bool()
+            keep = (
+                torch.ones_like(task, dtype=torch.bool)
+                if mask is None
+                else torch.as_tensor(mask, device=adv.device).bool()
+            )
             out = adv.clone()
             out[keep] = task_normalize(adv[keep], task[keep], num_tasks)
             module_batch[Postprocessing.ADVANTAGES] = out

@@ -39,7 +39,9 @@ class SuiteTaskEnv(gym.Wrapper):
         """Draw the next episodes' tasks from `probs` ([K], non-negative, not all 0)."""
         p = np.asarray(probs, np.float64)
         if p.shape != self.task_probs.shape or not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
-            raise MtrlError(f"set_task_probs: expected {len(self.task_probs)} finite non-negative probabilities, got {p}")
+            raise MtrlError(
+                f"set_task_probs: expected {len(self.task_probs)} finite non-negative probabilities, got {p}"
+            )
         self.task_probs[:] = p / p.sum()  # in place: the task-switching env holds this array
 
     def reset(self, **kwargs: Any) -> Any:
@@ -52,8 +54,15 @@ class SuiteTaskEnv(gym.Wrapper):
         self._success = max(self._success, float(info.get("success", 0.0)))
         if terminated or truncated:
             task = int(obs["task_id"])
-            info = {**info, EPISODE_INFO: {"task": task, "name": self.tasks[task], "return": self._ret,
-                                           "success": self._success if self.reports_success else float("nan")}}  # fmt: skip
+            info = {
+                **info,
+                EPISODE_INFO: {
+                    "task": task,
+                    "name": self.tasks[task],
+                    "return": self._ret,
+                    "success": self._success if self.reports_success else float("nan"),
+                },
+            }
         return obs, reward, terminated, truncated, info
 
 

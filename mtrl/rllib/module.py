@@ -25,8 +25,17 @@ from mtrl.nn.network import PolicySpec, task_network
 from mtrl.nn.policy import spec_for
 
 # model_config["mtrl"]: the policy settings (mtrl's `policy` config section, flattened) and the suite
-MODEL_KEYS = {"arch": "moore", "hidden": 128, "layers": 2, "num_experts": 2, "head": "multi", "init": "orthogonal",
-              "options": {}, "suite": None, "activation": "tanh"}  # fmt: skip
+MODEL_KEYS = {
+    "arch": "moore",
+    "hidden": 128,
+    "layers": 2,
+    "num_experts": 2,
+    "head": "multi",
+    "init": "orthogonal",
+    "options": {},
+    "suite": None,
+    "activation": "tanh",
+}
 
 
 def mtrl_model_config(**settings: Any) -> dict[str, Any]:
@@ -34,24 +43,45 @@ def mtrl_model_config(**settings: Any) -> dict[str, Any]:
     defaults (arch, hidden, layers, num_experts, head, init, options, suite, activation)."""
     unknown = sorted(set(settings) - set(MODEL_KEYS))
     if unknown:
-        raise MtrlError(f"MultiTaskRLModule: unknown setting(s) {', '.join(unknown)}; expected some of {', '.join(MODEL_KEYS)}")
+        raise MtrlError(
+            f"MultiTaskRLModule: unknown setting(s) {', '.join(unknown)}; expected some of {', '.join(MODEL_KEYS)}"
+        )
     return {"mtrl": {**MODEL_KEYS, **settings}}
 
 
 def module_spec(observation_space: gym.Space, action_space: gym.Space, model_config: Any) -> PolicySpec:
     """The mtrl PolicySpec of a module on these spaces; a bad space or setting is one MtrlError."""
-    if not (isinstance(observation_space, gym.spaces.Dict) and set(observation_space.spaces) == {"obs", "task_id"}
-            and isinstance(observation_space["task_id"], gym.spaces.Discrete)):  # fmt: skip
-        raise MtrlError(f"MultiTaskRLModule needs mtrl's observations, a Dict(obs=Box, task_id=Discrete(K)) "
-                        f"(an env of mtrl.rllib.register_suite_env); got {observation_space}")  # fmt: skip
+    if not (
+        isinstance(observation_space, gym.spaces.Dict)
+        and set(observation_space.spaces) == {"obs", "task_id"}
+        and isinstance(observation_space["task_id"], gym.spaces.Discrete)
+    ):
+        raise MtrlError(
+            f"MultiTaskRLModule needs mtrl's observations, a Dict(obs=Box, task_id=Discrete(K)) "
+            f"(an env of mtrl.rllib.register_suite_env); got {observation_space}"
+        )
     cfg = dict(model_config or {}).get("mtrl")
     if not isinstance(cfg, dict):
-        raise MtrlError("MultiTaskRLModule: model_config has no 'mtrl' settings; build it with mtrl.rllib.mtrl_model_config(...)")
+        raise MtrlError(
+            "MultiTaskRLModule: model_config has no 'mtrl' settings; build it with mtrl.rllib.mtrl_model_config(...)"
+        )
     cfg = mtrl_model_config(**cfg)["mtrl"]
     metadata = get_suite(cfg["suite"]).task_metadata if cfg["suite"] else None  # CARE's context, as in mtrl train
-    return spec_for(observation_space["obs"].shape, action_space, int(observation_space["task_id"].n), cfg["arch"],
-                    int(cfg["hidden"]), int(cfg["layers"]), int(cfg["num_experts"]), cfg["head"], "actor_critic",
-                    cfg["init"], tuple(dict(cfg["options"]).items()), metadata, cfg["activation"])  # fmt: skip
+    return spec_for(
+        observation_space["obs"].shape,
+        action_space,
+        int(observation_space["task_id"].n),
+        cfg["arch"],
+        int(cfg["hidden"]),
+        int(cfg["layers"]),
+        int(cfg["num_experts"]),
+        cfg["head"],
+        "actor_critic",
+        cfg["init"],
+        tuple(dict(cfg["options"]).items()),
+        metadata,
+        cfg["activation"],
+    )
 
 
 class MultiTaskRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):

@@ -8,8 +8,8 @@ the previous checkpoint intact.
 
 from __future__ import annotations
 
-import os
 import json
+import os
 import pickle
 import re
 import tempfile
@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtrl.errors import CheckpointError
 from mtrl.env.suite import TaskSuite, get_suite
+from mtrl.errors import CheckpointError
 from mtrl.nn.network import PolicySpec
 from mtrl.nn.policy import build_policy
 
@@ -99,7 +99,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         found = [ln.strip() for ln in str(exc).splitlines() if "global" in ln.lower()]
         why = f" ({found[0]})" if found else ""
-        raise CheckpointError(f"refusing to load {p}: it holds objects other than tensors and plain data{why}") from None
+        raise CheckpointError(
+            f"refusing to load {p}: it holds objects other than tensors and plain data{why}"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {p} is truncated or corrupt ({type(exc).__name__})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -145,7 +147,9 @@ def policy_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> tuple[
     suite = get_suite(cfg["env"]["suite"], cfg["env"].get("reward_version"))
     spec = saved_spec(ckpt)
     if list(suite.tasks) != list(ckpt["tasks"]):
-        raise CheckpointError(f"checkpoint tasks {ckpt['tasks']} do not match suite '{suite.name}' tasks {list(suite.tasks)}")
+        raise CheckpointError(
+            f"checkpoint tasks {ckpt['tasks']} do not match suite '{suite.name}' tasks {list(suite.tasks)}"
+        )
     policy = build_policy(spec).to(device)
     load_state(policy, ckpt["policy"], "policy")
     return policy, suite, cfg

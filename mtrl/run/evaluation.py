@@ -21,7 +21,11 @@ from mtrl.run.training import resolve_device
 def evaluate_checkpoints(args: argparse.Namespace) -> None:
     """`mtrl eval`: evaluate each checkpoint, print its table, then compare the runs (see its --help)."""
 
-    for flag, value in (("--episodes", 1 if args.episodes is None else args.episodes), ("--reps", args.reps), ("--fps", args.fps)):
+    for flag, value in (
+        ("--episodes", 1 if args.episodes is None else args.episodes),
+        ("--reps", args.reps),
+        ("--fps", args.fps),
+    ):
         if value < 1:
             raise MtrlError(f"{flag} must be >= 1, got {value}")
     if args.workers < 0:
@@ -34,7 +38,9 @@ def evaluate_checkpoints(args: argparse.Namespace) -> None:
     loaded = [(name, *load_latest(path)) for name, path in targets]  # every file checked before any work
     suites = {json.loads(ckpt["config"])["env"]["suite"] for _, _, ckpt in loaded}
     if len(suites) > 1:
-        raise MtrlError(f"the checkpoints come from different suites ({', '.join(sorted(suites))}); compare runs of one suite")
+        raise MtrlError(
+            f"the checkpoints come from different suites ({', '.join(sorted(suites))}); compare runs of one suite"
+        )
     device = resolve_device(args.device)
     ray_started = _start_ray(args.workers)
     runner = ray_runner(args.workers) if args.workers else None
@@ -43,18 +49,23 @@ def evaluate_checkpoints(args: argparse.Namespace) -> None:
         for name, path, ckpt in loaded:
             policy, suite, cfg = policy_from_checkpoint(ckpt, device)
             episodes = default_episodes(suite, args.episodes)
-            print(f"mtrl: evaluating {path} ({int(ckpt['env_steps'])} env steps) on {suite.name}, "
-                  f"{episodes} episodes per task")  # fmt: skip
+            print(
+                f"mtrl: evaluating {path} ({int(ckpt['env_steps'])} env steps) on {suite.name}, "
+                f"{episodes} episodes per task"
+            )
             greedy = args.greedy or ALGOS.get(cfg["algo"]).greedy_eval  # SAC: its mean action
             result = evaluate(policy, suite, episodes, args.seed, greedy, cfg["env"]["max_episode_steps"], runner)
             print(result.table())
-            runs.append(RunEval(name or method_label(cfg, ckpt.get("source")), str(path), int(ckpt["env_steps"]), result))
+            runs.append(
+                RunEval(name or method_label(cfg, ckpt.get("source")), str(path), int(ckpt["env_steps"]), result)
+            )
             if args.video:
                 from mtrl.eval.video import record_videos
 
                 where = args.video if len(loaded) == 1 else args.video / _slug(path)
-                for gif, frames in record_videos(policy, suite, where, args.seed, greedy, cfg["env"]["max_episode_steps"],
-                                                 args.fps):  # fmt: skip
+                for gif, frames in record_videos(
+                    policy, suite, where, args.seed, greedy, cfg["env"]["max_episode_steps"], args.fps
+                ):
                     print(f"mtrl: wrote {gif} ({frames} frames)")
     finally:
         if ray_started:

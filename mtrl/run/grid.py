@@ -29,7 +29,9 @@ def parse_methods(items: list[str]) -> dict[str, tuple[str, list[str]]]:
     for item in items:
         name, sep, config = item.partition("=")
         if not sep or not name or "/" in name or not config:
-            raise MtrlError(f"sweep method {item!r}: expected NAME=CONFIG, e.g. moore=configs/moore_paper/minigrid_mt3_moore.yaml")
+            raise MtrlError(
+                f"sweep method {item!r}: expected NAME=CONFIG, e.g. moore=configs/moore_paper/minigrid_mt3_moore.yaml"
+            )
         if name in methods:
             raise MtrlError(f"sweep method name {name!r} is given twice")
         load_config(config)  # a bad config stops the sweep before any run starts

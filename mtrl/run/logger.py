@@ -20,17 +20,35 @@ class Logger:
     def __init__(self, run_dir: Path, tasks: tuple[str, ...], total_steps: int, start_steps: int) -> None:
         self.tasks = tasks
         self.writer = SummaryWriter(log_dir=str(run_dir / "tb"))
-        self.bar = tqdm(total=total_steps, initial=min(start_steps, total_steps), unit="step", unit_scale=True,
-                        dynamic_ncols=True, file=sys.stderr, desc="train", smoothing=0.1)  # fmt: skip
+        self.bar = tqdm(
+            total=total_steps,
+            initial=min(start_steps, total_steps),
+            unit="step",
+            unit_scale=True,
+            dynamic_ncols=True,
+            file=sys.stderr,
+            desc="train",
+            smoothing=0.1,
+        )
         self._last_return = np.full(len(tasks), np.nan)
 
-    def log_iteration(self, env_steps: int, new_steps: int, episodes: Episodes, losses: dict[str, float],
-                      steps_per_s: float, success_reported: bool, scalars: dict[str, float]) -> None:  # fmt: skip
+    def log_iteration(
+        self,
+        env_steps: int,
+        new_steps: int,
+        episodes: Episodes,
+        losses: dict[str, float],
+        steps_per_s: float,
+        success_reported: bool,
+        scalars: dict[str, float],
+    ) -> None:
         """Log one training iteration's episodes, losses, throughput and the algorithm's own
         scalars (e.g. MT-GRPO's task weights, by full tag)."""
         k = len(self.tasks)
-        stats = {"return": per_task_means(episodes.task_id, episodes.ret, k),
-                 "episode_length": per_task_means(episodes.task_id, episodes.length, k)}  # fmt: skip
+        stats = {
+            "return": per_task_means(episodes.task_id, episodes.ret, k),
+            "episode_length": per_task_means(episodes.task_id, episodes.length, k),
+        }
         if success_reported:
             stats["success"] = per_task_means(episodes.task_id, episodes.success, k)
         for key, per_task in stats.items():

@@ -61,8 +61,20 @@ def train_command(run: Run, overrides: list[str], cpus: int) -> list[str]:
 
     run_dir = run.run_dir.resolve()  # absolute: a Ray worker on another node has another working directory
     resume = [f"resume={run_dir}"] if list_checkpoints(run_dir) else []
-    return [sys.executable, "-m", "mtrl", "train", str(Path(run.config).resolve()), f"seed={run.seed}", f"run_dir={run_dir}",
-            *resume, *run.overrides, *overrides, "rollout.workers=0", f"learner.threads={cpus}"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "mtrl",
+        "train",
+        str(Path(run.config).resolve()),
+        f"seed={run.seed}",
+        f"run_dir={run_dir}",
+        *resume,
+        *run.overrides,
+        *overrides,
+        "rollout.workers=0",
+        f"learner.threads={cpus}",
+    ]
 
 
 PARENT_ENV = "MTRL_SWEEP_PARENT"
@@ -138,15 +150,25 @@ def _last_error(run_dir: Path) -> str:
 class Sweep:
     """Plans the grid, submits its runs as Ray tasks, retries dead ones, and keeps OUT/sweep.json."""
 
-    def __init__(self, methods: dict[str, tuple[str, list[str]]], seeds: list[int], out: Path, overrides: list[str],
-                 cpus_per_run: int = 1, retries: int = 2) -> None:  # fmt: skip
+    def __init__(
+        self,
+        methods: dict[str, tuple[str, list[str]]],
+        seeds: list[int],
+        out: Path,
+        overrides: list[str],
+        cpus_per_run: int = 1,
+        retries: int = 2,
+    ) -> None:
         """`methods`: name -> (config path, the method's own overrides)."""
         self.out, self.overrides, self.cpus, self.retries = out, overrides, cpus_per_run, retries
         self.state_path = out / "sweep.json"
         old = self._load_state()
         # seed-major: with fewer CPUs than runs, whole seeds of every method finish first
-        self.runs = [Run(m, c, s, out / m / f"s{s}", list(ov), retries=old.get(f"{m}/s{s}", {}).get("retries", 0))
-                     for s in seeds for m, (c, ov) in methods.items()]  # fmt: skip
+        self.runs = [
+            Run(m, c, s, out / m / f"s{s}", list(ov), retries=old.get(f"{m}/s{s}", {}).get("retries", 0))
+            for s in seeds
+            for m, (c, ov) in methods.items()
+        ]
 
     def _load_state(self) -> dict[str, dict]:
         try:
@@ -158,9 +180,21 @@ class Sweep:
         """Write OUT/sweep.json: this sweep's runs over what is there (another sweep into the same
         OUT, say over other seeds, keeps its entries)."""
         runs = self._load_state()
-        runs.update({r.name: {"status": r.status, "retries": r.retries, "minutes": r.minutes, "node": r.node,
-                              "note": r.note, "config": r.config, "overrides": r.overrides, "run_dir": str(r.run_dir)}
-                     for r in self.runs})  # fmt: skip
+        runs.update(
+            {
+                r.name: {
+                    "status": r.status,
+                    "retries": r.retries,
+                    "minutes": r.minutes,
+                    "node": r.node,
+                    "note": r.note,
+                    "config": r.config,
+                    "overrides": r.overrides,
+                    "run_dir": str(r.run_dir),
+                }
+                for r in self.runs
+            }
+        )
         self.out.mkdir(parents=True, exist_ok=True)
         tmp = self.state_path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"runs": runs, "overrides": self.overrides}, indent=2), encoding="utf-8")
@@ -201,8 +235,11 @@ class Sweep:
                     r.status, r.note = "done", ""
                 elif rc in (RC_USAGE, RC_BUSY) or r.retries >= self.retries:
                     r.status = "failed"
-                    r.note = ("run directory locked by another process" if rc == RC_BUSY
-                              else _last_error(r.run_dir) or r.note or f"exit code {rc}")  # fmt: skip
+                    r.note = (
+                        "run directory locked by another process"
+                        if rc == RC_BUSY
+                        else _last_error(r.run_dir) or r.note or f"exit code {rc}"
+                    )
                 else:  # died (a signal, a crash, a lost worker): start it again from its checkpoint
                     r.retries += 1
                     r.note = f"exit code {rc}; retry {r.retries} of {self.retries}" if rc is not None else r.note
@@ -218,7 +255,10 @@ class Sweep:
             pending = [r.pending for r in self.runs if r.pending is not None]
             for ref in pending:
                 ray.cancel(ref)
-            print(f"\nmtrl: stopping {len(pending)} unfinished run(s); the running ones save a checkpoint first", file=sys.stderr)
+            print(
+                f"\nmtrl: stopping {len(pending)} unfinished run(s); the running ones save a checkpoint first",
+                file=sys.stderr,
+            )
             ray.wait(pending, num_returns=len(pending), timeout=STOP_WAIT_S + 10)
             self.save_state()
             raise
@@ -230,32 +270,42 @@ def main(args: Any) -> None:
     the comparison, and write OUT/report/."""
     from tqdm import tqdm
 
-    from mtrl.config import load_config
-    from mtrl.run.evaluation import report_from_runs
-    from mtrl.config.schema import RayConfig
     from mtrl.collect.ray import init_ray
+    from mtrl.config import load_config
+    from mtrl.config.schema import RayConfig
+    from mtrl.run.evaluation import report_from_runs
 
-    for flag, value in (("--cpus-per-run", args.cpus_per_run), ("--reps", args.reps), ("--num-cpus", args.num_cpus or 1)):
+    for flag, value in (
+        ("--cpus-per-run", args.cpus_per_run),
+        ("--reps", args.reps),
+        ("--num-cpus", args.num_cpus or 1),
+    ):
         if value < 1:
             raise MtrlError(f"{flag} must be >= 1, got {value}")
     if args.retries < 0:
         raise MtrlError(f"--retries must be >= 0, got {args.retries}")
     seeds, methods = parse_seeds(args.seeds), parse_methods(args.methods)
     for config, own in methods.values():  # the overrides as every run will see them
-        load_config(config, ["seed=0", *own, *args.overrides, "rollout.workers=0", f"learner.threads={args.cpus_per_run}"])
+        load_config(
+            config, ["seed=0", *own, *args.overrides, "rollout.workers=0", f"learner.threads={args.cpus_per_run}"]
+        )
     ray, started = init_ray(RayConfig(address=args.address, num_cpus=args.num_cpus), args.cpus_per_run)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 0))
         if cpus < args.cpus_per_run:
             raise MtrlError(f"--cpus-per-run={args.cpus_per_run} but the Ray cluster has {cpus} CPUs")
         sweep = Sweep(methods, seeds, args.out, args.overrides, args.cpus_per_run, args.retries)
-        print(f"mtrl: sweep of {len(methods)} method(s) x {len(seeds)} seed(s) = {len(sweep.runs)} runs into {args.out}, "
-              f"{args.cpus_per_run} CPU(s) each on {cpus} CPUs ({cpus // args.cpus_per_run} at once)")  # fmt: skip
+        print(
+            f"mtrl: sweep of {len(methods)} method(s) x {len(seeds)} seed(s) = {len(sweep.runs)} runs into {args.out}, "
+            f"{args.cpus_per_run} CPU(s) each on {cpus} CPUs ({cpus // args.cpus_per_run} at once)"
+        )
         with tqdm(total=len(sweep.runs), unit="run", desc="sweep", dynamic_ncols=True, file=sys.stderr) as bar:
             runs = sweep.run(ray, bar)
     except KeyboardInterrupt:
-        print("\nmtrl: sweep interrupted; the running runs saved checkpoints; run the same command to continue",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "\nmtrl: sweep interrupted; the running runs saved checkpoints; run the same command to continue",
+            file=sys.stderr,
+        )
         raise
     finally:
         if started:
@@ -264,7 +314,9 @@ def main(args: Any) -> None:
     for r in runs:
         minutes = "-" if r.minutes is None else f"{r.minutes:.1f}"
         print(f"{r.name:<28} {r.status:<8} {minutes:>8} {r.retries:>7}  {r.note}")
-    report = report_from_runs([(r.method, r.run_dir) for r in runs if r.status in ("done", "skipped")], args.metric, args.reps)
+    report = report_from_runs(
+        [(r.method, r.run_dir) for r in runs if r.status in ("done", "skipped")], args.metric, args.reps
+    )
     if report is not None:
         print("\n" + report.markdown())
         print("mtrl: wrote " + ", ".join(str(p) for p in report.write(args.out / "report")))

@@ -54,7 +54,10 @@ class GracefulStop:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nmtrl: stopping after this iteration, with a checkpoint (interrupt again to stop at once)", file=sys.stderr)
+        print(
+            "\nmtrl: stopping after this iteration, with a checkpoint (interrupt again to stop at once)",
+            file=sys.stderr,
+        )
 
     def close(self) -> None:
         for sig, old in self._old.items():

@@ -24,7 +24,14 @@ from mtrl.eval.evaluate import EvalResult, default_episodes, evaluate
 from mtrl.nn.network import PolicySpec
 from mtrl.nn.policy import build_policy, spec_from_config
 from mtrl.registry import ALGOS, call_plugin
-from mtrl.run.checkpoint import list_checkpoints, load_latest, load_state, remove_partial_writes, save_checkpoint, saved_spec
+from mtrl.run.checkpoint import (
+    list_checkpoints,
+    load_latest,
+    load_state,
+    remove_partial_writes,
+    save_checkpoint,
+    saved_spec,
+)
 from mtrl.run.logger import Logger
 
 
@@ -37,8 +44,14 @@ def resolve_device(name: str) -> torch.device:
 
 def policy_spec(cfg: Config, suite: TaskSuite) -> PolicySpec:
     """The policy `cfg` asks for on `suite`, of the kind its algorithm trains."""
-    return spec_from_config(suite.observation_space.shape, suite.action_space, suite.num_tasks, cfg.policy,
-                            ALGOS.get(cfg.algo).policy_kind, suite.task_metadata)  # fmt: skip
+    return spec_from_config(
+        suite.observation_space.shape,
+        suite.action_space,
+        suite.num_tasks,
+        cfg.policy,
+        ALGOS.get(cfg.algo).policy_kind,
+        suite.task_metadata,
+    )
 
 
 def make_run_dir(cfg: Config) -> Path:
@@ -52,7 +65,9 @@ def make_run_dir(cfg: Config) -> Path:
     else:
         path = Path("runs") / f"{cfg.env.suite}-{cfg.algo}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     if list_checkpoints(path):
-        raise MtrlError(f"run_dir {path} already holds checkpoints; pass resume={path} to continue it, or pick another run_dir")
+        raise MtrlError(
+            f"run_dir {path} already holds checkpoints; pass resume={path} to continue it, or pick another run_dir"
+        )
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -75,7 +90,9 @@ class Training:
         self.spec = policy_spec(cfg, suite)
         self.policy = build_policy(self.spec).to(device)
         self.guard = NonFiniteGuard(cfg.train.max_nonfinite_updates)
-        self.algo = call_plugin("algorithm", cfg.algo, "its constructor", algo_cls, self.policy, cfg, suite, device, self.guard)
+        self.algo = call_plugin(
+            "algorithm", cfg.algo, "its constructor", algo_cls, self.policy, cfg, suite, device, self.guard
+        )
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.cur_name = cfg.curriculum.name or ""
         self.curriculum = make_curriculum(suite.tasks, cfg.curriculum) if cfg.curriculum.name else None
@@ -86,8 +103,10 @@ class Training:
         ckpt = self._resume() if cfg.resume else None
         save_config(dataclasses.replace(cfg, resume=None, run_dir=str(self.run_dir)), self.run_dir / "config.yaml")
         workers = f"{cfg.rollout.workers} Ray workers" if cfg.rollout.workers else "in-process rollouts"
-        print(f"mtrl: {cfg.algo}/{cfg.policy.arch} on {suite.name} ({suite.num_tasks} tasks), learner on {device}, "
-              f"{workers} x {cfg.rollout.num_envs} envs; run dir {self.run_dir}")  # fmt: skip
+        print(
+            f"mtrl: {cfg.algo}/{cfg.policy.arch} on {suite.name} ({suite.num_tasks} tasks), learner on {device}, "
+            f"{workers} x {cfg.rollout.num_envs} envs; run dir {self.run_dir}"
+        )
         self.pool = WorkerPool(suite, self.spec, cfg, cfg.seed + 1_000_003 * self.iteration, algo_cls.collector)
         if ckpt is not None:
             self._restore_rollouts(ckpt)
@@ -100,8 +119,17 @@ class Training:
         self.curve = None
         if cfg.train.eval_every and self.episodes:
             done = ckpt.get("eval_done") if ckpt is not None else None
-            self.curve = EvalCurve(self.run_dir, suite, cfg.train.eval_every, self.episodes, self.greedy, cfg.seed,
-                                   cfg.env.max_episode_steps, self.env_steps, done)  # fmt: skip
+            self.curve = EvalCurve(
+                self.run_dir,
+                suite,
+                cfg.train.eval_every,
+                self.episodes,
+                self.greedy,
+                cfg.seed,
+                cfg.env.max_episode_steps,
+                self.env_steps,
+                done,
+            )
         self.last_saved, self._restarts_seen = -1, 0
 
     def _resume(self) -> dict[str, Any] | None:
@@ -114,8 +142,10 @@ class Training:
             return None
         path, ckpt = load_latest(run_dir)
         if saved_spec(ckpt) != self.spec or list(ckpt["tasks"]) != list(suite.tasks):
-            raise CheckpointError(f"{path} was trained with policy {ckpt['spec']} on {ckpt['tasks']}; this config asks "
-                                  f"for {dataclasses.asdict(self.spec)} on {list(suite.tasks)}")  # fmt: skip
+            raise CheckpointError(
+                f"{path} was trained with policy {ckpt['spec']} on {ckpt['tasks']}; this config asks "
+                f"for {dataclasses.asdict(self.spec)} on {list(suite.tasks)}"
+            )
         load_state(self.policy, ckpt["policy"], "policy")
         load_state(self.algo, ckpt["optimizer"], "optimizer")
         self.gen.set_state(ckpt["rng_learner"])
@@ -161,13 +191,27 @@ class Training:
         self.logger.log_faults(self.env_steps, self.faults)
         self.logger.log_task_steps(self.env_steps, self.task_steps.numpy())
         if self.curriculum is not None:
-            stats = task_stats(self.iteration, it.episodes, it.task_abs_adv, suite.num_tasks, suite.reports_success,
-                               algo.task_weights())  # fmt: skip
+            stats = task_stats(
+                self.iteration,
+                it.episodes,
+                it.task_abs_adv,
+                suite.num_tasks,
+                suite.reports_success,
+                algo.task_weights(),
+            )
             call_plugin("curriculum", self.cur_name, "update()", self.curriculum.update, stats)
-            self.logger.log_curriculum(self.env_steps, probs, checked_scores(self.curriculum, self.cur_name, suite.num_tasks))
-        self.logger.log_iteration(self.env_steps, it.env_steps, it.episodes, it.losses,
-                                  it.env_steps / (time.perf_counter() - t0), suite.reports_success,
-                                  {"perf/collect_s": collect_s, **it.scalars})  # fmt: skip
+            self.logger.log_curriculum(
+                self.env_steps, probs, checked_scores(self.curriculum, self.cur_name, suite.num_tasks)
+            )
+        self.logger.log_iteration(
+            self.env_steps,
+            it.env_steps,
+            it.episodes,
+            it.losses,
+            it.env_steps / (time.perf_counter() - t0),
+            suite.reports_success,
+            {"perf/collect_s": collect_s, **it.scalars},
+        )
 
     def evaluate_on_schedule(self, final: bool = False) -> None:
         """The evaluation curve's next point, when it is due (or `final`)."""
@@ -179,16 +223,30 @@ class Training:
     def checkpoint(self) -> Path:
         """Write a checkpoint of every part (never one with non-finite parameters)."""
         policy = self.policy
-        bad = [name for name, p in policy.state_dict().items() if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+        bad = [
+            name
+            for name, p in policy.state_dict().items()
+            if p.is_floating_point() and not bool(torch.isfinite(p).all())
+        ]
         if bad:  # cannot happen through NonFiniteGuard; never let such a file replace a good one
             raise MtrlError(f"refusing to write a checkpoint with non-finite parameters ({', '.join(bad[:3])})")
         cur = self.curriculum
-        payload = {"policy": policy.state_dict(), "optimizer": self.algo.state_dict(), "env_steps": self.env_steps,
-                   "iteration": self.iteration, "spec": dataclasses.asdict(self.spec), "tasks": list(self.suite.tasks),
-                   "config": json.dumps(to_dict(self.cfg)), "rng_torch": torch.get_rng_state(),
-                   "rng_learner": self.gen.get_state(), "faults": dict(self.faults), "task_steps": self.task_steps,
-                   "curriculum": call_plugin("curriculum", self.cur_name, "state_dict()", cur.state_dict) if cur else None,
-                   "collector": self.pool.state_dict(), "eval_done": self.curve.done if self.curve is not None else None}  # fmt: skip
+        payload = {
+            "policy": policy.state_dict(),
+            "optimizer": self.algo.state_dict(),
+            "env_steps": self.env_steps,
+            "iteration": self.iteration,
+            "spec": dataclasses.asdict(self.spec),
+            "tasks": list(self.suite.tasks),
+            "config": json.dumps(to_dict(self.cfg)),
+            "rng_torch": torch.get_rng_state(),
+            "rng_learner": self.gen.get_state(),
+            "faults": dict(self.faults),
+            "task_steps": self.task_steps,
+            "curriculum": call_plugin("curriculum", self.cur_name, "state_dict()", cur.state_dict) if cur else None,
+            "collector": self.pool.state_dict(),
+            "eval_done": self.curve.done if self.curve is not None else None,
+        }
         self.logger.flush()
         self.last_saved = self.iteration
         return save_checkpoint(self.run_dir, payload, self.env_steps, self.cfg.train.keep_checkpoints)
@@ -200,13 +258,22 @@ class Training:
         self.logger.bar.close()
         result = None
         if self.curve is not None:
-            if self.curve.last is None or self.curve.last[0] != self.env_steps:  # e.g. total_steps is no multiple of eval_every
+            if (
+                self.curve.last is None or self.curve.last[0] != self.env_steps
+            ):  # e.g. total_steps is no multiple of eval_every
                 self.evaluate_on_schedule(final=True)
             result = self.curve.last[1]  # type: ignore[index]
         elif self.episodes:
             cfg = self.cfg
-            result = evaluate(self.policy, self.suite, self.episodes, cfg.seed, self.greedy, cfg.env.max_episode_steps,
-                              self.pool.run_eval)  # fmt: skip
+            result = evaluate(
+                self.policy,
+                self.suite,
+                self.episodes,
+                cfg.seed,
+                self.greedy,
+                cfg.env.max_episode_steps,
+                self.pool.run_eval,
+            )
             self.logger.log_eval(self.env_steps, result)
         if result is not None:
             result.write_json(self.run_dir / "eval.json")
