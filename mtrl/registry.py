@@ -73,7 +73,8 @@ def call_plugin(kind: str, name: str, what: str, fn: Callable[..., T], *args: ob
         raise
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
-        raise MtrlError(f"{kind} '{name}': {what} raised {type(exc).__name__}: {first}") from None
+        # chained: `mtrl --debug` shows the plug-in's own traceback, down to its failing line
+        raise MtrlError(f"{kind} '{name}': {what} raised {type(exc).__name__}: {first}") from exc
 
 
 SUITES: Registry[Callable[[], object]] = Registry("suite", "mtrl.suites")

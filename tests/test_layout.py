@@ -10,7 +10,7 @@ PKG = Path(__file__).resolve().parents[1] / "mtrl"
 
 # lowest first; a module may import its own layer (without circles) and the layers below it
 LAYERS = [
-    ("mtrl.errors", "mtrl.registry"),
+    ("mtrl.errors", "mtrl.registry", "mtrl.version"),
     ("mtrl.config",),
     ("mtrl.data",),
     ("mtrl.env",),

@@ -52,7 +52,7 @@ def make_aggregator(name: str, options: dict[str, Any], num_tasks: int) -> Any:
         raise
     except Exception as exc:  # a plug-in's factory: one line naming it, not a traceback
         first = (str(exc).strip().splitlines() or [""])[0]
-        raise MtrlError(f"aggregator '{name}': its factory raised {type(exc).__name__}: {first}") from None
+        raise MtrlError(f"aggregator '{name}': its factory raised {type(exc).__name__}: {first}") from exc
     if not callable(agg):
         raise MtrlError(
             f"aggregator '{name}': its factory returned {type(agg).__name__}, expected a callable mapping a "

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mtrl.config.packaged import resolve_config
 from mtrl.config.parse import from_dict, type_name
+from mtrl.config.plugins import import_plugins
 from mtrl.config.schema import Config
 from mtrl.config.sections import algo_options, algo_sections, arch_options, named, pop_algo_sections, pop_arch_sections
 from mtrl.errors import ConfigError
@@ -81,11 +84,19 @@ def _is_str_field(dotted: str) -> bool:
     return tp is str or tp == (str | None)
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
-    """Load a YAML config (or the defaults when path is None), apply overrides, validate."""
-    data = read_yaml(path) if path is not None else {}
+def load_config(path: str | Path | None, overrides: Sequence[str] = (), plugins: Sequence[str] = ()) -> Config:
+    """Load a YAML config (a path, or a packaged config's name: `mtrl configs`; the defaults when
+    None), apply overrides, add `plugins` (`mtrl train --import`) to its own, import them all,
+    validate."""
+    data = read_yaml(resolve_config(path)) if path is not None else {}
     for ov in overrides:
         apply_override(data, ov)
+    own = data.get("plugins", [])
+    if not isinstance(own, list):
+        raise ConfigError(f"plugins: expected a list of module names or .py paths, got {own!r}")
+    if plugins:
+        data["plugins"] = list(dict.fromkeys([*own, *plugins]))
+    import_plugins(data.get("plugins", []))  # before any name below is looked up in a registry
     arch_raw, algo_raw = pop_arch_sections(data), pop_algo_sections(data)
     cfg = from_dict(Config, data)
     cfg.policy.options = arch_options(cfg.policy, arch_raw)

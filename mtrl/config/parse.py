@@ -19,6 +19,8 @@ def type_name(tp: Any) -> str:
         return " or ".join("null" if a is type(None) else type_name(a) for a in typing.get_args(tp))
     if origin is dict:
         return "a mapping of names to numbers, strings or true/false"
+    if origin is list:
+        return "a list of strings"
     return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(tp, str(tp))
 
 
@@ -37,6 +39,10 @@ def _check_value(path: str, tp: Any, value: Any) -> Any:
             value = float(value)
         except ValueError:
             pass
+    if origin is list:  # plug-in module names
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{path}: expected {type_name(tp)}, got {value!r}")
+        return list(value)
     if origin is dict:  # options handed to a plug-in, which checks their names itself
         scalar = (int, float, bool, str, type(None))
         if not isinstance(value, dict) or not all(
@@ -58,7 +64,7 @@ def _check_value(path: str, tp: Any, value: Any) -> Any:
 
 def _check_range(path: str, f: dataclasses.Field, value: Any) -> None:
     lo, hi, lo_open = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("lo_open")
-    if value is None or isinstance(value, (bool, str, dict)):
+    if value is None or isinstance(value, (bool, str, dict, list)):
         return
     if value != value or value in (float("inf"), float("-inf")):
         raise ConfigError(f"{path}: expected a finite number, got {value!r}")

@@ -12,8 +12,8 @@ from typing import Any, Literal
 def opt(default: Any, help: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Any:
     """A dataclass field with help text and an optional range [lo, hi] (or (lo, hi] if lo_open)."""
     meta = {"help": help, "lo": lo, "hi": hi, "lo_open": lo_open}
-    if isinstance(default, dict):  # a mutable default: each config gets its own copy
-        return field(default_factory=lambda: dict(default), metadata=meta)
+    if isinstance(default, (dict, list)):  # a mutable default: each config gets its own copy
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -308,6 +308,12 @@ class Config:
     seed: int = opt(0, "random seed for envs, policy init and sampling", 0)
     run_dir: str | None = opt(None, "output directory (null: runs/<suite>-<algo>-s<seed>-<time>)")
     resume: str | None = opt(None, "run directory to continue from its last checkpoint")
+    plugins: list[str] = opt(
+        [],
+        "modules (names, or paths to .py files) imported before any name is resolved, so that the suites, "
+        "algorithms, architectures, curricula and aggregators they register can be named here (`mtrl train "
+        "--import MODULE` adds one); the working directory is searched first",
+    )
     env: EnvConfig = field(default_factory=EnvConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)

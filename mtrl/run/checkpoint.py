@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mtrl.config.plugins import import_plugins
 from mtrl.env.suite import TaskSuite, get_suite
 from mtrl.errors import CheckpointError
 from mtrl.nn.network import PolicySpec
@@ -144,6 +145,7 @@ def saved_spec(ckpt: dict[str, Any]) -> PolicySpec:
 def policy_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> tuple[nn.Module, TaskSuite, dict]:
     """Rebuild (policy, suite, config dict) from a loaded checkpoint."""
     cfg = json.loads(ckpt["config"])
+    import_plugins(cfg.get("plugins", []))  # the modules that registered its suite or architecture
     suite = get_suite(cfg["env"]["suite"], cfg["env"].get("reward_version"))
     spec = saved_spec(ckpt)
     if list(suite.tasks) != list(ckpt["tasks"]):

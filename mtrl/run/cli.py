@@ -26,12 +26,14 @@ def _train(args: argparse.Namespace) -> None:
         config = str(Path(resume) / "config.yaml")
     if config is None:
         raise MtrlError("mtrl train needs a config file (e.g. configs/toy_mtppo.yaml) or resume=RUN_DIR")
-    train(load_config(config, overrides))
+    train(load_config(config, overrides, args.imports))
 
 
 def _eval(args: argparse.Namespace) -> None:
+    from mtrl.config.plugins import import_plugins
     from mtrl.run.evaluation import evaluate_checkpoints
 
+    import_plugins(args.imports)
     evaluate_checkpoints(args)
 
 
@@ -64,6 +66,17 @@ def _suites(args: argparse.Namespace) -> None:
             continue
         suite = get_suite(name)
         print(f"{name} ({suite.num_tasks} tasks): {', '.join(suite.tasks)}")
+
+
+def _configs(args: argparse.Namespace) -> None:
+    from mtrl.run.api import list_configs
+
+    configs = list_configs()
+    if not configs:
+        raise MtrlError("no packaged configs: this mtrl was installed without its configs (package data mtrl_configs)")
+    width = max(map(len, configs))
+    for name, summary in configs.items():
+        print(name if args.names else f"{name:<{width}}  {summary}")
 
 
 def _first_line(obj: object) -> str:
@@ -142,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         "eval": _eval,
         "plot": _plot,
         "sweep": _sweep,
+        "configs": _configs,
         "suites": _suites,
         "curricula": _curricula,
         "algos": _algos,

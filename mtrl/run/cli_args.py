@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mtrl.version import __version__
+
 TRAIN_EPILOG = """\
 Overrides are dotted key=value pairs applied on top of CONFIG, values parsed as YAML scalars,
 e.g. `mtrl train configs/minigrid_mt3_mtppo.yaml seed=1 train.total_steps=60000 rollout.workers=0`.
@@ -45,7 +47,10 @@ def parser() -> argparse.ArgumentParser:
     from mtrl.config import describe
 
     p = argparse.ArgumentParser(prog="mtrl", description="Multi-task reinforcement learning.")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    p.add_argument(
+        "--debug", action="store_true", help="show full tracebacks for errors (a plug-in's own line included)"
+    )
+    p.add_argument("--version", action="version", version=f"mtrl {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser(
@@ -54,6 +59,15 @@ def parser() -> argparse.ArgumentParser:
         epilog=TRAIN_EPILOG + "\n".join(describe()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    t.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module (a name, or a .py file) first, so that the suites and methods it registers can be "
+        "named; repeatable; recorded in the run's config (plugins)",
+    )
     t.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]", help="a YAML config, then overrides")
 
     e = sub.add_parser(
@@ -61,6 +75,15 @@ def parser() -> argparse.ArgumentParser:
         help="evaluate checkpoints on every task of their suite, compare runs and methods",
         description=EVAL_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module (a name, or a .py file) first, so that the suites and methods it registers can be "
+        "named; repeatable; recorded in the run's config (plugins)",
     )
     e.add_argument(
         "targets",
@@ -163,6 +186,15 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="mtrl sweep NAME=CONFIG [NAME=CONFIG ...] --out DIR [options] [-- key=value ...]",
     )
+    sw.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module (a name, or a .py file) first, so that the suites and methods it registers can be "
+        "named; repeatable; recorded in the run's config (plugins)",
+    )
     sw.add_argument("methods", nargs="+", metavar="NAME=CONFIG", help="a method label and its training config")
     sw.add_argument(
         "--seeds",
@@ -203,6 +235,11 @@ def parser() -> argparse.ArgumentParser:
     )
     sw.add_argument("--reps", type=int, default=2000, help="bootstrap replicates for the final table's 95%% CIs")
 
+    c = sub.add_parser(
+        "configs",
+        help="list the configs that ship with mtrl (train one by name: mtrl train moore_paper/minigrid_mt3_moore)",
+    )
+    c.add_argument("--names", action="store_true", help="print config names only")
     s = sub.add_parser("suites", help="list every registered suite and its tasks")
     s.add_argument("--names", action="store_true", help="print suite names only")
     sub.add_parser("curricula", help="list every registered curriculum (task sampler) for curriculum.name")

@@ -18,62 +18,87 @@ from mtrl.run.checkpoint import checkpoint_steps, list_checkpoints, load_latest,
 from mtrl.run.training import resolve_device
 
 
-def evaluate_checkpoints(args: argparse.Namespace) -> None:
-    """`mtrl eval`: evaluate each checkpoint, print its table, then compare the runs (see its --help)."""
-
-    for flag, value in (
-        ("--episodes", 1 if args.episodes is None else args.episodes),
-        ("--reps", args.reps),
-        ("--fps", args.fps),
-    ):
+def evaluate_runs(
+    targets: list[str],
+    *,
+    episodes: int | None = None,
+    seed: int = 0,
+    greedy: bool = False,
+    device: str = "auto",
+    workers: int = 0,
+    metric: str = "auto",
+    reps: int = 2000,
+    video: Path | None = None,
+    fps: int = 15,
+    verbose: bool = False,
+) -> Report:
+    """Evaluate the newest checkpoint of each `[NAME=]PATH` target (globs allowed) on every task of
+    its suite, and compare them per method (`Report`). `verbose` prints each run's table."""
+    for flag, value in (("episodes", 1 if episodes is None else episodes), ("reps", reps), ("fps", fps)):
         if value < 1:
-            raise MtrlError(f"{flag} must be >= 1, got {value}")
-    if args.workers < 0:
-        raise MtrlError(f"--workers must be >= 0, got {args.workers}")
-    if args.video:
+            raise MtrlError(f"--{flag} must be >= 1, got {value}")
+    if workers < 0:
+        raise MtrlError(f"--workers must be >= 0, got {workers}")
+    if video:
         from mtrl.eval.video import choose_mujoco_gl
 
         choose_mujoco_gl()  # before any MuJoCo env is imported
-    targets = expand_targets(args.targets)
-    loaded = [(name, *load_latest(path)) for name, path in targets]  # every file checked before any work
+    loaded = [(name, *load_latest(path)) for name, path in expand_targets(targets)]  # every file checked first
     suites = {json.loads(ckpt["config"])["env"]["suite"] for _, _, ckpt in loaded}
     if len(suites) > 1:
         raise MtrlError(
             f"the checkpoints come from different suites ({', '.join(sorted(suites))}); compare runs of one suite"
         )
-    device = resolve_device(args.device)
-    ray_started = _start_ray(args.workers)
-    runner = ray_runner(args.workers) if args.workers else None
+    torch_device = resolve_device(device)
+    ray_started = _start_ray(workers)
+    runner = ray_runner(workers) if workers else None
     runs, suite = [], None
     try:
         for name, path, ckpt in loaded:
-            policy, suite, cfg = policy_from_checkpoint(ckpt, device)
-            episodes = default_episodes(suite, args.episodes)
-            print(
-                f"mtrl: evaluating {path} ({int(ckpt['env_steps'])} env steps) on {suite.name}, "
-                f"{episodes} episodes per task"
-            )
-            greedy = args.greedy or ALGOS.get(cfg["algo"]).greedy_eval  # SAC: its mean action
-            result = evaluate(policy, suite, episodes, args.seed, greedy, cfg["env"]["max_episode_steps"], runner)
-            print(result.table())
-            runs.append(
-                RunEval(name or method_label(cfg, ckpt.get("source")), str(path), int(ckpt["env_steps"]), result)
-            )
-            if args.video:
+            policy, suite, cfg = policy_from_checkpoint(ckpt, torch_device)
+            n = default_episodes(suite, episodes)
+            if verbose:
+                print(
+                    f"mtrl: evaluating {path} ({int(ckpt['env_steps'])} env steps) on {suite.name}, {n} episodes per task"
+                )
+            mean_action = greedy or ALGOS.get(cfg["algo"]).greedy_eval  # SAC: its mean action
+            result = evaluate(policy, suite, n, seed, mean_action, cfg["env"]["max_episode_steps"], runner)
+            if verbose:
+                print(result.table())
+            label = name or method_label(cfg, ckpt.get("source"))
+            runs.append(RunEval(label, str(path), int(ckpt["env_steps"]), result))
+            if video:
                 from mtrl.eval.video import record_videos
 
-                where = args.video if len(loaded) == 1 else args.video / _slug(path)
-                for gif, frames in record_videos(
-                    policy, suite, where, args.seed, greedy, cfg["env"]["max_episode_steps"], args.fps
-                ):
+                where = video if len(loaded) == 1 else video / _slug(path)
+                horizon = cfg["env"]["max_episode_steps"]
+                for gif, frames in record_videos(policy, suite, where, seed, mean_action, horizon, fps):
                     print(f"mtrl: wrote {gif} ({frames} frames)")
     finally:
         if ray_started:
             import ray
 
             ray.shutdown()
-    report = build_report(runs, args.metric, suite.return_range, args.reps, args.seed)
-    if len(runs) > 1:
+    assert suite is not None  # expand_targets gives at least one run or raises
+    return build_report(runs, metric, suite.return_range, reps, seed)
+
+
+def evaluate_checkpoints(args: argparse.Namespace) -> None:
+    """`mtrl eval`: evaluate each checkpoint, print its table, then compare the runs (see its --help)."""
+    report = evaluate_runs(
+        args.targets,
+        episodes=args.episodes,
+        seed=args.seed,
+        greedy=args.greedy,
+        device=args.device,
+        workers=args.workers,
+        metric=args.metric,
+        reps=args.reps,
+        video=args.video,
+        fps=args.fps,
+        verbose=True,
+    )
+    if len(report.runs) > 1:
         print("\n" + report.markdown())
     if args.json:
         report.write_json(args.json)

@@ -21,60 +21,15 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mtrl.errors import MtrlError
-from mtrl.run.grid import parse_methods, parse_seeds
+from mtrl.run.grid import Run, parse_methods, parse_seeds, train_command
 
 LOCK_WAIT_S = 300  # how long a run waits for a previous process on its directory to exit
 STOP_WAIT_S = 120  # how long an interrupted run may take to save its checkpoint and exit
 RC_USAGE, RC_BUSY = 2, 75  # mtrl's exit code for bad input; "run directory locked by another process"
-
-
-@dataclass
-class Run:
-    """One (method, seed) cell of the grid and what happened to it."""
-
-    method: str
-    config: str
-    seed: int
-    run_dir: Path
-    overrides: list[str] = field(default_factory=list)  # the method's own, before the sweep's
-    retries: int = 0
-    status: str = "pending"  # pending | skipped | done | failed
-    minutes: float | None = None
-    node: str | None = None  # the Ray node that ran it last
-    note: str = ""
-    pending: Any = field(default=None, repr=False)  # the Ray object ref while it runs
-
-    @property
-    def name(self) -> str:
-        return f"{self.method}/s{self.seed}"
-
-
-def train_command(run: Run, overrides: list[str], cpus: int) -> list[str]:
-    """The `mtrl train` command line of a run: resumed when it has checkpoints; the method's
-    overrides, then the sweep's, then the in-process collection on the reserved CPUs."""
-    from mtrl.run.checkpoint import list_checkpoints
-
-    run_dir = run.run_dir.resolve()  # absolute: a Ray worker on another node has another working directory
-    resume = [f"resume={run_dir}"] if list_checkpoints(run_dir) else []
-    return [
-        sys.executable,
-        "-m",
-        "mtrl",
-        "train",
-        str(Path(run.config).resolve()),
-        f"seed={run.seed}",
-        f"run_dir={run_dir}",
-        *resume,
-        *run.overrides,
-        *overrides,
-        "rollout.workers=0",
-        f"learner.threads={cpus}",
-    ]
 
 
 PARENT_ENV = "MTRL_SWEEP_PARENT"
@@ -158,8 +113,11 @@ class Sweep:
         overrides: list[str],
         cpus_per_run: int = 1,
         retries: int = 2,
+        imports: list[str] | None = None,
     ) -> None:
-        """`methods`: name -> (config path, the method's own overrides)."""
+        """`methods`: name -> (config path, the method's own overrides); `imports`: plug-in modules
+        every run imports (`mtrl sweep --import`)."""
+        self.imports = [str(Path(m).resolve()) if m.endswith(".py") else m for m in imports or []]
         self.out, self.overrides, self.cpus, self.retries = out, overrides, cpus_per_run, retries
         self.state_path = out / "sweep.json"
         old = self._load_state()
@@ -205,7 +163,9 @@ class Sweep:
         task = ray.remote(num_cpus=self.cpus, max_retries=0)(run_task)
 
         def submit(r: Run) -> None:
-            r.pending = task.remote(train_command(r, self.overrides, self.cpus), str(r.run_dir), self.cpus)
+            r.pending = task.remote(
+                train_command(r, self.overrides, self.cpus, self.imports), str(r.run_dir), self.cpus
+            )
 
         for r in self.runs:
             if (r.run_dir / "eval.json").is_file():
@@ -272,6 +232,7 @@ def main(args: Any) -> None:
 
     from mtrl.collect.ray import init_ray
     from mtrl.config import load_config
+    from mtrl.config.plugins import import_plugins
     from mtrl.config.schema import RayConfig
     from mtrl.run.evaluation import report_from_runs
 
@@ -284,17 +245,20 @@ def main(args: Any) -> None:
             raise MtrlError(f"{flag} must be >= 1, got {value}")
     if args.retries < 0:
         raise MtrlError(f"--retries must be >= 0, got {args.retries}")
+    import_plugins(args.imports)  # before the configs below name what they register
     seeds, methods = parse_seeds(args.seeds), parse_methods(args.methods)
     for config, own in methods.values():  # the overrides as every run will see them
         load_config(
-            config, ["seed=0", *own, *args.overrides, "rollout.workers=0", f"learner.threads={args.cpus_per_run}"]
+            config,
+            ["seed=0", *own, *args.overrides, "rollout.workers=0", f"learner.threads={args.cpus_per_run}"],
+            args.imports,
         )
     ray, started = init_ray(RayConfig(address=args.address, num_cpus=args.num_cpus), args.cpus_per_run)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 0))
         if cpus < args.cpus_per_run:
             raise MtrlError(f"--cpus-per-run={args.cpus_per_run} but the Ray cluster has {cpus} CPUs")
-        sweep = Sweep(methods, seeds, args.out, args.overrides, args.cpus_per_run, args.retries)
+        sweep = Sweep(methods, seeds, args.out, args.overrides, args.cpus_per_run, args.retries, args.imports)
         print(
             f"mtrl: sweep of {len(methods)} method(s) x {len(seeds)} seed(s) = {len(sweep.runs)} runs into {args.out}, "
             f"{args.cpus_per_run} CPU(s) each on {cpus} CPUs ({cpus // args.cpus_per_run} at once)"
