@@ -3,7 +3,7 @@
 Built-in and third-party packages use the same two routes: call `register_suite` (`register_algo`,
 `register_arch`, ...) directly, or expose a zero-argument callable in the entry-point group
 (`mtrl.suites`, `mtrl.curricula`, `mtrl.algos`, `mtrl.archs`) that calls it. The contract of each
-plug-in kind is in docs/ARCHITECTURE.md; what a plug-in returns is checked where mtrl receives it.
+plug-in kind is in docs/architecture.md; what a plug-in returns is checked where mtrl receives it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import dataclasses
 import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar, cast
 
 from mtrl.errors import MtrlError, UnknownNameError, did_you_mean
 
@@ -64,6 +64,19 @@ class Registry(Generic[T]):
                 warnings.warn(f"mtrl: skipping {self.group} plug-in '{ep.name}' ({ep.value}): {exc}", stacklevel=2)
 
 
+class AlgoClass(Protocol):
+    """An algorithm class as `register_algo` has checked it: the class attributes that the config,
+    the trainer and `mtrl algos` read before building one (what it builds is the protocol
+    `mtrl.algos.base.Algorithm`, a layer above)."""
+
+    section: str | None
+    collector: str
+    policy_kind: str
+    greedy_eval: bool
+
+    def __call__(self, *args: Any) -> Any: ...
+
+
 def call_plugin(kind: str, name: str, what: str, fn: Callable[..., T], *args: object) -> T:
     """Call a plug-in's code; anything it raises other than MtrlError becomes one MtrlError line
     that names the plug-in and the call, instead of a traceback mid-run."""
@@ -79,12 +92,17 @@ def call_plugin(kind: str, name: str, what: str, fn: Callable[..., T], *args: ob
 
 SUITES: Registry[Callable[[], object]] = Registry("suite", "mtrl.suites")
 CURRICULA: Registry[Callable[..., object]] = Registry("curriculum", "mtrl.curricula", plural="curricula")
-ALGOS: Registry[type] = Registry("algorithm", "mtrl.algos", plural="algos")
+ALGOS: Registry[AlgoClass] = Registry("algorithm", "mtrl.algos", plural="algos")
 ARCHS: Registry[ArchEntry] = Registry("architecture", "mtrl.archs", plural="archs")
 AGGREGATORS: Registry[Callable[..., Any]] = Registry("aggregator", "mtrl.aggregators")
 
 # what every registered algorithm class declares (mtrl.algos.base.Algorithm)
-ALGO_ATTRIBUTES = {"section": (str, type(None)), "collector": str, "policy_kind": str, "greedy_eval": bool}
+ALGO_ATTRIBUTES: dict[str, type | tuple[type, ...]] = {
+    "section": (str, type(None)),
+    "collector": str,
+    "policy_kind": str,
+    "greedy_eval": bool,
+}
 ALGO_METHODS = ("check_config", "requests", "learn", "set_progress", "task_weights", "state_dict", "load_state_dict")
 
 
@@ -108,7 +126,7 @@ def register_algo(name: str, cls: type, *, overwrite: bool = False) -> None:
             f"register_algo('{name}', {getattr(cls, '__name__', cls)!r}): an algorithm class needs "
             f"{', '.join(missing) or 'to be a class'} (see mtrl.algos.base.Algorithm)"
         )
-    ALGOS.register(name, cls, overwrite=overwrite)
+    ALGOS.register(name, cast(AlgoClass, cls), overwrite=overwrite)  # its attributes were checked above
 
 
 class ArchEntry(NamedTuple):
@@ -133,7 +151,7 @@ def register_arch(
     *,
     overwrite: bool = False,
 ) -> None:
-    """Register an architecture for `policy.arch: NAME` (see `ArchEntry`; docs/ARCHITECTURE.md)."""
+    """Register an architecture for `policy.arch: NAME` (see `ArchEntry`; docs/tutorials/add-an-architecture.md)."""
     if not callable(build):
         raise MtrlError(f"register_arch('{name}', ...) needs a callable builder, got {type(build).__name__}")
     if options is not None and not dataclasses.is_dataclass(options):

@@ -4,6 +4,7 @@ the `Iteration` record, tensor batches, and optimiser steps that never let NaN r
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -37,7 +38,7 @@ class Algorithm(Protocol):
     """A learning algorithm as the trainer drives it: each iteration the trainer lets the rollout
     workers answer `requests` (`WorkerPool.serve`), then calls `learn` on what they collected.
     Register a class with `mtrl.registry.register_algo` or the `mtrl.algos` entry-point group
-    (docs/ARCHITECTURE.md, "Adding an algorithm")."""
+    (docs/tutorials/add-an-algorithm.md)."""
 
     section: ClassVar[str | None]  # the config section it reads (cfg.<section>), shown by `mtrl algos`
     collector: ClassVar[str]  # "fragments" or "groups": what the rollout workers run (mtrl.collect.requests)
@@ -73,6 +74,7 @@ class TensorBatch:
     """Mixin for a dataclass of equal-length tensors with a `task_id` field: length and row indexing."""
 
     task_id: torch.Tensor
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # set by @dataclass on the subclass
 
     def __len__(self) -> int:
         return len(self.task_id)
@@ -102,7 +104,7 @@ class NonFiniteGuard:
         self,
         optimizer: torch.optim.Optimizer,
         loss: torch.Tensor,
-        params: list[torch.Tensor],
+        params: Sequence[torch.Tensor],
         max_grad_norm: float | None = None,
     ) -> float | None:
         """zero_grad, backward, clip to `max_grad_norm` (None: no clip) and step; returns the gradient

@@ -1,4 +1,4 @@
-"""Critic-free GRPO for control (Shao et al. 2024, DeepSeekMath; ALGORITHMS.md section 2).
+"""Critic-free GRPO for control (Shao et al. 2024, DeepSeekMath; docs/algorithms/grpo.md).
 
 Every episode of a group runs the same task from the same reset seed; its outcome R (success or
 undiscounted return) is compared with the group's: A = (R - mean_g R) / (std_g R + 1e-6), broadcast
@@ -10,16 +10,19 @@ for `mt_grpo`), so a task of weight 0 sends no gradient.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch import nn
 
 from mtrl.algos.base import TensorBatch
 from mtrl.config import GRPOConfig, PPOConfig
 from mtrl.data.advantage import group_relative, task_normalize, zero_variance_groups
 from mtrl.data.batch import Episodes, Groups
 from mtrl.data.reduce import segment_mean
+
+if TYPE_CHECKING:
+    from mtrl.nn.policy import ActorCritic
 
 
 @dataclass
@@ -83,7 +86,9 @@ def make_group_batch(groups: Groups, kind: str, task_norm: bool, num_tasks: int,
     return GroupBatch(t(groups.obs), task, t(groups.actions), t(groups.logp), adv)
 
 
-def surrogate(policy: nn.Module, mb: GroupBatch, clip: float) -> tuple[torch.Tensor, torch.distributions.Distribution]:
+def surrogate(
+    policy: ActorCritic, mb: GroupBatch, clip: float
+) -> tuple[torch.Tensor, torch.distributions.Distribution]:
     """PPO's clipped surrogate per step, min(r A, clip(r) A) (to be maximised), and pi(.|s)."""
     dist = policy.distribution(mb.obs, mb.task_id)
     ratio = (dist.log_prob(mb.actions) - mb.logp).exp()
@@ -91,7 +96,7 @@ def surrogate(policy: nn.Module, mb: GroupBatch, clip: float) -> tuple[torch.Ten
 
 
 def _task_terms(
-    policy: nn.Module, mb: GroupBatch, task_weights: torch.Tensor, cfg: PPOConfig
+    policy: ActorCritic, mb: GroupBatch, task_weights: torch.Tensor, cfg: PPOConfig
 ) -> tuple[torch.Tensor, ...]:
     """(per-task mean surrogate [K], per-task mean entropy [K], the weights w_k of the tasks present
     in the minibatch, 0 for the others [K], which tasks are present [K])."""
@@ -103,7 +108,7 @@ def _task_terms(
 
 
 def grpo_loss(
-    policy: nn.Module, mb: GroupBatch, task_weights: torch.Tensor, cfg: PPOConfig
+    policy: ActorCritic, mb: GroupBatch, task_weights: torch.Tensor, cfg: PPOConfig
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """-sum_k w_k mean_k(surrogate) / sum_{k present} w_k - ent_coef * entropy (a pure function)."""
     task_surr, entropy_t, w, _ = _task_terms(policy, mb, task_weights, cfg)
@@ -113,7 +118,7 @@ def grpo_loss(
 
 
 def grpo_task_losses(
-    policy: nn.Module, mb: GroupBatch, task_weights: torch.Tensor, cfg: PPOConfig
+    policy: ActorCritic, mb: GroupBatch, task_weights: torch.Tensor, cfg: PPOConfig
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """Task k's share of `grpo_loss`, w_k / sum w * (-mean_k surrogate - ent_coef * mean_k entropy),
     per task [K], and which tasks are present: what a gradient aggregator takes."""
@@ -125,7 +130,7 @@ def grpo_task_losses(
 
 @torch.no_grad()
 def task_surrogates(
-    policy: nn.Module, batch: GroupBatch, cfg: PPOConfig, num_tasks: int, chunk: int = 8192
+    policy: ActorCritic, batch: GroupBatch, cfg: PPOConfig, num_tasks: int, chunk: int = 8192
 ) -> torch.Tensor:
     """Each task's mean clipped surrogate on the whole batch [K] (0 for a task with no steps)."""
     device = batch.task_id.device

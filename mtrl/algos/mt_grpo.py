@@ -1,12 +1,13 @@
 """Multi-Task GRPO: improvement-aware task weights and ratio-preserving group sampling
-("Multi-Task GRPO: Reliable LLM Reasoning Across Tasks", code rsshyam/MT-GRPO; ALGORITHMS.md
-section 3). Plain `grpo` uses the same group gathering with uniform, fixed weights.
+("Multi-Task GRPO: Reliable LLM Reasoning Across Tasks", code rsshyam/MT-GRPO; docs/algorithms/grpo.md,
+"MT-GRPO task weights"). Plain `grpo` uses the same group gathering with uniform, fixed weights.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,6 +31,9 @@ from mtrl.data.batch import Episodes, Groups
 from mtrl.data.reduce import per_task_means, rank_within, segment_mean
 from mtrl.env.suite import TaskSuite
 from mtrl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mtrl.nn.policy import ActorCritic
 
 
 def iwu_gradient(z: torch.Tensor, improvement: torch.Tensor, score: torch.Tensor, lam: float) -> torch.Tensor:
@@ -197,7 +201,7 @@ class GRPOAlgorithm:
 
     def __init__(
         self,
-        policy: torch.nn.Module,
+        policy: ActorCritic,
         cfg: Config,
         suite: TaskSuite,
         device: torch.device,

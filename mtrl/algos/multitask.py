@@ -16,23 +16,27 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import nn
 
 from mtrl.algos.base import NonFiniteGuard
 from mtrl.algos.gradnorm import GradNorm
-from mtrl.algos.task_jacobian import TaskGroupedPass, Ungroupable
+from mtrl.algos.task_jacobian import TaskGroupedPass, Ungroupable, has_jac
 from mtrl.errors import ConfigError, MtrlError
 from mtrl.registry import AGGREGATORS, call_plugin
+
+if TYPE_CHECKING:
+    from mtrl.algos.task_jacobian import JacParameter
 
 T = TypeVar("T")
 
 
 def feature_modules(policy: nn.Module) -> list[nn.Module]:
     """The shared-representation module of every task network in `policy` (`mtrl.nn.network.task_network`)."""
-    return [m._mtrl_features for m in policy.modules() if getattr(m, "_mtrl_features", None) is not None]
+    found = (getattr(m, "_mtrl_features", None) for m in policy.modules())
+    return [f for f in found if f is not None]
 
 
 def make_aggregator(name: str, options: dict[str, Any], num_tasks: int) -> Any:
@@ -159,7 +163,7 @@ class TaskGradients:
         features: list[torch.Tensor],
         params: list[nn.Parameter],
         specific: bool = True,
-    ) -> list[nn.Parameter]:
+    ) -> list[JacParameter]:
         """.jac [K, *shape] on the shared parameters and .grad on the task-specific ones (unless not
         `specific`); returns the shared ones. From the grouped pass when the losses were computed
         grouped, else torchjd's mtl_backward followed by one backward pass of the mean over tasks
@@ -172,8 +176,8 @@ class TaskGradients:
         from torchjd.autojac import mtl_backward
 
         mtl_backward(list(losses), features=features, tasks_params=[[] for _ in range(len(losses))], retain_graph=True)
-        shared = [p for p in params if getattr(p, "jac", None) is not None]
-        rest = [p for p in params if getattr(p, "jac", None) is None and p.requires_grad] if specific else []
+        shared = [p for p in params if has_jac(p)]
+        rest = [p for p in params if not has_jac(p) and p.requires_grad] if specific else []
         if rest:
             torch.autograd.backward(losses.mean(), inputs=rest)
         return shared
@@ -211,12 +215,12 @@ class TaskGradients:
             losses[present].mean().backward()  # grouped or not: the parameters' ordinary gradients
         else:
             shared = self._jacobian(grouped, losses, features, params)
-            weights = None
+            task_weights = None
             try:
                 from torchjd.autojac import jac_to_grad
 
                 aggregate = lambda: jac_to_grad(shared, self.aggregator, retain_jac=True)  # noqa: E731
-                weights = call_plugin("aggregator", self.name, "aggregate", aggregate)
+                task_weights = call_plugin("aggregator", self.name, "aggregate", aggregate)
                 ok = all(p.grad is not None and bool(torch.isfinite(p.grad).all()) for p in shared)
             except MtrlError:  # e.g. Nash-MTL's solver failed
                 ok = False
@@ -224,7 +228,7 @@ class TaskGradients:
                 self.fallbacks += 1
                 for p in shared:
                     p.grad = p.jac.mean(0)
-            self._measure(shared, weights if ok else None)
+            self._measure(shared, task_weights if ok else None)
         norm = nn.utils.clip_grad_norm_(params, float("inf") if max_grad_norm is None else max_grad_norm)
         if not bool(torch.isfinite(norm)):
             optimizer.zero_grad(set_to_none=True)
@@ -244,7 +248,7 @@ class TaskGradients:
         for p in params:
             p.grad = None
 
-    def _measure(self, shared: list[nn.Parameter], weights: torch.Tensor | None) -> None:
+    def _measure(self, shared: list[JacParameter], weights: torch.Tensor | None) -> None:
         """Per-task gradient norms, pairwise cosines and the conflicting fraction on the shared
         parameters (and the aggregator's task weights), when `diagnose` is set; drops the .jac."""
         if self.diagnose and shared:

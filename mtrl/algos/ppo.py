@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch import nn
 
 from mtrl.algos.base import Iteration, NonFiniteGuard, TensorBatch, actor_parameters
 from mtrl.algos.learner import PPOLearner
@@ -19,6 +19,9 @@ from mtrl.data.batch import Fragment
 from mtrl.data.reduce import per_task_means, segment_mean
 from mtrl.env.suite import TaskSuite
 from mtrl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mtrl.nn.policy import ActorCritic
 
 
 @dataclass
@@ -36,7 +39,7 @@ class PPOBatch(TensorBatch):
 
 @torch.no_grad()
 def fragment_values(
-    policy: nn.Module, frag: Fragment, device: torch.device, chunk: int = 8192
+    policy: ActorCritic, frag: Fragment, device: torch.device, chunk: int = 8192
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """V(s, c) for every step, for each truncation's final observation and after the last step,
     in large batched passes on the learner (the workers run the actor only).
@@ -64,7 +67,7 @@ def fragment_values(
 
 
 def make_batch(
-    frag: Fragment, policy: nn.Module, cfg: PPOConfig, num_tasks: int, device: torch.device
+    frag: Fragment, policy: ActorCritic, cfg: PPOConfig, num_tasks: int, device: torch.device
 ) -> tuple[PPOBatch, np.ndarray]:
     """Values on the learner, GAE on the time-major fragment, then drop invalid steps, then
     normalise advantages. Also returns each task's mean |GAE| before normalisation (for PLR)."""
@@ -84,7 +87,7 @@ def make_batch(
     return PPOBatch(t(frag.obs), task, t(frag.actions), t(frag.logp), adv_t, t(ret), t(values)), abs_adv
 
 
-def _ppo_terms(policy: nn.Module, mb: PPOBatch, cfg: PPOConfig) -> tuple[list[torch.Tensor], dict[str, float]]:
+def _ppo_terms(policy: ActorCritic, mb: PPOBatch, cfg: PPOConfig) -> tuple[list[torch.Tensor], dict[str, float]]:
     """Per sample: the negated clipped surrogate, the entropy, and (ppo.critic_update=joint) the
     squared value error; plus the ratio statistics."""
     dist = policy.distribution(mb.obs, mb.task_id)
@@ -116,7 +119,7 @@ def _with_means(stats: dict[str, float], means: list[torch.Tensor]) -> dict[str,
     return stats
 
 
-def ppo_loss(policy: nn.Module, mb: PPOBatch, cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
+def ppo_loss(policy: ActorCritic, mb: PPOBatch, cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """The clipped surrogate and entropy bonus on one minibatch, plus the value loss when the
     critic trains jointly (`ppo.critic_update=joint`), each a mean over the samples; pure."""
     terms, stats = _ppo_terms(policy, mb, cfg)
@@ -125,7 +128,7 @@ def ppo_loss(policy: nn.Module, mb: PPOBatch, cfg: PPOConfig) -> tuple[torch.Ten
 
 
 def ppo_task_losses(
-    policy: nn.Module, mb: PPOBatch, cfg: PPOConfig, num_tasks: int
+    policy: ActorCritic, mb: PPOBatch, cfg: PPOConfig, num_tasks: int
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """The same loss per task [K] (each term the mean over that task's samples), which tasks have
     samples [K], and the statistics: what a gradient aggregator takes (`learner.aggregator`)."""
@@ -134,7 +137,7 @@ def ppo_task_losses(
     return _combine(cfg, *(m for m, _ in per_task)), per_task[0][1] > 0, _with_means(stats, [t.mean() for t in terms])
 
 
-def critic_loss(policy: nn.Module, mb: PPOBatch) -> tuple[torch.Tensor, dict[str, float]]:
+def critic_loss(policy: ActorCritic, mb: PPOBatch) -> tuple[torch.Tensor, dict[str, float]]:
     """The separate critic fit's loss: the MSE of V(s, c) to the GAE returns (mushroom-rl's
     TorchApproximator with F.mse_loss, as MOORE's official PPO fits its critic)."""
     mse = (policy.value(mb.obs, mb.task_id) - mb.returns).pow(2).mean()
@@ -142,7 +145,7 @@ def critic_loss(policy: nn.Module, mb: PPOBatch) -> tuple[torch.Tensor, dict[str
 
 
 def critic_task_losses(
-    policy: nn.Module, mb: PPOBatch, num_tasks: int
+    policy: ActorCritic, mb: PPOBatch, num_tasks: int
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """The separate critic's MSE per task [K], for a gradient aggregator."""
     err = (policy.value(mb.obs, mb.task_id) - mb.returns).pow(2)
@@ -162,7 +165,7 @@ class PPOAlgorithm:
 
     def __init__(
         self,
-        policy: nn.Module,
+        policy: ActorCritic,
         cfg: Config,
         suite: TaskSuite,
         device: torch.device,
@@ -195,10 +198,9 @@ class PPOAlgorithm:
         batch, abs_adv = make_batch(frag, self.policy, self.cfg, self.num_tasks, self.device)
         t2 = time.perf_counter()
         losses: dict[str, float] = {}
-        k, learners = self.num_tasks, [self.learner]
+        k = self.num_tasks
         self.grads.next_iteration()
         if self.critic_learner is not None:  # MOORE / mushroom-rl: fit V on the returns, then the policy
-            learners.append(self.critic_learner)
             plan = (self.cfg.critic_minibatch_size or max(len(batch), 1), True)
             fit = self.critic_learner.update(
                 batch,
@@ -223,7 +225,7 @@ class PPOAlgorithm:
         # where the learner's time goes: values + GAE, and the optimiser steps
         scalars = {"perf/advantages_s": t2 - t1, "perf/update_s": time.perf_counter() - t2, **self.grads.report()}
         faults = (
-            {"aggregator_fallbacks": sum(lr.grads.take_fallbacks() for lr in learners)} if self.grads.active else {}
+            {"aggregator_fallbacks": sum(g.take_fallbacks() for g in self._task_grads())} if self.grads.active else {}
         )
         return Iteration(
             frag.num_steps, frag.episodes, losses, int(frag.env_errors.sum()), scalars, task_steps, abs_adv, faults

@@ -1,4 +1,4 @@
-"""Multi-task SAC (Haarnoja et al. 2018; MOORE / Meta-World+ form, ALGORITHMS.md section 4): twin
+"""Multi-task SAC (Haarnoja et al. 2018; MOORE / Meta-World+ form, docs/algorithms/sac.md): twin
 critics with Polyak targets, one learned temperature per task, one replay buffer per task.
 
 The losses and the learner are in `mtrl.algos.sac_learner`; `SACAlgorithm` runs one iteration:
@@ -95,6 +95,7 @@ class SACAlgorithm:
             weight_tasks=s.task_loss_weights,
         )
         obs_space = suite.observation_space
+        assert obs_space.dtype is not None  # a Box always has one
         self.replay = TaskReplay(
             k, s.replay_size, obs_space.shape, obs_space.dtype, act_dim, int(s.replay_memory_gb * 2**30)
         )

@@ -1,5 +1,5 @@
 """Multi-task SAC's losses and learner (Haarnoja et al. 2018; MOORE / Meta-World+ form,
-ALGORITHMS.md section 4): twin critics with Polyak targets, one learned temperature per task.
+docs/algorithms/sac.md): twin critics with Polyak targets, one learned temperature per task.
 
 The losses are pure functions of the networks and a batch; `SACLearner.update` applies them in
 the usual order (critics, actor, temperatures, targets). With a gradient aggregator the critics'
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Protocol, TypeGuard
 
 import torch
 from torch import nn
@@ -19,6 +20,19 @@ from mtrl.algos.base import NonFiniteGuard
 from mtrl.algos.multitask import TaskGradients
 from mtrl.data.reduce import segment_mean
 from mtrl.nn.sac import SACActor, TwinQ
+
+
+class LossGuard(Protocol):
+    """A network with a per-task loss guard (PaCo, `mtrl.nn.paco`): which tasks to mask out of a
+    step, and the reset of those tasks' parameters (how many it reset)."""
+
+    def extreme_tasks(self, task_losses: torch.Tensor) -> torch.Tensor: ...
+    def reset_tasks(self, extreme: torch.Tensor) -> int: ...
+
+
+def is_loss_guard(module: nn.Module) -> TypeGuard[LossGuard]:
+    """Whether `module` has a per-task loss guard (it defines `extreme_tasks`)."""
+    return callable(getattr(module, "extreme_tasks", None))
 
 
 def alpha_loss(
@@ -140,9 +154,7 @@ class SACLearner:
         self.log_alpha = torch.full((num_tasks,), math.log(init_temperature), device=device, requires_grad=True)
         self.target_entropy = -float(action_dim)
         # networks with a per-task loss guard (PaCo: `extreme_tasks`, `reset_tasks`), and its events
-        self.loss_guards = [
-            m for m in (*actor.modules(), *critic.modules()) if callable(getattr(m, "extreme_tasks", None))
-        ]
+        self.loss_guards = [m for m in (*actor.modules(), *critic.modules()) if is_loss_guard(m)]
         self.guard_events = {"masked_tasks": 0, "w_resets": 0}
         self.actor_opt = torch.optim.Adam(actor.parameters(), lr=actor_lr, eps=adam_eps)
         self.critic_opt = torch.optim.Adam(critic.parameters(), lr=critic_lr, eps=adam_eps)
@@ -187,6 +199,7 @@ class SACLearner:
                 per_task.evaluate(actor_losses, batch["task_id"]) if per_task is not None else (actor_losses(), [])
             )
             if masked:
+                assert extreme is not None  # masked: some task is extreme
                 present = present & ~extreme
         if grads is not None and grads.active:
             grads.step(self.actor_opt, losses, present, features, list(self.actor.parameters()), self.clip)
@@ -204,6 +217,7 @@ class SACLearner:
         self.guard.step(self.alpha_opt, a_loss, [self.log_alpha])
         polyak(self.target, self.critic, self.tau)
         if masked:  # PaCo's w-reset of the masked tasks, in every guarded network
+            assert extreme is not None  # masked: some task is extreme
             self.guard_events["masked_tasks"] += int(extreme.sum())
             self.guard_events["w_resets"] += sum(m.reset_tasks(extreme) for m in self.loss_guards)
         return {

@@ -7,7 +7,7 @@ a per-task view theta_k of the same parameters (`torch.func.vmap` over `function
 or conv with a batched weight is one batched or grouped op), and the gradient of sum_k L_k with
 respect to theta_k is row k of the Jacobian. That is one backward pass of about the ordinary
 cost, where differentiating the K losses separately (torchjd's `mtl_backward`, a vmapped backward
-with K rows) costs about K of them (docs/BENCHMARKS.md, "Gradient aggregators: cost per update").
+with K rows) costs about K of them (docs/benchmarks.md, "Gradient aggregators: cost per update").
 
 It applies when every shared parameter is inside the architecture's `features` module, i.e. the
 module's inputs do not depend on parameters (MOORE / MoE experts, PaCo's first layer, softmod on
@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 import torch
 from torch import nn
@@ -31,6 +31,19 @@ from torch.func import functional_call, vmap
 
 from mtrl.errors import MtrlError
 from mtrl.nn.layers import TaskGroups
+
+if TYPE_CHECKING:
+
+    class JacParameter(nn.Parameter):
+        """A parameter that holds its per-task gradients in `.jac` [K, *shape]: the field torchjd
+        sets, which torch's types do not declare (so does `TaskGroupedPass.jacobian`)."""
+
+        jac: torch.Tensor
+
+
+def has_jac(p: nn.Parameter) -> TypeGuard[JacParameter]:
+    """Whether `p` holds a Jacobian in `.jac`."""
+    return getattr(p, "jac", None) is not None
 
 
 class Ungroupable(Exception):
@@ -100,14 +113,14 @@ class TaskGroupedPass:
     def installed(self) -> Iterator[None]:
         """Inside the block the shared modules run grouped (an instance `forward`, removed after)."""
         for m in self.modules:
-            m.forward = functools.partial(self._forward, m)  # type: ignore[method-assign]
+            m.forward = functools.partial(self._forward, m)
         try:
             yield
         finally:
             for m in self.modules:
                 del m.forward
 
-    def jacobian(self, losses: torch.Tensor, params: list[nn.Parameter]) -> list[nn.Parameter]:
+    def jacobian(self, losses: torch.Tensor, params: list[nn.Parameter]) -> list[JacParameter]:
         """Differentiates the per-task losses [K] in one pass: the shared parameters among `params`
         get .jac [K, *shape] (the gradients of sum_k L_k at their per-task views: row k is dL_k),
         the task-specific ones .grad of the mean over tasks (each reached by its own task's loss
@@ -117,12 +130,14 @@ class TaskGroupedPass:
         where = {id(p): views[n] for m, views in self.views.items() for n, p in m.named_parameters() if n in views}
         shared = [p for p in params if id(p) in where]
         rest = [p for p in params if id(p) not in where and p.requires_grad]
-        grads = torch.autograd.grad(losses.sum(), [where[id(p)] for p in shared] + rest, allow_unused=True)
+        inputs: list[torch.Tensor] = [*(where[id(p)] for p in shared), *rest]
+        grads = torch.autograd.grad(losses.sum(), inputs, allow_unused=True)
         for p, g in zip(rest, grads[len(shared) :]):
             p.grad = None if g is None else g / len(losses)
         out = []
         for p, g in zip(shared, grads[: len(shared)]):
             if g is not None:
-                p.jac = g  # type: ignore[attr-defined]
-                out.append(p)
+                holder = cast("JacParameter", p)  # it holds one from here on
+                holder.jac = g
+                out.append(holder)
         return out

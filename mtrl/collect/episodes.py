@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from mtrl.env.suite import TaskSuite, env_actions
 
+if TYPE_CHECKING:
+    from mtrl.nn.policy import Policy
 
-def run_chunks(policy: nn.Module, suite: TaskSuite, work: list, greedy: bool, max_episode_steps: int | None) -> list:
+
+def run_chunks(policy: Policy, suite: TaskSuite, work: list, greedy: bool, max_episode_steps: int | None) -> list:
     """Run evaluation chunks here, one after the other (a progress bar on a terminal)."""
     device = next(policy.parameters()).device
     outs = []
@@ -33,7 +36,7 @@ def split_work(work: list, parts: int) -> list[list]:
 
 
 def run_episodes(
-    policy: nn.Module,
+    policy: Policy,
     suite: TaskSuite,
     tasks: Sequence[int],
     seeds: Sequence[int],
@@ -52,8 +55,8 @@ def run_episodes(
         obs = [env.reset(seed=int(s))[0]["obs"] for env, s in zip(envs, seeds)]
         n = len(envs)
         if render is not None:
-            for i, env in enumerate(envs):
-                render(i, env)
+            for slot, env in enumerate(envs):
+                render(slot, env)
         task_ids = torch.as_tensor(np.array(tasks, np.int64), device=device)  # a copy: Ray's arrays are read-only
         live = np.ones(n, bool)
         ret, length, success = np.zeros(n), np.zeros(n), np.zeros(n, np.float32)

@@ -161,6 +161,7 @@ class Collector:
             self._ep_start[term | trunc] = t + 1
             self._pending_reset = (term | trunc) & (not self.same_step)
             self.obs = next_obs
+        assert buf_act is not None  # set at the first step, and steps >= 1 (rollout.steps_per_env)
         return Fragment(
             buf_obs,
             buf_task,
@@ -186,9 +187,11 @@ class Collector:
         self._ep_ret[:], self._ep_len[:], self._ep_success[:] = 0.0, 0, 0.0
 
     def _random_actions(self, n: int) -> np.ndarray:
-        space = self.suite.action_space
+        space = self.suite.action_space  # a Box or a Discrete: TaskSuite allows no other
         if self.continuous:
+            assert isinstance(space, gym.spaces.Box)
             return self._rng.uniform(space.low, space.high, (n, *space.shape)).astype(np.float32)
+        assert isinstance(space, gym.spaces.Discrete)
         return self._rng.integers(space.n, size=n)
 
     def _final_obs(self, next_obs: dict, infos: dict, idx: np.ndarray) -> np.ndarray:

@@ -9,7 +9,6 @@ inference over the episodes still running; finished episodes cost no further env
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -18,6 +17,7 @@ import torch
 
 from mtrl.data.batch import Episodes, Groups
 from mtrl.env.suite import TaskSuite, env_actions
+from mtrl.env.vector import IntSeq
 from mtrl.errors import EnvError
 from mtrl.nn.network import PolicySpec
 from mtrl.nn.policy import build_policy
@@ -60,7 +60,7 @@ class GroupCollector:
             used[task] += 1
         return out
 
-    def collect(self, tasks: Sequence[int], seeds: Sequence[int], group_ids: Sequence[int], group_size: int) -> Groups:
+    def collect(self, tasks: IntSeq, seeds: IntSeq, group_ids: IntSeq, group_size: int) -> Groups:
         """Run group g = G = `group_size` episodes of task tasks[g], each reset with seeds[g]; return
         the groups that finished cleanly (a group with an env failure is dropped and counted)."""
         g = group_size

@@ -24,6 +24,7 @@ from mtrl.data.batch import Fragment, Groups
 from mtrl.env.suite import TaskSuite, slot_tasks
 from mtrl.errors import MtrlError
 from mtrl.nn.network import PolicySpec
+from mtrl.nn.policy import Policy
 from mtrl.nn.weights import actor_weights
 
 RESTART_TIMEOUT_S = 300  # how long a dead worker may take to restart (new process, imports, env builds)
@@ -277,7 +278,7 @@ class WorkerPool:
                 call = resend(self.actors[i])
 
     def run_eval(
-        self, policy: torch.nn.Module, suite: TaskSuite, work: list, greedy: bool, max_episode_steps: int | None
+        self, policy: Policy, suite: TaskSuite, work: list, greedy: bool, max_episode_steps: int | None
     ) -> list:
         """An `mtrl.eval.evaluate` Runner: the chunks split over the rollout actors (in-process without them)."""
         if not self.actors:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,10 +141,13 @@ def describe(cls: type = Config, prefix: str = "") -> list[str]:
         tp = hints[f.name]
         if f.metadata.get("internal"):
             continue
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # a hint is a class, not an instance
             lines += describe(tp, prefix + f.name + ".")
         else:
-            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            # a field without a default has a default_factory: arch_options and algo_sections build
+            # an options dataclass from no arguments when its section is not given
+            factory = typing.cast("Callable[[], Any]", f.default_factory)
+            default = factory() if f.default is dataclasses.MISSING else f.default
             lines.append(f"  {prefix + f.name:<26} {f.metadata.get('help', '')} [{type_name(tp)}; default {default!r}]")
     if cls is Config:  # each architecture's and plug-in algorithm's own section
         for name in ARCHS.names():
@@ -152,5 +155,6 @@ def describe(cls: type = Config, prefix: str = "") -> list[str]:
             lines += describe(options, f"policy.{name}.") if options is not None else []
         for name in ALGOS.names():
             algo = ALGOS.get(name)
-            lines += describe(algo_options(algo), f"{algo.section}.") if algo_options(algo) else []
+            options = algo_options(algo)
+            lines += describe(options, f"{algo.section}.") if options else []
     return lines

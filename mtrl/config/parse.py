@@ -90,7 +90,7 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     kwargs = {}
     for name, value in data.items():
         path, tp = prefix + name, hints[name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # a hint is a class, not an instance
             kwargs[name] = from_dict(tp, value, path + ".")
         else:
             kwargs[name] = _check_value(path, tp, value)

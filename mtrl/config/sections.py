@@ -61,9 +61,9 @@ def named(key: str, registry: Registry, name: str) -> Any:
         raise ConfigError(f"{key}: {exc}") from None
 
 
-def algo_options(cls: type) -> type | None:
+def algo_options(cls: object) -> type | None:
     """A plug-in algorithm's own options dataclass (its `options` attribute), for its section."""
-    options = getattr(cls, "options", None)
+    options: type | None = getattr(cls, "options", None)  # the contract: a dataclass, or absent
     return options if options is not None and dataclasses.is_dataclass(options) else None
 
 
@@ -80,9 +80,11 @@ def pop_algo_sections(data: dict[str, Any]) -> dict[str, dict]:
 def algo_sections(cfg: Config, raw: dict[str, Any]) -> dict[str, Any]:
     """Each given plug-in algorithm section parsed by its options dataclass, and the active
     algorithm's always (its defaults where not given)."""
-    owners = {cls.section: cls for cls in map(ALGOS.get, ALGOS.names()) if algo_options(cls)}
-    out = {key: from_dict(algo_options(owners[key]), value, f"{key}.") for key, value in raw.items()}
+    owners = {cls.section: options for cls in map(ALGOS.get, ALGOS.names()) if (options := algo_options(cls))}
+    # keyed by section; register_algo lets an algorithm with options declare section None
+    out: dict[Any, Any] = {key: from_dict(owners[key], value, f"{key}.") for key, value in raw.items()}
     cls = ALGOS.get(cfg.algo)
-    if algo_options(cls) and cls.section not in out and not hasattr(cfg, str(cls.section)):
-        out[cls.section] = algo_options(cls)()
+    options = algo_options(cls)
+    if options and cls.section not in out and not hasattr(cfg, str(cls.section)):
+        out[cls.section] = options()
     return out

@@ -1,5 +1,5 @@
 """Curricula: task samplers that set, each iteration, the probability with which every env slot
-picks its next task at reset (ALGORITHMS.md section 6).
+picks its next task at reset (docs/algorithms/curricula.md).
 
 A curriculum is any object with `probs()`, `update(stats)`, `scores()`, `state_dict()` and
 `load_state_dict()` (the `Curriculum` protocol), made by a factory `(tasks, cfg) -> Curriculum`
@@ -11,7 +11,7 @@ keeps probability >= eps / K, and ignores tasks without data in an iteration (Na
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -87,7 +87,7 @@ def make_curriculum(tasks: tuple[str, ...], cfg: CurriculumConfig) -> Curriculum
             f"curriculum '{cfg.name}': its factory returned {type(cur).__name__}, which lacks "
             f"{', '.join(missing)} (expected the mtrl.curriculum.Curriculum methods)"
         )
-    return cur
+    return cast(Curriculum, cur)  # it has every method, checked above
 
 
 def checked_probs(cur: Curriculum, name: str, num_tasks: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The built-in curricula (ALGORITHMS.md section 6): uniform, learning_progress, plr, exp3,
+"""The built-in curricula (docs/algorithms/curricula.md): uniform, learning_progress, plr, exp3,
 worst_task and threshold. Each mixes in `curriculum.eps` of the uniform distribution."""
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def gae(
 
 
 def task_normalize(adv: torch.Tensor, task_id: torch.Tensor, num_tasks: int, eps: float = 1e-8) -> torch.Tensor:
-    """Per-task advantage normalisation (MOORE MTPPO; ALGORITHMS.md section 2).
+    """Per-task advantage normalisation (MOORE MTPPO; docs/algorithms/ppo.md).
 
     A[c] = (A[c] - mean A[c]) / (std A[c] + eps) with the population std, for every task c in
     the batch, computed with scatter-adds rather than a loop over tasks. Pass only valid steps.
@@ -55,7 +55,7 @@ def batch_normalize(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 
 def group_relative(returns: torch.Tensor, group_ids: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """GRPO's group-relative advantage per episode (Shao et al. 2024; ALGORITHMS.md section 2).
+    """GRPO's group-relative advantage per episode (Shao et al. 2024; docs/algorithms/grpo.md).
 
     A_i = (R_i - mean_g R) / (std_g R + eps) over the episodes of i's group, with the unbiased
     std as verl's `compute_grpo_outcome_advantage`; a group of size 1 gets 0, and so does a group

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ class Fragment:
         if len(parts) == 1:
             return parts[0]
         offsets = np.cumsum([0] + [p.valid.shape[1] for p in parts[:-1]])
-        out = {}
+        out: dict[str, Any] = {}  # Fragment's fields by name: arrays, and the Episodes
         for f in fields(Fragment):
             if f.name == "episodes":
                 out[f.name] = Episodes.concat([p.episodes for p in parts])

@@ -1,4 +1,4 @@
-"""Per-task replay for multi-task SAC (ALGORITHMS.md section 4): one ring buffer per task, all
+"""Per-task replay for multi-task SAC (docs/algorithms/sac.md, "Replay"): one ring buffer per task, all
 tasks in shared [K, C, ...] numpy arrays, so inserting and sampling are vectorised over tasks.
 
 The memory is allocated up front and bounded: a config whose buffers would not fit the budget

@@ -52,9 +52,15 @@ class SeededEpisodes(gym.Wrapper):
         return obs
 
 
+def _seeded(env: gym.Env) -> SeededEpisodes:
+    """A slot of a SyncVectorEnv that `mtrl.env.vector.make_vector_env` built: it wraps every one."""
+    assert isinstance(env, SeededEpisodes)
+    return env
+
+
 def slots_state(envs: gym.vector.SyncVectorEnv) -> dict[str, Any]:
     """The state of every SeededEpisodes slot of a SyncVectorEnv, as arrays."""
-    slots = envs.envs
+    slots = [_seeded(e) for e in envs.envs]
     lengths = np.array([len(e.actions) for e in slots], np.int64)
     acts = [np.asarray(a) for e in slots for a in e.actions]
     return {
@@ -73,7 +79,7 @@ def restore_slots(envs: gym.vector.SyncVectorEnv, state: dict[str, Any], tasks: 
         raise ValueError(f"saved state has {len(state['index'])} env slots, this collector has {len(envs.envs)}")
     ends = np.cumsum(state["lengths"])
     obs = []
-    for i, env in enumerate(envs.envs):
+    for i, env in enumerate(map(_seeded, envs.envs)):
         acts = np.asarray(state["actions"])[ends[i] - state["lengths"][i] : ends[i]]
         options = None if tasks is None else {"task": int(tasks[i])}
         obs.append(env.restore(int(state["slot_seed"][i]), int(state["index"][i]), acts, options))

@@ -129,7 +129,7 @@ def get_suite(name: str, reward_version: str | None = None) -> TaskSuite:
     """Build the registered suite `name` (from `register_suite` or the `mtrl.suites` entry points).
     `reward_version` (env.reward_version) goes to a factory that takes that keyword (Meta-World's
     v1 / v2 rewards); None builds the suite's default."""
-    factory = SUITES.get(name)
+    factory: Callable[..., object] = SUITES.get(name)  # it may also take reward_version (checked below)
     if reward_version is None:
         suite = call_plugin("suite", name, "its factory", factory)
     else:

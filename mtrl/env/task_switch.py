@@ -51,7 +51,8 @@ class TaskSwitchingEnv(gym.Env):
         self.action_space = suite.action_space
         self.cache, self.probs = cache, probs
         self.rng = np.random.default_rng(seed)
-        self.task, self.env = -1, None
+        self.task = -1
+        self.env: gym.Env | None = None  # the current task's env, from the first reset on
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:

@@ -8,7 +8,7 @@ with NEXT_STEP autoreset semantics (envpool's own): the step after an episode en
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -17,6 +17,8 @@ import numpy as np
 from mtrl.env.slot_state import SeededEpisodes
 from mtrl.env.suite import TaskSuite
 from mtrl.env.task_switch import TaskEnvCache, TaskSwitchingEnv
+
+IntSeq = Sequence[int] | np.ndarray  # task ids or seeds, one per slot: a list or an int array
 
 
 class BatchEnv(Protocol):
@@ -32,9 +34,9 @@ class BatchEnv(Protocol):
 class GymBatch:
     """The reference gymnasium envs of one task, for tasks the fast backend lacks."""
 
-    def __init__(self, envs: gym.vector.VectorEnv, seeds: Sequence[int]) -> None:
+    def __init__(self, envs: gym.vector.SyncVectorEnv, seeds: Sequence[int]) -> None:
         self.envs = envs
-        self.seeds: list[int] | None = [int(s) for s in seeds]
+        self.seeds: list[int | None] | None = [int(s) for s in seeds]  # as SyncVectorEnv.reset takes them
 
     def reset(self) -> np.ndarray:
         """The first reset uses the slot seeds; later ones continue each slot's seed sequence."""
@@ -42,7 +44,9 @@ class GymBatch:
         return self.envs.reset(seed=seeds)[0]["obs"]
 
     def step(self, actions: np.ndarray):
-        obs, rew, term, trunc, infos = self.envs.step(actions)
+        # annotated: SyncVectorEnv.step's stub leaves its type variables unbound
+        out: tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]] = self.envs.step(actions)
+        obs, rew, term, trunc, infos = out
         done = term | trunc
         flags = {k: step_flag(infos, k, done, False) for k in ("success", "env_error")}
         return obs["obs"], rew, term, trunc, flags
@@ -83,7 +87,7 @@ class TaskVectorEnv:
             env.close()
 
 
-def make_task_vector_env(suite: TaskSuite, tasks: Sequence[int], seeds: Sequence[int]) -> TaskVectorEnv:
+def make_task_vector_env(suite: TaskSuite, tasks: IntSeq, seeds: IntSeq) -> TaskVectorEnv:
     """Group slots by task; each group runs on envpool when the suite can, else on gymnasium."""
     tasks_arr, seeds_arr = np.asarray(tasks, np.int64), np.asarray(seeds, np.int64)
     groups: list[tuple[np.ndarray, BatchEnv]] = []
@@ -113,8 +117,8 @@ def step_flag(infos: dict, key: str, done: np.ndarray, same_step: bool) -> np.nd
 
 def make_vector_env(
     suite: TaskSuite,
-    tasks: Sequence[int],
-    seeds: Sequence[int],
+    tasks: IntSeq,
+    seeds: IntSeq,
     autoreset_mode: str = "next_step",
     max_episode_steps: int | None = None,
     backend: str = "gymnasium",
@@ -126,15 +130,17 @@ def make_vector_env(
     With `task_probs` (a curriculum's shared array) every slot draws its task at each reset."""
     if task_probs is not None:
         cache = TaskEnvCache(suite, max_episode_steps, int(seeds[0]))
-        fns = [(lambda s=int(s): SeededEpisodes(TaskSwitchingEnv(cache, task_probs, s))) for s in seeds]
+        fns = [_seeded_slot(TaskSwitchingEnv, cache, task_probs, int(s)) for s in seeds]
         return gym.vector.SyncVectorEnv(fns, autoreset_mode=_AUTORESET[autoreset_mode])
     if backend == "envpool":
         return make_task_vector_env(suite, tasks, seeds)
-    fns = [
-        (lambda t=int(t), s=int(s): SeededEpisodes(suite.make_env(t, s, max_episode_steps)))
-        for t, s in zip(tasks, seeds, strict=True)
-    ]
+    fns = [_seeded_slot(suite.make_env, int(t), int(s), max_episode_steps) for t, s in zip(tasks, seeds, strict=True)]
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=_AUTORESET[autoreset_mode])
+
+
+def _seeded_slot(make: Callable[..., gym.Env], *args: Any) -> Callable[[], gym.Env]:
+    """The factory of one restorable slot: `make(*args)` wrapped in SeededEpisodes."""
+    return lambda: SeededEpisodes(make(*args))
 
 
 _AUTORESET = {"next_step": gym.vector.AutoresetMode.NEXT_STEP, "same_step": gym.vector.AutoresetMode.SAME_STEP}

@@ -14,13 +14,16 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from torch import nn
 
 from mtrl.env.suite import TaskSuite
 from mtrl.errors import MtrlError
 from mtrl.eval.evaluate import EvalResult, Runner, evaluate
+
+if TYPE_CHECKING:
+    from mtrl.nn.policy import Policy
 
 FILE = "eval_curve.csv"
 
@@ -67,7 +70,7 @@ class EvalCurve:
     def due(self, env_steps: int) -> bool:
         return env_steps // self.every > self.done
 
-    def run(self, policy: nn.Module, env_steps: int, iteration: int, runner: Runner | None = None) -> EvalResult:
+    def run(self, policy: Policy, env_steps: int, iteration: int, runner: Runner | None = None) -> EvalResult:
         """Evaluate now, append the row, and remember the result."""
         result = evaluate(
             policy,

@@ -6,13 +6,16 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch import nn
 
 from mtrl.collect.episodes import run_chunks, split_work
 from mtrl.env.suite import TaskSuite
+
+if TYPE_CHECKING:
+    from mtrl.nn.policy import Policy
 
 
 @dataclass
@@ -43,7 +46,8 @@ class EvalResult:
     @property
     def mean_success(self) -> float | None:
         rates = [t.success_rate for t in self.tasks]
-        return None if any(r is None for r in rates) else float(np.mean(rates))
+        known = [r for r in rates if r is not None]
+        return None if len(known) < len(rates) else float(np.mean(known))
 
     def table(self) -> str:
         """A fixed-width per-task table with the mean over tasks."""
@@ -78,11 +82,11 @@ class EvalResult:
 
 
 # runs evaluation chunks: (policy, suite, chunks, greedy, max_episode_steps) -> per chunk (return, length, success)
-Runner = Callable[[nn.Module, TaskSuite, list, bool, "int | None"], list]
+Runner = Callable[["Policy", TaskSuite, list, bool, "int | None"], list]
 
 
 def evaluate(
-    policy: nn.Module,
+    policy: Policy,
     suite: TaskSuite,
     episodes: int,
     seed: int,
@@ -149,7 +153,7 @@ def _remote_chunks(spec, state, suite, work, greedy, max_episode_steps):
 def ray_runner(workers: int) -> Runner:
     """A Runner that spreads the chunks over `workers` Ray tasks (in a Ray the caller started)."""
 
-    def run(policy: nn.Module, suite: TaskSuite, work: list, greedy: bool, max_episode_steps: int | None) -> list:
+    def run(policy: Policy, suite: TaskSuite, work: list, greedy: bool, max_episode_steps: int | None) -> list:
         import ray
 
         state = ray.put({k: v.detach().cpu() for k, v in policy.state_dict().items()})

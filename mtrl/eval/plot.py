@@ -86,10 +86,13 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return (c[1:] - c[np.arange(1, len(values) + 1) - n]) / n
 
 
-def method_curves(runs: list[RunCurves], tag: str, window: int) -> dict[str, tuple[np.ndarray, ...]]:
+MethodCurve = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]  # grid, mean, lo, hi, number of runs
+
+
+def method_curves(runs: list[RunCurves], tag: str, window: int) -> dict[str, MethodCurve]:
     """method -> (grid, mean, lo, hi, number of runs): each run interpolated onto a grid up to the
     shortest run's last step, so every point averages all the method's runs."""
-    out = {}
+    out: dict[str, MethodCurve] = {}
     for method in dict.fromkeys(r.method for r in runs):
         curves = [r.get(tag) for r in runs if r.method == method]
         end = min(s[-1] for s, _ in curves)

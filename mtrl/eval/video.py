@@ -12,16 +12,19 @@ import subprocess
 import sys
 from importlib.util import find_spec
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 
 from mtrl.collect.episodes import run_episodes
 from mtrl.env.suite import TaskSuite
 from mtrl.errors import MtrlError
 from mtrl.eval.evaluate import episode_seeds
+
+if TYPE_CHECKING:
+    from mtrl.nn.policy import Policy
 
 GL_BACKENDS = ("egl", "osmesa")
 _PROBE = "import mujoco; c = mujoco.GLContext(8, 8); c.make_current(); c.free()"
@@ -66,7 +69,9 @@ def _frame(env, task: str, max_side: int) -> np.ndarray:
 
         h, w = frame.shape[:2]
         scale = max_side / max(h, w)
-        frame = np.asarray(Image.fromarray(frame).resize((round(w * scale), round(h * scale)), Image.BILINEAR))
+        frame = np.asarray(
+            Image.fromarray(frame).resize((round(w * scale), round(h * scale)), Image.Resampling.BILINEAR)
+        )
     return frame
 
 
@@ -84,7 +89,7 @@ def _caption(frame: np.ndarray, text: str) -> np.ndarray:
 
 
 def record_videos(
-    policy: nn.Module,
+    policy: Policy,
     suite: TaskSuite,
     out_dir: Path,
     seed: int,

@@ -1,5 +1,5 @@
 """The built-in architectures, registered through the `mtrl.archs` entry-point group like any
-other (ALGORITHMS.md section 1; docs/ARCHITECTURE.md, "Adding an architecture").
+other (docs/algorithms/moore.md; docs/tutorials/add-an-architecture.md).
 
 Each builder takes (spec, out_dim, out_gain) and returns a module mapping (obs [B, *obs_shape],
 task_id [B]) to [B, out_dim]. Parameter names (`encoder`, `trunk`, `mixture`, `head`) are part

@@ -40,6 +40,8 @@ class CareOptions:
 class CARENet(nn.Module):
     """CARE: see the module docstring. (obs, task_id) -> [B, out_dim]."""
 
+    metadata: torch.Tensor | None  # a buffer when the suite has task metadata
+
     def __init__(self, spec: PolicySpec, out_dim: int, out_gain: float) -> None:
         super().__init__()
         o = CareOptions(**dict(spec.options))
@@ -47,8 +49,9 @@ class CARENet(nn.Module):
         self.temperature = o.temperature
         self.encoder = make_encoder(spec.obs_shape)
         if spec.task_metadata is not None:  # the suite's context, fixed (a buffer: saved with the policy)
-            self.register_buffer("metadata", torch.tensor(spec.task_metadata, dtype=torch.float32))
-            self.context_in: nn.Module = init_linear(nn.Linear(self.metadata.shape[1], o.context_dim), hid_g)
+            metadata = torch.tensor(spec.task_metadata, dtype=torch.float32)
+            self.register_buffer("metadata", metadata)
+            self.context_in: nn.Module = init_linear(nn.Linear(metadata.shape[1], o.context_dim), hid_g)
         else:
             self.metadata = None
             self.context_in = nn.Embedding(spec.num_tasks, o.context_dim)

@@ -71,7 +71,7 @@ def with_task_onehot(x: torch.Tensor, task_id: torch.Tensor, num_tasks: int) -> 
 def make_encoder(obs_shape: tuple[int, ...]) -> GridEncoder | FlatEncoder:
     """A conv encoder for HxWxC grids, identity for flat vectors."""
     if len(obs_shape) == 3:
-        return GridEncoder(obs_shape)  # type: ignore[arg-type]
+        return GridEncoder(obs_shape)
     return FlatEncoder(math.prod(obs_shape))
 
 
@@ -160,7 +160,7 @@ class TaskHeads(nn.Module):
 
 class OutputHead(nn.Module):
     """[Linear(in, hidden) -> Tanh ->] Linear(., out), per task (multi-head) or shared on
-    cat(x, onehot(task)) (single-head), the two head types of MOORE (ALGORITHMS.md section 1)."""
+    cat(x, onehot(task)) (single-head), the two head types of MOORE (docs/algorithms/moore.md, "Heads")."""
 
     def __init__(
         self,

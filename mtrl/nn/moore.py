@@ -121,7 +121,7 @@ class ConvExperts(nn.Module):
         """The forward of K parameter sets (params[name] [K, *shape]) on obs regrouped by task [K, m, H, W, C]
         -> [K, m, k, out_dim] (mtrl.algos.task_jacobian). Each layer is one conv whose groups are the K
         tasks (times the experts), in channels-last layout throughout: under vmap the same convs ran
-        1.5x the plain forward + backward at the critic's 6000-row batch, this way 1.1x (docs/BENCHMARKS.md)."""
+        1.5x the plain forward + backward at the critic's 6000-row batch, this way 1.1x (docs/benchmarks.md)."""
         tasks, m, h, w, c = obs.shape
         x = obs.float().permute(1, 0, 4, 2, 3).reshape(m, tasks * c, h, w).contiguous(memory_format=torch.channels_last)
         for i, layer in enumerate(self.net):
@@ -163,7 +163,7 @@ def make_mixture(obs_shape: tuple[int, ...], num_tasks: int, k: int, orthogonal:
     """Conv experts for HxWxC grids, 400-400-400 MLP experts for flat vectors."""
     experts: MLPExperts | ConvExperts
     if len(obs_shape) == 3:
-        experts = ConvExperts(k, obs_shape)  # type: ignore[arg-type]
+        experts = ConvExperts(k, obs_shape)
     else:
         experts = MLPExperts(k, math.prod(obs_shape))
     return MixtureEncoder(experts, num_tasks, orthogonal)

@@ -90,6 +90,7 @@ class PacoNet(nn.Module):
         groups = TaskGroups(task_id, self.num_tasks)
         h = groups.group(h)  # [K, m, hidden]
         for layer in rest:
+            assert isinstance(layer, ParallelLinear)  # every layer is a parameter_set
             weight = torch.einsum("pio,kp->kio", layer.weight, w)  # theta_tau = Phi w_tau for every task
             h = torch.baddbmm((w @ layer.bias).unsqueeze(1), torch.relu(h), weight)
         return groups.ungroup(h)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 from torch import nn
@@ -48,16 +48,18 @@ class ActorCritic(nn.Module):
         learner computes values for a whole batch at once."""
         dist = self.distribution(obs, task_id)
         if greedy:
-            action = dist.probs.argmax(-1) if self.spec.discrete else dist.mean
+            # distribution() gives a Categorical exactly when the actions are discrete
+            action = dist.probs.argmax(-1) if isinstance(dist, Categorical) else dist.mean
         else:
             action = dist.sample()
         return action, dist.log_prob(action)
 
 
-POLICY_KINDS: dict[str, type[nn.Module]] = {"actor_critic": ActorCritic, "sac": SACPolicy}
+Policy: TypeAlias = ActorCritic | SACPolicy  # what build_policy makes, by PolicySpec.kind
+POLICY_KINDS: dict[str, type[Policy]] = {"actor_critic": ActorCritic, "sac": SACPolicy}
 
 
-def build_policy(spec: PolicySpec) -> nn.Module:
+def build_policy(spec: PolicySpec) -> Policy:
     """Construct the policy described by `spec`: an ActorCritic, or a SACPolicy for kind "sac".
     Both have `actor` and `critic` parts and `act(obs, task_id, greedy) -> (action, log-prob)`."""
     if spec.kind not in POLICY_KINDS:

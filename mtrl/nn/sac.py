@@ -1,7 +1,7 @@
 """Continuous-action networks for multi-task SAC: a squashed-Gaussian actor and twin Q critics.
 
 Every network is its own `task_network`, so with `policy.arch=moore` the actor and each twin critic
-is a separate MOORE network (ALGORITHMS.md section 1, "Separate networks"), as in MOORE's
+is a separate MOORE network (docs/algorithms/moore.md, "Separate networks"), as in MOORE's
 `networks_sac.py`. The critics' experts see cat(s, a).
 """
 
@@ -16,7 +16,7 @@ from torch import nn
 from mtrl.errors import MtrlError
 from mtrl.nn.network import PolicySpec, task_network
 
-LOG_STD_MIN, LOG_STD_MAX = -10.0, 2.0  # MOORE's SAC actor clamp (ALGORITHMS.md section 1)
+LOG_STD_MIN, LOG_STD_MAX = -10.0, 2.0  # MOORE's SAC actor clamp (docs/algorithms/sac.md, "Actor")
 
 
 def _check_continuous(spec: PolicySpec) -> None:

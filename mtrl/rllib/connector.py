@@ -1,7 +1,7 @@
 """Per-task advantage normalisation in RLlib's learner pipeline, after GAE.
 
 RLlib's `GeneralAdvantageEstimation` piece computes the advantages and standardises them over
-the whole batch. MOORE's MTPPO standardises them per task instead (ALGORITHMS.md section 2), so
+the whole batch. MOORE's MTPPO standardises them per task instead (docs/algorithms/ppo.md, "Per-task advantage normalisation"), so
 that a task with large returns does not drown the others' gradient. The piece must run *after*
 GAE: a connector passed through `config.learners(learner_connector=...)` runs before it, so
 `TaskNormPPOLearner.build()` inserts it right behind GAE.
@@ -66,4 +66,6 @@ class TaskNormPPOLearner(PPOTorchLearner):
 
     def build(self) -> None:
         super().build()
+        # built by RLlib unless aggregator actors run the connectors (num_aggregator_actors_per_learner > 0)
+        assert self._learner_connector is not None
         self._learner_connector.insert_after(GeneralAdvantageEstimation, TaskAdvantageNormalization())

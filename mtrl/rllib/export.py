@@ -44,6 +44,7 @@ def _source(target: Any, suite_name: str | None) -> tuple[PolicySpec, dict[str, 
                 "without the critic); pass the Algorithm or the learner's module"
             )
         model, state, steps, iteration = target.model_config, target.state_dict(), 0, 0
+        assert model is None or isinstance(model, dict)  # module_spec, which set the module up, took it
     elif hasattr(target, "learner_group") and hasattr(target, "config"):
         model = target.config.rl_module_spec.model_config
         state = target.learner_group.get_weights([DEFAULT_MODULE_ID])[DEFAULT_MODULE_ID]

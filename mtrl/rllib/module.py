@@ -49,7 +49,7 @@ def mtrl_model_config(**settings: Any) -> dict[str, Any]:
     return {"mtrl": {**MODEL_KEYS, **settings}}
 
 
-def module_spec(observation_space: gym.Space, action_space: gym.Space, model_config: Any) -> PolicySpec:
+def module_spec(observation_space: gym.Space | None, action_space: gym.Space | None, model_config: Any) -> PolicySpec:
     """The mtrl PolicySpec of a module on these spaces; a bad space or setting is one MtrlError."""
     if not (
         isinstance(observation_space, gym.spaces.Dict)
@@ -67,8 +67,10 @@ def module_spec(observation_space: gym.Space, action_space: gym.Space, model_con
         )
     cfg = mtrl_model_config(**cfg)["mtrl"]
     metadata = get_suite(cfg["suite"]).task_metadata if cfg["suite"] else None  # CARE's context, as in mtrl train
+    obs_shape = observation_space["obs"].shape
+    assert obs_shape is not None  # mtrl's observations: obs is the suite's Box (TaskSuite checks it)
     return spec_for(
-        observation_space["obs"].shape,
+        obs_shape,
         action_space,
         int(observation_space["task_id"].n),
         cfg["arch"],

@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from mtrl.config.plugins import import_plugins
 from mtrl.env.suite import TaskSuite, get_suite
 from mtrl.errors import CheckpointError
 from mtrl.nn.network import PolicySpec
-from mtrl.nn.policy import build_policy
+from mtrl.nn.policy import Policy, build_policy
 
 FORMAT = "mtrl-checkpoint"
 VERSION = 1
@@ -142,7 +141,7 @@ def saved_spec(ckpt: dict[str, Any]) -> PolicySpec:
         raise CheckpointError(f"checkpoint policy spec {ckpt['spec']!r} does not describe an mtrl policy") from None
 
 
-def policy_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> tuple[nn.Module, TaskSuite, dict]:
+def policy_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> tuple[Policy, TaskSuite, dict]:
     """Rebuild (policy, suite, config dict) from a loaded checkpoint."""
     cfg = json.loads(ckpt["config"])
     import_plugins(cfg.get("plugins", []))  # the modules that registered its suite or architecture

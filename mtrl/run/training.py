@@ -200,6 +200,7 @@ class Training:
                 algo.task_weights(),
             )
             call_plugin("curriculum", self.cur_name, "update()", self.curriculum.update, stats)
+            assert probs is not None  # drawn above whenever there is a curriculum
             self.logger.log_curriculum(
                 self.env_steps, probs, checked_scores(self.curriculum, self.cur_name, suite.num_tasks)
             )
