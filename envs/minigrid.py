@@ -1,4 +1,4 @@
-"""MiniGrid suites with MOORE's task lists (Hendawy et al., ICLR 2024; ALGORITHMS.md section 7).
+"""MiniGrid suites with MOORE's task lists (Hendawy et al., ICLR 2024; docs/algorithms/evaluation.md).
 
 Observation: the agent's 7x7x3 egocentric image (object, colour, state ids, uint8). MiniGrid does
 not report success, so a wrapper marks an episode successful when it terminates with reward > 0

@@ -1,18 +1,18 @@
 """Wall-clock of one MOORE MiniGrid MT3 run under the official protocol: mtrl against MOORE's
 official code, side by side on this machine, one core each, evaluation included.
 
-Both start at the same time at the same niceness: the official code through the anchor's
-`tools/run_mt3.sh` (../shared/anchors/moore_official; it pins torch to one thread and prints
-[TIMING] lines), mtrl as `mtrl train configs/moore_paper/minigrid_mt3_moore.yaml
-learner.threads=1` with OMP_NUM_THREADS=1. The official tree and its venv are not part of mtrl:
-set ANCHOR_DIR as that README says. When one of them finishes, a second mtrl run of the same
+Both start at the same time at the same niceness: the official code through
+scripts/official_moore_mt3.py (it pins torch to one thread and prints [TIMING] lines), mtrl as
+`mtrl train configs/moore_paper/minigrid_mt3_moore.yaml learner.threads=1` with OMP_NUM_THREADS=1.
+The official tree and its venv are not part of mtrl: set MOORE_OFFICIAL_DIR as
+docs/reproducing-moore.md says. When one of them finishes, a second mtrl run of the same
 command (`load_run/`, discarded) takes over its core until the other finishes, so that both runs
 see the same contention from start to end (on a 2-core machine a lone run is faster than one
 beside another). Prints one table (seconds per run and per update, the
 time inside evaluation, and the ratio mtrl/official) and writes it as JSON next to the logs.
 
-  ANCHOR_DIR=/path/to/moore_anchor python scripts/bench_protocol.py --out runs/bench_protocol
-  ANCHOR_DIR=... python scripts/bench_protocol.py --updates 10 --out runs/bench_protocol_probe
+  MOORE_OFFICIAL_DIR=/path/to/moore_official python scripts/bench_protocol.py --out runs/bench_protocol
+  MOORE_OFFICIAL_DIR=... python scripts/bench_protocol.py --updates 10 --out runs/bench_protocol_probe
   python scripts/bench_protocol.py --report-only --out runs/bench_protocol
 """
 
@@ -29,18 +29,28 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ANCHOR_TOOLS = ROOT.parent / "shared" / "anchors" / "moore_official" / "tools"
+OFFICIAL_RUN = ROOT / "scripts" / "official_moore_mt3.py"
 STEPS_PER_UPDATE = 6000  # 2000 steps x 3 tasks
 
 
 def start_official(out: Path, updates: int, arch: str) -> subprocess.Popen:
-    env = {**os.environ, "N_EPOCHS": str(updates)}
-    ortho = "--orthogonal" if arch == "moore" else ""
+    python = Path(os.environ["MOORE_OFFICIAL_DIR"]) / "venv" / "bin" / "python"
+    moe = ["--moe"] if arch == "moe" else []
     return subprocess.Popen(
-        ["bash", str(ANCHOR_TOOLS / "run_mt3.sh"), f"bench_{arch}_{int(time.time())}", ortho],
+        [
+            "nice",
+            "-n",
+            "10",
+            str(python),
+            str(OFFICIAL_RUN),
+            f"bench_{arch}_{int(time.time())}",
+            "--epochs",
+            str(updates),
+            *moe,
+        ],
         stdout=open(out / "official.stdout.log", "w"),
         stderr=open(out / "official.stderr.log", "w"),
-        env=env,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
     )
 
 
@@ -65,7 +75,7 @@ def start_mtrl(out: Path, updates: int, arch: str, seed: int, name: str = "mtrl_
 
 
 def official_times(log: Path) -> dict[str, float]:
-    """Total, learn and evaluation seconds from the anchor's [TIMING] lines."""
+    """Total, learn and evaluation seconds from the official run's [TIMING] lines."""
     text = log.read_text(errors="replace")
     total = re.findall(r"\[TIMING\] total wall ([\d.]+)s learn ([\d.]+)s eval ([\d.]+)s", text)
     if not total:
@@ -110,8 +120,8 @@ def main() -> None:
     p.add_argument("--report-only", action="store_true", help="print the table of a finished benchmark")
     args = p.parse_args()
     if not args.report_only:
-        if "ANCHOR_DIR" not in os.environ:
-            p.error("set ANCHOR_DIR to the official code's directory (../shared/anchors/moore_official/README.md)")
+        if "MOORE_OFFICIAL_DIR" not in os.environ:
+            p.error("set MOORE_OFFICIAL_DIR to the official code's directory (docs/reproducing-moore.md)")
         args.out.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
         official, mtrl = (

@@ -19,7 +19,7 @@ For each method (runs given as NAME=GLOB), over its seeds:
 Prints markdown. The update index is the CSV's `iteration` column (a reference CSV's `update`).
 
   python scripts/curve_report.py 'moore=runs/moore_mt3/moore/s*' 'moe=runs/moore_mt3/moe/s*' \\
-      --reference official=../shared/anchors/moore_official/mt3_moore_multihead_run1.csv
+      --reference official=docs/examples/moore_mt3/official_moore_run1.csv
 """
 
 from __future__ import annotations

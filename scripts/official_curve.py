@@ -1,7 +1,7 @@
 """The evaluation curve of an official MOORE MiniGrid run, from its stdout log, as a reference CSV.
 
-The official code (github AhmedMagdyHendawy/MOORE, run through
-../shared/anchors/moore_official/tools/run_mt3.sh) logs one line per task after every epoch:
+The official code (github AhmedMagdyHendawy/MOORE, run through scripts/official_moore_mt3.py)
+logs one line per task after every epoch:
 `Epoch N | EnvName: <task> ... AverageReturn: <mean of its 16 evaluation episodes> ...`. This
 writes them as the CSV that `mtrl plot --reference` and `scripts/curve_report.py --reference`
 read: columns update, env_steps (update x steps per task x tasks), one per task, mean. Epoch 0 is

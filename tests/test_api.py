@@ -193,3 +193,16 @@ def test_public_api_names():
     with pytest.raises(ConfigError, match="not with a Config object"):
         mtrl.train(mtrl.load_config(None), "seed=1")
     assert Path(mtrl.__file__).with_name("py.typed").is_file()
+
+
+def test_the_readme_example_runs(tmp_path):
+    """The README's Python example, as written, in a fresh directory."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    code = text.split("## In Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "example.py").write_text(code)
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "| earth |" in out.stdout and "| mars |" in out.stdout

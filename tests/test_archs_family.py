@@ -191,12 +191,12 @@ TOY, POINT = ROOT / "configs/toy_mtppo.yaml", ROOT / "configs/toy_point_sac.yaml
 
 # CARE at the toy's own width (the encoders as wide as policy.hidden = 64, a 16-d context): with
 # Meta-World+'s 50 / 50 it reached 6.31, 4.21 and 5.04 on seeds 0-2 within the same 24k steps
-# (docs/BENCHMARKS.md), and mlp, which also sees the task only as an input, 2.67.
+# (docs/benchmarks.md), and mlp, which also sees the task only as an input, 2.67.
 # Soft Modularization with entropy coefficient 0.03: its base network sees the task only through the
 # routing, which starts uniform, so at first every task gets the same action distribution and at the
 # toy's 0.01 the entropy fell to ~0.01 by 10k steps; seeds 0-2 then fell from 8.0 / 8.0 / 6.3 to 6.0,
 # 8.0 and 2.0 by 40k (seed 0 below 7 at 24k; lr 5e-4 and 3e-4 stalled at 6.3 or lower instead). With
-# 0.03 all three are at >= 7.9 at 24k and at 40k, and none below 7.65 in between (docs/BENCHMARKS.md).
+# 0.03 all three are at >= 7.9 at 24k and at 40k, and none below 7.65 in between (docs/benchmarks.md).
 TOY_SETTINGS = {
     "softmod": ["ppo.ent_coef=0.03"],
     "paco": [],

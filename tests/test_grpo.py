@@ -1,4 +1,4 @@
-"""GRPO and MT-GRPO: ALGORITHMS.md worked cases, group seeding, filtering, task weights, learning."""
+"""GRPO and MT-GRPO: the worked cases of docs/algorithms/grpo.md, group seeding, filtering, task weights, learning."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The package's shape (docs/ARCHITECTURE.md): imports go one way, from higher layers to lower
+"""The package's shape (docs/architecture.md): imports go one way, from higher layers to lower
 ones, with no circles, and no module grows past about 300 lines."""
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ def test_task_c_loss_gives_no_gradient_to_other_tasks_heads(suite_name):
 
 
 def test_connector_is_task_normalize_on_the_loss_mask():
-    """ALGORITHMS.md section 2's worked case, with two padded steps outside the loss mask."""
+    """The worked case of docs/algorithms/ppo.md (per-task normalisation), with two padded steps outside the loss mask."""
     adv = torch.tensor([10.0, 20.0, 30.0, 0.1, 0.2, 0.3, 99.0, -99.0])
     task = torch.tensor([0, 0, 0, 1, 1, 1, 0, 1])
     mask = torch.tensor([True] * 6 + [False, False])

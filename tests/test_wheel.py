@@ -30,7 +30,9 @@ def test_the_wheel_installs_elsewhere_and_trains_a_packaged_config(tmp_path):
     run(venv / "bin/pip", "install", "-q", "torch==2.13.0", wheel, cwd=tmp_path)
     configs = run(venv / "bin/mtrl", "configs", cwd=work)
     assert "toy_mtppo" in configs and "moore_paper/minigrid_mt3_moore" in configs
-    where = run(venv / "bin/python", "-c", "import mtrl, mtrl_configs; print(mtrl.__file__, mtrl_configs.__file__)", cwd=work)
+    where = run(
+        venv / "bin/python", "-c", "import mtrl, mtrl_configs; print(mtrl.__file__, mtrl_configs.__file__)", cwd=work
+    )
     assert str(ROOT) not in where and str(venv) in where  # the installed copy, not this tree
     run(venv / "bin/mtrl", "train", "toy_mtppo", "rollout.workers=0", "train.total_steps=3000", "run_dir=run", cwd=work)
     result = json.loads((work / "run/eval.json").read_text())
