@@ -206,3 +206,15 @@ def test_the_readme_example_runs(tmp_path):
     out = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "| earth |" in out.stdout and "| mars |" in out.stdout
+
+
+def test_listing_commands_import_plugins_and_ray_cpu_shortfall_is_refused(tmp_path):
+    (tmp_path / "listed.py").write_text(SUITE_MODULE.replace("user-poles", "listed-poles"))
+    out = run_cli("suites", "--import", "listed.py", cwd=tmp_path)
+    assert out.returncode == 0 and "listed-poles (2 tasks): short, long" in out.stdout
+    with pytest.raises(ConfigError, match=r"rollout.workers=3 needs ray.num_cpus >= 3 .*got 2"):
+        mtrl.load_config("toy_mtppo", rollout__workers=3, rollout__num_envs=3, ray__num_cpus=2)
+    assert mtrl.load_config("toy_mtppo", run_dir=tmp_path / "r").run_dir == str(tmp_path / "r")  # a Path option
+    (tmp_path / "textwrap.py").write_text("")  # the name of a module that is already imported
+    with pytest.raises(ConfigError, match="is imported as the module 'textwrap', but a module of that name is already"):
+        mtrl.load_config(None, f"plugins=[{tmp_path / 'textwrap.py'}]")

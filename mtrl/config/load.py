@@ -125,6 +125,12 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = (), plugins:
     call_plugin("algorithm", cfg.algo, "check_config()", algo.check_config, cfg)
     if r.workers and r.num_envs % r.workers:
         raise ConfigError(f"rollout.num_envs={r.num_envs} must be a multiple of rollout.workers={r.workers}")
+    if r.workers and cfg.ray.address is None and cfg.ray.num_cpus is not None and cfg.ray.num_cpus < r.workers:
+        # each rollout actor reserves one CPU: the embedded Ray would wait for ever for the rest
+        raise ConfigError(
+            f"rollout.workers={r.workers} needs ray.num_cpus >= {r.workers} (one CPU per rollout worker), "
+            f"got {cfg.ray.num_cpus}"
+        )
     return cfg
 
 

@@ -43,7 +43,14 @@ def import_plugins(modules: list[str]) -> None:
             name = path.stem
         else:
             _search_path(os.getcwd())
-        if name in sys.modules:
+        loaded = sys.modules.get(name)
+        if loaded is not None:
+            where = getattr(loaded, "__file__", None)
+            if spec.endswith(".py") and where is not None and Path(where).resolve() != Path(spec).resolve():
+                raise ConfigError(
+                    f"plugins: {spec} is imported as the module '{name}', but a module of that name "
+                    f"is already imported from {where}; rename one of them"
+                )
             continue
         try:
             importlib.import_module(name)

@@ -11,7 +11,7 @@ the same training and evaluation as the `mtrl` command, called from a script or 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import yaml
@@ -31,9 +31,10 @@ def _keyword_overrides(options: Mapping[str, Any]) -> list[str]:
     for key, value in options.items():
         if not key or key.startswith("_") or key.endswith("_"):
             raise ConfigError(f"option {key!r}: write a config key with '__' between sections, e.g. train__total_steps")
-        out.append(
-            f"{key.replace('__', '.')}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
-        )
+        if isinstance(value, PurePath):  # e.g. run_dir=Path(...)
+            value = str(value)
+        text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+        out.append(f"{key.replace('__', '.')}={text}")
     return out
 
 

@@ -30,10 +30,8 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from mtrl.config.plugins import import_plugins
     from mtrl.run.evaluation import evaluate_checkpoints
 
-    import_plugins(args.imports)
     evaluate_checkpoints(args)
 
 
@@ -163,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         "aggregators": _aggregators,
     }
     try:
+        if getattr(args, "imports", None):  # train and sweep also record them; the rest only need them loaded
+            from mtrl.config.plugins import import_plugins
+
+            import_plugins(args.imports)
         commands[args.command](args)
     except MtrlError as exc:
         if args.debug:

@@ -42,6 +42,19 @@ runs are compared as by `mtrl eval` (from each run's final evaluation) and writt
 """
 
 
+def add_import(command: argparse.ArgumentParser) -> None:
+    """`--import MODULE` on a subcommand: user modules that register plug-ins, imported first."""
+    command.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module (a name, or a .py file) first, so that the suites and methods it registers can be "
+        "named; repeatable; a training run records it in its config (plugins)",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the `mtrl` command."""
     from mtrl.config import describe
@@ -59,15 +72,7 @@ def parser() -> argparse.ArgumentParser:
         epilog=TRAIN_EPILOG + "\n".join(describe()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    t.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import this module (a name, or a .py file) first, so that the suites and methods it registers can be "
-        "named; repeatable; recorded in the run's config (plugins)",
-    )
+    add_import(t)
     t.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]", help="a YAML config, then overrides")
 
     e = sub.add_parser(
@@ -76,15 +81,7 @@ def parser() -> argparse.ArgumentParser:
         description=EVAL_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    e.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import this module (a name, or a .py file) first, so that the suites and methods it registers can be "
-        "named; repeatable; recorded in the run's config (plugins)",
-    )
+    add_import(e)
     e.add_argument(
         "targets",
         nargs="+",
@@ -186,15 +183,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="mtrl sweep NAME=CONFIG [NAME=CONFIG ...] --out DIR [options] [-- key=value ...]",
     )
-    sw.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import this module (a name, or a .py file) first, so that the suites and methods it registers can be "
-        "named; repeatable; recorded in the run's config (plugins)",
-    )
+    add_import(sw)
     sw.add_argument("methods", nargs="+", metavar="NAME=CONFIG", help="a method label and its training config")
     sw.add_argument(
         "--seeds",
@@ -241,9 +230,14 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--names", action="store_true", help="print config names only")
     s = sub.add_parser("suites", help="list every registered suite and its tasks")
+    add_import(s)
     s.add_argument("--names", action="store_true", help="print suite names only")
-    sub.add_parser("curricula", help="list every registered curriculum (task sampler) for curriculum.name")
-    sub.add_parser("algos", help="list every registered algorithm for algo=NAME, with what it declares")
-    sub.add_parser("archs", help="list every registered architecture for policy.arch=NAME, with its options")
-    sub.add_parser("aggregators", help="list every registered gradient aggregator for learner.aggregator=NAME")
+    add_import(sub.add_parser("curricula", help="list every registered curriculum (task sampler) for curriculum.name"))
+    add_import(sub.add_parser("algos", help="list every registered algorithm for algo=NAME, with what it declares"))
+    add_import(
+        sub.add_parser("archs", help="list every registered architecture for policy.arch=NAME, with its options")
+    )
+    add_import(
+        sub.add_parser("aggregators", help="list every registered gradient aggregator for learner.aggregator=NAME")
+    )
     return p
