@@ -1,6 +1,6 @@
 """Plug-ins from outside mtrl: an algorithm in one file plus one registration, an architecture
 through the `mtrl.archs` entry point with no edit to mtrl, and malformed plug-ins of every kind
-stopped with one line that names them (docs/ARCHITECTURE.md, "Plug-in contracts")."""
+stopped with one line that names them (docs/architecture.md, "Plug-in contracts")."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from examples.custom_algorithm import A2C
 from mtrl.algos.base import Iteration
 from mtrl.algos.ppo import PPOAlgorithm
 from mtrl.collect.requests import FragmentRequest
@@ -22,7 +23,6 @@ from mtrl.registry import ALGOS, ARCHS, register_algo, register_arch
 from mtrl.run.checkpoint import load_latest
 from mtrl.run.trainer import train
 from tests.conftest import ROOT, run_cli
-from tests.plugin_algo import A2C
 
 TOY = ROOT / "configs/toy_mtppo.yaml"
 FAST = ["rollout.workers=0", "train.eval_episodes=2", "learner.device=cpu"]
