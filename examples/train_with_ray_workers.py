@@ -6,7 +6,7 @@ starts one), and the workers are placed on its nodes.
 
     python examples/train_with_ray_workers.py                          # 2 workers, 2 CPUs, 3k env steps
     python examples/train_with_ray_workers.py --workers 4 --cpus 4 --steps 40000
-    RAY_AUTH_MODE=token python examples/train_with_ray_workers.py --address auto --workers 8
+    RAY_AUTH_MODE=token python examples/train_with_ray_workers.py --address auto --workers 6
 
 The same from the shell: mtrl train toy_mtppo rollout.workers=2 ray.num_cpus=2
 """
