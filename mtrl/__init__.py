@@ -6,6 +6,7 @@ The public API: `train`, `load_config`, `evaluate` and `list_configs` (`mtrl.run
 
 from typing import Any
 
+from mtrl.config.plugins import extend_search_path
 from mtrl.env.suite import TaskSuite, get_suite, list_suites
 from mtrl.errors import MtrlError
 from mtrl.registry import register_aggregator, register_algo, register_arch, register_suite
@@ -27,6 +28,8 @@ __all__ = [
     "register_suite",
     "train",
 ]
+
+extend_search_path()  # in a process mtrl started: the user's plug-in modules are importable (MTRL_PLUGIN_PATH)
 
 _LAZY = {
     # imported on first use: they pull in torch, Ray's helpers and every built-in, which `import mtrl` does not need

@@ -2,30 +2,80 @@
 --import MODULE`): imported before any suite, algorithm or architecture name is resolved.
 
 A plug-in module registers what it defines when imported (`mtrl.register_suite(...)`, ...). A
-name is imported as a module (the working directory is searched first, as `python -m` does); a
-path ending in `.py` is imported from its directory under its file name. The directories are also
-put on PYTHONPATH, so that the processes mtrl starts (Ray rollout workers of an embedded Ray, the
-runs of `mtrl sweep`) import the same modules; on a Ray cluster the modules must be importable on
-every node (an installed package, or a shared filesystem).
+name is imported as a module, the working directory searched first (as `python -m` does); a path
+ending in `.py` is imported from that file, under its file name. The processes mtrl starts (Ray
+rollout workers and evaluation tasks of an embedded Ray, the runs of `mtrl sweep`) must import the
+same modules, e.g. to unpickle a suite's env builder: the plug-ins' directories travel to them in
+the environment variable MTRL_PLUGIN_PATH, which `import mtrl` appends to `sys.path` (at the end,
+so that a plug-in's directory never shadows the standard library or an installed package, as
+PYTHONPATH would). On a Ray cluster the modules must be importable on every node (an installed
+package, or a shared filesystem at the same path).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 from pathlib import Path
 
 from mtrl.errors import ConfigError
 
+PATH_ENV = "MTRL_PLUGIN_PATH"
 
-def _search_path(directory: str) -> None:
-    """Put `directory` first on sys.path and on PYTHONPATH (for the processes started from here)."""
-    if directory not in sys.path:
-        sys.path.insert(0, directory)
-    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+
+def extend_search_path() -> None:
+    """Append the plug-in directories of MTRL_PLUGIN_PATH to sys.path (`import mtrl` does this)."""
+    for directory in os.environ.get(PATH_ENV, "").split(os.pathsep):
+        if directory and directory not in sys.path:
+            sys.path.append(directory)
+
+
+def _share(directory: str) -> None:
+    """Make `directory` importable here and in every process started from here (MTRL_PLUGIN_PATH)."""
+    parts = [p for p in os.environ.get(PATH_ENV, "").split(os.pathsep) if p]
     if directory not in parts:
-        os.environ["PYTHONPATH"] = os.pathsep.join([directory, *parts])
+        os.environ[PATH_ENV] = os.pathsep.join([*parts, directory])
+    extend_search_path()
+
+
+def _import_file(path: Path) -> None:
+    """Import the .py file `path` as the module named after it."""
+    name = path.stem
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        where = getattr(loaded, "__file__", None)
+        if where is None or Path(where).resolve() != path:
+            raise ConfigError(
+                f"plugins: {path} is imported as the module '{name}', but a module of that name is already "
+                f"imported from {where or 'elsewhere'}; rename one of them"
+            )
+        return
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None  # a .py file always gets a source loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # as importlib does: the module may import itself while it runs
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+
+
+def _import_name(name: str) -> None:
+    """Import the module `name`, looking in the working directory first."""
+    if name in sys.modules:
+        return
+    cwd = os.getcwd()
+    sys.path.insert(0, cwd)
+    try:
+        importlib.import_module(name)
+    finally:
+        sys.path.remove(cwd)
+    origin = getattr(sys.modules[name], "__file__", None)
+    if origin is not None and Path(origin).resolve().is_relative_to(Path(cwd).resolve()):
+        _share(cwd)  # found in the working directory: the processes started from here need it too
 
 
 def import_plugins(modules: list[str]) -> None:
@@ -34,28 +84,21 @@ def import_plugins(modules: list[str]) -> None:
     for spec in modules:
         if not isinstance(spec, str) or not spec:
             raise ConfigError(f"plugins: expected module names or .py paths, got {spec!r}")
-        name = spec
-        if spec.endswith(".py"):
-            path = Path(spec).resolve()
-            if not path.is_file():
-                raise ConfigError(f"plugins: no such file {spec}")
-            _search_path(str(path.parent))
-            name = path.stem
-        else:
-            _search_path(os.getcwd())
-        loaded = sys.modules.get(name)
-        if loaded is not None:
-            where = getattr(loaded, "__file__", None)
-            if spec.endswith(".py") and where is not None and Path(where).resolve() != Path(spec).resolve():
-                raise ConfigError(
-                    f"plugins: {spec} is imported as the module '{name}', but a module of that name "
-                    f"is already imported from {where}; rename one of them"
-                )
-            continue
+        is_file = spec.endswith(".py")
+        name = Path(spec).stem if is_file else spec
         try:
-            importlib.import_module(name)
+            if is_file:
+                path = Path(spec).resolve()
+                if not path.is_file():
+                    raise ConfigError(f"plugins: no such file {spec}")
+                _share(str(path.parent))
+                _import_file(path)
+            else:
+                _import_name(name)
+        except ConfigError:
+            raise
         except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):  # the module itself (or its package) is missing
+            if not is_file and exc.name and name.startswith(exc.name):  # the module itself (or its package) is missing
                 raise ConfigError(
                     f"plugins: no module named '{name}' (searched the working directory and sys.path)"
                 ) from exc
