@@ -72,6 +72,7 @@ def test_train_and_evaluate_a_suite_registered_in_this_script(tmp_path):
         mtrl.load_config("toy_mtppo", train__total_stepz=1)
 
 
+@pytest.mark.slow  # 15-20 s: an embedded Ray with 2 workers, then mtrl eval
 def test_import_a_users_module_with_two_ray_workers(tmp_path):
     """`mtrl train --import FILE.py`: a suite defined in a file outside the working directory
     trains with 2 Ray rollout workers (each imports it from its directory), and the run records it."""

@@ -178,6 +178,7 @@ def test_evaluate_and_plot(tmp_path):
     assert not (tmp_path / "runs").exists()  # everything went under the output directory
 
 
+@pytest.mark.slow  # 20-30 s: an embedded Ray with 2 workers
 def test_ray_cluster_script_and_ray_workers(tmp_path):
     """`examples/ray_cluster.sh local` runs examples/train_with_ray_workers.py: 2 rollout workers
     on an embedded local Ray with 2 CPUs. The cluster steps need machines; without a step the
