@@ -30,7 +30,7 @@ import torch
 from rounds import alternate, ratio
 from torch.utils.flop_counter import FlopCounterMode
 
-from mtrl.algos.sac_learner import SACLearner
+from mtrl.algos.sac_learner import learner_from_config
 from mtrl.config import load_config
 from mtrl.env.suite import get_suite
 from mtrl.nn.policy import build_policy
@@ -61,20 +61,7 @@ def make_update(arch: str, tasks: int, batch_per_task: int, device: torch.device
     s = cfg.sac
     torch.manual_seed(0)
     policy = build_policy(policy_spec(cfg, get_suite(suite))).to(device)
-    learner = SACLearner(
-        policy.actor,
-        policy.critic,
-        tasks,
-        4,
-        s.actor_lr,
-        s.critic_lr,
-        s.alpha_lr,
-        s.gamma,
-        s.tau,
-        max_grad_norm=s.max_grad_norm,
-        adam_eps=s.adam_eps,
-        weight_tasks=s.task_loss_weights,
-    )
+    learner = learner_from_config(policy, s, tasks, 4)
     b = tasks * batch_per_task
     batch = {
         "task_id": torch.arange(tasks).repeat_interleave(batch_per_task),

@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a plain checkout: no install needed
 
-from mtrl.algos.sac_learner import SACLearner  # noqa: E402
+from mtrl.algos.sac_learner import SACLearner, learner_from_config  # noqa: E402
 from mtrl.config import load_config  # noqa: E402
 from mtrl.data.replay import TaskReplay  # noqa: E402
 from mtrl.env.suite import get_suite  # noqa: E402
@@ -51,20 +51,7 @@ def learner_and_replay(
     s = cfg.sac
     torch.manual_seed(seed)
     policy = build_policy(policy_spec(cfg, suite)).to(device)
-    learner = SACLearner(
-        policy.actor,
-        policy.critic,
-        suite.num_tasks,
-        4,
-        s.actor_lr,
-        s.critic_lr,
-        s.alpha_lr,
-        s.gamma,
-        s.tau,
-        max_grad_norm=s.max_grad_norm,
-        adam_eps=s.adam_eps,
-        weight_tasks=s.task_loss_weights,
-    )
+    learner = learner_from_config(policy, s, suite.num_tasks, 4)
     capacity = replay_per_task or s.replay_size
     obs = suite.observation_space.shape
     replay = TaskReplay(suite.num_tasks, capacity, obs, np.float32, 4, int(s.replay_memory_gb * 2**30))

@@ -15,7 +15,7 @@ import torch
 
 from mtrl.algos.base import Iteration, NonFiniteGuard
 from mtrl.algos.multitask import TaskGradients, with_task_state, without_task_state
-from mtrl.algos.sac_learner import SACLearner
+from mtrl.algos.sac_learner import learner_from_config
 from mtrl.collect.requests import FragmentRequest, Requests
 from mtrl.config import Config
 from mtrl.data.batch import Fragment
@@ -77,23 +77,7 @@ class SACAlgorithm:
             TaskGradients(net, cfg.learner, suite.tasks, guard, log)
             for net, log in ((policy.actor, cfg.train.log_grad_every), (policy.critic, None))
         ]
-        self.learner = SACLearner(
-            policy.actor,
-            policy.critic,
-            k,
-            act_dim,
-            s.actor_lr,
-            s.critic_lr,
-            s.alpha_lr,
-            s.gamma,
-            s.tau,
-            guard,
-            *self.grads,
-            init_temperature=s.init_temperature,
-            max_grad_norm=s.max_grad_norm,
-            adam_eps=s.adam_eps,
-            weight_tasks=s.task_loss_weights,
-        )
+        self.learner = learner_from_config(policy, s, k, act_dim, guard, *self.grads)
         obs_space = suite.observation_space
         assert obs_space.dtype is not None  # a Box always has one
         self.replay = TaskReplay(

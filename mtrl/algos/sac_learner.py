@@ -18,8 +18,9 @@ from torch import nn
 
 from mtrl.algos.base import NonFiniteGuard
 from mtrl.algos.multitask import TaskGradients
+from mtrl.config.schema import SACConfig
 from mtrl.data.reduce import segment_mean
-from mtrl.nn.sac import SACActor, TwinQ
+from mtrl.nn.sac import SACActor, SACPolicy, TwinQ
 
 
 class LossGuard(Protocol):
@@ -261,3 +262,33 @@ class SACLearner:
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.alpha_opt.load_state_dict(state["alpha_opt"])
+
+
+def learner_from_config(
+    policy: SACPolicy,
+    sac: SACConfig,
+    num_tasks: int,
+    action_dim: int,
+    guard: NonFiniteGuard | None = None,
+    actor_grads: TaskGradients | None = None,
+    critic_grads: TaskGradients | None = None,
+) -> SACLearner:
+    """The learner of a SAC policy with the settings of its config section `sac`."""
+    return SACLearner(
+        policy.actor,
+        policy.critic,
+        num_tasks,
+        action_dim,
+        sac.actor_lr,
+        sac.critic_lr,
+        sac.alpha_lr,
+        sac.gamma,
+        sac.tau,
+        guard,
+        actor_grads,
+        critic_grads,
+        init_temperature=sac.init_temperature,
+        max_grad_norm=sac.max_grad_norm,
+        adam_eps=sac.adam_eps,
+        weight_tasks=sac.task_loss_weights,
+    )
