@@ -11,23 +11,30 @@
                 (scripts/rllib_peer.py; both need `pip install -e ".[rllib]"`)
 
 Every cell runs in a fresh subprocess, so each memory figure (summed PSS of the process and all
-its children, Ray's included) belongs to that measurement alone.
+its children, Ray's included) belongs to that measurement alone. The cells alternate: each round
+runs every cell once (scripts/rounds.py), and the tables give each cell's median over rounds and
+each ratio as the median of its per-round ratios with their min-max.
 
   python scripts/bench_throughput.py --suites minigrid-mt3 metaworld-mt10 --iters 6
+  python scripts/bench_throughput.py --cells train rllib_mtrl --backends gymnasium --rounds 5   # mtrl vs RLlib only
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from rounds import show_ratio
+from tqdm import tqdm
 
 HERE = Path(__file__).resolve().parent
+ALL_CELLS = ("raw", "collect", "train", "pipelined", "same", "rllib_mtrl", "rllib")
 CONFIGS = {
     "minigrid-mt3": "configs/bench_throughput_minigrid_mt3.yaml",
     "metaworld-mt10": "configs/metaworld_mt10_moore_ppo.yaml",
@@ -188,12 +195,19 @@ def cell(args: argparse.Namespace, suite: str, name: str, backend: str = "gymnas
     return json.loads(lines[-1])
 
 
-def fmt(x: float | None, spec: str = ".0f") -> str:
-    return "n/a" if x is None else format(x, spec)
+def fmt(values: list[float]) -> str:
+    """The median of a cell's rounds (n/a where it has none)."""
+    return f"{statistics.median(values):.0f}" if values else "n/a"
 
 
-def ratio(a: dict, b: dict, key: str = "steps_per_s") -> str:
-    return f"{a[key] / b[key]:.2f}x" if key in a and key in b else "n/a"
+def per_round(results: list[dict], key: str = "steps_per_s") -> list[float]:
+    return [r[key] for r in results if key in r]
+
+
+def ratio(a: list[dict], b: list[dict], key: str = "steps_per_s") -> str:
+    """The median over rounds of a/b, with its min-max (rounds.py); n/a unless both have every round."""
+    num, den = per_round(a, key), per_round(b, key)
+    return show_ratio(num, den) if num and len(num) == len(den) else "n/a"
 
 
 def main() -> None:
@@ -216,6 +230,14 @@ def main() -> None:
         help="multiply the env slots (12 MiniGrid, 10 MT10) in every cell; the batch grows with them",
     )
     p.add_argument("--no-rllib", action="store_true", help="skip (d) and (d=)")
+    p.add_argument("--rounds", type=int, default=5, help="alternated rounds of every cell (default 5)")
+    p.add_argument(
+        "--cells",
+        nargs="+",
+        default=list(ALL_CELLS),
+        choices=ALL_CELLS,
+        help="the cells to run (default all): raw (a), collect (b), train (c), pipelined, same (c=), rllib_mtrl (d), rllib (d=)",
+    )
     p.add_argument(
         "--profile",
         action="store_true",
@@ -229,7 +251,7 @@ def main() -> None:
     p.add_argument("--suite", help=argparse.SUPPRESS)
     p.add_argument("--backend", default="gymnasium", help=argparse.SUPPRESS)
     args = p.parse_args()
-    for name in ("workers", "iters", "raw_steps", "envs_scale"):
+    for name in ("workers", "iters", "raw_steps", "envs_scale", "rounds"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.cell:  # a child: measure one cell, print it as JSON
@@ -243,30 +265,39 @@ def main() -> None:
             for name, label in (("train", "(c) mtrl train, MOORE"), ("rllib_mtrl", "(d) RLlib PPO, mtrl's MOORE")):
                 out = cell(args, suite, name, args.backends[0])
                 print(
-                    f"{suite} {label}: {fmt(out.get('steps_per_s'))} env steps/s under the profiler; driver, top by cumulative time"
+                    f"{suite} {label}: {fmt(per_round([out]))} env steps/s under the profiler; driver, top by cumulative time"
                 )
                 for fn, seconds, share in out.get("profile", []):
                     print(f"  {share:6.1%} {seconds:8.2f} s  {fn}")
         return
+    cells = [c for c in args.cells if not (args.no_rllib and c.startswith("rllib"))]
+    runs: dict[tuple[str, str, str], list[dict]] = {}
+    for _ in tqdm(range(args.rounds), desc="rounds", unit="round", leave=False):  # A B A B ...: rounds.py
+        for suite in args.suites:
+            for name in cells:
+                for backend in ["gymnasium"] if name.startswith("rllib") else args.backends:
+                    key = (suite, "-" if name.startswith("rllib") else backend, name)
+                    runs.setdefault(key, []).append(cell(args, suite, name, backend))
     speed, memory = [], []
     for suite in args.suites:
-        d, dd = ({}, {}) if args.no_rllib else (cell(args, suite, "rllib_mtrl"), cell(args, suite, "rllib"))
+        d, dd = runs.get((suite, "-", "rllib_mtrl"), []), runs.get((suite, "-", "rllib"), [])
         for backend in args.backends:
             a, b, c, cp, cs = (
-                cell(args, suite, name, backend) for name in ("raw", "collect", "train", "pipelined", "same")
+                runs.get((suite, backend, n), []) for n in ("raw", "collect", "train", "pipelined", "same")
             )
             speed.append(
-                f"| {suite} | {backend} | {fmt(a.get('steps_per_s'))} | {fmt(b.get('steps_per_s'))} | {ratio(b, a)} "
-                f"| {fmt(c.get('steps_per_s'))} | {fmt(cp.get('steps_per_s'))} | {ratio(cp, c)} "
-                f"| {fmt(d.get('steps_per_s'))} | **{ratio(c, d)}** "
-                f"| {fmt(cs.get('steps_per_s'))} | {fmt(dd.get('steps_per_s'))} | {ratio(cs, dd)} |"
+                f"| {suite} | {backend} | {fmt(per_round(a))} | {fmt(per_round(b))} | {ratio(b, a)} "
+                f"| {fmt(per_round(c))} | {fmt(per_round(cp))} | {ratio(cp, c)} "
+                f"| {fmt(per_round(d))} | **{ratio(c, d)}** "
+                f"| {fmt(per_round(cs))} | {fmt(per_round(dd))} | {ratio(cs, dd)} |"
             )
             memory.append(
-                f"| {suite} | {backend} | {fmt(c.get('pss_mb'))} | {fmt(d.get('pss_mb'))} | **{ratio(c, d, 'pss_mb')}** "
-                f"| {c.get('params', 'n/a')} | {d.get('params', 'n/a')} | {fmt(cs.get('pss_mb'))} "
-                f"| {fmt(dd.get('pss_mb'))} | {ratio(cs, dd, 'pss_mb')} |"
+                f"| {suite} | {backend} | {fmt(per_round(c, 'pss_mb'))} | {fmt(per_round(d, 'pss_mb'))} "
+                f"| **{ratio(c, d, 'pss_mb')}** | {c[0].get('params', 'n/a') if c else 'n/a'} "
+                f"| {d[0].get('params', 'n/a') if d else 'n/a'} | {fmt(per_round(cs, 'pss_mb'))} "
+                f"| {fmt(per_round(dd, 'pss_mb'))} | {ratio(cs, dd, 'pss_mb')} |"
             )
-            print(speed[-1], file=sys.stderr, flush=True)  # progress while the rest runs
+    print(f"medians over {args.rounds} alternated rounds; ratios: the median of the per-round ratios (min-max)\n")
     print(
         "| suite | mtrl backend | (a) raw env steps/s | (b) collect | (b)/(a) | (c) mtrl train, MOORE | (c) pipelined "
         "| pipelined/plain | (d) RLlib PPO, mtrl's MOORE | (c)/(d) | (c=) mtrl, RLlib's network "
