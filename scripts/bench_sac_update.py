@@ -5,11 +5,14 @@ close it runs to this machine's matrix-multiply limit, in alternated rounds (scr
   python scripts/bench_sac_update.py --tasks 1 --threads 1    # MT1 shapes (batch 128)
   python scripts/bench_sac_update.py --archs mlp --profile    # also: where one mlp update's time goes
   python scripts/bench_sac_update.py --device cuda            # on a GPU (no ratio: that is for the CPU)
+  python scripts/bench_sac_update.py --critics modules ensemble   # both layouts of the twin critics
 
 Shapes: Meta-World (39-dim observations, 4-dim actions); the networks of the Meta-World+ protocol
 configs (`configs/metaworld_plus/mt10_<arch>.yaml`): mlp (MTSAC) and multihead 400-400-400 ReLU,
 MOORE 4 experts of 400-400-400 (MoE: the same without Gram-Schmidt), Soft Modularization, CARE
-and PaCo; `mlp-tanh` is the MTSAC network with Tanh (`configs/metaworld_mt10_mtsac.yaml`).
+and PaCo; `mlp-tanh` is the MTSAC network with Tanh (`configs/metaworld_mt10_mtsac.yaml`). With
+`--critics ensemble` the twin critics run as one vmapped ensemble (`policy.critic_ensemble`; PaCo's
+loss guard has no ensemble form and is left out).
 
 Columns: ms per update (median over rounds); the update's matrix FLOPs, counted from the shapes of
 every matmul, batched matmul and linear layer it runs, forward and backward (torch's
@@ -48,15 +51,18 @@ CONFIG = {
 }
 
 
-def make_update(arch: str, tasks: int, batch_per_task: int, device: torch.device) -> Callable[[], None]:
+def make_update(
+    arch: str, tasks: int, batch_per_task: int, device: torch.device, ensemble: bool = False
+) -> Callable[[], None]:
     """One SAC update of `arch` at these shapes, as a call (the learner and a fixed batch built once)."""
     suite = "metaworld-mt10" if tasks == 10 else "metaworld-mt1-reach-v3"
+    layout = f"policy.critic_ensemble={str(ensemble).lower()}"
     if arch == "mlp-tanh":
-        cfg = load_config("configs/metaworld_mt10_mtsac.yaml", [f"env.suite={suite}"])
+        cfg = load_config("configs/metaworld_mt10_mtsac.yaml", [f"env.suite={suite}", layout])
     else:
         cfg = load_config(
             f"configs/metaworld_plus/{CONFIG[arch]}.yaml",
-            [f"env.suite={suite}", "env.expected_suite=null", f"policy.arch={arch}"],
+            [f"env.suite={suite}", "env.expected_suite=null", f"policy.arch={arch}", layout],
         )
     s = cfg.sac
     torch.manual_seed(0)
@@ -123,6 +129,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch CPU thread counts (default 1 2)")
     p.add_argument("--rounds", type=int, default=5, help="alternated rounds (default 5)")
     p.add_argument("--reps", type=int, default=5, help="updates timed per cell per round (default 5)")
+    p.add_argument(
+        "--critics",
+        nargs="+",
+        default=["modules"],
+        choices=["modules", "ensemble"],
+        help="the twin critics as two modules and/or one vmapped ensemble (default: modules)",
+    )
     p.add_argument("--profile", action="store_true", help="also print the top ops of one update per arch (1 thread)")
     args = p.parse_args()
     if args.rounds < 1 or args.reps < 1 or min(args.threads) < 1:
@@ -131,7 +144,14 @@ def main() -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA GPU is available")
     rows = args.tasks * args.batch_per_task
-    updates = {arch: make_update(arch, args.tasks, args.batch_per_task, device) for arch in args.archs}
+    updates = {
+        arch if layout == "modules" else f"{arch}, ensemble": make_update(
+            arch, args.tasks, args.batch_per_task, device, layout == "ensemble"
+        )
+        for layout in args.critics
+        for arch in args.archs
+        if not (layout == "ensemble" and arch == "paco")
+    }
     flops = {arch: update_flops(fn) for arch, fn in updates.items()}
     mm, mm_flops = matmul_cell(rows, device)
     threads = args.threads if device.type == "cpu" else [torch.get_num_threads()]

@@ -43,10 +43,11 @@ ENV_WORKERS = 16
 
 
 def learner_and_replay(
-    arch: str, device: torch.device, replay_per_task: int | None, seed: int
+    arch: str, device: torch.device, replay_per_task: int | None, seed: int, ensemble: bool = False
 ) -> tuple[SACLearner, TaskReplay, int]:
     """The learner and a random-filled replay of configs/metaworld_plus/mt10_<arch>.yaml."""
-    cfg = load_config(ROOT / f"configs/metaworld_plus/mt10_{arch}.yaml")
+    layout = f"policy.critic_ensemble={str(ensemble).lower()}"
+    cfg = load_config(ROOT / f"configs/metaworld_plus/mt10_{arch}.yaml", [layout])
     suite = get_suite(cfg.env.suite)  # no env is built: the spaces and task names only
     s = cfg.sac
     torch.manual_seed(seed)
@@ -102,6 +103,13 @@ def main() -> None:
         default=["mtmhsac", "moore"],
         help="configs/metaworld_plus/mt10_<arch>.yaml to time (default: mtmhsac moore)",
     )
+    p.add_argument(
+        "--critics",
+        nargs="+",
+        default=["modules", "ensemble"],
+        choices=["modules", "ensemble"],
+        help="the twin critics as two modules and/or one vmapped ensemble (policy.critic_ensemble; default: both)",
+    )
     p.add_argument("--updates", type=int, default=300, help="timed updates per architecture (default 300)")
     p.add_argument(
         "--replay-per-task", type=int, default=None, help="replay capacity per task (default: the config's, 1e5)"
@@ -128,15 +136,17 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}; TF32 {'on' if args.tf32 else 'off'}")
     rows = []
-    for i, arch in enumerate(args.archs):
+    cells = [(arch, layout) for arch in args.archs for layout in args.critics]
+    for i, (arch, layout) in enumerate(cells):
+        name = f"mt10_{arch}" + (", critic ensemble" if layout == "ensemble" else "")
         left = args.budget_s - (time.perf_counter() - start)
         if left <= 0:
-            print(f"{arch}: skipped, --budget-s {args.budget_s:.0f} used up")
+            print(f"{name}: skipped, --budget-s {args.budget_s:.0f} used up")
             continue
-        deadline = time.perf_counter() + left / (len(args.archs) - i)
-        learner, replay, bpt = learner_and_replay(arch, device, args.replay_per_task, seed=0)
+        deadline = time.perf_counter() + left / (len(cells) - i)
+        learner, replay, bpt = learner_and_replay(arch, device, args.replay_per_task, 0, layout == "ensemble")
         ms, done = time_updates(learner, replay, bpt, device, args.updates, deadline)
-        rows.append((arch, ms, done))
+        rows.append((name, ms, done))
         del learner, replay
     env_h = PROTOCOL_ENV_STEPS / (args.env_steps_per_s * ENV_WORKERS) / 3600
     print(
@@ -148,11 +158,9 @@ def main() -> None:
         "total hours, overlapped |"
     )
     print("|---|---|---|---|---|---|")
-    for arch, ms, done in rows:
+    for name, ms, done in rows:
         learn_h = PROTOCOL_UPDATES * ms / 1e3 / 3600
-        print(
-            f"| mt10_{arch} | {ms:.2f} | {done} | {learn_h:.1f} | {learn_h + env_h:.1f} | {max(learn_h, env_h):.1f} |"
-        )
+        print(f"| {name} | {ms:.2f} | {done} | {learn_h:.1f} | {learn_h + env_h:.1f} | {max(learn_h, env_h):.1f} |")
     print(f"\n(check took {time.perf_counter() - start:.0f} s)")
 
 

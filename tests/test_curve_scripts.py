@@ -166,6 +166,7 @@ def test_gpu_check_runs_in_process_and_projects_the_protocol():
     row = next(line for line in res.stdout.splitlines() if line.startswith("| mt10_mtmhsac |"))
     ms, done, hours = (float(x) for x in row.split("|")[2:5])
     assert done == 2 and abs(hours - 2e6 * ms / 1e3 / 3600) < 0.05 + 1e-3 * hours
+    assert any(line.startswith("| mt10_mtmhsac, critic ensemble |") for line in res.stdout.splitlines())
     bad = script("gpu_check.py", "--device", "cpu", "--updates", "0")
     assert bad.returncode == 2 and "--updates must be >= 1, got 0" in bad.stderr
 

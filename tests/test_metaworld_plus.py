@@ -216,6 +216,7 @@ NOT_PROTOCOL = {
     "train.log_grad_every",
     "learner.device",
     "learner.threads",
+    "policy.critic_ensemble",  # the same numbers in another memory layout (tests/test_critic_ensemble.py)
     "learner.gradnorm_lr",
     "ppo.vf_coef",  # inert here: GradNorm is off, and the PPO critics have their own Adam
     "learner.aggregator_options",

@@ -88,7 +88,13 @@ class SACAlgorithm:
 
     @classmethod
     def check_config(cls, cfg: Config) -> None:
-        pass  # the action space is checked against the suite in __init__
+        """The action space is checked against the suite in __init__."""
+        if cfg.policy.critic_ensemble and (cfg.learner.aggregator != "none" or cfg.learner.gradnorm_alpha is not None):
+            raise MtrlError(
+                "policy.critic_ensemble=true does not combine with a per-task gradient step (learner.aggregator="
+                f"{cfg.learner.aggregator}, learner.gradnorm_alpha={cfg.learner.gradnorm_alpha}): the task "
+                "Jacobian runs the critics' modules one by one; set policy.critic_ensemble=false"
+            )
 
     def requests(self, env_steps: int, task_probs: np.ndarray | None, gen: torch.Generator) -> Requests:
         return (yield FragmentRequest(task_probs, random_until=self.sac.warmup_steps))

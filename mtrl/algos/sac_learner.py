@@ -20,7 +20,7 @@ from mtrl.algos.base import NonFiniteGuard
 from mtrl.algos.multitask import TaskGradients
 from mtrl.config.schema import SACConfig
 from mtrl.data.reduce import segment_mean
-from mtrl.nn.sac import SACActor, SACPolicy, TwinQ
+from mtrl.nn.sac import Critics, SACActor, SACPolicy
 
 
 class LossGuard(Protocol):
@@ -45,7 +45,7 @@ def alpha_loss(
 
 
 def _critic_errors(
-    critic: TwinQ, target: TwinQ, actor: SACActor, alpha: torch.Tensor, batch: dict[str, torch.Tensor], gamma: float
+    critic: Critics, target: Critics, actor: SACActor, alpha: torch.Tensor, batch: dict[str, torch.Tensor], gamma: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Both critics' squared soft Bellman errors per sample, y = r + gamma (1 - term) (min Q'(s', a') - alpha_c log pi(a'|s'))."""
     obs, act, task = batch["obs"], batch["actions"], batch["task_id"]
@@ -60,7 +60,7 @@ def _critic_errors(
 
 
 def critic_loss(
-    critic: TwinQ, target: TwinQ, actor: SACActor, alpha: torch.Tensor, batch: dict[str, torch.Tensor], gamma: float
+    critic: Critics, target: Critics, actor: SACActor, alpha: torch.Tensor, batch: dict[str, torch.Tensor], gamma: float
 ) -> torch.Tensor:
     """Soft Bellman error of both critics, each a mean over the samples."""
     e1, e2 = _critic_errors(critic, target, actor, alpha, batch, gamma)
@@ -68,8 +68,8 @@ def critic_loss(
 
 
 def critic_task_losses(
-    critic: TwinQ,
-    target: TwinQ,
+    critic: Critics,
+    target: Critics,
     actor: SACActor,
     alpha: torch.Tensor,
     batch: dict[str, torch.Tensor],
@@ -84,7 +84,7 @@ def critic_task_losses(
 
 
 def _actor_terms(
-    actor: SACActor, critic: TwinQ, alpha: torch.Tensor, batch: dict[str, torch.Tensor]
+    actor: SACActor, critic: Critics, alpha: torch.Tensor, batch: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """alpha_c log pi(a|s) - min Q(s, a) per sample, with a reparameterised a; and log pi."""
     act, logp = actor.sample(batch["obs"], batch["task_id"])
@@ -93,7 +93,7 @@ def _actor_terms(
 
 
 def actor_loss(
-    actor: SACActor, critic: TwinQ, alpha: torch.Tensor, batch: dict[str, torch.Tensor]
+    actor: SACActor, critic: Critics, alpha: torch.Tensor, batch: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """mean(alpha_c log pi(a|s) - min Q(s, a)); also returns log pi."""
     terms, logp = _actor_terms(actor, critic, alpha, batch)
@@ -101,7 +101,7 @@ def actor_loss(
 
 
 def actor_task_losses(
-    actor: SACActor, critic: TwinQ, alpha: torch.Tensor, batch: dict[str, torch.Tensor], num_tasks: int
+    actor: SACActor, critic: Critics, alpha: torch.Tensor, batch: dict[str, torch.Tensor], num_tasks: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The actor's loss per task [K], which tasks have samples, and log pi."""
     terms, logp = _actor_terms(actor, critic, alpha, batch)
@@ -123,13 +123,36 @@ def polyak(target: nn.Module, online: nn.Module, tau: float) -> None:
     torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
 
 
+def _critic_opt_layout(state: dict, n_now: int) -> dict:
+    """The critics' Adam state for `n_now` parameters, converted where it was saved in the other
+    layout of the twin critics: TwinQ's q1 then q2 parameters (2n) or the ensemble's stacked ones
+    (n, each [2, ...]; `mtrl.nn.sac`). Adam is elementwise, so the moments stack and split as the
+    weights do and the step continues unchanged."""
+    n_saved = sum(len(g["params"]) for g in state["param_groups"])
+    if len(state["param_groups"]) != 1 or (n_saved != 2 * n_now and 2 * n_saved != n_now):
+        return state  # the same layout, or not a twin-critic state (load_state_dict judges it)
+    per = state["state"]
+    moments: dict[int, dict] = {}
+    if n_saved == 2 * n_now:  # two modules -> ensemble
+        for i in range(n_now):
+            if i in per and i + n_now in per:
+                a, b = per[i], per[i + n_now]
+                moments[i] = {k: v if v.dim() == 0 else torch.stack([v, b[k]]) for k, v in a.items()}
+    else:  # ensemble -> two modules
+        for i in range(n_saved):
+            if i in per:
+                moments[i] = {k: v if v.dim() == 0 else v[0].clone() for k, v in per[i].items()}
+                moments[i + n_saved] = {k: v if v.dim() == 0 else v[1].clone() for k, v in per[i].items()}
+    return {"state": moments, "param_groups": [{**state["param_groups"][0], "params": list(range(n_now))}]}
+
+
 class SACLearner:
     """Actor, twin critics, their targets and the per-task log-temperatures, with their optimisers."""
 
     def __init__(
         self,
         actor: SACActor,
-        critic: TwinQ,
+        critic: Critics,
         num_tasks: int,
         action_dim: int,
         actor_lr: float = 3e-4,
@@ -260,7 +283,7 @@ class SACLearner:
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
         self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.critic_opt.load_state_dict(_critic_opt_layout(state["critic_opt"], len(list(self.critic.parameters()))))
         self.alpha_opt.load_state_dict(state["alpha_opt"])
 
 

@@ -94,6 +94,13 @@ class PolicyConfig:
         "CleanRL's PPO; relu: Meta-World+'s SAC); the other architectures "
         "keep their papers' own",
     )
+    critic_ensemble: bool = opt(
+        False,
+        "SAC: run the twin critics as one ensemble, their weights stacked [2, ...] and both evaluated "
+        "in one vmapped call (as Meta-World+); the same numbers as two modules, one batched matmul per layer. "
+        "On this CPU it measured no faster (docs/benchmarks.md); meant for GPUs. Not with a gradient "
+        "aggregator, GradNorm or PaCo's loss guard",
+    )
     # each architecture's own options by name, from the sections policy.<arch> (mtrl.config.load)
     options: dict[str, Any] = field(default_factory=dict, metadata={"internal": True})
 

@@ -13,6 +13,7 @@ import math
 
 import torch
 from torch import nn
+from torch._C._functorch import is_batchedtensor  # no public form: whether a tensor is inside vmap
 
 from mtrl.errors import MtrlError
 
@@ -54,9 +55,18 @@ def orthonormal_mix(h: torch.Tensor, w: torch.Tensor, eps: float = 1e-8) -> torc
     k = h.shape[-2]
     if k > h.shape[-1]:
         raise ValueError(f"gram_schmidt needs k <= D, got k={k}, D={h.shape[-1]}")
-    g = h @ h.transpose(-1, -2) + (eps * eps) * torch.eye(k, dtype=h.dtype, device=h.device)
+    eye = torch.eye(k, dtype=h.dtype, device=h.device)
+    g = h @ h.transpose(-1, -2) + (eps * eps) * eye
     chol, info = torch.linalg.cholesky_ex(g)
-    if bool(info.any()):  # on CUDA one host sync per forward: the price of the exact fallback
+    fails = info.any()
+    if is_batchedtensor(fails):
+        # under torch.func.vmap (the SAC critic ensemble, mtrl.nn.sac.CriticEnsemble) the branch is a
+        # select per vmapped member: both paths run, the Cholesky one on an identity where it failed
+        # so that no NaN reaches the backward; gram_schmidt at k experts is a small share of the cost
+        chol = torch.linalg.cholesky(torch.where(fails, eye, g))
+        a = torch.linalg.solve_triangular(chol.transpose(-1, -2), w.unsqueeze(-1), upper=True)
+        return torch.where(fails, (w.unsqueeze(-1) * gram_schmidt(h, eps)).sum(-2), (a * h).sum(-2))
+    if bool(fails):  # on CUDA one host sync per forward: the price of the exact fallback
         return (w.unsqueeze(-1) * gram_schmidt(h, eps)).sum(-2)
     a = torch.linalg.solve_triangular(chol.transpose(-1, -2), w.unsqueeze(-1), upper=True)  # [B, k, 1]
     return (a * h).sum(-2)

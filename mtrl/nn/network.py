@@ -33,6 +33,7 @@ class PolicySpec:
         None  # the suite's [K, d] task context (TaskSuite.task_metadata)
     )
     activation: str = "tanh"  # mlp / multihead trunks: "tanh" (CleanRL's PPO) or "relu" (Meta-World+'s SAC)
+    critic_ensemble: bool = False  # kind "sac": the twin critics stacked and vmapped (mtrl.nn.sac.CriticEnsemble)
 
     def __post_init__(self) -> None:  # from a checkpoint's JSON the options come back as lists
         object.__setattr__(self, "options", tuple(sorted((str(k), v) for k, v in self.options)))

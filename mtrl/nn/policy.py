@@ -83,6 +83,7 @@ def spec_for(
     options: tuple[tuple[str, Any], ...] = (),
     task_metadata: Any = None,
     activation: str = "tanh",
+    critic_ensemble: bool = False,
 ) -> PolicySpec:
     """A PolicySpec from a suite's spaces (and its task metadata) and the policy settings."""
     discrete = hasattr(action_space, "n")
@@ -102,6 +103,7 @@ def spec_for(
         options,
         task_metadata,
         activation,
+        critic_ensemble,
     )
 
 
@@ -116,6 +118,8 @@ def spec_from_config(
     """A PolicySpec from a suite's spaces, its task metadata and the policy config section. The
     architecture's own options (policy.<arch>.*) that are PolicySpec fields (moore/moe:
     num_experts, head) fill those fields; the others go to `PolicySpec.options`."""
+    if cfg.critic_ensemble and kind != "sac":
+        raise MtrlError(f"policy.critic_ensemble=true: only SAC has twin critics (this algorithm's policy is {kind!r})")
     own = cfg.options.get(cfg.arch)
     values = dataclasses.asdict(own) if own is not None else {}
     fields = {k: values.pop(k) for k in ("num_experts", "head") if k in values}
@@ -131,5 +135,6 @@ def spec_from_config(
         options=tuple(values.items()),
         task_metadata=task_metadata,
         activation=cfg.activation,
+        critic_ensemble=cfg.critic_ensemble,
         **fields,
     )

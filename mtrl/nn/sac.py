@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import torch
 from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
 
 from mtrl.errors import MtrlError
 from mtrl.nn.network import PolicySpec, task_network
@@ -68,17 +69,75 @@ class QCritic(nn.Module):
         return self.net(torch.cat([obs.float().flatten(1), action.float()], dim=-1), task_id).squeeze(-1)
 
 
+def _split_ensemble(state: dict, prefix: str, *_: object) -> None:
+    """Load-state pre-hook of TwinQ: an ensemble's `stacked.X` [2, ...] become `q1.X` and `q2.X`."""
+    for key in [k for k in state if k.startswith(prefix + "stacked.")]:
+        both, name = state.pop(key), key[len(prefix + "stacked.") :]
+        state[f"{prefix}q1.{name}"], state[f"{prefix}q2.{name}"] = both[0].clone(), both[1].clone()
+
+
+def _stack_twins(state: dict, prefix: str, *_: object) -> None:
+    """Load-state pre-hook of CriticEnsemble: TwinQ's `q1.X` and `q2.X` become `stacked.X` [2, ...],
+    so checkpoints written before the ensemble (or without it) load into it."""
+    for key in [k for k in state if k.startswith(prefix + "q1.")]:
+        name = key[len(prefix + "q1.") :]
+        state[f"{prefix}stacked.{name}"] = torch.stack([state.pop(key), state.pop(f"{prefix}q2.{name}")])
+
+
 class TwinQ(nn.Module):
     """Two independent critics (clipped double Q, Fujimoto et al. 2018); no parameter is shared."""
 
     def __init__(self, spec: PolicySpec) -> None:
         super().__init__()
         self.q1, self.q2 = QCritic(spec), QCritic(spec)
+        self._register_load_state_dict_pre_hook(_split_ensemble)
 
     def forward(
         self, obs: torch.Tensor, action: torch.Tensor, task_id: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.q1(obs, action, task_id), self.q2(obs, action, task_id)
+
+
+class CriticEnsemble(nn.Module):
+    """The twin critics as one ensemble (`policy.critic_ensemble`), as Meta-World+ vmaps its critics:
+    every parameter and buffer of the two QCritics is stacked as [2, *shape] in `stacked` (a QCritic
+    of the same layout whose tensors carry the extra dimension), and `torch.func.vmap` runs both in
+    one call, so each layer is one batched matmul. Built from two QCritics drawn as TwinQ draws them,
+    so the same seed gives the same critics in either layout; checkpoints convert both ways."""
+
+    def __init__(self, spec: PolicySpec) -> None:
+        super().__init__()
+        twins = [QCritic(spec), QCritic(spec)]
+        if any(callable(getattr(m, "reset_tasks", None)) for m in twins[0].modules()):
+            raise MtrlError(
+                f"policy.critic_ensemble=true: architecture '{spec.arch}' resets per-task parameters in "
+                "place (a loss guard), which a stacked ensemble cannot do; set policy.critic_ensemble=false"
+            )
+        params, buffers = stack_module_state(twins)
+        self.stacked = twins[0]
+        for name, tensor in [*params.items(), *buffers.items()]:
+            owner, _, leaf = name.rpartition(".")
+            module = self.stacked.get_submodule(owner)
+            if name in params:
+                setattr(module, leaf, nn.Parameter(tensor.detach()))
+            else:
+                module.register_buffer(leaf, tensor)
+        self._register_load_state_dict_pre_hook(_stack_twins)
+
+    def _one(
+        self, params: dict, buffers: dict, obs: torch.Tensor, action: torch.Tensor, task_id: torch.Tensor
+    ) -> torch.Tensor:
+        return functional_call(self.stacked, (params, buffers), (obs, action, task_id))
+
+    def forward(
+        self, obs: torch.Tensor, action: torch.Tensor, task_id: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        run = vmap(self._one, in_dims=(0, 0, None, None, None), randomness="error")
+        q = run(dict(self.stacked.named_parameters()), dict(self.stacked.named_buffers()), obs, action, task_id)
+        return q[0], q[1]
+
+
+Critics = TwinQ | CriticEnsemble  # what SACPolicy.critic is, by PolicySpec.critic_ensemble
 
 
 class SACPolicy(nn.Module):
@@ -89,7 +148,7 @@ class SACPolicy(nn.Module):
         super().__init__()
         self.spec = spec
         self.actor = SACActor(spec)
-        self.critic = TwinQ(spec)
+        self.critic: Critics = CriticEnsemble(spec) if spec.critic_ensemble else TwinQ(spec)
 
     @torch.inference_mode()
     def act(self, obs: torch.Tensor, task_id: torch.Tensor, greedy: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

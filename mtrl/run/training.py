@@ -141,11 +141,19 @@ class Training:
             print(f"mtrl: {run_dir} has no checkpoint yet; starting it from step 0")
             return None
         path, ckpt = load_latest(run_dir)
-        if saved_spec(ckpt) != self.spec or list(ckpt["tasks"]) != list(suite.tasks):
+        saved = saved_spec(ckpt)
+        # the twin critics' layout may change on resume: their weights and Adam state convert
+        # (mtrl.nn.sac.CriticEnsemble, SACLearner.load_state_dict)
+        if dataclasses.replace(saved, critic_ensemble=self.spec.critic_ensemble) != self.spec or list(
+            ckpt["tasks"]
+        ) != list(suite.tasks):
             raise CheckpointError(
                 f"{path} was trained with policy {ckpt['spec']} on {ckpt['tasks']}; this config asks "
                 f"for {dataclasses.asdict(self.spec)} on {list(suite.tasks)}"
             )
+        if saved.critic_ensemble != self.spec.critic_ensemble:
+            layout = "one ensemble" if self.spec.critic_ensemble else "two modules"
+            print(f"mtrl: converting the twin critics of {path.name} to {layout} (policy.critic_ensemble)")
         load_state(self.policy, ckpt["policy"], "policy")
         load_state(self.algo, ckpt["optimizer"], "optimizer")
         self.gen.set_state(ckpt["rng_learner"])
