@@ -160,7 +160,7 @@ def main() -> None:
         cells[("matmul", t)] = lambda t=t: timed(mm, 50, t, device)
         for arch, fn in updates.items():
             cells[(arch, t)] = lambda fn=fn, t=t: timed(fn, args.reps, t, device)
-    times = alternate(cells, args.rounds)  # type: ignore[arg-type]
+    times = alternate(cells, args.rounds)
     print(
         f"SAC update, {args.tasks} task(s) x {args.batch_per_task} = batch {rows}, {args.device}, "
         f"{args.rounds} alternated rounds x {args.reps} updates\n"

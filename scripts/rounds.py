@@ -9,14 +9,17 @@ the round it falls in.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 from tqdm import tqdm
 
+K = TypeVar("K", bound=Hashable)
 
-def alternate(cells: dict[str, Callable[[], float]], rounds: int, desc: str = "rounds") -> dict[str, list[float]]:
+
+def alternate(cells: dict[K, Callable[[], float]], rounds: int, desc: str = "rounds") -> dict[K, list[float]]:
     """Call every cell once per round, in order, `rounds` times; each returns its measurement."""
-    out: dict[str, list[float]] = {name: [] for name in cells}
+    out: dict[K, list[float]] = {name: [] for name in cells}
     for _ in tqdm(range(rounds), desc=desc, unit="round", leave=False):
         for name, cell in cells.items():
             out[name].append(cell())
