@@ -19,7 +19,8 @@ every matmul, batched matmul and linear layer it runs, forward and backward (tor
 FlopCounterMode: elementwise work is not counted); those FLOPs over the time (GFLOP/s); and that
 over this CPU's own rate for a [batch, 400] x [400, 400] matmul measured in the same round at the
 same thread count (the limit the update could reach if it did nothing but its matmuls at full
-speed). Ratios are medians over rounds with their min-max.
+speed). With `--critics modules ensemble`, each ensemble row is also set against the same
+architecture with two critic modules. Ratios are medians over rounds with their min-max.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import time
 from collections.abc import Callable
 
 import torch
-from rounds import alternate, ratio
+from rounds import alternate, ratio, show_ratio
 from torch.utils.flop_counter import FlopCounterMode
 
 from mtrl.algos.sac_learner import learner_from_config
@@ -171,18 +172,17 @@ def main() -> None:
             f"{t} thread(s): [{rows}, 400] x [400, 400] matmul {statistics.median(limit):.1f} GFLOP/s "
             f"(min-max {min(limit):.1f}-{max(limit):.1f})\n"
         )
-        print("| arch | ms per update | / mlp | GFLOP per update | GFLOP/s | / matmul limit |")
-        print("|---|---|---|---|---|---|")
+        print("| arch | ms per update | / mlp | / two critic modules | GFLOP per update | GFLOP/s | / matmul limit |")
+        print("|---|---|---|---|---|---|---|")
         for arch in updates:
             secs = times[(arch, t)]
             rate = [flops[arch] / s / 1e9 for s in secs]
-            vs_mlp = "-"
-            if ("mlp", t) in times:
-                mid, lo, hi = ratio(secs, times[("mlp", t)])
-                vs_mlp = f"{mid:.2f}x ({lo:.2f}-{hi:.2f})"
+            vs_mlp = show_ratio(secs, times[("mlp", t)]) if ("mlp", t) in times else "-"
+            plain = arch.removesuffix(", ensemble")
+            vs_modules = show_ratio(secs, times[(plain, t)]) if plain != arch and (plain, t) in times else "-"
             mid, lo, hi = ratio(rate, limit)
             print(
-                f"| {arch} | {statistics.median(secs) * 1e3:.1f} | {vs_mlp} | {flops[arch] / 1e9:.2f} | "
+                f"| {arch} | {statistics.median(secs) * 1e3:.1f} | {vs_mlp} | {vs_modules} | {flops[arch] / 1e9:.2f} | "
                 f"{statistics.median(rate):.1f} | {mid:.2f} ({lo:.2f}-{hi:.2f}) |"
             )
         print()
