@@ -8,11 +8,12 @@ from typing import Any
 
 from mtrl.config.plugins import extend_search_path
 from mtrl.env.suite import TaskSuite, get_suite, list_suites
-from mtrl.errors import MtrlError
+from mtrl.errors import AggregatorFailed, MtrlError
 from mtrl.registry import register_aggregator, register_algo, register_arch, register_suite
 from mtrl.version import __version__
 
 __all__ = [
+    "AggregatorFailed",
     "MtrlError",
     "__version__",
     "TaskSuite",

@@ -26,6 +26,12 @@ class EnvError(MtrlError):
     """An environment broke its contract (wrong spaces, non-finite values)."""
 
 
+class AggregatorFailed(MtrlError):
+    """Raised by a gradient aggregator that cannot give a direction for this step (e.g. its solver
+    did not converge): the step takes the mean of the task gradients instead, with a warning, and
+    is counted. Anything else an aggregator raises stops the run."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean X?)' for the closest choice, or '' when nothing is close."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)

@@ -5,7 +5,6 @@ the gradient diagnostics."""
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,7 +13,8 @@ from torch import nn
 from mtrl.algos.base import NonFiniteGuard
 from mtrl.algos.multitask import TaskGradients
 from mtrl.config import load_config
-from mtrl.errors import ConfigError
+from mtrl.config.schema import LearnerConfig
+from mtrl.errors import AggregatorFailed, ConfigError, MtrlError
 from mtrl.registry import AGGREGATORS, register_aggregator
 from mtrl.run.checkpoint import load_latest
 from mtrl.run.trainer import train
@@ -30,7 +30,7 @@ def two_task_step(name: str, a: list[float], b: list[float], present=(True, True
     heads = nn.Parameter(torch.ones(2))
     grads = TaskGradients(
         nn.Module(),
-        SimpleNamespace(aggregator=name, aggregator_options={}, gradnorm_alpha=None, gradnorm_lr=0.025),
+        LearnerConfig(aggregator=name),
         ("a", "b"),
         NonFiniteGuard(),
     )
@@ -79,23 +79,92 @@ def test_a_task_without_samples_falls_back_to_the_mean_and_is_counted():
     assert grads.take_fallbacks() == 1 and grads.take_fallbacks() == 0
 
 
-@pytest.mark.parametrize("result", ["raises", "nan"])
-def test_a_failing_aggregator_falls_back_to_the_mean_and_never_writes_nan(result):
-    def broken(num_tasks):
+def failing(result: str, every: int = 1):
+    """An aggregator factory whose aggregator fails on every `every`-th call: it declares a failure
+    (`AggregatorFailed`), returns NaN, or raises a plain error (a bug); the other calls give the mean."""
+
+    def factory(num_tasks):
+        calls = [0]
+
         def aggregate(matrix):
+            calls[0] += 1
+            if calls[0] % every:
+                return matrix.mean(0)
+            if result == "declared":
+                raise AggregatorFailed("solver did not converge")
             if result == "raises":
-                raise RuntimeError("solver failed")
+                raise ValueError("bad shape in my aggregator")
             return torch.full(matrix.shape[1:], float("nan"))
 
         return aggregate
 
-    register_aggregator("broken", broken, overwrite=True)
+    return factory
+
+
+@pytest.mark.parametrize("result", ["declared", "nan"])
+def test_a_declared_failure_falls_back_to_the_mean_with_one_warning(result, capsys):
+    register_aggregator("broken", failing(result), overwrite=True)
     try:
         shared, _, grads = two_task_step("broken", [1.0, 0.0], [-1.0, 1.0])
     finally:
         AGGREGATORS._items.pop("broken")
     torch.testing.assert_close(shared, torch.tensor([0.0, 0.5]))  # the mean of the task gradients
     assert grads.fallbacks == 1
+    why = "solver did not converge" if result == "declared" else "a non-finite direction"
+    assert f"aggregator 'broken' gave no direction ({why})" in capsys.readouterr().out
+
+
+def test_any_other_exception_from_an_aggregator_stops_with_one_line():
+    register_aggregator("buggy", failing("raises"), overwrite=True)
+    try:
+        with pytest.raises(
+            MtrlError, match=r"aggregator 'buggy': aggregate raised ValueError: bad shape in my aggregator"
+        ):
+            two_task_step("buggy", [1.0, 0.0], [-1.0, 1.0])
+    finally:
+        AGGREGATORS._items.pop("buggy")
+
+
+def steps(grads: TaskGradients, n: int) -> None:
+    theta = nn.Parameter(torch.tensor([1.0, 2.0]))
+    opt = torch.optim.SGD([theta], lr=0.0)
+    for _ in range(n):
+        features = theta * 1.0
+        losses = torch.stack([torch.tensor([1.0, 0.0]) @ features, torch.tensor([-1.0, 1.0]) @ features])
+        grads.step(opt, losses, torch.tensor([True, True]), [features], [theta], None)
+
+
+def test_fallbacks_warn_once_and_a_run_that_mostly_falls_back_stops(capsys):
+    register_aggregator("flaky", failing("declared", every=3), overwrite=True)
+    register_aggregator("dead", failing("declared"), overwrite=True)
+    try:
+        grads = TaskGradients(nn.Module(), LearnerConfig(aggregator="flaky"), ("a", "b"), NonFiniteGuard())
+        steps(grads, 60)  # a third of its steps fail: under the default share of 0.5
+        assert grads.take_fallbacks() == 20
+        assert capsys.readouterr().out.count("gave no direction") == 1
+        grads = TaskGradients(nn.Module(), LearnerConfig(aggregator="dead"), ("a", "b"), NonFiniteGuard())
+        steps(grads, 10)  # the window is not full yet
+        with pytest.raises(
+            MtrlError, match=r"aggregator 'dead' failed in 20 of its last 20 steps .*max_fallback_share=0.5"
+        ):
+            steps(grads, 10)
+        strict = LearnerConfig(aggregator="flaky", max_fallback_share=0.25, fallback_window=12)
+        with pytest.raises(MtrlError, match=r"failed in 4 of its last 12 steps"):
+            steps(TaskGradients(nn.Module(), strict, ("a", "b"), NonFiniteGuard()), 12)
+    finally:
+        AGGREGATORS._items.pop("flaky")
+        AGGREGATORS._items.pop("dead")
+
+
+def test_a_plugin_aggregator_that_raises_stops_the_run_with_one_line(tmp_path):
+    """Training with a plug-in aggregator that raises a plain ValueError stops, where it used to train on as `mean`."""
+    register_aggregator("buggy", failing("raises"), overwrite=True)
+    try:
+        cfg = load_config(TOY, ["rollout.workers=0", f"run_dir={tmp_path}", "learner.aggregator=buggy"])
+        with pytest.raises(MtrlError, match=r"^aggregator 'buggy': aggregate raised ValueError"):
+            train(cfg)
+    finally:
+        AGGREGATORS._items.pop("buggy")
 
 
 def test_task_c_loss_changes_only_task_cs_head_and_task_weight_row():
@@ -253,7 +322,6 @@ def test_conv_experts_own_per_task_forward_equals_the_vmapped_one():
 
 def test_a_per_task_forward_of_the_wrong_shape_stops_with_one_line():
     from mtrl.algos.task_jacobian import TaskGroupedPass
-    from mtrl.errors import MtrlError
 
     class Bad(nn.Linear):
         def forward_per_task(self, params, x):
@@ -432,7 +500,6 @@ def test_gradient_diagnostics_reach_tensorboard_with_aggregator_none_without_cha
     ],
 )
 def test_a_malformed_aggregator_plugin_stops_before_training_with_one_line(tmp_path, factory, expected):
-    from mtrl.errors import MtrlError
 
     register_aggregator("odd", factory, overwrite=True)
     try:

@@ -56,6 +56,16 @@ def _factory(name: str) -> Callable[..., Any]:
     return make
 
 
+def solver_errors() -> tuple[type[BaseException], ...]:
+    """The errors of a convex solver that did not converge (cvxpy's, used by CAGrad), when cvxpy
+    is installed: a declared failure of the aggregator, not a bug."""
+    try:
+        from cvxpy.error import SolverError
+    except ImportError:
+        return ()
+    return (SolverError,)
+
+
 def register_builtins() -> None:
     """Entry point: register every built-in aggregator."""
     from mtrl.registry import register_aggregator

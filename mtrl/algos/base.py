@@ -110,14 +110,24 @@ class NonFiniteGuard:
         """zero_grad, backward, clip to `max_grad_norm` (None: no clip) and step; returns the gradient
         norm, or None when the step was skipped."""
         optimizer.zero_grad(set_to_none=True)
-        if bool(torch.isfinite(loss)):
-            loss.backward()
-            norm = nn.utils.clip_grad_norm_(params, float("inf") if max_grad_norm is None else max_grad_norm)
-            if bool(torch.isfinite(norm)):
-                optimizer.step()
-                self.streak = 0
-                return float(norm)
-            optimizer.zero_grad(set_to_none=True)
+        if not bool(torch.isfinite(loss)):
+            self.skip()
+            return None
+        loss.backward()
+        return self.finish(optimizer, params, max_grad_norm)
+
+    def finish(
+        self, optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], max_grad_norm: float | None = None
+    ) -> float | None:
+        """The end of a step whose gradients are already in `params`: clip to `max_grad_norm` and
+        step, or skip it (drop the gradients, count it) when their norm is not finite; returns the
+        gradient norm, or None when skipped."""
+        norm = nn.utils.clip_grad_norm_(params, float("inf") if max_grad_norm is None else max_grad_norm)
+        if bool(torch.isfinite(norm)):
+            optimizer.step()
+            self.streak = 0
+            return float(norm)
+        optimizer.zero_grad(set_to_none=True)
         self.skip()
         return None
 

@@ -7,13 +7,18 @@ for the task-specific parameters after it (heads, MOORE's task-weight rows, per-
 Where all shared parameters are inside that module (MOORE / MoE experts, ...) the Jacobian comes
 from one backward pass with the module run grouped by task (`mtrl.algos.task_jacobian`);
 otherwise from torchjd's `mtl_backward` (Quinton and Rey 2024), about K backward passes. The
-aggregator turns the Jacobian into one direction. A step where a task has no samples, or the
-aggregator fails or gives a non-finite direction, falls back to the mean of the task gradients
-and is counted (faults/aggregator_fallbacks); `NonFiniteGuard` still guards the step.
+aggregator turns the Jacobian into one direction. A step where a task has no samples, or where
+the aggregator declares a failure (`mtrl.errors.AggregatorFailed`, a solver's error) or gives a
+non-finite direction, falls back to the mean of the task gradients: counted
+(faults/aggregator_fallbacks), the first one said on the console, and a run whose aggregator fails
+in more than `learner.max_fallback_share` of its last `learner.fallback_window` steps stops. Any
+other exception from an aggregator stops the run with one line naming it. `NonFiniteGuard` still
+guards the step.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,10 +26,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 from torch import nn
 
+from mtrl.algos.aggregators import solver_errors
 from mtrl.algos.base import NonFiniteGuard
 from mtrl.algos.gradnorm import GradNorm
 from mtrl.algos.task_jacobian import TaskGroupedPass, Ungroupable, has_jac
-from mtrl.errors import ConfigError, MtrlError
+from mtrl.errors import AggregatorFailed, ConfigError, MtrlError
 from mtrl.registry import AGGREGATORS, call_plugin
 
 if TYPE_CHECKING:
@@ -91,7 +97,11 @@ class TaskGradients:
         # while the architecture allows it; GradNorm differentiates the unweighted losses itself
         self.grouped = self.gradnorm is None
         self._pass: TaskGroupedPass | None = None
-        self.fallbacks = 0  # steps that fell back to the mean (faults/aggregator_fallbacks)
+        self.fallbacks = 0  # steps that fell back to the mean (faults/aggregator_fallbacks), since the last take
+        self.total_fallbacks = 0
+        # the aggregator's outcome (failed?) over its last steps, against learner.max_fallback_share
+        self.max_fallback_share, self.fallback_window = learner_cfg.max_fallback_share, learner_cfg.fallback_window
+        self._recent: collections.deque[bool] = collections.deque(maxlen=self.fallback_window)
         self.diagnose = False  # measure the next step's task gradients (train.log_grad_every)
         self.diagnostics: dict[str, float] = {}
 
@@ -215,28 +225,57 @@ class TaskGradients:
             losses[present].mean().backward()  # grouped or not: the parameters' ordinary gradients
         else:
             shared = self._jacobian(grouped, losses, features, params)
-            task_weights = None
-            try:
-                from torchjd.autojac import jac_to_grad
-
-                aggregate = lambda: jac_to_grad(shared, self.aggregator, retain_jac=True)  # noqa: E731
-                task_weights = call_plugin("aggregator", self.name, "aggregate", aggregate)
-                ok = all(p.grad is not None and bool(torch.isfinite(p.grad).all()) for p in shared)
-            except MtrlError:  # e.g. Nash-MTL's solver failed
-                ok = False
-            if not ok:
-                self.fallbacks += 1
+            task_weights, failure = self._aggregate(shared)
+            if failure is None and not all(p.grad is not None and bool(torch.isfinite(p.grad).all()) for p in shared):
+                failure = "a non-finite direction"
+            if failure is not None:
+                self._fall_back(failure)
                 for p in shared:
                     p.grad = p.jac.mean(0)
-            self._measure(shared, task_weights if ok else None)
-        norm = nn.utils.clip_grad_norm_(params, float("inf") if max_grad_norm is None else max_grad_norm)
-        if not bool(torch.isfinite(norm)):
-            optimizer.zero_grad(set_to_none=True)
-            self.guard.skip()
-            return None
-        optimizer.step()
-        self.guard.streak = 0
-        return float(norm)
+            self._check_rate(failure)
+            self._measure(shared, None if failure else task_weights)
+        return self.guard.finish(optimizer, params, max_grad_norm)
+
+    def _aggregate(self, shared: list[JacParameter]) -> tuple[Any, str | None]:
+        """The aggregator's direction into the shared parameters' .grad; returns (its task weights
+        or None, None), or (None, why) on a declared failure (`AggregatorFailed`, or a convex
+        solver's own error). Anything else it raises stops the run with one line naming it
+        (`call_plugin`)."""
+        from torchjd.autojac import jac_to_grad
+
+        aggregator: Any = self.aggregator  # a torchjd Aggregator, or a plug-in's callable of the same contract
+
+        def aggregate() -> Any:
+            try:
+                return jac_to_grad(shared, aggregator, retain_jac=True)
+            except solver_errors() as exc:  # CAGrad's convex program did not solve: a declared failure
+                raise AggregatorFailed(f"its solver failed ({type(exc).__name__}: {exc})") from exc
+
+        try:
+            return call_plugin("aggregator", self.name, "aggregate", aggregate), None
+        except AggregatorFailed as exc:
+            return None, str(exc) or type(exc).__name__
+
+    def _fall_back(self, why: str) -> None:
+        """Count a step that takes the mean of the task gradients; say so on the first one."""
+        self.fallbacks += 1
+        self.total_fallbacks += 1
+        if self.total_fallbacks == 1:
+            print(
+                f"mtrl: warning: aggregator '{self.name}' gave no direction ({why}); that step takes the mean "
+                "of the task gradients. Further fallbacks are counted in faults/aggregator_fallbacks"
+            )
+
+    def _check_rate(self, failure: str | None) -> None:
+        """Stop the run when the aggregator failed in more than `max_fallback_share` of its last
+        `fallback_window` steps: past that the run is training with the mean, not the aggregator."""
+        self._recent.append(failure is not None)
+        window, share = self.fallback_window, self.max_fallback_share
+        if len(self._recent) == window and sum(self._recent) > share * window:
+            raise MtrlError(
+                f"aggregator '{self.name}' failed in {sum(self._recent)} of its last {window} steps (last: "
+                f"{failure}), above learner.max_fallback_share={share}; the run would be training with the mean"
+            )
 
     def measure(
         self, losses: torch.Tensor, present: torch.Tensor, features: list[torch.Tensor], params: list[nn.Parameter]

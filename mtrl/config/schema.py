@@ -295,6 +295,15 @@ class LearnerConfig:
         0.0,
     )
     gradnorm_lr: float = opt(0.025, "Adam learning rate of GradNorm's task weights", 0.0, None, lo_open=True)
+    max_fallback_share: float = opt(
+        0.5,
+        "stop the run when the aggregator declared a failure (AggregatorFailed, a solver that did not "
+        "converge, a non-finite direction) in more than this share of its last fallback_window steps, "
+        "each of which took the mean of the task gradients instead",
+        0.0,
+        1.0,
+    )
+    fallback_window: int = opt(20, "steps over which learner.max_fallback_share is judged", 1)
 
 
 @dataclass
