@@ -14,7 +14,6 @@ same time. On a cluster, OUT must be on a filesystem every node sees, at the sam
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -26,6 +25,7 @@ from typing import Any
 
 from mtrl.errors import MtrlError
 from mtrl.run.grid import Run, parse_methods, parse_seeds, train_command
+from mtrl.run.lock import FD_ENV, RunDirBusy, RunLock
 
 LOCK_WAIT_S = 300  # how long a run waits for a previous process on its directory to exit
 STOP_WAIT_S = 120  # how long an interrupted run may take to save its checkpoint and exit
@@ -60,23 +60,25 @@ def run_task(cmd: list[str], run_dir: str, cpus: int) -> tuple[int, str, float]:
     node = ray.get_runtime_context().get_node_id()
     path = Path(run_dir)
     path.mkdir(parents=True, exist_ok=True)
-    with open(path / ".sweep.lock", "w") as lock:
-        deadline = time.monotonic() + LOCK_WAIT_S
-        while True:  # a previous process (e.g. one saving its checkpoint after a kill) may still hold it
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    return RC_BUSY, node, 0.0
-                time.sleep(1.0)
-        env = {**os.environ, "OMP_NUM_THREADS": str(cpus), "MKL_NUM_THREADS": str(cpus), PARENT_ENV: str(os.getpid())}
+    try:  # a previous process (e.g. one saving its checkpoint after a kill) may still hold it
+        lock = RunLock.acquire(path, wait_s=LOCK_WAIT_S)
+    except RunDirBusy:
+        return RC_BUSY, node, 0.0
+    with lock:
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": str(cpus),
+            "MKL_NUM_THREADS": str(cpus),
+            PARENT_ENV: str(os.getpid()),
+            FD_ENV: str(lock.fd),
+        }
         with open(path / "train.log", "a", encoding="utf-8") as log:
             log.write("$ " + " ".join(cmd) + "\n")
             log.flush()
-            # the child inherits the locked file, so the lock lasts as long as the training process
+            # the child inherits the locked descriptor and takes it as its own lock (mtrl.run.lock), so
+            # the lock lasts as long as the training process and no other process can slip in between
             start = time.monotonic()
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(lock.fileno(),))
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(lock.fd,))
             try:
                 while True:  # short waits: a cancel's KeyboardInterrupt only lands between Python bytecodes
                     try:

@@ -32,6 +32,7 @@ from mtrl.run.checkpoint import (
     save_checkpoint,
     saved_spec,
 )
+from mtrl.run.lock import RunLock
 from mtrl.run.logger import Logger
 
 
@@ -54,22 +55,25 @@ def policy_spec(cfg: Config, suite: TaskSuite) -> PolicySpec:
     )
 
 
-def make_run_dir(cfg: Config) -> Path:
+def make_run_dir(cfg: Config) -> tuple[Path, RunLock]:
+    """The run directory, created when new, and its lock (mtrl.run.lock), taken before anything
+    else is written there; refused when another process holds it."""
     if cfg.resume:
         path = Path(cfg.resume)
         if not path.is_dir():
             raise MtrlError(f"resume={cfg.resume}: no such run directory")
-        return path
-    if cfg.run_dir:
+    elif cfg.run_dir:
         path = Path(cfg.run_dir)
     else:
         path = Path("runs") / f"{cfg.env.suite}-{cfg.algo}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if list_checkpoints(path):
+    path.mkdir(parents=True, exist_ok=True)
+    lock = RunLock.acquire(path)
+    if not cfg.resume and list_checkpoints(path):  # checked under the lock: its holder may be writing them
+        lock.release()
         raise MtrlError(
             f"run_dir {path} already holds checkpoints; pass resume={path} to continue it, or pick another run_dir"
         )
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return path, lock
 
 
 class Training:
@@ -96,7 +100,15 @@ class Training:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.cur_name = cfg.curriculum.name or ""
         self.curriculum = make_curriculum(suite.tasks, cfg.curriculum) if cfg.curriculum.name else None
-        self.run_dir = make_run_dir(cfg)  # only now, so that a bad config leaves nothing behind
+        self.run_dir, self.lock = make_run_dir(cfg)  # only now, so that a bad config leaves nothing behind
+        try:
+            self._start(cfg, suite, algo_cls, device)
+        except BaseException:  # an in-process caller may train this directory again
+            self.lock.release()
+            raise
+
+    def _start(self, cfg: Config, suite: TaskSuite, algo_cls: Any, device: torch.device) -> None:
+        """Resume (when asked), write the config, start the rollout workers, logger and curve."""
         self.env_steps = self.iteration = 0
         self.faults = {"worker_restarts": 0, "env_errors": 0, "nonfinite_updates": 0}  # cumulative, kept across resumes
         self.task_steps = torch.zeros(suite.num_tasks, dtype=torch.int64)  # env steps per task, ditto
@@ -298,3 +310,4 @@ class Training:
     def close(self) -> None:
         self.logger.close()  # ends the progress bar's line before any error message
         self.pool.close()
+        self.lock.release()
