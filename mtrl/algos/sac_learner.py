@@ -189,59 +189,14 @@ class SACLearner:
         alpha = self.log_alpha.detach().exp()
         if self.weight_tasks:
             batch = {**batch, "weight": task_loss_weights(self.log_alpha, batch["task_id"])}
-        args = (self.critic, self.target, self.actor, alpha, batch, self.gamma)
-        extreme = None  # with a loss guard: the tasks masked out of this step (PaCo, Sun et al. 2022 sec. 4.3)
-        if self.critic_grads is not None and self.critic_grads.active:
-            (losses, present), features = self.critic_grads.evaluate(
-                lambda: critic_task_losses(*args, self.num_tasks), batch["task_id"]
-            )
-            extreme = self._extreme(losses)
-            self.critic_grads.step(
-                self.critic_opt, losses, present & ~extreme, features, list(self.critic.parameters()), self.clip
-            )
-            q_loss = losses[present].mean()
-        elif self.loss_guards:
-            losses, present = critic_task_losses(*args, self.num_tasks)
-            extreme = self._extreme(losses)
-            self.guard.step(
-                self.critic_opt,
-                self._masked_mean(losses, present & ~extreme),
-                list(self.critic.parameters()),
-                self.clip,
-            )
-            q_loss = losses[present].mean()
-        else:
-            q_loss = critic_loss(*args)
-            self.guard.step(self.critic_opt, q_loss, list(self.critic.parameters()), self.clip)
+        q_loss, extreme = self._critic_step(alpha, batch)
         self.critic.requires_grad_(False)  # the actor's loss differentiates through Q, not into it
-        grads = self.actor_grads
-        masked = extreme is not None and bool(extreme.any())
-        per_task = grads if grads is not None and (grads.active or grads.diagnose) else None
-        if per_task is not None or masked:
-            actor_losses = lambda: actor_task_losses(self.actor, self.critic, alpha, batch, self.num_tasks)  # noqa: E731
-            (losses, present, logp), features = (
-                per_task.evaluate(actor_losses, batch["task_id"]) if per_task is not None else (actor_losses(), [])
-            )
-            if masked:
-                assert extreme is not None  # masked: some task is extreme
-                present = present & ~extreme
-        if grads is not None and grads.active:
-            grads.step(self.actor_opt, losses, present, features, list(self.actor.parameters()), self.clip)
-            pi_loss = losses[present].mean()
-        elif masked:
-            pi_loss = self._masked_mean(losses, present)
-            self.guard.step(self.actor_opt, pi_loss, list(self.actor.parameters()), self.clip)
-        else:
-            if grads is not None and grads.diagnose:  # aggregator none: measure, then the usual step
-                grads.measure(losses, present, features, list(self.actor.parameters()))
-            pi_loss, logp = actor_loss(self.actor, self.critic, alpha, batch)
-            self.guard.step(self.actor_opt, pi_loss, list(self.actor.parameters()), self.clip)
+        pi_loss, logp = self._actor_step(alpha, batch, extreme)
         self.critic.requires_grad_(True)
         a_loss = alpha_loss(self.log_alpha, logp, batch["task_id"], self.target_entropy)
         self.guard.step(self.alpha_opt, a_loss, [self.log_alpha])
         polyak(self.target, self.critic, self.tau)
-        if masked:  # PaCo's w-reset of the masked tasks, in every guarded network
-            assert extreme is not None  # masked: some task is extreme
+        if extreme is not None and bool(extreme.any()):  # PaCo's w-reset of the masked tasks, in every guarded network
             self.guard_events["masked_tasks"] += int(extreme.sum())
             self.guard_events["w_resets"] += sum(m.reset_tasks(extreme) for m in self.loss_guards)
         return {
@@ -251,6 +206,63 @@ class SACLearner:
             "entropy": -logp.mean().item(),
             "alpha_mean": alpha.mean().item(),
         }
+
+    def _critic_step(
+        self, alpha: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The critics' step: on their per-task losses with an aggregator (or GradNorm) or a loss
+        guard, else on the mean. Returns (the loss, the [K] tasks a loss guard masks out of this
+        step, or None without a guard; PaCo, Sun et al. 2022 sec. 4.3)."""
+        args = (self.critic, self.target, self.actor, alpha, batch, self.gamma)
+        params = list(self.critic.parameters())
+        grads = self.critic_grads
+        if grads is not None and grads.active:
+            (losses, present), features = grads.evaluate(
+                lambda: critic_task_losses(*args, self.num_tasks), batch["task_id"]
+            )
+            extreme = self._extreme(losses)
+            grads.step(self.critic_opt, losses, present & ~extreme, features, params, self.clip)
+            return losses[present].mean(), extreme
+        if self.loss_guards:
+            losses, present = critic_task_losses(*args, self.num_tasks)
+            extreme = self._extreme(losses)
+            self.guard.step(self.critic_opt, self._masked_mean(losses, present & ~extreme), params, self.clip)
+            return losses[present].mean(), extreme
+        q_loss = critic_loss(*args)
+        self.guard.step(self.critic_opt, q_loss, params, self.clip)
+        return q_loss, None
+
+    def _actor_step(
+        self, alpha: torch.Tensor, batch: dict[str, torch.Tensor], extreme: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor's step through the frozen critics: on its per-task losses with an aggregator
+        (or GradNorm), or with tasks masked out (`extreme`); else on the mean, after measuring the
+        task gradients when diagnostics are due. Returns (the loss, log pi of the sampled actions)."""
+        grads, params = self.actor_grads, list(self.actor.parameters())
+        masked = extreme is not None and bool(extreme.any())
+        per_task = grads if grads is not None and (grads.active or grads.diagnose) else None
+        if per_task is None and not masked:
+            pi_loss, logp = actor_loss(self.actor, self.critic, alpha, batch)
+            self.guard.step(self.actor_opt, pi_loss, params, self.clip)
+            return pi_loss, logp
+        actor_losses = lambda: actor_task_losses(self.actor, self.critic, alpha, batch, self.num_tasks)  # noqa: E731
+        (losses, present, logp), features = (
+            per_task.evaluate(actor_losses, batch["task_id"]) if per_task is not None else (actor_losses(), [])
+        )
+        if extreme is not None and masked:
+            present = present & ~extreme
+        if per_task is not None and per_task.active:
+            per_task.step(self.actor_opt, losses, present, features, params, self.clip)
+            return losses[present].mean(), logp
+        if masked:
+            pi_loss = self._masked_mean(losses, present)
+            self.guard.step(self.actor_opt, pi_loss, params, self.clip)
+            return pi_loss, logp
+        assert per_task is not None  # diagnostics due with aggregator none: measure, then the usual step
+        per_task.measure(losses, present, features, params)
+        pi_loss, logp = actor_loss(self.actor, self.critic, alpha, batch)
+        self.guard.step(self.actor_opt, pi_loss, params, self.clip)
+        return pi_loss, logp
 
     def _extreme(self, task_losses: torch.Tensor) -> torch.Tensor:
         """[K] bool: the tasks any loss guard masks out (none without guards)."""
