@@ -27,6 +27,7 @@ from mtrl.nn.policy import ActorCritic
 from mtrl.rllib.config import mtrl_settings
 from mtrl.rllib.module import MultiTaskRLModule, module_spec
 from mtrl.run.checkpoint import load_latest, load_state, save_checkpoint
+from mtrl.run.lock import RunLock
 
 # config.yaml of an exported policy: its env and policy sections describe the policy; RLlib trained it
 EXPORTED = (
@@ -86,25 +87,26 @@ def export_checkpoint(algo_or_module: Any, run_dir: str | Path, suite: str | Non
     )
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    config_yaml = run / "config.yaml"
-    save_config(cfg, config_yaml)
-    config_yaml.write_text(EXPORTED + config_yaml.read_text(encoding="utf-8"), encoding="utf-8")
-    if not isinstance(algo_or_module, MultiTaskRLModule):  # an Algorithm: what RLlib trained with
-        settings = json.dumps(algo_or_module.config.to_dict(), indent=1, sort_keys=True, default=repr)
-        (run / "rllib_config.json").write_text(settings, encoding="utf-8")
-    payload = {
-        "policy": policy.state_dict(),
-        "optimizer": {},
-        "env_steps": steps,
-        "iteration": iteration,
-        "spec": dataclasses.asdict(spec),
-        "tasks": list(task_suite.tasks),
-        "config": json.dumps(to_dict(cfg)),
-        "rng_torch": torch.get_rng_state(),
-        "rng_learner": torch.Generator().get_state(),
-        "source": "rllib",
-    }
-    return save_checkpoint(run, payload, steps, keep=1)
+    with RunLock.acquire(run):  # one writer per run directory, as for mtrl train (mtrl.run.lock)
+        config_yaml = run / "config.yaml"
+        save_config(cfg, config_yaml)
+        config_yaml.write_text(EXPORTED + config_yaml.read_text(encoding="utf-8"), encoding="utf-8")
+        if not isinstance(algo_or_module, MultiTaskRLModule):  # an Algorithm: what RLlib trained with
+            settings = json.dumps(algo_or_module.config.to_dict(), indent=1, sort_keys=True, default=repr)
+            (run / "rllib_config.json").write_text(settings, encoding="utf-8")
+        payload = {
+            "policy": policy.state_dict(),
+            "optimizer": {},
+            "env_steps": steps,
+            "iteration": iteration,
+            "spec": dataclasses.asdict(spec),
+            "tasks": list(task_suite.tasks),
+            "config": json.dumps(to_dict(cfg)),
+            "rng_torch": torch.get_rng_state(),
+            "rng_learner": torch.Generator().get_state(),
+            "source": "rllib",
+        }
+        return save_checkpoint(run, payload, steps, keep=1)
 
 
 def load_checkpoint_into(algo_or_module: Any, path: str | Path) -> None:
