@@ -80,14 +80,14 @@ class MixtureOptions:
 
 
 class MixtureNet(nn.Module):
-    """k experts mixed per task, orthonormalised for moore (Gram-Schmidt), then a per-task head.
-    MOORE's heads: Linear(D, hidden) -> Tanh -> Linear(hidden, out) on MiniGrid images, a single
-    Linear(D, out) on Meta-World states."""
+    """k experts mixed per task, orthonormalised (Gram-Schmidt) when `orthogonal` (MOORE; without:
+    the MoE baseline), then a per-task head. MOORE's heads: Linear(D, hidden) -> Tanh ->
+    Linear(hidden, out) on MiniGrid images, a single Linear(D, out) on Meta-World states."""
 
-    def __init__(self, spec: PolicySpec, out_dim: int, out_gain: float) -> None:
+    def __init__(self, spec: PolicySpec, out_dim: int, out_gain: float, *, orthogonal: bool) -> None:
         super().__init__()
         out_g, hid_g = gains(spec, out_gain)
-        self.mixture = make_mixture(spec.obs_shape, spec.num_tasks, spec.num_experts, spec.arch == "moore")
+        self.mixture = make_mixture(spec.obs_shape, spec.num_tasks, spec.num_experts, orthogonal)
         hidden = spec.hidden if len(spec.obs_shape) == 3 else None
         self.head = OutputHead(
             spec.num_tasks, self.mixture.out_dim, hidden, out_dim, out_g, spec.head == "multi", hid_g
@@ -95,6 +95,21 @@ class MixtureNet(nn.Module):
 
     def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
         return self.head(self.mixture(obs, task_id), task_id)
+
+
+def moore(spec: PolicySpec, out_dim: int, out_gain: float) -> MixtureNet:
+    """MOORE: k experts orthonormalised by Gram-Schmidt and mixed per task, then a per-task head"""
+    return MixtureNet(spec, out_dim, out_gain, orthogonal=True)
+
+
+def moe(spec: PolicySpec, out_dim: int, out_gain: float) -> MixtureNet:
+    """Mixture of experts: k experts mixed per task by learned weights, then a per-task head"""
+    return MixtureNet(spec, out_dim, out_gain, orthogonal=False)
+
+
+def experts(net: MixtureNet) -> nn.Module:
+    """What the gradient aggregators treat as shared in moore / moe: the experts."""
+    return net.mixture.experts
 
 
 def register_builtins() -> None:
@@ -105,8 +120,8 @@ def register_builtins() -> None:
     # (its heads are task-specific); moore / moe the experts (task-weight rows and heads specific)
     register_arch("mlp", MLPNet)
     register_arch("multihead", MultiHeadNet, features=lambda net: net.encoder if net.no_trunk else net.trunk)
-    register_arch("moe", MixtureNet, MixtureOptions, features=lambda net: net.mixture.experts)
-    register_arch("moore", MixtureNet, MixtureOptions, features=lambda net: net.mixture.experts)
+    register_arch("moe", moe, MixtureOptions, features=experts)
+    register_arch("moore", moore, MixtureOptions, features=experts)
     # softmod: the state embedding f is what every task's routing and modules read; care: the mixture
     # of encoders is shared, the context, attention, torso and head are conditioned on the task
     register_arch("softmod", SoftModularNet, SoftModOptions, features=lambda net: net.state)
