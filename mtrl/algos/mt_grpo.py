@@ -14,6 +14,7 @@ import torch
 
 from mtrl.algos.base import Iteration, NonFiniteGuard, actor_parameters
 from mtrl.algos.grpo import (
+    GroupBatch,
     group_table,
     grpo_loss,
     grpo_task_losses,
@@ -26,7 +27,7 @@ from mtrl.algos.learner import PPOLearner
 from mtrl.algos.multitask import TaskGradients, with_task_state, without_task_state
 from mtrl.algos.ppo import check_ppo_section
 from mtrl.collect.requests import GroupRequest, Requests
-from mtrl.config import Config, MTGRPOConfig
+from mtrl.config import Config, MTGRPOConfig, PPOConfig
 from mtrl.data.batch import Episodes, Groups
 from mtrl.data.reduce import per_task_means, rank_within, segment_mean
 from mtrl.env.suite import TaskSuite
@@ -53,6 +54,34 @@ def inflation(z: np.ndarray, rho: np.ndarray, cap: float) -> tuple[np.ndarray, n
     return m, z_hat / z_hat.sum()
 
 
+class UniformTaskWeights:
+    """Plain GRPO's task weights: 1/K each, never moved (the interface of `TaskWeights`)."""
+
+    def __init__(self, num_tasks: int, cfg: MTGRPOConfig) -> None:
+        self.k = num_tasks
+
+    def z(self) -> torch.Tensor:
+        return torch.full((self.k,), 1.0 / self.k)
+
+    def shown(self) -> np.ndarray | None:
+        """The weights a curriculum may follow (worst_task): none, they are uniform."""
+        return None
+
+    def before_update(self, policy: ActorCritic, batch: GroupBatch, cfg: PPOConfig) -> None:
+        pass
+
+    def after_update(
+        self, policy: ActorCritic, batch: GroupBatch, cfg: PPOConfig, episodes: Episodes, kind: str
+    ) -> tuple[bool, dict[str, torch.Tensor]]:
+        return True, {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass  # nothing to restore (a checkpoint of an earlier version holds unused MT-GRPO weights)
+
+
 class TaskWeights:
     """z = softmax(xi), with xi updated by the improvement-aware rule through AdamW (the MT-GRPO
     code's optimiser, torch's default weight decay)."""
@@ -63,9 +92,27 @@ class TaskWeights:
         self.optimizer = torch.optim.AdamW([self.xi], lr=cfg.lr)
         self.score = torch.zeros(num_tasks)  # J_k, the last measured success rate or normalised return
         self.ret_range = torch.tensor([[np.inf, -np.inf]] * num_tasks)  # running (min, max) return per task
+        self._before = torch.zeros(num_tasks)  # each task's surrogate before the current update
 
     def z(self) -> torch.Tensor:
         return torch.softmax(self.xi.detach(), 0)
+
+    def shown(self) -> np.ndarray | None:
+        """z, for a curriculum that follows it (worst_task)."""
+        return self.z().numpy()
+
+    def before_update(self, policy: ActorCritic, batch: GroupBatch, cfg: PPOConfig) -> None:
+        """Each task's surrogate on the batch before the update, for the improvement I_k."""
+        self._before = task_surrogates(policy, batch, cfg, len(self.score))
+
+    def after_update(
+        self, policy: ActorCritic, batch: GroupBatch, cfg: PPOConfig, episodes: Episodes, kind: str
+    ) -> tuple[bool, dict[str, torch.Tensor]]:
+        """I_k (the change of task k's surrogate on this batch caused by the update), J_k from the
+        episodes, then the IWU step; returns (whether it stepped, the per-task values to log)."""
+        improvement = (task_surrogates(policy, batch, cfg, len(self.score)) - self._before).cpu()
+        self.measure(episodes, kind)
+        return self.step(improvement), {"improvement": improvement, "score": self.score}
 
     def measure(self, episodes: Episodes, kind: str) -> torch.Tensor:
         """Update J_k from this iteration's episodes (tasks without episodes keep their last J)."""
@@ -197,7 +244,8 @@ class GRPOAlgorithm:
     collector = "groups"
     policy_kind = "actor_critic"
     greedy_eval = False
-    multi = False  # MT-GRPO's task weights and ratio-preserving sampler
+    weighting: type[UniformTaskWeights] | type[TaskWeights] = UniformTaskWeights  # the task weights z
+    ratio_preserving = False  # the group sampler: even quotas, one round (MT-GRPO: its ratio-preserving one)
 
     def __init__(
         self,
@@ -213,8 +261,8 @@ class GRPOAlgorithm:
         self.score_kind = "success" if suite.reports_success else "return"  # J_k: success rate where the suite has it
         self.grads = TaskGradients(policy.actor, cfg.learner, suite.tasks, self.guard, cfg.train.log_grad_every)
         self.learner = PPOLearner(actor_parameters(policy), cfg.ppo, self.guard, grads=self.grads)
-        self.sampler = GroupSampler(len(self.tasks), cfg.grpo.groups, self.multi, cfg.mt_grpo)
-        self.weights = TaskWeights(len(self.tasks), cfg.mt_grpo)
+        self.sampler = GroupSampler(len(self.tasks), cfg.grpo.groups, self.ratio_preserving, cfg.mt_grpo)
+        self.weights = self.weighting(len(self.tasks), cfg.mt_grpo)
 
     @classmethod
     def check_config(cls, cfg: Config) -> None:
@@ -227,19 +275,15 @@ class GRPOAlgorithm:
                 "and rollout.pipeline=false"
             )
 
-    def _z(self) -> torch.Tensor:
-        k = len(self.tasks)
-        return self.weights.z() if self.multi else torch.full((k,), 1.0 / k)
-
     def requests(self, env_steps: int, task_probs: np.ndarray | None, gen: torch.Generator) -> Requests:
-        return (yield from self.sampler.gather(self._z().numpy(), gen, self.kind, self.cfg.grpo.group_size, task_probs))
+        z = self.weights.z().numpy()
+        return (yield from self.sampler.gather(z, gen, self.kind, self.cfg.grpo.group_size, task_probs))
 
     def learn(self, got: Gathered, gen: torch.Generator) -> Iteration:
         k = len(self.tasks)
-        z = self._z()
+        z = self.weights.z()
         batch = make_group_batch(got.kept, self.kind, self.cfg.grpo.task_norm, k, self.device)
-        if self.multi:
-            before = task_surrogates(self.policy, batch, self.cfg.ppo, k)
+        self.weights.before_update(self.policy, batch, self.cfg.ppo)
         w = z.to(self.device)
         self.grads.next_iteration()
         losses = self.learner.update(
@@ -259,14 +303,12 @@ class GRPOAlgorithm:
                 scalars[f"grpo/filtered/{name}"] = float(filtered[i])
         scalars["grpo/kept_groups"] = float(len(np.unique(got.kept.group)))
         scalars["grpo/generated_groups"] = float(got.generated.sum())
-        if self.multi:
-            improvement = (task_surrogates(self.policy, batch, self.cfg.ppo, k) - before).cpu()
-            self.weights.measure(got.episodes, self.score_kind)
-            if not self.weights.step(improvement):
-                self.guard.skip()
-            for i, name in enumerate(self.tasks):
-                scalars[f"grpo/improvement/{name}"] = float(improvement[i])
-                scalars[f"grpo/score/{name}"] = float(self.weights.score[i])
+        stepped, per_task = self.weights.after_update(self.policy, batch, self.cfg.ppo, got.episodes, self.score_kind)
+        if not stepped:
+            self.guard.skip()
+        scalars.update(
+            {f"grpo/{key}/{name}": float(v[i]) for key, v in per_task.items() for i, name in enumerate(self.tasks)}
+        )
         task_steps = np.bincount(got.episodes.task_id, weights=got.episodes.length, minlength=k).astype(np.int64)
         abs_adv = per_task_means(batch.task_id.cpu().numpy(), batch.advantages.abs().cpu().numpy(), k)
         scalars.update(self.grads.report())
@@ -279,7 +321,7 @@ class GRPOAlgorithm:
 
     def task_weights(self) -> np.ndarray | None:
         """MT-GRPO's z (None for plain GRPO)."""
-        return self.weights.z().numpy() if self.multi else None
+        return self.weights.shown()
 
     def state_dict(self) -> dict:
         state = {
@@ -300,7 +342,8 @@ class MTGRPOAlgorithm(GRPOAlgorithm):
     """MT-GRPO: GRPO with improvement-aware task weights z and ratio-preserving group sampling."""
 
     section = "mt_grpo"
-    multi = True
+    weighting = TaskWeights
+    ratio_preserving = True
 
     @classmethod
     def check_config(cls, cfg: Config) -> None:
