@@ -78,7 +78,7 @@ def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool, pr
     from rllib_peer import profiled, tree_pss_mb
 
     import mtrl
-    from mtrl.algos.learner import PPOLearner
+    from mtrl.algos.learner import MinibatchOptimizer
     from mtrl.algos.ppo import make_batch, ppo_loss
     from mtrl.collect.pool import WorkerPool
     from mtrl.config import load_config
@@ -89,7 +89,7 @@ def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool, pr
     suite = mtrl.get_suite(suite_name)
     spec = policy_spec(cfg, suite)
     policy = build_policy(spec)
-    learner = PPOLearner(list(policy.parameters()), cfg.ppo)
+    learner = MinibatchOptimizer(list(policy.parameters()), cfg.ppo)
     gen = torch.Generator().manual_seed(0)
     pool = WorkerPool(suite, spec, cfg, seed=0)
     try:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtrl.algos.learner import PPOLearner, minibatch_plan
+from mtrl.algos.learner import MinibatchOptimizer, minibatch_plan
 from mtrl.algos.ppo import PPOAlgorithm, PPOBatch, critic_loss, ppo_loss
 from mtrl.collect.fragments import Collector
 from mtrl.config import Config, PPOConfig, load_config
@@ -55,10 +55,10 @@ def test_minibatch_plan_by_size_keeps_the_last_partial_minibatch():
         sizes.append(len(mb))
         return (w * mb.advantages).mean(), {}
 
-    PPOLearner([w], PPOConfig(minibatch_size=768, epochs=2)).update(_batch(6000), loss, torch.Generator())
+    MinibatchOptimizer([w], PPOConfig(minibatch_size=768, epochs=2)).update(_batch(6000), loss, torch.Generator())
     assert sizes == [768] * 7 + [624] + [768] * 7 + [624]
     sizes.clear()
-    PPOLearner([w], PPOConfig(minibatches=4, epochs=1)).update(_batch(1001), loss, torch.Generator())
+    MinibatchOptimizer([w], PPOConfig(minibatches=4, epochs=1)).update(_batch(1001), loss, torch.Generator())
     assert sizes == [250] * 4  # by count: the remainder is left out, as before
 
 
@@ -118,7 +118,7 @@ def test_max_grad_norm_null_does_not_clip():
     norms = {}
     for clip in (None, 1e-3):
         cfg = PPOConfig(max_grad_norm=clip, minibatch_size=256, epochs=1, lr=1e-12)
-        stats = PPOLearner(list(policy.parameters()), cfg).update(
+        stats = MinibatchOptimizer(list(policy.parameters()), cfg).update(
             batch, lambda mb: (policy.value(mb.obs, mb.task_id).pow(2).mean() * 1e3, {}), torch.Generator()
         )
         norms[clip] = stats["grad_norm"]

@@ -26,7 +26,7 @@ def minibatch_plan(n: int, cfg: PPOConfig) -> tuple[int, bool]:
     return max(1, n // cfg.minibatches), False
 
 
-class PPOLearner:
+class MinibatchOptimizer:
     """Owns one Adam optimiser over `params`; `update` runs epochs x shuffled minibatches of a loss
     on one batch (PPO's policy loss, the separate critic's, or GRPO's)."""
 
@@ -91,3 +91,6 @@ class PPOLearner:
             grads.measure(losses, present, features, self.params)
         loss, stats = loss_fn(mb)
         return self.guard.step(self.optimizer, loss, self.params, self.cfg.max_grad_norm), stats
+
+
+PPOLearner = MinibatchOptimizer  # its earlier name, for algorithm plug-ins written against it

@@ -23,7 +23,7 @@ from mtrl.algos.grpo import (
     select_groups,
     task_surrogates,
 )
-from mtrl.algos.learner import PPOLearner
+from mtrl.algos.learner import MinibatchOptimizer
 from mtrl.algos.multitask import TaskGradients, with_task_state, without_task_state
 from mtrl.algos.ppo import check_ppo_section
 from mtrl.collect.requests import GroupRequest, Requests
@@ -260,7 +260,7 @@ class GRPOAlgorithm:
         self.kind = outcome_kind(cfg.grpo, suite.reports_success)
         self.score_kind = "success" if suite.reports_success else "return"  # J_k: success rate where the suite has it
         self.grads = TaskGradients(policy.actor, cfg.learner, suite.tasks, self.guard, cfg.train.log_grad_every)
-        self.learner = PPOLearner(actor_parameters(policy), cfg.ppo, self.guard, grads=self.grads)
+        self.learner = MinibatchOptimizer(actor_parameters(policy), cfg.ppo, self.guard, grads=self.grads)
         self.sampler = GroupSampler(len(self.tasks), cfg.grpo.groups, self.ratio_preserving, cfg.mt_grpo)
         self.weights = self.weighting(len(self.tasks), cfg.mt_grpo)
 

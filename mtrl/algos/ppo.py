@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from mtrl.algos.base import Iteration, NonFiniteGuard, TensorBatch, actor_parameters
-from mtrl.algos.learner import PPOLearner
+from mtrl.algos.learner import MinibatchOptimizer
 from mtrl.algos.multitask import TaskGradients, with_task_state, without_task_state
 from mtrl.collect.requests import FragmentRequest, Requests
 from mtrl.config import Config, PPOConfig
@@ -177,14 +177,14 @@ class PPOAlgorithm:
         self.grads = TaskGradients(
             policy.actor if separate else policy, cfg.learner, suite.tasks, guard, cfg.train.log_grad_every
         )
-        self.critic_learner: PPOLearner | None = None
+        self.critic_learner: MinibatchOptimizer | None = None
         if separate:  # two optimisers, as mushroom-rl's actor-critic agents
             critic = [p for name, p in policy.named_parameters() if name.startswith("critic.")]
-            self.learner = PPOLearner(actor_parameters(policy), self.cfg, guard, grads=self.grads)
+            self.learner = MinibatchOptimizer(actor_parameters(policy), self.cfg, guard, grads=self.grads)
             critic_grads = TaskGradients(policy.critic, cfg.learner, suite.tasks, guard)
-            self.critic_learner = PPOLearner(critic, self.cfg, guard, lr=self.cfg.critic_lr, grads=critic_grads)
+            self.critic_learner = MinibatchOptimizer(critic, self.cfg, guard, lr=self.cfg.critic_lr, grads=critic_grads)
         else:
-            self.learner = PPOLearner(list(policy.parameters()), self.cfg, guard, grads=self.grads)
+            self.learner = MinibatchOptimizer(list(policy.parameters()), self.cfg, guard, grads=self.grads)
 
     @classmethod
     def check_config(cls, cfg: Config) -> None:
