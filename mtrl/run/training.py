@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,19 +19,22 @@ from mtrl.config import Config, save_config, to_dict
 from mtrl.curriculum import checked_probs, checked_scores, make_curriculum, task_stats
 from mtrl.env.envpool import check_fast_backend
 from mtrl.env.suite import TaskSuite, get_suite
-from mtrl.errors import CheckpointError, MtrlError
+from mtrl.errors import MtrlError
 from mtrl.eval.curve import EvalCurve
 from mtrl.eval.evaluate import EvalResult, default_episodes, evaluate
 from mtrl.nn.network import PolicySpec
 from mtrl.nn.policy import build_policy, spec_from_config
 from mtrl.registry import ALGOS, call_plugin
 from mtrl.run.checkpoint import (
+    checkpoint_steps,
+    foreign,
     list_checkpoints,
-    load_latest,
     load_state,
+    newest_intact,
     remove_partial_writes,
     save_checkpoint,
     saved_spec,
+    set_aside,
 )
 from mtrl.run.lock import RunLock
 from mtrl.run.logger import Logger
@@ -76,6 +80,10 @@ def make_run_dir(cfg: Config) -> tuple[Path, RunLock]:
     return path, lock
 
 
+def _prefixed(path: Path, why: str | None) -> str | None:
+    return None if why is None else f"checkpoint {path} {why}"
+
+
 class Training:
     """Everything one run holds: suite, policy, algorithm, curriculum, rollout workers, counters,
     logger and evaluation curve. Built in a fixed order (it fixes the RNG streams, so that a run
@@ -110,7 +118,8 @@ class Training:
     def _start(self, cfg: Config, suite: TaskSuite, algo_cls: Any, device: torch.device) -> None:
         """Resume (when asked), write the config, start the rollout workers, logger and curve."""
         self.env_steps = self.iteration = 0
-        self.faults = {"worker_restarts": 0, "env_errors": 0, "nonfinite_updates": 0}  # cumulative, kept across resumes
+        # cumulative fault counters, kept across resumes (damaged_checkpoints: those a resume passed over)
+        self.faults = {"worker_restarts": 0, "env_errors": 0, "nonfinite_updates": 0, "damaged_checkpoints": 0}
         self.task_steps = torch.zeros(suite.num_tasks, dtype=torch.int64)  # env steps per task, ditto
         ckpt = self._resume() if cfg.resume else None
         save_config(dataclasses.replace(cfg, resume=None, run_dir=str(self.run_dir)), self.run_dir / "config.yaml")
@@ -152,18 +161,14 @@ class Training:
         if not list_checkpoints(run_dir):  # killed before its first checkpoint: start it over
             print(f"mtrl: {run_dir} has no checkpoint yet; starting it from step 0")
             return None
-        path, ckpt = load_latest(run_dir)
-        saved = saved_spec(ckpt)
-        # the twin critics' layout may change on resume: their weights and Adam state convert
-        # (mtrl.nn.sac.CriticEnsemble, SACLearner.load_state_dict)
-        if dataclasses.replace(saved, critic_ensemble=self.spec.critic_ensemble) != self.spec or list(
-            ckpt["tasks"]
-        ) != list(suite.tasks):
-            raise CheckpointError(
-                f"{path} was trained with policy {ckpt['spec']} on {ckpt['tasks']}; this config asks "
-                f"for {dataclasses.asdict(self.spec)} on {list(suite.tasks)}"
+        path, ckpt, passed = newest_intact(run_dir, lambda c, ck: _prefixed(c, foreign(ck, self.spec, suite.tasks)))
+        for bad, why in passed:  # a damaged or foreign file is never loaded, and never lost
+            lost = checkpoint_steps(bad) - int(ckpt["env_steps"])
+            print(
+                f"mtrl: warning: {why}; moved it to {set_aside(bad)}, resuming from {path.name}: {lost} env steps lost",
+                file=sys.stderr,
             )
-        if saved.critic_ensemble != self.spec.critic_ensemble:
+        if saved_spec(ckpt).critic_ensemble != self.spec.critic_ensemble:
             layout = "one ensemble" if self.spec.critic_ensemble else "two modules"
             print(f"mtrl: converting the twin critics of {path.name} to {layout} (policy.critic_ensemble)")
         load_state(self.policy, ckpt["policy"], "policy")
@@ -171,6 +176,7 @@ class Training:
         self.gen.set_state(ckpt["rng_learner"])
         self.env_steps, self.iteration = int(ckpt["env_steps"]), int(ckpt["iteration"])
         self.faults.update(ckpt.get("faults", {}))
+        self.faults["damaged_checkpoints"] = self.faults.get("damaged_checkpoints", 0) + len(passed)
         self.guard.skipped = self.faults["nonfinite_updates"]
         if self.curriculum is not None and ckpt.get("curriculum") is not None:
             load_state(self.curriculum, ckpt["curriculum"], "curriculum")
