@@ -102,7 +102,7 @@ def test_a_lock_left_by_a_sigkilled_process_does_not_block_a_resume(tmp_path, ca
     assert f'"pid": {os.getpid()}' in (run / LOCK_FILE).read_text()
 
 
-def test_eval_works_on_a_read_only_run_and_change_nothing(tmp_path, toy_overrides):
+def test_eval_and_verify_work_on_a_read_only_run_and_change_nothing(tmp_path, toy_overrides):
     run = train(load_config(TOY, toy_overrides + ["train.total_steps=500"]))
     files = sorted(p for p in run.rglob("*"))
     modes = {p: p.stat().st_mode for p in [run, *files]}
@@ -112,6 +112,8 @@ def test_eval_works_on_a_read_only_run_and_change_nothing(tmp_path, toy_override
     try:
         ev = run_cli("eval", str(run), "--episodes", "1")
         assert ev.returncode == 0, ev.stderr
+        ver = run_cli("verify", str(run))
+        assert ver.returncode == 0 and ver.stdout.startswith("mtrl: verify: ok:"), ver.stdout + ver.stderr
     finally:
         for p, mode in modes.items():
             p.chmod(mode)

@@ -1,4 +1,4 @@
-"""The `mtrl` command: train, eval, plot, suites, curricula. User errors exit with code 2 and one line."""
+"""The `mtrl` command: train, eval, verify, plot, suites, curricula. User errors exit with code 2 and one line."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from mtrl.errors import MtrlError
@@ -47,6 +48,12 @@ def _plot(args: argparse.Namespace) -> None:
     runs = [read_run(Path(path), name or run_label(Path(path))) for name, path in expand_targets(args.runs)]
     out = plot(runs, args.out, args.metric, args.per_task, smooth, args.title, args.source, references)
     print(f"mtrl: wrote {out}")
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from mtrl.run.verify import main as verify
+
+    return verify(args.run_dir)
 
 
 def _sweep(args: argparse.Namespace) -> None:
@@ -148,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
 
         _interruptible()
         bind_to_parent()  # a run that a sweep started stops (and saves) when its Ray worker dies
-    commands = {
+    commands: dict[str, Callable[[argparse.Namespace], int | None]] = {
         "train": _train,
+        "verify": _verify,
         "eval": _eval,
         "plot": _plot,
         "sweep": _sweep,
@@ -165,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             from mtrl.config.plugins import import_plugins
 
             import_plugins(args.imports)
-        commands[args.command](args)
+        rc = commands[args.command](args)  # None: success; `mtrl verify` returns 1 when it found problems
     except MtrlError as exc:
         if args.debug:
             raise
@@ -176,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `mtrl suites | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    return 0
+    return rc or 0
 
 
 if __name__ == "__main__":

@@ -42,6 +42,24 @@ runs are compared as by `mtrl eval` (from each run's final evaluation) and writt
 """
 
 
+VERIFY_DESCRIPTION = """\
+Check a run directory without changing it (no lock is taken: a read-only run, or one that is
+training, can be checked). Prints one line per problem and exits 1, or one "ok" line and exits 0.
+
+- checkpoints/ckpt_*.pt: every zip CRC-32 matches (the check every load makes), the file is a
+  complete mtrl checkpoint, it was trained with this run's policy on this run's tasks, and it
+  holds the env steps its name says. (checkpoints/damaged/ holds the files a resume set aside.)
+- config.yaml: loads with mtrl's strict config loader (safe YAML, known keys).
+- eval_curve.csv: a header with env_steps, rows of its width, ordered by step, no step twice.
+- tb/: TensorBoard starts a new event file for every writer, and mtrl opens one per start or
+  resume of the run; every record must pass its CRC-32C, and no two files' wall-clock spans may
+  overlap (that would be two processes writing the run at once). A last record cut short by a
+  kill is not a problem.
+
+  mtrl verify runs/toy-mt3-ppo-s0-20261207-120000
+"""
+
+
 def add_import(command: argparse.ArgumentParser) -> None:
     """`--import MODULE` on a subcommand: user modules that register plug-ins, imported first."""
     command.add_argument(
@@ -223,6 +241,15 @@ def parser() -> argparse.ArgumentParser:
         help="score per task in the final table (auto: success rate where the suite reports it)",
     )
     sw.add_argument("--reps", type=int, default=2000, help="bootstrap replicates for the final table's 95%% CIs")
+
+    v = sub.add_parser(
+        "verify",
+        help="check a run directory: checkpoints, config, evaluation curve, TensorBoard streams",
+        description=VERIFY_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_import(v)
+    v.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run directory to check")
 
     c = sub.add_parser(
         "configs",
