@@ -10,7 +10,8 @@ import torch
 
 import mtrl
 from mtrl.algos.grpo import GroupBatch, grpo_loss
-from mtrl.algos.mt_grpo import GroupSampler, TaskWeights, inflation, iwu_gradient
+from mtrl.algos.grpo_weights import TaskWeights, iwu_gradient
+from mtrl.algos.mt_grpo import GroupSampler, inflation
 from mtrl.collect.groups import GroupCollector
 from mtrl.config import MTGRPOConfig, PPOConfig, load_config
 from mtrl.data.advantage import group_relative, zero_variance_groups

@@ -18,7 +18,7 @@ from torch import nn
 
 from mtrl.algos.base import NonFiniteGuard
 from mtrl.algos.multitask import TaskGradients
-from mtrl.config.schema import SACConfig
+from mtrl.config import SACConfig
 from mtrl.data.reduce import segment_mean
 from mtrl.nn.sac import Critics, SACActor, SACPolicy
 
