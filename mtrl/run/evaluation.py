@@ -9,10 +9,11 @@ from pathlib import Path
 
 from mtrl.collect.ray import init_ray
 from mtrl.config.schema import RayConfig
-from mtrl.env.suite import get_suite
+from mtrl.env.suite import TaskSuite, get_suite
 from mtrl.errors import MtrlError
 from mtrl.eval.evaluate import EvalResult, default_episodes, evaluate, ray_runner
 from mtrl.eval.report import Report, RunEval, build_report, expand_targets, method_label
+from mtrl.nn.policy import Policy
 from mtrl.registry import ALGOS
 from mtrl.run.checkpoint import checkpoint_steps, list_checkpoints, load_latest, policy_from_checkpoint
 from mtrl.run.training import resolve_device
@@ -34,11 +35,7 @@ def evaluate_runs(
 ) -> Report:
     """Evaluate the newest checkpoint of each `[NAME=]PATH` target (globs allowed) on every task of
     its suite, and compare them per method (`Report`). `verbose` prints each run's table."""
-    for flag, value in (("episodes", 1 if episodes is None else episodes), ("reps", reps), ("fps", fps)):
-        if value < 1:
-            raise MtrlError(f"--{flag} must be >= 1, got {value}")
-    if workers < 0:
-        raise MtrlError(f"--workers must be >= 0, got {workers}")
+    _check_options(episodes, reps, fps, workers)
     if video:
         from mtrl.eval.video import choose_mujoco_gl
 
@@ -68,12 +65,8 @@ def evaluate_runs(
             label = name or method_label(cfg, ckpt.get("source"))
             runs.append(RunEval(label, str(path), int(ckpt["env_steps"]), result))
             if video:
-                from mtrl.eval.video import record_videos
-
                 where = video if len(loaded) == 1 else video / _slug(path)
-                horizon = cfg["env"]["max_episode_steps"]
-                for gif, frames in record_videos(policy, suite, where, seed, mean_action, horizon, fps):
-                    print(f"mtrl: wrote {gif} ({frames} frames)")
+                _write_videos(policy, suite, where, seed, mean_action, cfg["env"]["max_episode_steps"], fps)
     finally:
         if ray_started:
             import ray
@@ -81,6 +74,25 @@ def evaluate_runs(
             ray.shutdown()
     assert suite is not None  # expand_targets gives at least one run or raises
     return build_report(runs, metric, suite.return_range, reps, seed)
+
+
+def _check_options(episodes: int | None, reps: int, fps: int, workers: int) -> None:
+    """One line for an option out of range, before anything is loaded."""
+    for flag, value in (("episodes", 1 if episodes is None else episodes), ("reps", reps), ("fps", fps)):
+        if value < 1:
+            raise MtrlError(f"--{flag} must be >= 1, got {value}")
+    if workers < 0:
+        raise MtrlError(f"--workers must be >= 0, got {workers}")
+
+
+def _write_videos(
+    policy: Policy, suite: TaskSuite, where: Path, seed: int, mean_action: bool, horizon: int, fps: int
+) -> None:
+    """One GIF per task of the policy's episodes (`mtrl eval --video`)."""
+    from mtrl.eval.video import record_videos
+
+    for gif, frames in record_videos(policy, suite, where, seed, mean_action, horizon, fps):
+        print(f"mtrl: wrote {gif} ({frames} frames)")
 
 
 def evaluate_checkpoints(args: argparse.Namespace) -> None:
