@@ -72,7 +72,9 @@ def choose_jacobian(task_grads: list[TaskGradients | None], jacobian: str) -> No
                 module.forward_per_task = None  # type: ignore[assignment]  # TaskGroupedPass then runs it under vmap
 
 
-def ppo_update(aggregator: str, device: torch.device, jacobian: str) -> Callable[[], None]:
+def ppo_update(aggregator: str, device: torch.device, jacobian: str, compiled: bool = False) -> Callable[[], None]:
+    """One epoch of the paper protocol's MOORE update on MT3 shapes (`compiled`: the actor's and
+    the critic's networks under torch.compile, for scripts/bench_compile.py)."""
     cfg = load_config(
         "configs/moore_paper/minigrid_mt3_moe.yaml",
         ["policy.arch=moore", f"learner.aggregator={aggregator}", "ppo.epochs=1"],
@@ -81,6 +83,9 @@ def ppo_update(aggregator: str, device: torch.device, jacobian: str) -> Callable
     torch.manual_seed(0)
     policy = build_policy(policy_spec(cfg, suite)).to(device)
     assert isinstance(policy, ActorCritic)
+    if compiled:
+        policy.actor.compile()
+        policy.critic.compile()
     algo = PPOAlgorithm(policy, cfg, suite, device)
     choose_jacobian(list(algo._task_grads()), jacobian)
     n, k = 6000, suite.num_tasks
