@@ -137,11 +137,7 @@ class Collector:
         time_idx = np.arange(steps)[:, None]
         for t in range(steps):
             buf_obs[t], buf_task[t] = self.obs["obs"], self.obs["task_id"]
-            if random_actions:
-                action_np, lp_np = self._random_actions(n), np.zeros(n, np.float32)
-            else:
-                action, lp = self.policy.act(torch.from_numpy(self.obs["obs"]), torch.from_numpy(self.obs["task_id"]))
-                action_np, lp_np = action.numpy(), lp.numpy()
+            action_np, lp_np = self._act(random_actions)
             if buf_act is None:
                 buf_act = np.zeros((steps, *action_np.shape), action_np.dtype)
             buf_act[t], logp[t] = action_np, lp_np
@@ -178,6 +174,14 @@ class Collector:
             Episodes.concat(finished),
             env_errors,
         )
+
+    def _act(self, random_actions: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(actions, their log-probs) for every slot's current observation: the policy's, or uniform
+        over the action space with log-prob 0 (SAC's warm-up)."""
+        if random_actions:
+            return self._random_actions(len(self.tasks)), np.zeros(len(self.tasks), np.float32)
+        action, lp = self.policy.act(torch.from_numpy(self.obs["obs"]), torch.from_numpy(self.obs["task_id"]))
+        return action.numpy(), lp.numpy()
 
     def _reset_all(self) -> None:
         """Start a new episode in every slot (each with its next derived seed); the episodes cut
