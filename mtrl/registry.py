@@ -95,6 +95,7 @@ CURRICULA: Registry[Callable[..., object]] = Registry("curriculum", "mtrl.curric
 ALGOS: Registry[AlgoClass] = Registry("algorithm", "mtrl.algos", plural="algos")
 ARCHS: Registry[ArchEntry] = Registry("architecture", "mtrl.archs", plural="archs")
 AGGREGATORS: Registry[Callable[..., Any]] = Registry("aggregator", "mtrl.aggregators")
+POLICY_KINDS: Registry[Callable[..., Any]] = Registry("policy kind", "mtrl.policy_kinds", plural="policy-kinds")
 
 # what every registered algorithm class declares (mtrl.algos.base.Algorithm)
 ALGO_ATTRIBUTES: dict[str, type | tuple[type, ...]] = {
@@ -169,3 +170,12 @@ def register_aggregator(name: str, factory: Callable[..., Any], *, overwrite: bo
     if not callable(factory):
         raise MtrlError(f"register_aggregator('{name}', ...) needs a callable factory, got {type(factory).__name__}")
     AGGREGATORS.register(name, factory, overwrite=overwrite)
+
+
+def register_policy_kind(name: str, build: Callable[..., Any], *, overwrite: bool = False) -> None:
+    """Register a policy kind, what an algorithm's `policy_kind` names: `build(spec)` returns a
+    torch module with `actor` and `critic` parts and `act(obs, task_id, greedy) -> (action,
+    log-prob)` (the built-ins: actor_critic and sac, `mtrl.nn.policy`)."""
+    if not callable(build):
+        raise MtrlError(f"register_policy_kind('{name}', ...) needs a callable builder, got {type(build).__name__}")
+    POLICY_KINDS.register(name, build, overwrite=overwrite)

@@ -224,3 +224,32 @@ def test_a_curriculum_whose_scores_are_not_per_task_stops_with_one_line(tmp_path
     ):
         train(load_config(TOY, [*FAST, f"run_dir={tmp_path}", "curriculum.name=counting"]))
     np.testing.assert_equal(Uniform(("a", "b"), load_config(TOY).curriculum).scores(), {})
+
+
+def test_a_policy_kind_plugs_in_and_a_malformed_one_is_one_line(tmp_path):
+    """An algorithm may name a policy kind registered from outside mtrl (here the built-in
+    ActorCritic with a different value head); a builder that returns something else stops the
+    run with one line naming the kind."""
+    from mtrl.nn.policy import ActorCritic
+    from mtrl.registry import POLICY_KINDS, register_policy_kind
+
+    class WideCritic(ActorCritic):
+        """ActorCritic whose values are doubled (a visible difference)."""
+
+        def value(self, obs, task_id):
+            return 2.0 * super().value(obs, task_id)
+
+    class WideCriticPPO(PPOAlgorithm):
+        policy_kind = "wide_critic"
+
+    register_policy_kind("wide_critic", WideCritic)
+    register_algo("wide_ppo", WideCriticPPO)
+    try:
+        run = train(load_config(TOY, [*FAST, "algo=wide_ppo", "train.total_steps=600", f"run_dir={tmp_path / 'a'}"]))
+        assert load_latest(run)[1]["spec"]["kind"] == "wide_critic"
+        register_policy_kind("wide_critic", lambda spec: torch.nn.Linear(2, 2), overwrite=True)
+        with pytest.raises(MtrlError, match=r"policy kind 'wide_critic': its builder returned Linear without actor"):
+            train(load_config(TOY, [*FAST, "algo=wide_ppo", f"run_dir={tmp_path / 'b'}"]))
+    finally:
+        POLICY_KINDS._items.pop("wide_critic", None)
+        ALGOS._items.pop("wide_ppo", None)

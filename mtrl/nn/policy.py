@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import torch
 from torch import nn
@@ -16,6 +16,7 @@ from mtrl.config import PolicyConfig
 from mtrl.errors import MtrlError
 from mtrl.nn.network import PolicySpec, task_network
 from mtrl.nn.sac import SACPolicy
+from mtrl.registry import POLICY_KINDS, call_plugin, register_policy_kind
 
 
 class ActorCritic(nn.Module):
@@ -55,18 +56,29 @@ class ActorCritic(nn.Module):
         return action, dist.log_prob(action)
 
 
-Policy: TypeAlias = ActorCritic | SACPolicy  # what build_policy makes, by PolicySpec.kind
-POLICY_KINDS: dict[str, type[Policy]] = {"actor_critic": ActorCritic, "sac": SACPolicy}
+Policy: TypeAlias = ActorCritic | SACPolicy  # what the built-in policy kinds make
 
 
 def build_policy(spec: PolicySpec) -> Policy:
-    """Construct the policy described by `spec`: an ActorCritic, or a SACPolicy for kind "sac".
-    Both have `actor` and `critic` parts and `act(obs, task_id, greedy) -> (action, log-prob)`."""
-    if spec.kind not in POLICY_KINDS:
+    """Construct the policy of kind `spec.kind` (a registered policy kind: the built-ins make an
+    ActorCritic, or a SACPolicy for "sac"), checked at the boundary: a torch module with `actor`
+    and `critic` parts and `act(obs, task_id, greedy) -> (action, log-prob)`."""
+    build = POLICY_KINDS.get(spec.kind)
+    policy = call_plugin("policy kind", spec.kind, "its builder", build, spec)
+    missing = [a for a in ("actor", "critic", "act") if not hasattr(policy, a)]
+    if not isinstance(policy, nn.Module) or missing:
         raise MtrlError(
-            f"policy kind {spec.kind!r} (an algorithm's policy_kind) is not one of {', '.join(POLICY_KINDS)}"
+            f"policy kind '{spec.kind}': its builder returned {type(policy).__name__}"
+            + (f" without {', '.join(missing)}" if missing and isinstance(policy, nn.Module) else "")
+            + "; expected a torch module with actor, critic and act(obs, task_id, greedy)"
         )
-    return POLICY_KINDS[spec.kind](spec)
+    return cast(Policy, policy)  # a plug-in kind's own class, with the interface checked above
+
+
+def register_builtins() -> None:
+    """Entry point: register the policy kinds actor_critic and sac."""
+    register_policy_kind("actor_critic", ActorCritic)
+    register_policy_kind("sac", SACPolicy)
 
 
 def spec_for(
