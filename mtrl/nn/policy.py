@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
-from mtrl.config import PolicyConfig
-from mtrl.errors import MtrlError
+from mtrl.config import LearnerConfig, PolicyConfig
+from mtrl.errors import ConfigError, MtrlError
 from mtrl.nn.network import PolicySpec, task_network
 from mtrl.nn.sac import SACPolicy
 from mtrl.registry import POLICY_KINDS, call_plugin, register_policy_kind
@@ -73,6 +73,18 @@ def build_policy(spec: PolicySpec) -> Policy:
             + "; expected a torch module with actor, critic and act(obs, task_id, greedy)"
         )
     return cast(Policy, policy)  # a plug-in kind's own class, with the interface checked above
+
+
+def compile_networks(policy: Policy, learner: LearnerConfig) -> None:
+    """torch.compile the policy's actor and critic in place (`learner.compile`): their state dicts,
+    and so checkpoints, keep their keys; the forward and backward run as TorchInductor kernels."""
+    if learner.aggregator != "none" or learner.gradnorm_alpha is not None:
+        raise ConfigError(
+            f"learner.compile=true does not combine with learner.aggregator={learner.aggregator} or "
+            "learner.gradnorm_alpha: their task-grouped pass replaces module forwards at run time"
+        )
+    for part in (policy.actor, policy.critic):
+        part.compile()
 
 
 def register_builtins() -> None:

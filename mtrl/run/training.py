@@ -23,7 +23,7 @@ from mtrl.errors import MtrlError
 from mtrl.eval.curve import EvalCurve
 from mtrl.eval.evaluate import EvalResult, default_episodes, evaluate
 from mtrl.nn.network import PolicySpec
-from mtrl.nn.policy import build_policy, spec_from_config
+from mtrl.nn.policy import build_policy, compile_networks, spec_from_config
 from mtrl.registry import ALGOS, call_plugin
 from mtrl.run.checkpoint import (
     checkpoint_steps,
@@ -101,6 +101,8 @@ class Training:
         torch.manual_seed(cfg.seed)
         self.spec = policy_spec(cfg, suite)
         self.policy = build_policy(self.spec).to(device)
+        if cfg.learner.compile:
+            compile_networks(self.policy, cfg.learner)
         self.guard = NonFiniteGuard(cfg.train.max_nonfinite_updates)
         self.algo = call_plugin(
             "algorithm", cfg.algo, "its constructor", algo_cls, self.policy, cfg, suite, device, self.guard
