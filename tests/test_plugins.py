@@ -242,6 +242,11 @@ def test_a_policy_kind_plugs_in_and_a_malformed_one_is_one_line(tmp_path):
     class WideCriticPPO(PPOAlgorithm):
         policy_kind = "wide_critic"
 
+    listing = run_cli("policy-kinds")
+    assert listing.returncode == 0 and {ln.split(":")[0] for ln in listing.stdout.splitlines()} == {
+        "actor_critic",
+        "sac",
+    }
     register_policy_kind("wide_critic", WideCritic)
     register_algo("wide_ppo", WideCriticPPO)
     try:

@@ -120,6 +120,13 @@ def _archs(args: argparse.Namespace) -> None:
         print(f"{name}: {_first_line(entry.build)} [options: {options}]")
 
 
+def _policy_kinds(args: argparse.Namespace) -> None:
+    from mtrl.registry import POLICY_KINDS
+
+    for name in POLICY_KINDS.names():
+        print(f"{name}: {_first_line(POLICY_KINDS.get(name))}")
+
+
 def _aggregators(args: argparse.Namespace) -> None:
     from mtrl.registry import AGGREGATORS
 
@@ -167,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "algos": _algos,
         "archs": _archs,
         "aggregators": _aggregators,
+        "policy-kinds": _policy_kinds,
     }
     try:
         if getattr(args, "imports", None):  # train and sweep also record them; the rest only need them loaded

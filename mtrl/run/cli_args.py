@@ -267,4 +267,7 @@ def parser() -> argparse.ArgumentParser:
     add_import(
         sub.add_parser("aggregators", help="list every registered gradient aggregator for learner.aggregator=NAME")
     )
+    add_import(
+        sub.add_parser("policy-kinds", help="list every registered policy kind, what an algorithm's policy_kind names")
+    )
     return p
