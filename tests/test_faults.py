@@ -123,4 +123,4 @@ def test_training_survives_a_dead_worker_and_a_raising_env(tmp_path):
     _, ckpt = load_latest(run)
     assert (tmp_path / "worker_died").exists() and (tmp_path / "env_raised").exists()
     assert ckpt["env_steps"] >= 400
-    assert ckpt["faults"] == {"worker_restarts": 1, "env_errors": 1, "nonfinite_updates": 0}
+    assert ckpt["faults"] == {"worker_restarts": 1, "env_errors": 1, "nonfinite_updates": 0, "damaged_checkpoints": 0}
