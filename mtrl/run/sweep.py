@@ -187,25 +187,7 @@ class Sweep:
                     continue
                 r = live[ready[0]]
                 r.pending = None
-                rc: int | None = None
-                try:
-                    rc, r.node, seconds = ray.get(ready[0])
-                    r.minutes = (r.minutes or 0.0) + seconds / 60  # training time, over its retries
-                except ray.exceptions.RayError as exc:  # the worker or its node died
-                    r.note = f"Ray task lost ({type(exc).__name__})"
-                if rc == 0 and (r.run_dir / "eval.json").is_file():
-                    r.status, r.note = "done", ""
-                elif rc in (RC_USAGE, RC_BUSY) or r.retries >= self.retries:
-                    r.status = "failed"
-                    r.note = (
-                        "run directory locked by another process"
-                        if rc == RC_BUSY
-                        else _last_error(r.run_dir) or r.note or f"exit code {rc}"
-                    )
-                else:  # died (a signal, a crash, a lost worker): start it again from its checkpoint
-                    r.retries += 1
-                    r.note = f"exit code {rc}; retry {r.retries} of {self.retries}" if rc is not None else r.note
-                    print(f"mtrl: sweep run {r.name} died ({r.note}); resuming it from its checkpoint", file=sys.stderr)
+                if self._finished(ray, r, ready[0]):
                     submit(r)
                 if r.pending is None and bar is not None:
                     bar.update(1)
@@ -226,6 +208,41 @@ class Sweep:
             raise
         return self.runs
 
+    def _finished(self, ray: Any, r: Run, ref: Any) -> bool:
+        """Record how run `r`'s task `ref` ended (done, or failed for good); True when it died in a
+        way worth a retry (a signal, a crash, a lost worker), to start again from its checkpoint."""
+        rc: int | None = None
+        try:
+            rc, r.node, seconds = ray.get(ref)
+            r.minutes = (r.minutes or 0.0) + seconds / 60  # training time, over its retries
+        except ray.exceptions.RayError as exc:  # the worker or its node died
+            r.note = f"Ray task lost ({type(exc).__name__})"
+        if rc == 0 and (r.run_dir / "eval.json").is_file():
+            r.status, r.note = "done", ""
+            return False
+        if rc in (RC_USAGE, RC_BUSY) or r.retries >= self.retries:
+            r.status = "failed"
+            busy = "run directory locked by another process"
+            r.note = busy if rc == RC_BUSY else _last_error(r.run_dir) or r.note or f"exit code {rc}"
+            return False
+        r.retries += 1
+        r.note = f"exit code {rc}; retry {r.retries} of {self.retries}" if rc is not None else r.note
+        print(f"mtrl: sweep run {r.name} died ({r.note}); resuming it from its checkpoint", file=sys.stderr)
+        return True
+
+
+def _check_options(args: Any) -> None:
+    """One line for a numeric option out of range."""
+    for flag, value in (
+        ("--cpus-per-run", args.cpus_per_run),
+        ("--reps", args.reps),
+        ("--num-cpus", args.num_cpus or 1),
+    ):
+        if value < 1:
+            raise MtrlError(f"{flag} must be >= 1, got {value}")
+    if args.retries < 0:
+        raise MtrlError(f"--retries must be >= 0, got {args.retries}")
+
 
 def main(args: Any) -> None:
     """`mtrl sweep` (argparse namespace from `mtrl.cli`): validate, run on Ray, print the runs and
@@ -238,15 +255,7 @@ def main(args: Any) -> None:
     from mtrl.config.schema import RayConfig
     from mtrl.run.evaluation import report_from_runs
 
-    for flag, value in (
-        ("--cpus-per-run", args.cpus_per_run),
-        ("--reps", args.reps),
-        ("--num-cpus", args.num_cpus or 1),
-    ):
-        if value < 1:
-            raise MtrlError(f"{flag} must be >= 1, got {value}")
-    if args.retries < 0:
-        raise MtrlError(f"--retries must be >= 0, got {args.retries}")
+    _check_options(args)
     import_plugins(args.imports)  # before the configs below name what they register
     seeds, methods = parse_seeds(args.seeds), parse_methods(args.methods)
     for config, own in methods.values():  # the overrides as every run will see them
