@@ -28,6 +28,19 @@ def shuffled(task: torch.Tensor) -> torch.Tensor:
     return task[torch.randperm(len(task), generator=torch.Generator().manual_seed(0))]
 
 
+def discrete_case(task: torch.Tensor) -> tuple[nn.Module, torch.Tensor, tuple[torch.Tensor, ...], torch.Generator]:
+    """A multi-head policy with 4 discrete actions on 6-dim observations, the shuffled task ids,
+    a minibatch's (obs, task_id, actions, old log-probs, advantages), and the generator for more."""
+    from mtrl.nn.network import PolicySpec
+    from mtrl.nn.policy import build_policy
+
+    torch.manual_seed(0)
+    policy = build_policy(PolicySpec((6,), K, 4, True, "multihead", 32))
+    task, n, g = shuffled(task), len(task), torch.Generator().manual_seed(1)
+    obs, actions = torch.rand(n, 6, generator=g), torch.randint(0, 4, (n,), generator=g)
+    return policy, task, (obs, task, actions, torch.full((n,), -1.4), torch.randn(n, generator=g)), g
+
+
 def grads_of(loss: torch.Tensor, module: nn.Module) -> dict[str, torch.Tensor]:
     params = {name: p for name, p in module.named_parameters() if p.requires_grad}
     got = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
@@ -62,22 +75,10 @@ def assert_same_objective(
 @pytest.mark.parametrize("critic_update", ["joint", "separate"])
 def test_ppo_losses(task, critic_update):
     from mtrl.algos.ppo import PPOBatch, critic_loss, critic_task_losses, ppo_loss, ppo_task_losses
-    from mtrl.nn.network import PolicySpec
-    from mtrl.nn.policy import build_policy
 
     cfg = load_config(ROOT / "configs/toy_mtppo.yaml", [f"ppo.critic_update={critic_update}"]).ppo
-    torch.manual_seed(0)
-    policy = build_policy(PolicySpec((6,), K, 4, True, "multihead", 32))
-    task, n, g = shuffled(task), len(task), torch.Generator().manual_seed(1)
-    mb = PPOBatch(
-        torch.rand(n, 6, generator=g),
-        task,
-        torch.randint(0, 4, (n,), generator=g),
-        torch.full((n,), -1.4),
-        torch.randn(n, generator=g),
-        torch.randn(n, generator=g),
-        torch.zeros(n),
-    )
+    policy, task, fields, g = discrete_case(task)
+    mb = PPOBatch(*fields, torch.randn(len(task), generator=g), torch.zeros(len(task)))  # + returns, values
     assert_same_objective(
         lambda: ppo_loss(policy, mb, cfg)[0], lambda: ppo_task_losses(policy, mb, cfg, K)[:2], task, policy, "counts"
     )
@@ -129,20 +130,10 @@ def test_sac_losses(task, weighted):
 @pytest.mark.parametrize("weights", [[1.0, 1.0, 1.0], [0.2, 3.0, 1.5]], ids=["grpo", "mt_grpo"])
 def test_grpo_losses(task, weights):
     from mtrl.algos.grpo import GroupBatch, grpo_loss, grpo_task_losses
-    from mtrl.nn.network import PolicySpec
-    from mtrl.nn.policy import build_policy
 
     cfg = load_config(ROOT / "configs/toy_mtppo.yaml").ppo
-    torch.manual_seed(0)
-    policy = build_policy(PolicySpec((6,), K, 4, True, "multihead", 32))
-    task, n, g = shuffled(task), len(task), torch.Generator().manual_seed(1)
-    mb = GroupBatch(
-        torch.rand(n, 6, generator=g),
-        task,
-        torch.randint(0, 4, (n,), generator=g),
-        torch.full((n,), -1.4),
-        torch.randn(n, generator=g),
-    )
+    policy, task, fields, _ = discrete_case(task)
+    mb = GroupBatch(*fields)
     w = torch.tensor(weights)
     assert_same_objective(
         lambda: grpo_loss(policy, mb, w, cfg)[0], lambda: grpo_task_losses(policy, mb, w, cfg)[:2], task, policy, "sum"
