@@ -217,6 +217,9 @@ NOT_PROTOCOL = {
     "learner.device",
     "learner.threads",
     "policy.critic_ensemble",  # the same numbers in another memory layout (tests/test_critic_ensemble.py)
+    "learner.compile",  # the same numbers up to float rounding (tests/test_compile.py)
+    "learner.max_fallback_share",  # when a failing aggregator stops the run; these configs use none
+    "learner.fallback_window",
     "learner.gradnorm_lr",
     "ppo.vf_coef",  # inert here: GradNorm is off, and the PPO critics have their own Adam
     "learner.aggregator_options",
