@@ -69,14 +69,14 @@ class QCritic(nn.Module):
         return self.net(torch.cat([obs.float().flatten(1), action.float()], dim=-1), task_id).squeeze(-1)
 
 
-def _split_ensemble(state: dict, prefix: str, *_: object) -> None:
+def _split_ensemble(_module: nn.Module, state: dict, prefix: str, *_: object) -> None:
     """Load-state pre-hook of TwinQ: an ensemble's `stacked.X` [2, ...] become `q1.X` and `q2.X`."""
     for key in [k for k in state if k.startswith(prefix + "stacked.")]:
         both, name = state.pop(key), key[len(prefix + "stacked.") :]
         state[f"{prefix}q1.{name}"], state[f"{prefix}q2.{name}"] = both[0].clone(), both[1].clone()
 
 
-def _stack_twins(state: dict, prefix: str, *_: object) -> None:
+def _stack_twins(_module: nn.Module, state: dict, prefix: str, *_: object) -> None:
     """Load-state pre-hook of CriticEnsemble: TwinQ's `q1.X` and `q2.X` become `stacked.X` [2, ...],
     so checkpoints written before the ensemble (or without it) load into it."""
     for key in [k for k in state if k.startswith(prefix + "q1.")]:
@@ -90,7 +90,7 @@ class TwinQ(nn.Module):
     def __init__(self, spec: PolicySpec) -> None:
         super().__init__()
         self.q1, self.q2 = QCritic(spec), QCritic(spec)
-        self._register_load_state_dict_pre_hook(_split_ensemble)
+        self.register_load_state_dict_pre_hook(_split_ensemble)
 
     def forward(
         self, obs: torch.Tensor, action: torch.Tensor, task_id: torch.Tensor
@@ -122,7 +122,7 @@ class CriticEnsemble(nn.Module):
                 setattr(module, leaf, nn.Parameter(tensor.detach()))
             else:
                 module.register_buffer(leaf, tensor)
-        self._register_load_state_dict_pre_hook(_stack_twins)
+        self.register_load_state_dict_pre_hook(_stack_twins)
 
     def _one(
         self, params: dict, buffers: dict, obs: torch.Tensor, action: torch.Tensor, task_id: torch.Tensor
