@@ -102,6 +102,7 @@ class TaskGradients:
         # the aggregator's outcome (failed?) over its last steps, against learner.max_fallback_share
         self.max_fallback_share, self.fallback_window = learner_cfg.max_fallback_share, learner_cfg.fallback_window
         self._recent: collections.deque[bool] = collections.deque(maxlen=self.fallback_window)
+        self._last_failure = ""
         self.diagnose = False  # measure the next step's task gradients (train.log_grad_every)
         self.diagnostics: dict[str, float] = {}
 
@@ -221,7 +222,7 @@ class TaskGradients:
                 self.measure(losses, present, features, params)
             losses[present].sum().div(len(self.tasks)).backward()
         elif not bool(present.all()):  # a task without samples has no gradient to aggregate
-            self.fallbacks += 1
+            self._fall_back("a task without samples in the minibatch")
             losses[present].mean().backward()  # grouped or not: the parameters' ordinary gradients
         else:
             shared = self._jacobian(grouped, losses, features, params)
@@ -260,6 +261,7 @@ class TaskGradients:
         """Count a step that takes the mean of the task gradients; say so on the first one."""
         self.fallbacks += 1
         self.total_fallbacks += 1
+        self._last_failure = why
         if self.total_fallbacks == 1:
             print(
                 f"mtrl: warning: aggregator '{self.name}' gave no direction ({why}); that step takes the mean "
@@ -274,7 +276,7 @@ class TaskGradients:
         if len(self._recent) == window and sum(self._recent) > share * window:
             raise MtrlError(
                 f"aggregator '{self.name}' failed in {sum(self._recent)} of its last {window} steps (last: "
-                f"{failure}), above learner.max_fallback_share={share}; the run would be training with the mean"
+                f"{self._last_failure}), above learner.max_fallback_share={share}; the run would be training with the mean"
             )
 
     def measure(
