@@ -140,3 +140,18 @@ def test_no_function_is_over_60_lines():
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
     stale = [f for f in LONG_FUNCTIONS if f.rsplit(".", 1)[0] not in modules()]
     assert not stale, f"LONG_FUNCTIONS names modules that no longer exist: {stale}"
+
+
+def test_only_the_guard_writes_its_counters():
+    """NonFiniteGuard's fields change through its own methods (finish, skip, restore) only."""
+    import re
+
+    writes = re.compile(r"guard\.(streak|skipped|limit)\s*[+-]?=[^=]")
+    found = [
+        f"{name}:{i}"
+        for name, path in modules().items()
+        if name != "mtrl.algos.base"
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if writes.search(line)
+    ]
+    assert not found, f"NonFiniteGuard fields written outside it: {found}"

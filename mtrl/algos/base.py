@@ -131,6 +131,10 @@ class NonFiniteGuard:
         self.skip()
         return None
 
+    def restore(self, skipped: int) -> None:
+        """A resumed run's count of skipped steps so far (faults/nonfinite_updates in its checkpoint)."""
+        self.skipped = skipped
+
     def skip(self) -> None:
         """Count one skipped step; stop training after `limit` in a row."""
         self.skipped += 1

@@ -179,7 +179,7 @@ class Training:
         self.env_steps, self.iteration = int(ckpt["env_steps"]), int(ckpt["iteration"])
         self.faults.update(ckpt.get("faults", {}))
         self.faults["damaged_checkpoints"] = self.faults.get("damaged_checkpoints", 0) + len(passed)
-        self.guard.skipped = self.faults["nonfinite_updates"]
+        self.guard.restore(self.faults["nonfinite_updates"])
         if self.curriculum is not None and ckpt.get("curriculum") is not None:
             load_state(self.curriculum, ckpt["curriculum"], "curriculum")
         self.task_steps = torch.as_tensor(ckpt.get("task_steps", self.task_steps))
