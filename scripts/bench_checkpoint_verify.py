@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from rounds import alternate, show_ratio
 
 
 def mlp(sizes: list[int]) -> dict[str, torch.Tensor]:
@@ -68,28 +69,37 @@ def load(path: Path) -> None:
     torch.load(path, map_location="cpu", weights_only=True)
 
 
+def timed(fn: Callable[[Path], None], path: Path) -> float:
+    t0 = time.perf_counter()
+    fn(path)
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--replay", type=int, default=20000, help="transitions per task (default 20000)")
     p.add_argument("--rounds", type=int, default=7, help="alternated rounds (default 7)")
     args = p.parse_args()
+    if args.replay < 1 or args.rounds < 1:
+        p.error("--replay and --rounds must be >= 1")
     checks: dict[str, Callable[[Path], None]] = {"zip CRC-32 (testzip)": crc, "SHA-256": sha256, "torch.load": load}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ckpt.pt"
         torch.save(payload(10, 39, 4, args.replay), path)
         size = path.stat().st_size / 1e6
-        times: dict[str, list[float]] = {name: [] for name in checks}
         for fn in checks.values():
             fn(path)  # warm the page cache and the imports
-        for _ in range(args.rounds):
-            for name, fn in checks.items():
-                t0 = time.perf_counter()
-                fn(path)
-                times[name].append(time.perf_counter() - t0)
-    print(f"checkpoint of {size:.1f} MB, {args.rounds} alternated rounds (median, min-max), torch {torch.__version__}")
+        times = alternate({name: lambda fn=fn: timed(fn, path) for name, fn in checks.items()}, args.rounds)
+    print(f"checkpoint of {size:.1f} MB, {args.rounds} alternated rounds, torch {torch.__version__}\n")
+    print("| check | ms (median, min-max) | MB/s | / zip CRC-32 |")
+    print("|---|---|---|---|")
+    crc_times = times["zip CRC-32 (testzip)"]
     for name, ts in times.items():
         med = statistics.median(ts)
-        print(f"{name:<22} {med * 1e3:8.1f} ms ({min(ts) * 1e3:.1f}-{max(ts) * 1e3:.1f})  {size / med:7.0f} MB/s")
+        print(
+            f"| {name} | {med * 1e3:.1f} ({min(ts) * 1e3:.1f}-{max(ts) * 1e3:.1f}) | {size / med:.0f} | "
+            f"{show_ratio(ts, crc_times)} |"
+        )
 
 
 if __name__ == "__main__":
