@@ -129,9 +129,9 @@ def check_crcs(path: Path) -> None:
     torch.load reads tensor bytes unchecked, so without this a flipped bit would load as a wrong
     weight. The CRCs are already in every torch.save file (old ones too), and checking them is
     cheaper than a digest: on a 79 MB checkpoint shaped like Meta-World MT10 SAC's with replay
-    contents, read from the page cache on the 2-core development machine, testzip() took 27-29 ms
-    (about 2.8 GB/s), a SHA-256 of the file 54-56 ms, torch.load itself 60-70 ms
-    (scripts/bench_checkpoint_verify.py). So no digest is written."""
+    contents, read from the page cache on the 2-core development machine, testzip() took 17.5 ms,
+    a SHA-256 of the file 2.65x that, torch.load itself 2.5x (docs/benchmarks.md, "What verifying
+    a checkpoint costs"). So no digest is written."""
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
