@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Protocol, TypeGuard
 
 import torch
 from torch import nn
@@ -20,20 +19,8 @@ from mtrl.algos.base import NonFiniteGuard
 from mtrl.algos.multitask import TaskGradients
 from mtrl.config import SACConfig
 from mtrl.data.reduce import segment_mean
+from mtrl.nn.network import is_loss_guard
 from mtrl.nn.sac import Critics, SACActor, SACPolicy
-
-
-class LossGuard(Protocol):
-    """A network with a per-task loss guard (PaCo, `mtrl.nn.paco`): which tasks to mask out of a
-    step, and the reset of those tasks' parameters (how many it reset)."""
-
-    def extreme_tasks(self, task_losses: torch.Tensor) -> torch.Tensor: ...
-    def reset_tasks(self, extreme: torch.Tensor) -> int: ...
-
-
-def is_loss_guard(module: nn.Module) -> TypeGuard[LossGuard]:
-    """Whether `module` has a per-task loss guard (it defines `extreme_tasks`)."""
-    return callable(getattr(module, "extreme_tasks", None))
 
 
 def alpha_loss(

@@ -4,7 +4,7 @@ architecture (`mtrl.registry.register_arch`; the built-ins are in `mtrl.nn.archs
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
 import torch
 from torch import nn
@@ -43,6 +43,19 @@ class PolicySpec:
     def option(self, name: str, default: Any = None) -> Any:
         """The architecture's option `name` (policy.<arch>.<name>)."""
         return dict(self.options).get(name, default)
+
+
+class LossGuard(Protocol):
+    """A network with a per-task loss guard (PaCo, `mtrl.nn.paco`): which tasks to mask out of a
+    step, and the reset of those tasks' parameters (how many it reset)."""
+
+    def extreme_tasks(self, task_losses: torch.Tensor) -> torch.Tensor: ...
+    def reset_tasks(self, extreme: torch.Tensor) -> int: ...
+
+
+def is_loss_guard(module: nn.Module) -> TypeGuard[LossGuard]:
+    """Whether `module` has a per-task loss guard (it defines `extreme_tasks`)."""
+    return callable(getattr(module, "extreme_tasks", None))
 
 
 def task_network(spec: PolicySpec, out_dim: int, out_gain: float) -> nn.Module:

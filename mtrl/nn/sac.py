@@ -15,7 +15,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from mtrl.errors import MtrlError
-from mtrl.nn.network import PolicySpec, task_network
+from mtrl.nn.network import PolicySpec, is_loss_guard, task_network
 
 LOG_STD_MIN, LOG_STD_MAX = -10.0, 2.0  # MOORE's SAC actor clamp (docs/algorithms/sac.md, "Actor")
 
@@ -108,7 +108,7 @@ class CriticEnsemble(nn.Module):
     def __init__(self, spec: PolicySpec) -> None:
         super().__init__()
         twins = [QCritic(spec), QCritic(spec)]
-        if any(callable(getattr(m, "reset_tasks", None)) for m in twins[0].modules()):
+        if any(is_loss_guard(m) for m in twins[0].modules()):
             raise MtrlError(
                 f"policy.critic_ensemble=true: architecture '{spec.arch}' resets per-task parameters in "
                 "place (a loss guard), which a stacked ensemble cannot do; set policy.critic_ensemble=false"
