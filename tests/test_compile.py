@@ -40,3 +40,10 @@ def test_compile_with_a_task_grouped_step_is_one_line(tmp_path):
     cfg = load_config(TOY, [*BASE, "learner.compile=true", "learner.aggregator=pcgrad", f"run_dir={tmp_path}"])
     with pytest.raises(ConfigError, match=r"learner.compile=true does not combine with learner.aggregator=pcgrad"):
         train(cfg)
+
+
+def test_compile_without_a_compiler_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    cfg = load_config(TOY, [*BASE, "learner.compile=true", f"run_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"learner.compile=true needs a C\+\+ compiler"):
+        train(cfg)

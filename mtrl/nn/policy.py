@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import shutil
 from typing import Any, TypeAlias, cast
 
 import torch
@@ -82,6 +84,11 @@ def compile_networks(policy: Policy, learner: LearnerConfig) -> None:
         raise ConfigError(
             f"learner.compile=true does not combine with learner.aggregator={learner.aggregator} or "
             "learner.gradnorm_alpha: their task-grouped pass replaces module forwards at run time"
+        )
+    compilers = [c for c in (os.environ.get("CXX"), "c++", "g++", "clang++") if c and shutil.which(c)]
+    if not compilers:  # TorchInductor builds C++ kernels; without a compiler the first update would fail
+        raise ConfigError(
+            "learner.compile=true needs a C++ compiler (c++, g++ or clang++ on PATH, or $CXX); none found"
         )
     for part in (policy.actor, policy.critic):
         part.compile()
