@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +27,18 @@ import torch
 
 import mtrl
 
-EMA = 0.3  # weight of the newest iteration in each task's running mean return
+
+@dataclass
+class LowestReturnOptions:  # the config section curriculum.lowest_return
+    ema: float = 0.3  # weight of the newest iteration in each task's running mean return
 
 
 class LowestReturn:
     """Draw tasks with a low recent return more often (up to e times as often as the best task)."""
 
     def __init__(self, tasks: tuple[str, ...], cfg) -> None:  # noqa: ANN001 - the config's curriculum section
-        self.eps = cfg.eps  # a curriculum has no config section of its own; it may read curriculum.*
+        self.eps = cfg.eps  # shared by every curriculum: curriculum.eps
+        self.ema = cfg.own().ema  # its own section, parsed into LowestReturnOptions
         self.ret = np.zeros(len(tasks))
 
     def probs(self) -> np.ndarray:
@@ -46,7 +51,7 @@ class LowestReturn:
     def update(self, stats) -> None:  # noqa: ANN001 - a mtrl.curriculum.TaskStats
         # stats.returns is NaN for a task without a finished episode this iteration: keep its old value
         seen = np.isfinite(stats.returns)
-        self.ret[seen] = (1 - EMA) * self.ret[seen] + EMA * stats.returns[seen]
+        self.ret[seen] = (1 - self.ema) * self.ret[seen] + self.ema * stats.returns[seen]
 
     def scores(self) -> dict[str, np.ndarray]:
         return {"return_ema": self.ret}  # TensorBoard: curriculum/return_ema/<task>, one number per task
@@ -70,8 +75,9 @@ def equal_norm(num_tasks: int) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 # At import, so that `mtrl train --import` of this file can name them too. A class whose constructor
-# takes (tasks, cfg) is itself a curriculum factory.
-mtrl.register_curriculum("lowest_return", LowestReturn)
+# takes (tasks, cfg) is itself a curriculum factory; its options dataclass is the section
+# curriculum.lowest_return (e.g. curriculum.lowest_return.ema=0.5).
+mtrl.register_curriculum("lowest_return", LowestReturn, LowestReturnOptions)
 mtrl.register_aggregator("equal_norm", equal_norm)
 
 

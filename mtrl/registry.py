@@ -91,7 +91,7 @@ def call_plugin(kind: str, name: str, what: str, fn: Callable[..., T], *args: ob
 
 
 SUITES: Registry[Callable[[], object]] = Registry("suite", "mtrl.suites")
-CURRICULA: Registry[Callable[..., object]] = Registry("curriculum", "mtrl.curricula", plural="curricula")
+CURRICULA: Registry[CurriculumEntry] = Registry("curriculum", "mtrl.curricula", plural="curricula")
 ALGOS: Registry[AlgoClass] = Registry("algorithm", "mtrl.algos", plural="algos")
 ARCHS: Registry[ArchEntry] = Registry("architecture", "mtrl.archs", plural="archs")
 AGGREGATORS: Registry[Callable[..., Any]] = Registry("aggregator", "mtrl.aggregators")
@@ -128,6 +128,15 @@ def register_algo(name: str, cls: type, *, overwrite: bool = False) -> None:
             f"{', '.join(missing) or 'to be a class'} (see mtrl.algos.base.Algorithm)"
         )
     ALGOS.register(name, cast(AlgoClass, cls), overwrite=overwrite)  # its attributes were checked above
+
+
+class CurriculumEntry(NamedTuple):
+    """A registered curriculum: `factory(tasks, curriculum_config)` returns a
+    `mtrl.curriculum.Curriculum`; `options`: a dataclass of its own settings, the config section
+    curriculum.<name> (None: it has none)."""
+
+    factory: Callable[..., object]
+    options: type | None = None
 
 
 class ArchEntry(NamedTuple):

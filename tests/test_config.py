@@ -105,9 +105,10 @@ def test_arch_options_live_in_their_section_and_the_old_keys_still_work(tmp_path
 
     new = load_config(ROOT / "configs/toy_mtppo.yaml", ["policy.arch=moore", "policy.moore.num_experts=3"])
     old = load_config(
-        ROOT / "configs/toy_mtppo.yaml", ["policy.arch=moore", "policy.num_experts=3", "policy.head=multi"]
+        ROOT / "configs/toy_mtppo.yaml",
+        ["config_version=1", "policy.arch=moore", "policy.num_experts=3", "policy.head=multi"],
     )
-    assert new == old and new.policy.options["moore"].num_experts == 3 and new.policy.num_experts is None
+    assert new == old and new.policy.options["moore"].num_experts == 3
     assert to_dict(new)["policy"]["moore"] == {"num_experts": 3, "head": "multi"}
     save_config(new, tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == new
@@ -116,8 +117,8 @@ def test_arch_options_live_in_their_section_and_the_old_keys_still_work(tmp_path
     assert vars(load_config(tmp_path / "old.yaml").policy.options["moe"]) == {"num_experts": 2, "head": "single"}
     for overrides, message in (
         (
-            ["policy.arch=moore", "policy.num_experts=3", "policy.moore.num_experts=2"],
-            "policy.num_experts=3 and policy.moore.num_experts=2 disagree",
+            ["config_version=1", "policy.arch=moore", "policy.num_experts=3", "policy.moore.num_experts=2"],
+            "policy.num_experts=3 (the key before config_version 2) and policy.moore.num_experts=2 disagree",
         ),
         (["policy.arch=moore", "policy.moore.num_experts=0"], "policy.moore.num_experts: must be >= 1, got 0"),
         (["policy.arch=moore", "policy.moore.experts=2"], "unknown config key 'policy.moore.experts'"),

@@ -13,8 +13,8 @@ import mtrl
 from mtrl.collect.pool import WorkerPool
 from mtrl.config import CurriculumConfig, load_config
 from mtrl.curriculum import TaskStats, make_curriculum, register_curriculum
-from mtrl.curriculum.builtin import Uniform
-from mtrl.errors import UnknownNameError
+from mtrl.curriculum.builtin import Exp3Options, PLROptions, ThresholdOptions, Uniform
+from mtrl.errors import ConfigError
 from mtrl.nn.policy import build_policy
 from mtrl.registry import CURRICULA
 from mtrl.run.checkpoint import load_latest
@@ -32,7 +32,7 @@ def stats(returns, abs_adv=(np.nan,) * 3, episodes=(1, 1, 1), success=(np.nan,) 
 
 
 def test_learning_progress_worked_case():
-    lp = make_curriculum(("a", "b"), CurriculumConfig(name="learning_progress", eps=0.0, temperature=0.1))
+    lp = make_curriculum(("a", "b"), CurriculumConfig(name="learning_progress", eps=0.0))
     lp.update(stats([0.2, 0.5], episodes=[1, 1]))  # first sight: no progress yet
     np.testing.assert_allclose(lp.probs(), [0.5, 0.5])
     lp.update(stats([0.4, 0.5], episodes=[1, 1]))  # Q = 0.1 * (0.4 - 0.2 - 0) = 0.02 for task a
@@ -41,7 +41,7 @@ def test_learning_progress_worked_case():
 
 
 def test_plr_worked_case():
-    plr = make_curriculum(TASKS, CurriculumConfig(name="plr", eps=0.0, plr_beta=0.1, plr_rho=0.1))
+    plr = make_curriculum(TASKS, CurriculumConfig(name="plr", eps=0.0, options={"plr": PLROptions(beta=0.1, rho=0.1)}))
     plr.update(stats([0, 0, 0], abs_adv=[0.5, 2.0, 1.0], episodes=[10, 0, 0]))  # c = 10: a seen at 10
     plr.update(stats([0, 0, 0], abs_adv=[np.nan] * 3, episodes=[0, 10, 0]))  # c = 20: b seen at 20
     plr.update(stats([0, 0, 0], abs_adv=[np.nan] * 3, episodes=[10, 0, 0]))  # c = 30: a seen at 30
@@ -53,7 +53,9 @@ def test_plr_worked_case():
 
 
 def test_exp3_worked_case():
-    exp3 = make_curriculum(("a", "b"), CurriculumConfig(name="exp3", eps=0.0, exp3_gamma=0.01))
+    exp3 = make_curriculum(
+        ("a", "b"), CurriculumConfig(name="exp3", eps=0.0, options={"exp3": Exp3Options(gamma=0.01)})
+    )
     np.testing.assert_allclose(exp3.probs(), [0.5, 0.5])
     exp3.pull(np.array([0]), np.array([1.0]))  # w_a = 0.5 exp((1 / 0.5) * 0.01 / 2), renormalised
     np.testing.assert_allclose(exp3.scores()["weight"], [0.5025, 0.4975], atol=1e-6)
@@ -70,14 +72,19 @@ def test_worst_task_follows_mt_grpo_weights_or_the_lowest_return():
 
 
 def test_threshold_unlocks_tasks_in_the_given_order():
-    th = make_curriculum(TASKS, CurriculumConfig(name="threshold", eps=0.0, threshold=0.8, order="c,a,b"))
+    th = make_curriculum(
+        TASKS,
+        CurriculumConfig(name="threshold", eps=0.0, options={"threshold": ThresholdOptions(level=0.8, order="c,a,b")}),
+    )
     np.testing.assert_allclose(th.probs(), [0, 0, 1])
     th.update(stats([0, 0, 0], success=[0.0, 0.0, 0.9]))
     np.testing.assert_allclose(th.probs(), [0.5, 0, 0.5])
     th.update(stats([0, 0, 0], success=[np.nan, np.nan, 0.1]))  # an unlocked task never locks again
     np.testing.assert_allclose(th.probs(), [0.5, 0, 0.5])
-    with pytest.raises(mtrl.MtrlError, match="curriculum.order"):
-        make_curriculum(TASKS, CurriculumConfig(name="threshold", order="a,b,x"))
+    with pytest.raises(mtrl.MtrlError, match="curriculum.threshold.order"):
+        make_curriculum(
+            TASKS, CurriculumConfig(name="threshold", options={"threshold": ThresholdOptions(order="a,b,x")})
+        )
 
 
 finite_or_nan = st.one_of(st.floats(-1e6, 1e6), st.just(float("nan")))
@@ -140,7 +147,7 @@ def test_curriculum_state_is_checkpointed_and_resume_continues_it(tmp_path):
         "train.checkpoint_every=1",
         "rollout.steps_per_env=16",
         "train.eval_episodes=0",
-        "curriculum.temperature=0.05",
+        "curriculum.worst_task.temperature=0.05",
     ]
     run = train(load_config(TOY, ov + ["train.total_steps=1500"]))
     _, ckpt = load_latest(run)
@@ -168,7 +175,7 @@ def test_evaluation_covers_every_task_whatever_the_curriculum(tmp_path):
                 f"run_dir={tmp_path}",
                 "rollout.workers=0",
                 "curriculum.name=threshold",
-                "curriculum.threshold=1.0",
+                "curriculum.threshold.level=1.0",
                 "train.total_steps=600",
                 "train.eval_episodes=2",
             ],
@@ -248,7 +255,7 @@ def test_a_malformed_curriculum_plugin_stops_with_one_line_naming_it(tmp_path, f
 
 
 def test_unknown_curriculum_is_a_clean_error():
-    with pytest.raises(UnknownNameError, match="did you mean 'plr'"):
+    with pytest.raises(ConfigError, match=r"^curriculum.name: unknown curriculum 'plrr' \(did you mean 'plr'\?\)"):
         load_config(TOY, ["curriculum.name=plrr"])
     proc = run_cli("train", str(TOY), "curriculum.name=nope")
     assert proc.returncode == 2 and "unknown curriculum 'nope'" in proc.stderr and "Traceback" not in proc.stderr

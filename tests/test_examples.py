@@ -162,6 +162,7 @@ def test_custom_curriculum_and_aggregator(tmp_path):
     assert "lowest_return + equal_norm on toy-mt3 after 3000 env steps" in out.stdout
     cfg = yaml.safe_load((only_run(tmp_path, "toy-mt3-ppo-s0-*") / "config.yaml").read_text())
     assert cfg["curriculum"]["name"] == "lowest_return" and cfg["learner"]["aggregator"] == "equal_norm"
+    assert cfg["curriculum"]["lowest_return"] == {"ema": 0.3}  # its own section, from its options dataclass
 
 
 def test_evaluate_and_plot(tmp_path):

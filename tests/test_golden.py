@@ -40,26 +40,35 @@ ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden.json"
 COMMON = ["rollout.workers=0", "learner.threads=1", "learner.device=cpu", "train.eval_episodes=2"]
 TOY = "configs/toy_mtppo.yaml"
-GRPO = ["algo=grpo", "grpo.group_size=4", "grpo.groups=6", "train.total_steps=1500", "ppo.minibatches=2"]
+# grpo.lr: the toy config's ppo.lr, which GRPO read before config_version 2
+GRPO = [
+    "algo=grpo",
+    "grpo.group_size=4",
+    "grpo.groups=6",
+    "train.total_steps=1500",
+    "grpo.minibatches=2",
+    "grpo.lr=1e-3",
+]
 
 # name -> (config, overrides)
 RUNS: dict[str, tuple[str, list[str]]] = {
     "ppo_toy": (TOY, ["train.total_steps=6144"]),
     "ppo_minigrid_mt3": ("configs/minigrid_mt3_mtppo.yaml", ["train.total_steps=6000", "train.eval_every=6000"]),
     "grpo_toy": (TOY, GRPO),
+    "ppo_toy_pcgrad": (TOY, ["train.total_steps=3072", "learner.aggregator=pcgrad"]),  # the per-task gradient path
     "mt_grpo_toy": (TOY, [*GRPO, "algo=mt_grpo"]),
     "sac_toy_point": ("configs/toy_point_sac.yaml", ["train.total_steps=1200"]),
     "ppo_threshold_curriculum": (
         TOY,
-        ["train.total_steps=6144", "curriculum.name=threshold", "curriculum.threshold=0.3"],
+        ["train.total_steps=6144", "curriculum.name=threshold", "curriculum.threshold.level=0.3"],
     ),
     # every architecture, so that moving them cannot change a parameter or its name
     "ppo_toy_mlp": (TOY, ["train.total_steps=3072", "policy.arch=mlp"]),
-    "ppo_toy_moe": (TOY, ["train.total_steps=3072", "policy.arch=moe", "policy.num_experts=2"]),
-    "ppo_toy_moore": (TOY, ["train.total_steps=3072", "policy.arch=moore", "policy.num_experts=3"]),
+    "ppo_toy_moe": (TOY, ["train.total_steps=3072", "policy.arch=moe", "policy.moe.num_experts=2"]),
+    "ppo_toy_moore": (TOY, ["train.total_steps=3072", "policy.arch=moore", "policy.moore.num_experts=3"]),
     "sac_toy_point_moore": (
         "configs/toy_point_sac.yaml",
-        ["train.total_steps=1200", "policy.arch=moore", "policy.num_experts=2"],
+        ["train.total_steps=1200", "policy.arch=moore", "policy.moore.num_experts=2"],
     ),
 }
 

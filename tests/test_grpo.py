@@ -205,6 +205,7 @@ def test_toy_suite_is_learned_by_grpo_within_30k_steps(tmp_path, algo):
             [
                 f"algo={algo}",
                 "grpo.outcome=return",
+                "grpo.lr=1e-3",  # the toy config's ppo.lr, which GRPO read before config_version 2
                 "rollout.workers=0",
                 f"run_dir={tmp_path}",
                 "train.total_steps=30000",

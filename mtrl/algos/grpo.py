@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mtrl.algos.base import TensorBatch
-from mtrl.config import GRPOConfig, PPOConfig
+from mtrl.config import GRPOConfig, SurrogateConfig
 from mtrl.data.advantage import group_relative, task_normalize, zero_variance_groups
 from mtrl.data.batch import Episodes, Groups
 from mtrl.data.reduce import segment_mean
@@ -96,7 +96,7 @@ def surrogate(
 
 
 def _task_terms(
-    policy: ActorCritic, mb: GroupBatch, task_weights: torch.Tensor, cfg: PPOConfig
+    policy: ActorCritic, mb: GroupBatch, task_weights: torch.Tensor, cfg: SurrogateConfig
 ) -> tuple[torch.Tensor, ...]:
     """(per-task mean surrogate [K], per-task mean entropy [K], the weights w_k of the tasks present
     in the minibatch, 0 for the others [K], which tasks are present [K])."""
@@ -108,7 +108,7 @@ def _task_terms(
 
 
 def grpo_loss(
-    policy: ActorCritic, mb: GroupBatch, task_weights: torch.Tensor, cfg: PPOConfig
+    policy: ActorCritic, mb: GroupBatch, task_weights: torch.Tensor, cfg: SurrogateConfig
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """-sum_k w_k mean_k(surrogate) / sum_{k present} w_k - ent_coef * entropy (a pure function)."""
     task_surr, entropy_t, w, _ = _task_terms(policy, mb, task_weights, cfg)
@@ -118,7 +118,7 @@ def grpo_loss(
 
 
 def grpo_task_losses(
-    policy: ActorCritic, mb: GroupBatch, task_weights: torch.Tensor, cfg: PPOConfig
+    policy: ActorCritic, mb: GroupBatch, task_weights: torch.Tensor, cfg: SurrogateConfig
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """Task k's share of `grpo_loss`, w_k / sum w * (-mean_k surrogate - ent_coef * mean_k entropy),
     per task [K], and which tasks are present: what a gradient aggregator takes."""
@@ -130,7 +130,7 @@ def grpo_task_losses(
 
 @torch.no_grad()
 def task_surrogates(
-    policy: ActorCritic, batch: GroupBatch, cfg: PPOConfig, num_tasks: int, chunk: int = 8192
+    policy: ActorCritic, batch: GroupBatch, cfg: SurrogateConfig, num_tasks: int, chunk: int = 8192
 ) -> torch.Tensor:
     """Each task's mean clipped surrogate on the whole batch [K] (0 for a task with no steps)."""
     device = batch.task_id.device

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from mtrl.algos.grpo import GroupBatch, task_surrogates
-from mtrl.config import MTGRPOConfig, PPOConfig
+from mtrl.config import MTGRPOConfig, SurrogateConfig
 from mtrl.data.batch import Episodes
 from mtrl.data.reduce import segment_mean
 
@@ -39,11 +39,11 @@ class UniformTaskWeights:
         """The weights a curriculum may follow (worst_task): none, they are uniform."""
         return None
 
-    def before_update(self, policy: ActorCritic, batch: GroupBatch, cfg: PPOConfig) -> None:
+    def before_update(self, policy: ActorCritic, batch: GroupBatch, cfg: SurrogateConfig) -> None:
         pass
 
     def after_update(
-        self, policy: ActorCritic, batch: GroupBatch, cfg: PPOConfig, episodes: Episodes, kind: str
+        self, policy: ActorCritic, batch: GroupBatch, cfg: SurrogateConfig, episodes: Episodes, kind: str
     ) -> tuple[bool, dict[str, torch.Tensor]]:
         return True, {}
 
@@ -73,12 +73,12 @@ class TaskWeights:
         """z, for a curriculum that follows it (worst_task)."""
         return self.z().numpy()
 
-    def before_update(self, policy: ActorCritic, batch: GroupBatch, cfg: PPOConfig) -> None:
+    def before_update(self, policy: ActorCritic, batch: GroupBatch, cfg: SurrogateConfig) -> None:
         """Each task's surrogate on the batch before the update, for the improvement I_k."""
         self._before = task_surrogates(policy, batch, cfg, len(self.score))
 
     def after_update(
-        self, policy: ActorCritic, batch: GroupBatch, cfg: PPOConfig, episodes: Episodes, kind: str
+        self, policy: ActorCritic, batch: GroupBatch, cfg: SurrogateConfig, episodes: Episodes, kind: str
     ) -> tuple[bool, dict[str, torch.Tensor]]:
         """I_k (the change of task k's surrogate on this batch caused by the update), J_k from the
         episodes, then the IWU step; returns (whether it stepped, the per-task values to log)."""

@@ -12,14 +12,14 @@ from torch import nn
 
 from mtrl.algos.base import NonFiniteGuard, TensorBatch
 from mtrl.algos.multitask import TaskGradients
-from mtrl.config import PPOConfig
+from mtrl.config import SurrogateConfig
 
 LossFn = Callable[[Any], tuple[torch.Tensor, dict[str, float]]]
 # per-task losses of a minibatch: (losses [K], tasks present [K], statistics)
 TaskLossFn = Callable[[Any], tuple[torch.Tensor, torch.Tensor, dict[str, float]]]
 
 
-def minibatch_plan(n: int, cfg: PPOConfig) -> tuple[int, bool]:
+def minibatch_plan(n: int, cfg: SurrogateConfig) -> tuple[int, bool]:
     """(minibatch size, whether the last partial minibatch is kept) for a batch of n transitions."""
     if cfg.minibatch_size:
         return min(cfg.minibatch_size, n), True
@@ -33,7 +33,7 @@ class MinibatchOptimizer:
     def __init__(
         self,
         params: list[nn.Parameter],
-        cfg: PPOConfig,
+        cfg: SurrogateConfig,
         guard: NonFiniteGuard | None = None,
         lr: float | None = None,
         grads: TaskGradients | None = None,

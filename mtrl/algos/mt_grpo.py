@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,9 +26,8 @@ from mtrl.algos.grpo import (
 from mtrl.algos.grpo_weights import TaskWeights, UniformTaskWeights
 from mtrl.algos.learner import MinibatchOptimizer
 from mtrl.algos.multitask import TaskGradients, with_task_state, without_task_state
-from mtrl.algos.ppo import check_ppo_section
 from mtrl.collect.requests import GroupRequest, Requests
-from mtrl.config import Config, MTGRPOConfig
+from mtrl.config import Config, MTGRPOConfig, PPOConfig
 from mtrl.data.batch import Episodes, Groups
 from mtrl.data.reduce import per_task_means, rank_within
 from mtrl.env.suite import TaskSuite
@@ -127,7 +128,7 @@ class GRPOAlgorithm:
     groups through the rollout workers, drop the zero-variance ones,
     and update on the rest with uniform task weights (`MTGRPOAlgorithm`: MT-GRPO's weights z,
     moved by IWU after each update, where I_k is the change of task k's surrogate on this batch
-    caused by the update). The surrogate and optimiser settings come from the ppo section."""
+    caused by the update). Its surrogate and optimiser settings are the grpo section's own."""
 
     section = "grpo"
     collector = "groups"
@@ -149,15 +150,24 @@ class GRPOAlgorithm:
         self.kind = outcome_kind(cfg.grpo, suite.reports_success)
         self.score_kind = "success" if suite.reports_success else "return"  # J_k: success rate where the suite has it
         self.grads = TaskGradients(policy.actor, cfg.learner, suite.tasks, self.guard, cfg.train.log_grad_every)
-        self.learner = MinibatchOptimizer(actor_parameters(policy), cfg.ppo, self.guard, grads=self.grads)
+        self.learner = MinibatchOptimizer(actor_parameters(policy), cfg.grpo, self.guard, grads=self.grads)
         self.sampler = GroupSampler(len(self.tasks), cfg.grpo.groups, self.ratio_preserving, cfg.mt_grpo)
         self.weights = self.weighting(len(self.tasks), cfg.mt_grpo)
 
     @classmethod
     def check_config(cls, cfg: Config) -> None:
-        check_ppo_section(cfg)
-        if cfg.ppo.critic_update == "separate":
-            raise ConfigError(f"ppo.critic_update=separate applies to algo=ppo only, got algo={cfg.algo} (critic-free)")
+        defaults = PPOConfig()
+        ignored = [
+            f"ppo.{f.name}={getattr(cfg.ppo, f.name)}"
+            for f in dataclasses.fields(PPOConfig)
+            if getattr(cfg.ppo, f.name) != getattr(defaults, f.name)
+        ]
+        if ignored:  # e.g. a PPO config run with algo=grpo: said, not silently ignored
+            print(
+                f"mtrl: warning: algo={cfg.algo} reads nothing from ppo.* (its surrogate and optimiser settings "
+                f"are grpo.*): {', '.join(ignored)} not used",
+                file=sys.stderr,
+            )
         if cfg.rollout.pipeline or cfg.env.backend != "gymnasium":
             raise ConfigError(
                 f"algo={cfg.algo} resets every env with its group's seed, which needs env.backend=gymnasium "
@@ -172,16 +182,16 @@ class GRPOAlgorithm:
         k = len(self.tasks)
         z = self.weights.z()
         batch = make_group_batch(got.kept, self.kind, self.cfg.grpo.task_norm, k, self.device)
-        self.weights.before_update(self.policy, batch, self.cfg.ppo)
+        self.weights.before_update(self.policy, batch, self.cfg.grpo)
         w = z.to(self.device)
         self.grads.next_iteration()
         losses = self.learner.update(
             batch,
-            lambda mb: grpo_loss(self.policy, mb, w, self.cfg.ppo),
+            lambda mb: grpo_loss(self.policy, mb, w, self.cfg.grpo),
             gen,
             None,
             None,
-            lambda mb: grpo_task_losses(self.policy, mb, w, self.cfg.ppo),
+            lambda mb: grpo_task_losses(self.policy, mb, w, self.cfg.grpo),
         )
         scalars = {}
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -192,7 +202,7 @@ class GRPOAlgorithm:
                 scalars[f"grpo/filtered/{name}"] = float(filtered[i])
         scalars["grpo/kept_groups"] = float(len(np.unique(got.kept.group)))
         scalars["grpo/generated_groups"] = float(got.generated.sum())
-        stepped, per_task = self.weights.after_update(self.policy, batch, self.cfg.ppo, got.episodes, self.score_kind)
+        stepped, per_task = self.weights.after_update(self.policy, batch, self.cfg.grpo, got.episodes, self.score_kind)
         if not stepped:
             self.guard.skip()
         scalars.update(
@@ -205,7 +215,7 @@ class GRPOAlgorithm:
         return Iteration(got.env_steps, got.episodes, losses, got.env_errors, scalars, task_steps, abs_adv, faults)
 
     def set_progress(self, done: float) -> None:
-        if self.cfg.ppo.anneal_lr:
+        if self.cfg.grpo.anneal_lr:
             self.learner.set_lr_fraction(1.0 - done)
 
     def task_weights(self) -> np.ndarray | None:

@@ -1,5 +1,6 @@
 """Configs: the schema (one dataclass per section) and strict YAML loading with dotted overrides."""
 
+from mtrl.config.algo_sections import SurrogateConfig
 from mtrl.config.load import apply_override, describe, load_config, read_yaml, save_config, to_dict
 from mtrl.config.parse import from_dict
 from mtrl.config.schema import (
@@ -29,6 +30,7 @@ __all__ = [
     "RayConfig",
     "RolloutConfig",
     "SACConfig",
+    "SurrogateConfig",
     "TrainConfig",
     "apply_override",
     "describe",

@@ -17,26 +17,26 @@ def opt(default: Any, help: str, lo: float | None = None, hi: float | None = Non
 
 
 @dataclass
-class PPOConfig:
+class SurrogateConfig:
+    """The clipped-surrogate policy update and its minibatch optimiser, shared by ppo and grpo /
+    mt_grpo: each algorithm reads these keys from its own section (ppo.*, grpo.*)."""
+
     lr: float = opt(3e-4, "Adam learning rate", 0.0, None, lo_open=True)
-    gamma: float = opt(0.99, "discount factor", 0.0, 1.0)
-    gae_lambda: float = opt(0.95, "GAE lambda", 0.0, 1.0)
     clip: float = opt(0.2, "PPO ratio clip range", 0.0, None, lo_open=True)
     epochs: int = opt(4, "passes of the policy update over each batch", 1)
     minibatches: int = opt(
         4,
         "minibatches per epoch: the shuffled batch in equal parts, a remainder left out "
-        "(ignored when ppo.minibatch_size is set)",
+        "(ignored when minibatch_size is set)",
         1,
     )
     minibatch_size: int | None = opt(
         None,
-        "transitions per minibatch, instead of ppo.minibatches; the last, partial "
+        "transitions per minibatch, instead of minibatches; the last, partial "
         "minibatch of each epoch is kept (MOORE / mushroom-rl)",
         1,
     )
     ent_coef: float = opt(0.01, "entropy bonus coefficient", 0.0)
-    vf_coef: float = opt(0.5, "value loss coefficient (critic_update=joint)", 0.0)
     max_grad_norm: float | None = opt(
         0.5,
         "global gradient-norm clip of every optimiser step (null: no clipping, as MOORE's official code)",
@@ -47,6 +47,14 @@ class PPOConfig:
     adam_eps: float = opt(
         1e-5, "Adam epsilon (1e-5 as CleanRL; torch's default 1e-8 as MOORE / mushroom-rl)", 0.0, None, lo_open=True
     )
+    anneal_lr: bool = opt(False, "decay the learning rate(s) linearly to 0 over train.total_steps")
+
+
+@dataclass
+class PPOConfig(SurrogateConfig):
+    gamma: float = opt(0.99, "discount factor", 0.0, 1.0)
+    gae_lambda: float = opt(0.95, "GAE lambda", 0.0, 1.0)
+    vf_coef: float = opt(0.5, "value loss coefficient (critic_update=joint)", 0.0)
     critic_update: Literal["joint", "separate"] = opt(
         "joint",
         "joint: 0.5 * vf_coef * the value MSE is part of every policy minibatch's loss, one Adam for "
@@ -68,11 +76,10 @@ class PPOConfig:
         "normalise advantages per task, (A - mean) / (population std + 1e-8) over each "
         "task's steps in the batch (MOORE MTPPO); false: the same over the whole batch",
     )
-    anneal_lr: bool = opt(False, "decay the learning rate(s) linearly to 0 over train.total_steps")
 
 
 @dataclass
-class GRPOConfig:
+class GRPOConfig(SurrogateConfig):
     group_size: int = opt(8, "G: episodes per group, all of one task from one reset seed (grpo, mt_grpo)", 1)
     groups: int = opt(24, "B: groups kept for each update, over all tasks (grpo: split evenly over tasks)", 1)
     outcome: Literal["auto", "success", "return"] = opt(

@@ -13,11 +13,12 @@ from typing import Any
 
 import yaml
 
+from mtrl.config.migrate import CURRENT, migrate
 from mtrl.config.packaged import resolve_config
 from mtrl.config.parse import from_dict, type_name
 from mtrl.config.plugins import import_plugins
-from mtrl.config.schema import Config
-from mtrl.config.sections import algo_options, algo_sections, arch_options, named, pop_algo_sections, pop_arch_sections
+from mtrl.config.schema import Config, CurriculumConfig, PolicyConfig
+from mtrl.config.sections import algo_options, algo_sections, named, own_options, pop_algo_sections, pop_sections
 from mtrl.errors import ConfigError
 from mtrl.registry import AGGREGATORS, ALGOS, ARCHS, CURRICULA, call_plugin
 
@@ -28,6 +29,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     data = dataclasses.asdict(cfg)
     if isinstance(cfg, Config):
         data["policy"].update(data["policy"].pop("options"))
+        data["curriculum"].update(data["curriculum"].pop("options"))
         data.update(data.pop("sections"))
     return data
 
@@ -88,7 +90,8 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = (), plugins:
     """Load a YAML config (a path, or a packaged config's name: `mtrl configs`; the defaults when
     None), apply overrides, add `plugins` (`mtrl train --import`) to its own, import them all,
     validate."""
-    data = read_yaml(resolve_config(path)) if path is not None else {}
+    source = resolve_config(path) if path is not None else None
+    data: dict[str, Any] = read_yaml(source) if source is not None else {"config_version": CURRENT}
     for ov in overrides:
         apply_override(data, ov)
     own = data.get("plugins", [])
@@ -97,9 +100,14 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = (), plugins:
     if plugins:
         data["plugins"] = list(dict.fromkeys([*own, *plugins]))
     import_plugins(data.get("plugins", []))  # before any name below is looked up in a registry
-    arch_raw, algo_raw = pop_arch_sections(data), pop_algo_sections(data)
+    where = [str(source)] if source is not None else []
+    migrate(data, " with ".join(where + (["its command-line overrides"] if overrides else [])) or "the defaults")
+    arch_raw = pop_sections(data.get("policy"), PolicyConfig, ARCHS)
+    curriculum_raw = pop_sections(data.get("curriculum"), CurriculumConfig, CURRICULA)
+    algo_raw = pop_algo_sections(data)
     cfg = from_dict(Config, data)
-    cfg.policy.options = arch_options(cfg.policy, arch_raw)
+    cfg.policy.options = own_options("policy", ARCHS, cfg.policy.arch, arch_raw)
+    cfg.curriculum.options = own_options("curriculum", CURRICULA, cfg.curriculum.name, curriculum_raw)
     env = cfg.env
     if env.expected_suite is not None and env.suite != env.expected_suite:
         raise ConfigError(
@@ -111,7 +119,6 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = (), plugins:
         raise ConfigError("rollout.pipeline=true overlaps Ray workers with the learner; it needs rollout.workers >= 1")
     name = cfg.curriculum.name
     if name is not None:
-        CURRICULA.get(name)  # an unknown name stops here, with the closest match
         if cfg.env.backend != "gymnasium":
             raise ConfigError(
                 f"curriculum.name={name} switches a slot's task at reset, which needs env.backend=gymnasium"
@@ -150,15 +157,18 @@ def describe(cls: type = Config, prefix: str = "") -> list[str]:
         if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # a hint is a class, not an instance
             lines += describe(tp, prefix + f.name + ".")
         else:
-            # a field without a default has a default_factory: arch_options and algo_sections build
+            # a field without a default has a default_factory: own_options and algo_sections build
             # an options dataclass from no arguments when its section is not given
             factory = typing.cast("Callable[[], Any]", f.default_factory)
             default = factory() if f.default is dataclasses.MISSING else f.default
             lines.append(f"  {prefix + f.name:<26} {f.metadata.get('help', '')} [{type_name(tp)}; default {default!r}]")
-    if cls is Config:  # each architecture's and plug-in algorithm's own section
+    if cls is Config:  # each architecture's, curriculum's and plug-in algorithm's own section
         for name in ARCHS.names():
             options = ARCHS.get(name).options
             lines += describe(options, f"policy.{name}.") if options is not None else []
+        for name in CURRICULA.names():
+            options = CURRICULA.get(name).options
+            lines += describe(options, f"curriculum.{name}.") if options is not None else []
         for name in ALGOS.names():
             algo = ALGOS.get(name)
             options = algo_options(algo)

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mtrl.config.algo_sections import GRPOConfig, MTGRPOConfig, PPOConfig, SACConfig, opt
+from mtrl.registry import CURRICULA
+
+CONFIG_VERSION = 2  # the config format this mtrl writes (mtrl.config.migrate reads the older ones)
 
 
 @dataclass
@@ -67,15 +70,6 @@ class PolicyConfig:
         "for images (MOORE's MTPPO network)",
         0,
     )
-    num_experts: int | None = opt(
-        None,
-        "the active architecture's num_experts, i.e. policy.<arch>.num_experts "
-        "(the key before policy.moore / policy.moe)",
-        1,
-    )
-    head: Literal["multi", "single"] | None = opt(
-        None, "the active architecture's head, i.e. policy.<arch>.head (the key before policy.moore / policy.moe)"
-    )
     init: Literal["orthogonal", "default"] = opt(
         "orthogonal",
         "init of the trunk and head layers: orthogonal weights (gain sqrt 2; output 0.01 for the "
@@ -104,18 +98,22 @@ class CurriculumConfig:
     name: str | None = opt(
         None,
         "task sampler that picks each env slot's next task at reset (`mtrl curricula`: uniform, "
-        "learning_progress, plr, exp3, worst_task, threshold); null: slot i always runs task i mod K",
+        "learning_progress, plr, exp3, worst_task, threshold); its own options are the section "
+        "curriculum.<name>; null: slot i always runs task i mod K",
     )
     eps: float = opt(0.05, "share of the uniform distribution mixed in, so every task keeps >= eps/K", 0.0, 1.0)
-    temperature: float = opt(
-        0.1, "Boltzmann temperature of learning_progress (on |Q|) and worst_task", 0.0, None, lo_open=True
-    )
-    lp_alpha: float = opt(0.1, "learning_progress: step size of the progress estimate Q", 0.0, 1.0, lo_open=True)
-    plr_beta: float = opt(0.1, "plr: rank-transform temperature beta (h = rank^(-1/beta))", 0.0, None, lo_open=True)
-    plr_rho: float = opt(0.1, "plr: weight rho of the staleness distribution", 0.0, 1.0)
-    exp3_gamma: float = opt(0.01, "exp3: exploration rate gamma", 0.0, 1.0)
-    threshold: float = opt(0.8, "threshold: success rate (or normalised return) that unlocks the next task", 0.0, 1.0)
-    order: str | None = opt(None, "threshold: comma-separated task names in unlock order (null: the suite's order)")
+    # each curriculum's own options by name, from the sections curriculum.<name> (mtrl.config.sections)
+    options: dict[str, Any] = field(default_factory=dict, metadata={"internal": True})
+
+    def own(self) -> Any:
+        """The active curriculum's own options (its registered dataclass; its defaults where this
+        config was built without them), or None if it has none."""
+        if self.name is None:
+            return None
+        if self.name not in self.options:
+            options = CURRICULA.get(self.name).options
+            return options() if options is not None else None
+        return self.options[self.name]
 
 
 @dataclass
@@ -199,12 +197,19 @@ class RayConfig:
 
 @dataclass
 class Config:
+    config_version: int = opt(
+        CONFIG_VERSION,
+        "the config format's version; an older one loads through mtrl's migration, which names each "
+        "key it renames (docs/configuration.md, Config versions)",
+        1,
+        CONFIG_VERSION,
+    )
     algo: str = opt(
         "ppo",
         "training algorithm, a registered name (`mtrl algos`): ppo (PPO with GAE), grpo (critic-free GRPO "
         "on groups of episodes), mt_grpo (MT-GRPO: task weights + ratio-preserving sampling), sac (multi-task SAC: "
-        "continuous actions, per-task replay and temperatures). grpo and mt_grpo take lr, clip, epochs, "
-        "minibatches, ent_coef and max_grad_norm from ppo.*",
+        "continuous actions, per-task replay and temperatures). Each reads its own section: ppo.*, grpo.* "
+        "(mt_grpo: grpo.* and mt_grpo.*), sac.*",
     )
     seed: int = opt(0, "random seed for envs, policy init and sampling", 0)
     run_dir: str | None = opt(None, "output directory (null: runs/<suite>-<algo>-s<seed>-<time>)")

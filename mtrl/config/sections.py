@@ -1,5 +1,6 @@
-"""Plug-in config sections: an architecture's own options (policy.<arch>, from its registered
-options dataclass) and a plug-in algorithm's own section (<section>, from its `options`)."""
+"""Plug-in config sections: an architecture's or a curriculum's own options (policy.<arch>,
+curriculum.<name>, from its registered options dataclass) and a plug-in algorithm's own section
+(<section>, from its `options`)."""
 
 from __future__ import annotations
 
@@ -7,49 +8,34 @@ import dataclasses
 from typing import Any
 
 from mtrl.config.parse import from_dict
-from mtrl.config.schema import Config, PolicyConfig
+from mtrl.config.schema import Config
 from mtrl.errors import ConfigError, UnknownNameError
-from mtrl.registry import ALGOS, ARCHS, Registry
+from mtrl.registry import ALGOS, Registry
 
 
-def pop_arch_sections(data: dict[str, Any]) -> dict[str, dict]:
-    """Take the sections policy.<arch> (an architecture's own options) out of the raw config."""
-    policy = data.get("policy")
-    if not isinstance(policy, dict):
+def pop_sections(parent: Any, schema: type, registry: Registry) -> dict[str, Any]:
+    """Take the sections named after a registered plug-in (policy.<arch>, curriculum.<name>) out
+    of the raw mapping `parent` of the schema section `schema`, leaving the schema's own keys."""
+    if not isinstance(parent, dict):
         return {}
-    public = {f.name for f in dataclasses.fields(PolicyConfig) if not f.metadata.get("internal")}
-    archs = set(ARCHS.names())
-    return {key: policy.pop(key) for key in list(policy) if key not in public and key in archs}
+    public = {f.name for f in dataclasses.fields(schema) if not f.metadata.get("internal")}
+    names = set(registry.names())
+    return {key: parent.pop(key) for key in list(parent) if key not in public and key in names}
 
 
-def arch_options(policy: PolicyConfig, sections: dict[str, Any]) -> dict[str, Any]:
-    """Each given architecture section parsed by its options dataclass, and the active
-    architecture's always (its defaults where not given). policy.num_experts and policy.head, the
-    keys from before the sections, set the active architecture's option of that name."""
-    arch = named("policy.arch", ARCHS, policy.arch)
-    out = {}
+def own_options(key: str, registry: Registry, active: str | None, sections: dict[str, Any]) -> dict[str, Any]:
+    """Each given plug-in section `key`.<name> parsed by that plug-in's options dataclass, and the
+    active plug-in's always (its defaults where not given). `registry` holds entries with `options`."""
+    out: dict[str, Any] = {}
     for name, raw in sections.items():
-        entry = ARCHS.get(name)
-        if entry.options is None:
-            raise ConfigError(f"policy.{name}: architecture '{name}' has no options of its own")
-        if name == policy.arch:
-            continue
-        out[name] = from_dict(entry.options, raw, f"policy.{name}.")
-    if arch.options is not None:
-        raw = sections.get(policy.arch, {})
-        raw = dict(raw) if isinstance(raw, dict) else raw  # not a mapping: from_dict says so
-        option_names = {f.name for f in dataclasses.fields(arch.options)}
-        for key in ("num_experts", "head"):
-            old = getattr(policy, key)
-            if old is None or key not in option_names or not isinstance(raw, dict):
-                continue
-            if key in raw and raw[key] != old:
-                raise ConfigError(
-                    f"policy.{key}={old} and policy.{policy.arch}.{key}={raw[key]} disagree; set one of them"
-                )
-            raw[key] = old
-        out[policy.arch] = from_dict(arch.options, raw, f"policy.{policy.arch}.")
-    policy.num_experts = policy.head = None  # folded into the section
+        options = registry.get(name).options
+        if options is None:
+            raise ConfigError(f"{key}.{name}: {registry.kind} '{name}' has no options of its own")
+        out[name] = from_dict(options, raw, f"{key}.{name}.")
+    if active is not None and active not in out:
+        options = named(f"{key}.{'arch' if key == 'policy' else 'name'}", registry, active).options
+        if options is not None:
+            out[active] = options()
     return out
 
 

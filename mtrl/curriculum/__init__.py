@@ -10,6 +10,7 @@ keeps probability >= eps / K, and ignores tasks without data in an iteration (Na
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
@@ -18,13 +19,15 @@ import numpy as np
 from mtrl.config import CurriculumConfig
 from mtrl.curriculum.stats import TaskStats, task_stats
 from mtrl.errors import MtrlError
-from mtrl.registry import CURRICULA, call_plugin
+from mtrl.registry import CURRICULA, CurriculumEntry, call_plugin
 
 __all__ = [
     "Curriculum",
     "TaskStats",
     "checked_probs",
     "checked_scores",
+    "curriculum_from_settings",
+    "curriculum_settings",
     "make_curriculum",
     "register_builtins",
     "register_curriculum",
@@ -51,34 +54,59 @@ class Curriculum(Protocol):
 
 
 def register_curriculum(
-    name: str, factory: Callable[[tuple[str, ...], CurriculumConfig], Curriculum], *, overwrite: bool = False
+    name: str,
+    factory: Callable[[tuple[str, ...], CurriculumConfig], Curriculum],
+    options: type | None = None,
+    *,
+    overwrite: bool = False,
 ) -> None:
-    """Register a curriculum: `factory(task_names, curriculum_config)` returns a `Curriculum`."""
+    """Register a curriculum: `factory(task_names, curriculum_config)` returns a `Curriculum`.
+    `options`, a dataclass, is its own config section curriculum.<name>; the factory finds the
+    parsed instance as `curriculum_config.own()` (and the shared `curriculum_config.eps`)."""
     if not callable(factory):
         raise MtrlError(f"register_curriculum('{name}', ...) needs a callable factory, got {type(factory).__name__}")
-    CURRICULA.register(name, factory, overwrite=overwrite)
+    if options is not None and not dataclasses.is_dataclass(options):
+        raise MtrlError(
+            f"register_curriculum('{name}', ..., options={options!r}): options must be a dataclass (its fields "
+            f"become the config keys curriculum.{name}.*)"
+        )
+    CURRICULA.register(name, CurriculumEntry(factory, options), overwrite=overwrite)
 
 
 def register_builtins() -> None:
     """Entry point: the built-in curricula."""
-    from mtrl.curriculum.builtin import Exp3, LearningProgress, PrioritizedLevelReplay, Threshold, Uniform, WorstTask
+    from mtrl.curriculum import builtin as b
 
-    for name, cls in (
-        ("uniform", Uniform),
-        ("learning_progress", LearningProgress),
-        ("plr", PrioritizedLevelReplay),
-        ("exp3", Exp3),
-        ("worst_task", WorstTask),
-        ("threshold", Threshold),
+    for name, cls, options in (
+        ("uniform", b.Uniform, None),
+        ("learning_progress", b.LearningProgress, b.LearningProgressOptions),
+        ("plr", b.PrioritizedLevelReplay, b.PLROptions),
+        ("exp3", b.Exp3, b.Exp3Options),
+        ("worst_task", b.WorstTask, b.WorstTaskOptions),
+        ("threshold", b.Threshold, b.ThresholdOptions),
     ):
-        register_curriculum(name, cls)
+        register_curriculum(name, cls, options)
+
+
+def curriculum_settings(cfg: CurriculumConfig) -> dict[str, Any]:
+    """The active curriculum's settings as plain data (for processes that rebuild it, such as
+    RLlib's driver callbacks): `curriculum_from_settings` reverses it."""
+    own = cfg.own()
+    return {"name": cfg.name, "eps": cfg.eps, "options": dataclasses.asdict(own) if own is not None else None}
+
+
+def curriculum_from_settings(settings: dict[str, Any]) -> CurriculumConfig:
+    """The CurriculumConfig that `curriculum_settings` wrote."""
+    name, raw = settings["name"], settings["options"]
+    options = {name: CURRICULA.get(name).options(**raw)} if raw is not None else {}  # type: ignore[misc]
+    return CurriculumConfig(name=name, eps=settings["eps"], options=options)
 
 
 def make_curriculum(tasks: tuple[str, ...], cfg: CurriculumConfig) -> Curriculum:
     """Build the registered curriculum `cfg.name` for these tasks; a factory that raises, or returns
     something without the `Curriculum` methods, is one MtrlError naming it."""
     assert cfg.name is not None
-    cur = call_plugin("curriculum", cfg.name, "its factory", CURRICULA.get(cfg.name), tasks, cfg)
+    cur = call_plugin("curriculum", cfg.name, "its factory", CURRICULA.get(cfg.name).factory, tasks, cfg)
     missing = [
         m for m in ("probs", "update", "scores", "state_dict", "load_state_dict") if not callable(getattr(cur, m, None))
     ]

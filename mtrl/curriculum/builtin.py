@@ -3,11 +3,13 @@ worst_task and threshold. Each mixes in `curriculum.eps` of the uniform distribu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from mtrl.config import CurriculumConfig
+from mtrl.config.algo_sections import opt
 from mtrl.curriculum.stats import TaskStats
 from mtrl.errors import MtrlError
 
@@ -29,6 +31,34 @@ def widen_range(lo: np.ndarray, hi: np.ndarray, r: np.ndarray) -> tuple[np.ndarr
     """Each task's running (min, max) of `r`, ignoring NaN entries (tasks without data)."""
     seen = np.isfinite(r)
     return np.where(seen, np.minimum(lo, r), lo), np.where(seen, np.maximum(hi, r), hi)
+
+
+@dataclass
+class LearningProgressOptions:
+    temperature: float = opt(0.1, "Boltzmann temperature on |Q|", 0.0, None, lo_open=True)
+    alpha: float = opt(0.1, "step size of the progress estimate Q", 0.0, 1.0, lo_open=True)
+
+
+@dataclass
+class PLROptions:
+    beta: float = opt(0.1, "rank-transform temperature beta (h = rank^(-1/beta))", 0.0, None, lo_open=True)
+    rho: float = opt(0.1, "weight rho of the staleness distribution", 0.0, 1.0)
+
+
+@dataclass
+class Exp3Options:
+    gamma: float = opt(0.01, "exploration rate gamma", 0.0, 1.0)
+
+
+@dataclass
+class WorstTaskOptions:
+    temperature: float = opt(0.1, "Boltzmann temperature on the negated normalised returns", 0.0, None, lo_open=True)
+
+
+@dataclass
+class ThresholdOptions:
+    level: float = opt(0.8, "success rate (or normalised return) that unlocks the next task", 0.0, 1.0)
+    order: str | None = opt(None, "comma-separated task names in unlock order (null: the suite's order)")
 
 
 class _State:
@@ -67,15 +97,16 @@ class LearningProgress(_State):
     _fields = ("q", "prev")
 
     def __init__(self, tasks: tuple[str, ...], cfg: CurriculumConfig) -> None:
-        self.cfg, self.q, self.prev = cfg, np.zeros(len(tasks)), np.full(len(tasks), np.nan)
+        self.eps, self.opt = cfg.eps, cfg.own()
+        self.q, self.prev = np.zeros(len(tasks)), np.full(len(tasks), np.nan)
 
     def probs(self) -> np.ndarray:
-        return mix_uniform(softmax(np.abs(self.q), self.cfg.temperature), self.cfg.eps)
+        return mix_uniform(softmax(np.abs(self.q), self.opt.temperature), self.eps)
 
     def update(self, stats: TaskStats) -> None:
         r = stats.returns
         both = np.isfinite(r) & np.isfinite(self.prev)
-        self.q = np.where(both, self.q + self.cfg.lp_alpha * (r - self.prev - self.q), self.q)
+        self.q = np.where(both, self.q + self.opt.alpha * (r - self.prev - self.q), self.q)
         self.prev = np.where(np.isfinite(r), r, self.prev)
 
     def scores(self) -> dict[str, np.ndarray]:
@@ -91,17 +122,18 @@ class PrioritizedLevelReplay(_State):
 
     def __init__(self, tasks: tuple[str, ...], cfg: CurriculumConfig) -> None:
         k = len(tasks)
-        self.cfg, self.score, self.last_seen, self.episodes = cfg, np.full(k, np.nan), np.zeros(k), np.zeros(1)
+        self.eps, self.opt = cfg.eps, cfg.own()
+        self.score, self.last_seen, self.episodes = np.full(k, np.nan), np.zeros(k), np.zeros(1)
 
     def probs(self) -> np.ndarray:
         k = len(self.score)
         order = np.argsort(-np.where(np.isfinite(self.score), self.score, np.inf), kind="stable")
         rank = np.empty(k)
         rank[order] = np.arange(1, k + 1)
-        h = rank ** (-1.0 / self.cfg.plr_beta)
+        h = rank ** (-1.0 / self.opt.beta)
         stale = self.episodes[0] - self.last_seen
         p_c = stale / stale.sum() if stale.sum() > 0 else np.full(k, 1.0 / k)
-        return mix_uniform((1 - self.cfg.plr_rho) * h / h.sum() + self.cfg.plr_rho * p_c, self.cfg.eps)
+        return mix_uniform((1 - self.opt.rho) * h / h.sum() + self.opt.rho * p_c, self.eps)
 
     def update(self, stats: TaskStats) -> None:
         self.score = np.where(np.isfinite(stats.abs_advantage), stats.abs_advantage, self.score)
@@ -120,22 +152,23 @@ class Exp3(_State):
 
     def __init__(self, tasks: tuple[str, ...], cfg: CurriculumConfig) -> None:
         k = len(tasks)
-        self.cfg, self.w, self.prev = cfg, np.full(k, 1.0 / k), np.full(k, np.nan)
+        self.eps, self.opt = cfg.eps, cfg.own()
+        self.w, self.prev = np.full(k, 1.0 / k), np.full(k, np.nan)
         self.lo, self.hi = np.full(k, np.inf), np.full(k, -np.inf)
         self.last_p = self._exp3_probs()
 
     def _exp3_probs(self) -> np.ndarray:
-        g = self.cfg.exp3_gamma
+        g = self.opt.gamma
         return (1 - g) * self.w / self.w.sum() + g / len(self.w)
 
     def probs(self) -> np.ndarray:
         self.last_p = self._exp3_probs()
-        return mix_uniform(self.last_p, self.cfg.eps)
+        return mix_uniform(self.last_p, self.eps)
 
     def pull(self, arms: np.ndarray, rewards: np.ndarray) -> None:
         """w_a <- w_a exp((r_a / p_a) gamma / K) for the pulled arms, then renormalise."""
         gain = np.zeros(len(self.w))
-        gain[arms] = rewards / self.last_p[arms] * self.cfg.exp3_gamma / len(self.w)
+        gain[arms] = rewards / self.last_p[arms] * self.opt.gamma / len(self.w)
         self.w = self.w * np.exp(gain - gain.max())  # the shift cancels in the renormalisation
         self.w = self.w / self.w.sum()
 
@@ -161,15 +194,15 @@ class WorstTask(_State):
 
     def __init__(self, tasks: tuple[str, ...], cfg: CurriculumConfig) -> None:
         k = len(tasks)
-        self.cfg, self.z, self.ret, self.range = (
-            cfg,
+        self.eps, self.opt = cfg.eps, cfg.own()
+        self.z, self.ret, self.range = (
             np.full(k, 1.0 / k),
             np.full(k, np.nan),
             np.array([np.inf, -np.inf]),
         )
 
     def probs(self) -> np.ndarray:
-        return mix_uniform(self.z, self.cfg.eps)
+        return mix_uniform(self.z, self.eps)
 
     def update(self, stats: TaskStats) -> None:
         if stats.task_weights is not None:
@@ -181,38 +214,40 @@ class WorstTask(_State):
             self.range = np.array([min(self.range[0], r[seen].min()), max(self.range[1], r[seen].max())])
         known = np.isfinite(self.ret)
         norm = np.where(known, (self.ret - self.range[0]) / max(self.range[1] - self.range[0], 1e-8), 0.0)
-        self.z = softmax(-norm, self.cfg.temperature)
+        self.z = softmax(-norm, self.opt.temperature)
 
     def scores(self) -> dict[str, np.ndarray]:
         return {"weight": self.z}
 
 
 class Threshold(_State):
-    """Success-threshold staging: tasks unlock one at a time in `curriculum.order` once every task
-    before them has a last success rate >= `curriculum.threshold` (normalised return where the
+    """Success-threshold staging: tasks unlock one at a time in `curriculum.threshold.order` once every
+    task before them has a last success rate >= `curriculum.threshold.level` (normalised return where the
     suite reports no success); slots sample the unlocked tasks uniformly."""
 
     _fields = ("unlocked", "level", "lo", "hi")
 
     def __init__(self, tasks: tuple[str, ...], cfg: CurriculumConfig) -> None:
-        names = [t.strip() for t in cfg.order.split(",")] if cfg.order else list(tasks)
+        self.eps, self.opt = cfg.eps, cfg.own()
+        order = self.opt.order
+        names = [t.strip() for t in order.split(",")] if order else list(tasks)
         unknown = [n for n in names if n not in tasks]
         if unknown or sorted(names) != sorted(tasks):
-            raise MtrlError(f"curriculum.order must name every task once ({', '.join(tasks)}); got {cfg.order!r}")
+            raise MtrlError(f"curriculum.threshold.order must name every task once ({', '.join(tasks)}); got {order!r}")
         k = len(tasks)
-        self.cfg, self.rank = cfg, np.array([names.index(t) for t in tasks])  # rank[task] = its stage
+        self.rank = np.array([names.index(t) for t in tasks])  # rank[task] = its stage
         self.unlocked, self.level = np.ones(1), np.full(k, np.nan)
         self.lo, self.hi = np.full(k, np.inf), np.full(k, -np.inf)
 
     def probs(self) -> np.ndarray:
-        return mix_uniform((self.rank < self.unlocked[0]).astype(float), self.cfg.eps)
+        return mix_uniform((self.rank < self.unlocked[0]).astype(float), self.eps)
 
     def update(self, stats: TaskStats) -> None:
         r = stats.returns
         self.lo, self.hi = widen_range(self.lo, self.hi, r)
         level = np.where(np.isfinite(stats.success), stats.success, (r - self.lo) / np.maximum(self.hi - self.lo, 1e-8))
         self.level = np.where(np.isfinite(level), level, self.level)
-        passed = np.nan_to_num(self.level, nan=-1.0) >= self.cfg.threshold
+        passed = np.nan_to_num(self.level, nan=-1.0) >= self.opt.level
         stages_passed = np.zeros(len(passed), bool)
         stages_passed[self.rank] = passed  # in stage order
         first_fail = int(np.argmin(stages_passed)) if not stages_passed.all() else len(passed)

@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
-from mtrl.config import CurriculumConfig
-from mtrl.curriculum import TaskStats, checked_probs, make_curriculum
+from mtrl.curriculum import TaskStats, checked_probs, curriculum_from_settings, make_curriculum
 from mtrl.env.suite import TaskSuite, get_suite
 from mtrl.errors import MtrlError
 from mtrl.registry import call_plugin
@@ -92,7 +91,7 @@ class MultiTaskCallbacks(RLlibCallback):
                 f"{suite.num_tasks} sub-envs in all (num_envs_per_env_runner) or use a curriculum"
             )
         if cur:
-            cfg = CurriculumConfig(**cur)
+            cfg = curriculum_from_settings(cur)
             self.curriculum, self.cur_name = make_curriculum(suite.tasks, cfg), str(cfg.name)
             self._push(algorithm, checked_probs(self.curriculum, self.cur_name, suite.num_tasks))
 

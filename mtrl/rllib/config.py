@@ -9,6 +9,7 @@ from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from mtrl.config import Config, load_config
+from mtrl.curriculum import curriculum_settings
 from mtrl.env.suite import get_suite
 from mtrl.errors import ConfigError
 from mtrl.rllib.callbacks import MultiTaskCallbacks
@@ -90,7 +91,7 @@ def ppo_config(
     env_config = {
         "seed": seed,
         "max_episode_steps": cfg.env.max_episode_steps,
-        "curriculum": dataclasses.asdict(cfg.curriculum) if cfg.curriculum.name else None,
+        "curriculum": curriculum_settings(cfg.curriculum) if cfg.curriculum.name else None,
     }
     config = (
         PPOConfig()
