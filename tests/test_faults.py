@@ -3,6 +3,7 @@ a rollout worker process that dies is restarted and training still reaches its s
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from functools import partial
@@ -64,8 +65,10 @@ def claim(marker: Path) -> bool:
         return False
 
 
-def build(faults: dict[int, tuple[str, int, Path]], task: int, seed: int) -> gym.Env:
-    mode, fail_at, marker = faults.get(task, ("none", 0, None))
+def build(faults: dict[int | str, tuple[str, int, Path]], task: int, seed: int) -> gym.Env:
+    """faults[task], or faults["eval"] for the envs built with an evaluation seed (in faults["eval_seeds"])."""
+    key: int | str = "eval" if seed in faults.get("eval_seeds", ()) else task
+    mode, fail_at, marker = faults.get(key, ("none", 0, None))
     return FlakyEnv(mode, fail_at, marker)
 
 
@@ -124,3 +127,84 @@ def test_training_survives_a_dead_worker_and_a_raising_env(tmp_path):
     assert (tmp_path / "worker_died").exists() and (tmp_path / "env_raised").exists()
     assert ckpt["env_steps"] >= 400
     assert ckpt["faults"] == {"worker_restarts": 1, "env_errors": 1, "nonfinite_updates": 0, "damaged_checkpoints": 0}
+
+
+@pytest.mark.slow  # two trainings with 2 Ray workers, one with a worker restart: ~2-4 min on 2 cores
+def test_a_worker_that_dies_during_an_evaluation_is_restarted_and_the_results_are_unchanged(tmp_path):
+    """The first evaluation (before training) kills one of the two workers mid-episode: its share
+    runs again on the restarted worker, and the whole run, every evaluation included, is the
+    fault-free run's."""
+    pytest.importorskip("ray")
+    import ray.cloudpickle
+
+    from mtrl.eval.curve import eval_seed
+    from mtrl.eval.evaluate import episode_seeds
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
+    seeds = {int(s) for s in episode_seeds(flaky_suite({}), 2, eval_seed(0, 0))}  # the evaluation before training
+    runs = {}
+    for name, faults in (
+        ("clean", {}),
+        ("killed", {"eval": ("exit", 3, tmp_path / "worker_died"), "eval_seeds": seeds}),
+    ):
+        mtrl.register_suite(f"flaky-eval-{name}", partial(flaky_suite, faults))
+        cfg = load_config(
+            ROOT / "configs/toy_mtppo.yaml",
+            [
+                f"env.suite=flaky-eval-{name}",
+                f"run_dir={tmp_path / name}",
+                "rollout.workers=2",
+                "rollout.num_envs=4",
+                "rollout.steps_per_env=20",
+                "train.total_steps=160",
+                "train.eval_every=80",
+                "train.eval_episodes=2",
+                "ray.num_cpus=2",
+                "policy.hidden=8",
+                "policy.layers=1",
+            ],
+        )
+        runs[name] = train(cfg)
+    assert (tmp_path / "worker_died").exists(), "the fault did not fire"
+    clean, killed = runs["clean"], runs["killed"]
+    assert (killed / "eval_curve.csv").read_text() == (clean / "eval_curve.csv").read_text()
+    assert json.loads((killed / "eval.json").read_text()) == json.loads((clean / "eval.json").read_text())
+    assert load_latest(killed)[1]["faults"]["worker_restarts"] == 1
+
+
+@pytest.mark.slow  # starts an embedded Ray with 2 workers
+def test_an_env_that_fails_while_the_ray_workers_start_is_the_in_process_line(tmp_path, capfd):
+    pytest.importorskip("ray")
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
+    mtrl.register_suite("flaky-start", lambda: flaky_suite({1: ("reset", 0, None)}))
+    overrides = ["env.suite=flaky-start", "rollout.num_envs=4", "train.eval_episodes=0", "ray.num_cpus=2"]
+    message = r"^suite 'flaky' task 'fragile': env reset failed 3 times in a row after rebuilding \(RuntimeError"
+    for workers in (0, 2):
+        cfg = load_config(
+            ROOT / "configs/toy_mtppo.yaml",
+            [*overrides, f"rollout.workers={workers}", f"run_dir={tmp_path / str(workers)}"],
+        )
+        with pytest.raises(EnvError, match=message):
+            train(cfg)
+    assert "Traceback" not in capfd.readouterr().err  # no worker traceback forwarded by Ray
+
+
+def test_env_failures_are_said_on_the_console_at_once_then_at_most_once_a_minute(capsys, monkeypatch):
+    from mtrl.run import logger
+
+    clock = {"t": 1000.0}
+    monkeypatch.setattr(logger.time, "monotonic", lambda: clock["t"])
+    notice = logger.FailureNotice(every_s=60.0)
+    notice.add(0, 0)
+    assert capsys.readouterr().err == ""  # nothing failed: nothing said
+    notice.add(2, 2)
+    assert "mtrl: warning: 2 env failure(s)" in capsys.readouterr().err
+    clock["t"] += 30
+    notice.add(1, 3)
+    assert capsys.readouterr().err == ""  # within the minute: held back
+    clock["t"] += 31
+    notice.add(1, 4)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["mtrl: warning: 2 more env failure(s), each recovered the same way (4 in all)"]

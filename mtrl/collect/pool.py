@@ -1,4 +1,5 @@
-"""Rollout workers: Ray actors that each wrap a `Collector`, or one in-process collector.
+"""The pool of rollout workers (`mtrl.collect.worker.RolloutWorker`): Ray actors that each wrap a
+`Collector`, or one in-process collector.
 
 The learner pushes its weights once per iteration (one `ray.put`, shared by every actor) and gets
 back one whole fragment per actor. Ray is imported only when workers > 0, so the learner runs
@@ -17,9 +18,9 @@ import torch
 
 from mtrl.collect.episodes import run_chunks, split_work
 from mtrl.collect.fragments import Collector
-from mtrl.collect.groups import GroupCollector
 from mtrl.collect.ray import init_ray
 from mtrl.collect.requests import COLLECTORS, FragmentRequest, GroupRequest, Requests
+from mtrl.collect.worker import RolloutWorker
 from mtrl.data.batch import Fragment, Groups
 from mtrl.env.suite import TaskSuite, slot_tasks
 from mtrl.errors import MtrlError
@@ -28,76 +29,6 @@ from mtrl.nn.policy import Policy
 from mtrl.nn.weights import actor_weights
 
 RESTART_TIMEOUT_S = 300  # how long a dead worker may take to restart (new process, imports, env builds)
-
-
-class RolloutWorker:
-    """The body of a rollout actor (or of in-process collection): a Collector over its share of
-    env slots, or with `group_size` a GroupCollector of whole-episode groups (GRPO). `one_thread`
-    pins torch to one thread: one core per actor, batched inference on small nets. In-process
-    collection shares the learner's process and leaves its threads alone."""
-
-    def __init__(
-        self,
-        suite: TaskSuite,
-        tasks: list[int],
-        seeds: list[int],
-        spec: PolicySpec,
-        autoreset_mode: str,
-        max_episode_steps: int | None,
-        backend: str,
-        torch_seed: int,
-        one_thread: bool = True,
-        collector: str = "fragments",
-        curriculum: bool = False,
-        reset_each_fragment: bool = False,
-    ) -> None:
-        if one_thread:
-            torch.set_num_threads(1)
-        torch.manual_seed(torch_seed)
-        self.collector: Collector | GroupCollector
-        if collector == "groups":
-            self.collector = GroupCollector(suite, spec, max_episode_steps)
-        else:
-            self.collector = Collector(
-                suite, tasks, seeds, spec, autoreset_mode, max_episode_steps, backend, curriculum, reset_each_fragment
-            )
-
-    def collect(
-        self,
-        weights: dict[str, np.ndarray],
-        steps: int,
-        task_probs: np.ndarray | None = None,
-        random_actions: bool = False,
-    ) -> Fragment:
-        """Load the weights (and the curriculum's task probabilities), then collect one fragment."""
-        assert isinstance(self.collector, Collector)
-        self.collector.set_weights(weights)
-        if task_probs is not None:
-            self.collector.set_task_probs(task_probs)
-        return self.collector.collect(steps, random_actions)
-
-    def collect_groups(
-        self,
-        weights: dict[str, np.ndarray],
-        tasks: np.ndarray,
-        seeds: np.ndarray,
-        group_ids: np.ndarray,
-        group_size: int,
-    ) -> Groups:
-        """Load the weights, then run the given groups of whole episodes."""
-        assert isinstance(self.collector, GroupCollector)
-        self.collector.set_weights(weights)
-        return self.collector.collect(tasks, seeds, group_ids, group_size)
-
-    def evaluate(self, weights: dict[str, np.ndarray], work: list, greedy: bool, max_episode_steps: int | None) -> list:
-        """Load the weights, then run these evaluation chunks (`mtrl.eval.evaluate`) on fresh envs."""
-        self.collector.set_weights(weights)
-        return run_chunks(self.collector.policy, self.collector.suite, work, greedy, max_episode_steps)
-
-    def node_id(self) -> str:
-        import ray
-
-        return ray.get_runtime_context().get_node_id()
 
 
 def slot_seeds(seed: int, num_slots: int) -> list[int]:
@@ -149,10 +80,16 @@ class WorkerPool:
                 seeds[i * per : (i + 1) * per],
                 *args,
                 torch_seed=seed + 1 + i,
+                defer_errors=True,
                 **kw,
             )
             for i in range(r.workers)
         ]
+        try:
+            self.node_ids()  # every actor built its envs, or the first error is raised here, as in-process
+        except BaseException:
+            self.close()  # the actors, and the embedded Ray this pool started
+            raise
 
     def serve(self, requests: Requests, policy: torch.nn.Module, env_steps: int, name: str = "?") -> Any:
         """Answer algorithm `name`'s requests (`mtrl.collect.requests`) with the policy's current
@@ -267,8 +204,8 @@ class WorkerPool:
                             f"restarts are used up: {str(exc).splitlines()[0]}"
                         ) from None
                     print(
-                        f"mtrl: rollout worker {i} died ({type(exc).__name__}); restarting it and re-collecting "
-                        "its share",
+                        f"mtrl: rollout worker {i} died ({type(exc).__name__}); restarting it and running its "
+                        "share again",
                         file=sys.stderr,
                     )
                 elif time.monotonic() - died_at > RESTART_TIMEOUT_S:
@@ -287,8 +224,17 @@ class WorkerPool:
 
         ref = ray.put(actor_weights(policy))
         shares = split_work(work, len(self.actors))
-        calls = [a.evaluate.remote(ref, share, greedy, max_episode_steps) for a, share in zip(self.actors, shares)]
-        return [out for share in ray.get(calls) for out in share]
+
+        def send(actor: Any, share: list) -> Any:
+            return actor.evaluate.remote(ref, share, greedy, max_episode_steps)
+
+        calls = [send(a, share) for a, share in zip(self.actors, shares)]
+        # a worker that dies mid-evaluation is restarted and its share runs again, as in collection:
+        # every chunk seeds its own envs and torch, so the result is the fault-free one
+        results = [
+            self._get(i, call, lambda a, s=share: send(a, s)) for i, (call, share) in enumerate(zip(calls, shares))
+        ]
+        return [out for share in results for out in share]
 
     @property
     def restorable(self) -> bool:
@@ -309,9 +255,8 @@ class WorkerPool:
         """The Ray node each actor runs on (empty in-process)."""
         if not self.actors:
             return []
-        import ray
 
-        return ray.get([a.node_id.remote() for a in self.actors])
+        return [self._get(i, a.node_id.remote(), lambda a: a.node_id.remote()) for i, a in enumerate(self.actors)]
 
     def close(self) -> None:
         """Stop the actors; shut down Ray if this pool started it."""

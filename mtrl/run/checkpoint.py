@@ -46,23 +46,27 @@ def checkpoint_dir(run_dir: Path) -> Path:
 def save_checkpoint(run_dir: Path, payload: dict[str, Any], env_steps: int, keep: int) -> Path:
     """Write `payload` atomically as checkpoints/ckpt_<env_steps>.pt and keep the newest `keep`."""
     folder = checkpoint_dir(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"ckpt_{env_steps:012d}.pt"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".pt")
+    tmp: str | None = None
     try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".pt")
         with os.fdopen(fd, "wb") as f:
             torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        dir_fd = os.open(folder, os.O_RDONLY)  # make the rename itself durable
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # permission, disk full: the older checkpoints are untouched
+            raise CheckpointError(f"could not write checkpoint {path}: {exc.strerror or exc}") from exc
         raise
-    dir_fd = os.open(folder, os.O_RDONLY)  # make the rename itself durable
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
     for old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path
@@ -162,7 +166,8 @@ def newest_intact(
         if why is None:
             return c, ckpt, passed
         passed.append((c, why))
-    raise CheckpointError(f"no intact checkpoint in {checkpoint_dir(run_dir)}: {passed[0][1]}")
+    tried = "; ".join(f"{c.name}: {why}" for c, why in passed)
+    raise CheckpointError(f"no intact checkpoint in {checkpoint_dir(run_dir)}; tried {len(passed)}: {tried}")
 
 
 def set_aside(path: Path) -> Path:

@@ -94,8 +94,15 @@ def _curricula(args: argparse.Namespace) -> None:
     from mtrl.registry import CURRICULA
 
     for name in CURRICULA.names():
-        doc = _first_line(CURRICULA.get(name))
-        print(f"{name}: {doc}" if doc else name)
+        entry = CURRICULA.get(name)
+        print(f"{name}: {_first_line(entry.factory)} [options: {_option_keys(f'curriculum.{name}', entry.options)}]")
+
+
+def _option_keys(section: str, options: type | None) -> str:
+    """The config keys of a plug-in's own section, for the listings."""
+    from dataclasses import fields
+
+    return ", ".join(f"{section}.{f.name}" for f in fields(options)) if options else "none"
 
 
 def _algos(args: argparse.Namespace) -> None:
@@ -110,14 +117,11 @@ def _algos(args: argparse.Namespace) -> None:
 
 
 def _archs(args: argparse.Namespace) -> None:
-    from dataclasses import fields
-
     from mtrl.registry import ARCHS
 
     for name in ARCHS.names():
         entry = ARCHS.get(name)
-        options = ", ".join(f"policy.{name}.{f.name}" for f in fields(entry.options)) if entry.options else "none"
-        print(f"{name}: {_first_line(entry.build)} [options: {options}]")
+        print(f"{name}: {_first_line(entry.build)} [options: {_option_keys(f'policy.{name}', entry.options)}]")
 
 
 def _policy_kinds(args: argparse.Namespace) -> None:
@@ -192,6 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `mtrl suites | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # (after its subclass above) a file mtrl had to read or write: one line
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"mtrl: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     return rc or 0
 
 

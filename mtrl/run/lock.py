@@ -7,6 +7,7 @@ to that description closes, so a holder that dies, even by SIGKILL, frees it at 
 itself stays behind with the last holder's PID and host in it and blocks nobody. A child process
 given the locked descriptor (`pass_fds`) and its number in MTRL_RUN_LOCK_FD shares its parent's
 lock instead of conflicting with it: `mtrl sweep` starts each `mtrl train` that way.
+`make_run_dir` creates a training's run directory and takes its lock before anything is written.
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ import socket
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from mtrl.errors import MtrlError
+from mtrl.run.checkpoint import list_checkpoints
+
+if TYPE_CHECKING:
+    from mtrl.config import Config
 
 LOCK_FILE = ".mtrl.lock"
 FD_ENV = "MTRL_RUN_LOCK_FD"
@@ -133,3 +139,27 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def make_run_dir(cfg: Config) -> tuple[Path, RunLock]:
+    """The run directory, created when new, and its lock (mtrl.run.lock), taken before anything
+    else is written there; refused when another process holds it."""
+    if cfg.resume:
+        path = Path(cfg.resume)
+        if not path.is_dir():
+            raise MtrlError(f"resume={cfg.resume}: no such run directory")
+    elif cfg.run_dir:
+        path = Path(cfg.run_dir)
+    else:
+        path = Path("runs") / f"{cfg.env.suite}-{cfg.algo}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # an unwritable parent, a file in the way
+        raise MtrlError(f"cannot create run directory {path}: {exc.strerror or exc}") from None
+    lock = RunLock.acquire(path)
+    if not cfg.resume and list_checkpoints(path):  # checked under the lock: its holder may be writing them
+        lock.release()
+        raise MtrlError(
+            f"run_dir {path} already holds checkpoints; pass resume={path} to continue it, or pick another run_dir"
+        )
+    return path, lock

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +106,32 @@ class Logger:
     def close(self) -> None:
         self.bar.close()
         self.writer.close()
+
+
+class FailureNotice:
+    """Console lines about failures that were recovered from (envs that raised or returned NaN):
+    the first at once, then at most one per `every_s` seconds with the count since the last line,
+    so that a recovery is always said and a flaky env never floods the console."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s, self.unsaid = every_s, 0
+        self.said_at: float | None = None
+
+    def add(self, new: int, total: int) -> None:
+        self.unsaid += new
+        now, last = time.monotonic(), self.said_at
+        if not self.unsaid or (last is not None and now - last < self.every_s):
+            return
+        if last is None:
+            print(
+                f"mtrl: warning: {self.unsaid} env failure(s) (a step or reset raised, or returned NaN): each failed "
+                f"episode was dropped and its env rebuilt; faults/env_errors counts them, and this console says "
+                f"more at most once per {self.every_s:.0f} s",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"mtrl: warning: {self.unsaid} more env failure(s), each recovered the same way ({total} in all)",
+                file=sys.stderr,
+            )
+        self.unsaid, self.said_at = 0, now

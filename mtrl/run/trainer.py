@@ -9,10 +9,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mtrl.config import Config
+from mtrl.errors import MtrlError
 from mtrl.run.training import Training, policy_spec, resolve_device
 
-__all__ = ["GracefulStop", "policy_spec", "resolve_device", "train"]
+__all__ = ["GracefulStop", "policy_spec", "resolve_device", "save_on_stop", "train"]
 
 
 def train(cfg: Config) -> Path:
@@ -30,12 +33,50 @@ def train(cfg: Config) -> Path:
                 raise KeyboardInterrupt
         run.finish()
     except KeyboardInterrupt:
-        run.interrupted()
+        save_on_stop(run, "interrupted")
+        raise
+    except Exception:  # the error itself is shown by the caller (one line from `mtrl train`)
+        save_on_stop(run, "stopped on an error")
         raise
     finally:
         stop.close()
         run.close()
     return run.run_dir
+
+
+def save_on_stop(run: Training, why: str) -> None:
+    """The last checkpoint when training stops early (Ctrl-C, a stop signal, an error), from the
+    last iteration boundary: at a boundary, as is; while collecting, the state the boundary
+    left (the policy and optimiser untouched yet, the RNG streams put back, the envs' episodes
+    started afresh on resume); in the middle of an update or of a checkpoint write, nothing:
+    the newest checkpoint on disk stays the last good state."""
+    run.logger.bar.close()
+    resume = f"resume with resume={run.run_dir}"
+    if run.writing:
+        print(
+            f"\nmtrl: {why} during a checkpoint write; the earlier checkpoints are intact ({resume})",
+            file=sys.stderr,
+        )
+        return
+    if run.phase == "update":
+        kept = (
+            f"the checkpoint of iteration {run.last_saved} is the last good state ({resume})"
+            if run.last_saved >= 0
+            else "there is no checkpoint yet"
+        )
+        print(f"\nmtrl: {why} in the middle of an update, which is not saved; {kept}", file=sys.stderr)
+        return
+    if run.last_saved == run.iteration:
+        return
+    if run.phase == "collect":
+        torch.set_rng_state(run.rng_at_boundary[0])
+        run.gen.set_state(run.rng_at_boundary[1])
+    try:
+        path = run.checkpoint(collector=run.phase == "boundary")
+    except (MtrlError, OSError) as exc:  # never hide the stop's own cause behind this one
+        print(f"\nmtrl: {why}, and the last checkpoint could not be written: {exc}", file=sys.stderr)
+        return
+    print(f"\nmtrl: {why}; saved {path} ({resume})", file=sys.stderr)
 
 
 class GracefulStop:

@@ -36,8 +36,8 @@ from mtrl.run.checkpoint import (
     saved_spec,
     set_aside,
 )
-from mtrl.run.lock import RunLock
-from mtrl.run.logger import Logger
+from mtrl.run.lock import make_run_dir
+from mtrl.run.logger import FailureNotice, Logger
 
 
 def resolve_device(name: str) -> torch.device:
@@ -57,27 +57,6 @@ def policy_spec(cfg: Config, suite: TaskSuite) -> PolicySpec:
         ALGOS.get(cfg.algo).policy_kind,
         suite.task_metadata,
     )
-
-
-def make_run_dir(cfg: Config) -> tuple[Path, RunLock]:
-    """The run directory, created when new, and its lock (mtrl.run.lock), taken before anything
-    else is written there; refused when another process holds it."""
-    if cfg.resume:
-        path = Path(cfg.resume)
-        if not path.is_dir():
-            raise MtrlError(f"resume={cfg.resume}: no such run directory")
-    elif cfg.run_dir:
-        path = Path(cfg.run_dir)
-    else:
-        path = Path("runs") / f"{cfg.env.suite}-{cfg.algo}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path.mkdir(parents=True, exist_ok=True)
-    lock = RunLock.acquire(path)
-    if not cfg.resume and list_checkpoints(path):  # checked under the lock: its holder may be writing them
-        lock.release()
-        raise MtrlError(
-            f"run_dir {path} already holds checkpoints; pass resume={path} to continue it, or pick another run_dir"
-        )
-    return path, lock
 
 
 def _prefixed(path: Path, why: str | None) -> str | None:
@@ -124,7 +103,10 @@ class Training:
         self.faults = {"worker_restarts": 0, "env_errors": 0, "nonfinite_updates": 0, "damaged_checkpoints": 0}
         self.task_steps = torch.zeros(suite.num_tasks, dtype=torch.int64)  # env steps per task, ditto
         ckpt = self._resume() if cfg.resume else None
-        save_config(dataclasses.replace(cfg, resume=None, run_dir=str(self.run_dir)), self.run_dir / "config.yaml")
+        try:
+            save_config(dataclasses.replace(cfg, resume=None, run_dir=str(self.run_dir)), self.run_dir / "config.yaml")
+        except OSError as exc:  # an unwritable run directory: stop before training, nothing lost
+            raise MtrlError(f"cannot write {self.run_dir / 'config.yaml'}: {exc.strerror or exc}") from None
         workers = f"{cfg.rollout.workers} Ray workers" if cfg.rollout.workers else "in-process rollouts"
         print(
             f"mtrl: {cfg.algo}/{cfg.policy.arch} on {suite.name} ({suite.num_tasks} tasks), learner on {device}, "
@@ -154,6 +136,11 @@ class Training:
                 done,
             )
         self.last_saved, self._restarts_seen = -1, 0
+        # where a stop lands (see save_on_stop): "boundary" between iterations, "collect" before the
+        # update (the policy and optimiser still at the last boundary), "update" mid-update
+        self.phase, self.writing = "boundary", False
+        self.env_error_notice = FailureNotice()
+        self.rng_at_boundary = (torch.get_rng_state(), self.gen.get_state())
 
     def _resume(self) -> dict[str, Any] | None:
         """Load the newest checkpoint of the run directory into every part; None when there is none."""
@@ -204,19 +191,20 @@ class Training:
         t0 = time.perf_counter()
         algo.set_progress(self.env_steps / cfg.train.total_steps)
         probs = checked_probs(self.curriculum, self.cur_name, suite.num_tasks) if self.curriculum is not None else None
+        self.phase, self.rng_at_boundary = "collect", (torch.get_rng_state(), self.gen.get_state())
         data = self.pool.serve(algo.requests(self.env_steps, probs, self.gen), self.policy, self.env_steps, cfg.algo)
         collect_s = time.perf_counter() - t0
+        self.phase = "update"
         it = checked_iteration(algo.learn(data, self.gen), cfg.algo, suite.num_tasks)
         self.task_steps += torch.as_tensor(it.task_steps)
         self.env_steps += it.env_steps
         self.iteration += 1
         self.faults["env_errors"] += it.env_errors
+        self.env_error_notice.add(it.env_errors, self.faults["env_errors"])
         for key, n in it.faults.items():
             self.faults[key] = self.faults.get(key, 0) + int(n)
         self.faults["nonfinite_updates"] = self.guard.skipped
-        self.faults["worker_restarts"] += self.pool.restarts - self._restarts_seen
-        self._restarts_seen = self.pool.restarts
-        self.logger.log_faults(self.env_steps, self.faults)
+        self._count_restarts()
         self.logger.log_task_steps(self.env_steps, self.task_steps.numpy())
         if self.curriculum is not None:
             stats = task_stats(
@@ -232,6 +220,7 @@ class Training:
             self.logger.log_curriculum(
                 self.env_steps, probs, checked_scores(self.curriculum, self.cur_name, suite.num_tasks)
             )
+        self.phase = "boundary"  # every part has taken this iteration; what follows only reports it
         self.logger.log_iteration(
             self.env_steps,
             it.env_steps,
@@ -242,15 +231,25 @@ class Training:
             {"perf/collect_s": collect_s, **it.scalars},
         )
 
+    def _count_restarts(self) -> None:
+        """Add the rollout workers restarted since the last call (in collection or evaluation) to
+        the fault counters, and log them."""
+        self.faults["worker_restarts"] += self.pool.restarts - self._restarts_seen
+        self._restarts_seen = self.pool.restarts
+        self.logger.log_faults(self.env_steps, self.faults)
+
     def evaluate_on_schedule(self, final: bool = False) -> None:
         """The evaluation curve's next point, when it is due (or `final`)."""
         if self.curve is not None and (self.curve.due(self.env_steps) or final):
             t0 = time.perf_counter()
             result = self.curve.run(self.policy, self.env_steps, self.iteration, self.pool.run_eval)
             self.logger.log_eval(self.env_steps, result, time.perf_counter() - t0)
+            if self.pool.restarts != self._restarts_seen:  # a worker died during the evaluation
+                self._count_restarts()
 
-    def checkpoint(self) -> Path:
-        """Write a checkpoint of every part (never one with non-finite parameters)."""
+    def checkpoint(self, collector: bool = True) -> Path:
+        """Write a checkpoint of every part (never one with non-finite parameters); `collector`:
+        with the in-process envs' state (else a resume starts their episodes afresh)."""
         policy = self.policy
         bad = [
             name
@@ -273,12 +272,14 @@ class Training:
             "faults": dict(self.faults),
             "task_steps": self.task_steps,
             "curriculum": call_plugin("curriculum", self.cur_name, "state_dict()", cur.state_dict) if cur else None,
-            "collector": self.pool.state_dict(),
+            "collector": self.pool.state_dict() if collector else None,
             "eval_done": self.curve.done if self.curve is not None else None,
         }
         self.logger.flush()
-        self.last_saved = self.iteration
-        return save_checkpoint(self.run_dir, payload, self.env_steps, self.cfg.train.keep_checkpoints)
+        self.writing = True  # until the file is in place: a stop during the write saves nothing more
+        path = save_checkpoint(self.run_dir, payload, self.env_steps, self.cfg.train.keep_checkpoints)
+        self.writing, self.last_saved = False, self.iteration
+        return path
 
     def finish(self) -> EvalResult | None:
         """The last checkpoint and the final evaluation (the curve's last point), written to eval.json."""
@@ -304,16 +305,11 @@ class Training:
                 self.pool.run_eval,
             )
             self.logger.log_eval(self.env_steps, result)
+            self._count_restarts()
         if result is not None:
             result.write_json(self.run_dir / "eval.json")
             print(result.table())
         return result
-
-    def interrupted(self) -> None:
-        """Ctrl-C or a stop signal: save a checkpoint unless this iteration already has one."""
-        self.logger.bar.close()
-        if self.last_saved != self.iteration:
-            print(f"\nmtrl: interrupted; saved {self.checkpoint()} (resume with resume={self.run_dir})")
 
     def close(self) -> None:
         self.logger.close()  # ends the progress bar's line before any error message

@@ -1,0 +1,106 @@
+"""A rollout worker: the body of a Ray rollout actor, or of in-process collection (`WorkerPool`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mtrl.collect.episodes import run_chunks
+from mtrl.collect.fragments import Collector
+from mtrl.collect.groups import GroupCollector
+from mtrl.data.batch import Fragment, Groups
+from mtrl.env.suite import TaskSuite
+from mtrl.errors import MtrlError
+from mtrl.nn.network import PolicySpec
+
+
+class RolloutWorker:
+    """The body of a rollout actor (or of in-process collection): a Collector over its share of
+    env slots, or with `group_size` a GroupCollector of whole-episode groups (GRPO). `one_thread`
+    pins torch to one thread: one core per actor, batched inference on small nets. In-process
+    collection shares the learner's process and leaves its threads alone."""
+
+    def __init__(
+        self,
+        suite: TaskSuite,
+        tasks: list[int],
+        seeds: list[int],
+        spec: PolicySpec,
+        autoreset_mode: str,
+        max_episode_steps: int | None,
+        backend: str,
+        torch_seed: int,
+        one_thread: bool = True,
+        collector: str = "fragments",
+        curriculum: bool = False,
+        reset_each_fragment: bool = False,
+        defer_errors: bool = False,
+    ) -> None:
+        if one_thread:
+            torch.set_num_threads(1)
+        torch.manual_seed(torch_seed)
+        self.collector: Collector | GroupCollector
+        # An actor whose envs fail to build keeps the error for `node_id`, the pool's first call:
+        # raised in a constructor, Ray would kill the actor, restart it, print the traceback and
+        # hand the driver only its text; raised in a call, it reaches the driver as itself.
+        self.failed: MtrlError | None = None
+        try:
+            if collector == "groups":
+                self.collector = GroupCollector(suite, spec, max_episode_steps)
+            else:
+                self.collector = Collector(
+                    suite,
+                    tasks,
+                    seeds,
+                    spec,
+                    autoreset_mode,
+                    max_episode_steps,
+                    backend,
+                    curriculum,
+                    reset_each_fragment,
+                )
+        except MtrlError as exc:
+            if not defer_errors:
+                raise
+            self.failed = exc
+
+    def collect(
+        self,
+        weights: dict[str, np.ndarray],
+        steps: int,
+        task_probs: np.ndarray | None = None,
+        random_actions: bool = False,
+    ) -> Fragment:
+        """Load the weights (and the curriculum's task probabilities), then collect one fragment."""
+        assert isinstance(self.collector, Collector)
+        self.collector.set_weights(weights)
+        if task_probs is not None:
+            self.collector.set_task_probs(task_probs)
+        return self.collector.collect(steps, random_actions)
+
+    def collect_groups(
+        self,
+        weights: dict[str, np.ndarray],
+        tasks: np.ndarray,
+        seeds: np.ndarray,
+        group_ids: np.ndarray,
+        group_size: int,
+    ) -> Groups:
+        """Load the weights, then run the given groups of whole episodes."""
+        assert isinstance(self.collector, GroupCollector)
+        self.collector.set_weights(weights)
+        return self.collector.collect(tasks, seeds, group_ids, group_size)
+
+    def evaluate(self, weights: dict[str, np.ndarray], work: list, greedy: bool, max_episode_steps: int | None) -> list:
+        """Load the weights, then run these evaluation chunks (`mtrl.eval.evaluate`) on fresh envs."""
+        self.collector.set_weights(weights)
+        return run_chunks(self.collector.policy, self.collector.suite, work, greedy, max_episode_steps)
+
+    def node_id(self) -> str:
+        """The Ray node this actor runs on; the pool's first call, so it raises the error that
+        stopped the constructor, if any."""
+        import ray
+
+        if self.failed is not None:
+            raise self.failed
+        return ray.get_runtime_context().get_node_id()
