@@ -21,6 +21,8 @@ from mtrl.run.trainer import train
 from mtrl.run.training import Training
 from tests.conftest import ROOT, run_cli
 
+pytestmark = pytest.mark.fault  # docs/reliability.md: every fault has its test
+
 TOY = ROOT / "configs/toy_mtppo.yaml"
 
 

@@ -22,6 +22,8 @@ from mtrl.run.checkpoint import load_latest
 from mtrl.run.trainer import train
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.fault  # docs/reliability.md: every fault has its test
+
 EPISODE = 10
 
 
@@ -82,9 +84,14 @@ SPEC = PolicySpec((3,), 2, 2, True, "multihead", hidden=8, layers=1)
 
 
 @pytest.mark.parametrize("mode", ["raise", "nan"])
-def test_failed_env_is_rebuilt_and_its_partial_episode_dropped(tmp_path, mode):
+def test_failed_env_is_rebuilt_and_its_partial_episode_dropped(tmp_path, mode, capsys):
     collector = Collector(flaky_suite({1: (mode, 4, tmp_path / "failed")}), [0, 1, 0, 1], [0, 1, 2, 3], SPEC)
     frag = collector.collect(30)
+    said = {"raise": "RuntimeError: simulator blew up", "nan": "FloatingPointError: non-finite reward from the env"}
+    assert capsys.readouterr().err.splitlines() == [  # the recovery is said, once
+        f"mtrl: warning: suite 'flaky' task 'fragile': env step raised {said[mode]}; rebuilt it and dropped its "
+        "episode (said once per env; faults/env_errors counts every failure)"
+    ]
     assert frag.env_errors.tolist() == [0, 1, 0, 0]  # the marker lets only the first fragile env fail, once
     assert not frag.valid[:5, 1].any()  # the 3 steps before the failure, the failed step, and the reset step
     assert frag.valid[5:15, 1].all()  # then a whole fresh episode

@@ -13,6 +13,8 @@ from mtrl.run.checkpoint import load_latest
 from mtrl.run.trainer import train
 from tests.conftest import ROOT, train_interrupted
 
+pytestmark = pytest.mark.fault  # docs/reliability.md: every fault has its test
+
 
 def _states_equal(a: dict, b: dict) -> bool:
     """Deep equality of checkpoint entries (tensors bit-for-bit)."""

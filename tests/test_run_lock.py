@@ -21,6 +21,8 @@ from mtrl.run.lock import FD_ENV, LOCK_FILE, RunDirBusy, RunLock
 from mtrl.run.trainer import train
 from tests.conftest import ROOT, run_cli
 
+pytestmark = pytest.mark.fault  # docs/reliability.md: every fault has its test
+
 TOY = ROOT / "configs/toy_mtppo.yaml"
 LONG = ["rollout.workers=0", "train.total_steps=10000000", "train.eval_episodes=0", "train.checkpoint_every=1"]
 

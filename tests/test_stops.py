@@ -16,6 +16,8 @@ from mtrl.run.checkpoint import list_checkpoints, load_latest
 from mtrl.run.trainer import train
 from tests.conftest import ROOT, run_cli
 
+pytestmark = pytest.mark.fault  # docs/reliability.md: every fault has its test
+
 TOY = ROOT / "configs/toy_mtppo.yaml"
 # about 300 env steps per iteration; the scheduled checkpoints come every 100 iterations, i.e. never here
 COMMON = [
@@ -142,3 +144,26 @@ def test_a_run_directory_that_cannot_be_made_is_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(f"mtrl: error: cannot create run directory {tmp_path}")
     assert "Traceback" not in proc.stderr
+
+
+def test_an_unwritable_run_directory_is_one_line(tmp_path, monkeypatch, capsys):
+    """As a read-only run directory (or one on a read-only filesystem) answers: its lock file cannot
+    be opened for writing. Faked, since the tests may run as root, whom permissions do not stop."""
+    import os
+
+    from mtrl.run import lock
+    from mtrl.run.cli import main
+
+    real_open = os.open
+
+    def refuse(path, flags, *args):  # noqa: ANN001, ANN202
+        if str(path).endswith(lock.LOCK_FILE):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(lock.os, "open", refuse)
+    run = tmp_path / "run"
+    assert main(["train", str(TOY), f"run_dir={run}", "rollout.workers=0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"mtrl: error: cannot lock run directory {run}: Permission denied ({run / lock.LOCK_FILE})"]
+    assert not list(run.iterdir())  # nothing written

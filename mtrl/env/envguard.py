@@ -9,6 +9,7 @@ raises `EnvError` naming the task.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -64,6 +65,13 @@ class GuardedEnv(gym.Wrapper):
                 f"{self._label}: env {where} failed {failures} times in a row after rebuilding "
                 f"({type(exc).__name__}: {exc})"
             ) from exc
+        if self.errors == 1:  # a recovery is always said: once per env (a rollout worker's reaches the console via Ray)
+            first = (str(exc).strip().splitlines() or [""])[0]
+            print(
+                f"mtrl: warning: {self._label}: env {where} raised {type(exc).__name__}: {first}; rebuilt it and "
+                "dropped its episode (said once per env; faults/env_errors counts every failure)",
+                file=sys.stderr,
+            )
         try:
             self.env.close()
         except Exception:  # noqa: BLE001 - a broken env may fail to close; it is discarded anyway
