@@ -9,7 +9,14 @@ from typing import Any
 from mtrl.config.plugins import extend_search_path
 from mtrl.env.suite import TaskSuite, get_suite, list_suites
 from mtrl.errors import AggregatorFailed, MtrlError
-from mtrl.registry import register_aggregator, register_algo, register_arch, register_policy_kind, register_suite
+from mtrl.registry import (
+    register_aggregator,
+    register_algo,
+    register_arch,
+    register_policy_kind,
+    register_suite,
+    register_weighting,
+)
 from mtrl.version import __version__
 
 __all__ = [
@@ -28,6 +35,7 @@ __all__ = [
     "register_curriculum",
     "register_policy_kind",
     "register_suite",
+    "register_weighting",
     "train",
 ]
 

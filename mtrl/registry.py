@@ -2,7 +2,8 @@
 
 Built-in and third-party packages use the same two routes: call `register_suite` (`register_algo`,
 `register_arch`, ...) directly, or expose a zero-argument callable in the entry-point group
-(`mtrl.suites`, `mtrl.curricula`, `mtrl.algos`, `mtrl.archs`) that calls it. The contract of each
+(`mtrl.suites`, `mtrl.curricula`, `mtrl.algos`, `mtrl.archs`, `mtrl.aggregators`,
+`mtrl.weightings`, `mtrl.policy_kinds`) that calls it. The contract of each
 plug-in kind is in docs/architecture.md; what a plug-in returns is checked where mtrl receives it.
 """
 
@@ -95,6 +96,7 @@ CURRICULA: Registry[CurriculumEntry] = Registry("curriculum", "mtrl.curricula", 
 ALGOS: Registry[AlgoClass] = Registry("algorithm", "mtrl.algos", plural="algos")
 ARCHS: Registry[ArchEntry] = Registry("architecture", "mtrl.archs", plural="archs")
 AGGREGATORS: Registry[Callable[..., Any]] = Registry("aggregator", "mtrl.aggregators")
+WEIGHTINGS: Registry[Callable[..., Any]] = Registry("weighting", "mtrl.weightings")
 POLICY_KINDS: Registry[Callable[..., Any]] = Registry("policy kind", "mtrl.policy_kinds", plural="policy-kinds")
 
 # what every registered algorithm class declares (mtrl.algos.base.Algorithm)
@@ -170,6 +172,14 @@ def register_arch(
             f"become the config keys policy.{name}.*)"
         )
     ARCHS.register(name, ArchEntry(build, options, features), overwrite=overwrite)
+
+
+def register_weighting(name: str, factory: Callable[..., Any], *, overwrite: bool = False) -> None:
+    """Register a task weighting for `learner.weighting: NAME`: `factory(num_tasks, **options)`
+    (options from learner.weighting_options) returns a `mtrl.algos.weighting.TaskWeighting`."""
+    if not callable(factory):
+        raise MtrlError(f"register_weighting('{name}', ...) needs a callable factory, got {type(factory).__name__}")
+    WEIGHTINGS.register(name, factory, overwrite=overwrite)
 
 
 def register_aggregator(name: str, factory: Callable[..., Any], *, overwrite: bool = False) -> None:

@@ -220,8 +220,8 @@ NOT_PROTOCOL = {
     "learner.compile",  # the same numbers up to float rounding (tests/test_compile.py)
     "learner.max_fallback_share",  # when a failing aggregator stops the run; these configs use none
     "learner.fallback_window",
-    "learner.gradnorm_lr",
-    "ppo.vf_coef",  # inert here: GradNorm is off, and the PPO critics have their own Adam
+    "learner.weighting_options",
+    "ppo.vf_coef",  # inert here: no task weighting, and the PPO critics have their own Adam
     "learner.aggregator_options",
     "ray.address",
     "ray.num_cpus",
@@ -245,7 +245,7 @@ UNUSED = {
     "paco": {"policy.activation"},
 }
 # settings of the other algorithm's section, and of features these configs leave off (checked to be off)
-OFF = {"curriculum.name": None, "learner.gradnorm_alpha": None, "rollout.reset_each_fragment": False}
+OFF = {"curriculum.name": None, "learner.weighting": "none", "rollout.reset_each_fragment": False}
 
 
 def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -7,12 +7,16 @@ Sener and Koltun 2018), Nash-MTL (Navon et al. 2022), Aligned-MTL (Senushkin et 
 (Liu et al. 2021), DualProj, GradDrop (Chen et al. 2020), ConFIG (Liu et al. 2024), GradVac (Wang
 et al. 2021), FairGrad (Ban and Ji 2024), Random (Lin et al. 2021), UPGrad and the plain mean.
 CAGrad and Nash-MTL solve a convex program with cvxpy: pip install 'mtrl[aggregators]'.
+`make_aggregator` builds a registered one (a built-in or a plug-in) from its config options.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+from mtrl.errors import ConfigError, MtrlError
+from mtrl.registry import AGGREGATORS
 
 # name -> (torchjd class name, whether it takes num_tasks, default options, what it is)
 BUILTINS: dict[str, tuple[str, bool, dict[str, Any], str]] = {
@@ -72,3 +76,29 @@ def register_builtins() -> None:
 
     for name in BUILTINS:
         register_aggregator(name, _factory(name))
+
+
+def make_aggregator(name: str, options: dict[str, Any], num_tasks: int) -> Any:
+    """The registered aggregator `name` built with `options`, or one ConfigError naming the problem."""
+    factory = AGGREGATORS.get(name)
+    try:
+        agg = factory(num_tasks, **options)
+    except TypeError as exc:
+        raise ConfigError(
+            f"learner.aggregator_options {options}: aggregator '{name}' does not take them ({exc})"
+        ) from None
+    except ImportError as exc:
+        raise ConfigError(
+            f"learner.aggregator={name} needs more packages: pip install 'mtrl[aggregators]' ({exc})"
+        ) from None
+    except MtrlError:
+        raise
+    except Exception as exc:  # a plug-in's factory: one line naming it, not a traceback
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise MtrlError(f"aggregator '{name}': its factory raised {type(exc).__name__}: {first}") from exc
+    if not callable(agg):
+        raise MtrlError(
+            f"aggregator '{name}': its factory returned {type(agg).__name__}, expected a callable mapping a "
+            "Jacobian [K, n] to a direction [n] (e.g. a torchjd Aggregator)"
+        )
+    return agg

@@ -18,21 +18,32 @@ from typing import Any
 
 import torch
 
+from mtrl.errors import ConfigError
+
 
 class GradNorm:
-    """The task weights and their optimiser (Adam, as the paper)."""
+    """GradNorm (Chen et al., ICML 2018): learned weights that balance the tasks' gradient norms on
+    the last shared layer. `learner.weighting: gradnorm` with options `alpha` (the asymmetry; the
+    paper: 0.12 to 3) and `lr` (of the weights' Adam, as the paper)."""
 
-    def __init__(self, num_tasks: int, alpha: float, lr: float) -> None:
+    grad_norms = True  # update() takes ||grad_W L_i||
+
+    def __init__(self, num_tasks: int, alpha: float = 1.5, lr: float = 0.025) -> None:
+        if alpha < 0 or lr <= 0:
+            raise ConfigError(f"learner.weighting_options: gradnorm needs alpha >= 0 and lr > 0, got {alpha}, {lr}")
         self.k, self.alpha = num_tasks, alpha
         self.w = torch.ones(num_tasks, requires_grad=True)
         self.optimizer = torch.optim.Adam([self.w], lr=lr)
         self.initial: torch.Tensor | None = None  # L_i(0), the first step's losses
 
-    def weights(self, device: torch.device) -> torch.Tensor:
-        return self.w.detach().to(device)
+    def weights(self) -> torch.Tensor:
+        return self.w.detach().clone()
 
-    def update(self, losses: torch.Tensor, grad_norms: torch.Tensor) -> None:
-        """One step on w from this step's losses [K] and gradient norms g [K] on W."""
+    def update(self, losses: torch.Tensor, grad_norms: torch.Tensor | None) -> None:
+        """One step on w from this step's losses [K] and gradient norms g [K] on W (none: no step,
+        e.g. a minibatch in which a task has no sample)."""
+        if grad_norms is None:
+            return
         losses, g = losses.detach().float().cpu().abs(), grad_norms.detach().float().cpu()
         if self.initial is None:
             self.initial = losses.clamp(min=1e-12)
@@ -48,6 +59,9 @@ class GradNorm:
         with torch.no_grad():
             self.w.clamp_(min=1e-3)
             self.w.mul_(self.k / self.w.sum())
+
+    def next_iteration(self) -> None:
+        pass
 
     def state_dict(self) -> dict[str, Any]:
         return {

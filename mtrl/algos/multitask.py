@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 from torch import nn
 
-from mtrl.algos.aggregators import solver_errors
+from mtrl.algos.aggregators import make_aggregator, solver_errors
 from mtrl.algos.base import NonFiniteGuard
-from mtrl.algos.gradnorm import GradNorm
 from mtrl.algos.task_jacobian import TaskGroupedPass, Ungroupable, has_jac
-from mtrl.errors import AggregatorFailed, ConfigError, MtrlError
-from mtrl.registry import AGGREGATORS, call_plugin
+from mtrl.algos.weighting import checked_weights, make_weighting
+from mtrl.errors import AggregatorFailed, MtrlError
+from mtrl.registry import call_plugin
 
 if TYPE_CHECKING:
     from mtrl.algos.task_jacobian import JacParameter
@@ -43,32 +43,6 @@ def feature_modules(policy: nn.Module) -> list[nn.Module]:
     """The shared-representation module of every task network in `policy` (`mtrl.nn.network.task_network`)."""
     found = (getattr(m, "_mtrl_features", None) for m in policy.modules())
     return [f for f in found if f is not None]
-
-
-def make_aggregator(name: str, options: dict[str, Any], num_tasks: int) -> Any:
-    """The registered aggregator `name` built with `options`, or one ConfigError naming the problem."""
-    factory = AGGREGATORS.get(name)
-    try:
-        agg = factory(num_tasks, **options)
-    except TypeError as exc:
-        raise ConfigError(
-            f"learner.aggregator_options {options}: aggregator '{name}' does not take them ({exc})"
-        ) from None
-    except ImportError as exc:
-        raise ConfigError(
-            f"learner.aggregator={name} needs more packages: pip install 'mtrl[aggregators]' ({exc})"
-        ) from None
-    except MtrlError:
-        raise
-    except Exception as exc:  # a plug-in's factory: one line naming it, not a traceback
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise MtrlError(f"aggregator '{name}': its factory raised {type(exc).__name__}: {first}") from exc
-    if not callable(agg):
-        raise MtrlError(
-            f"aggregator '{name}': its factory returned {type(agg).__name__}, expected a callable mapping a "
-            "Jacobian [K, n] to a direction [n] (e.g. a torchjd Aggregator)"
-        )
-    return agg
 
 
 class TaskGradients:
@@ -89,13 +63,18 @@ class TaskGradients:
             None if self.name == "none" else make_aggregator(self.name, learner_cfg.aggregator_options, len(tasks))
         )
         self.modules = feature_modules(network)
-        alpha = learner_cfg.gradnorm_alpha
-        self.gradnorm = None if alpha is None else GradNorm(len(tasks), alpha, learner_cfg.gradnorm_lr)
+        self.weighting_name = learner_cfg.weighting
+        self.weighting = (
+            None
+            if self.weighting_name == "none"
+            else make_weighting(self.weighting_name, learner_cfg.weighting_options, len(tasks))
+        )
         # GradNorm's W: the last weight of the first shared representation (e.g. the actor trunk's last layer)
         self.last_shared = [p for p in self.modules[0].parameters() if p.dim() >= 2][-1] if self.modules else None
         # the Jacobian from one backward pass of the shared modules run grouped by task (`TaskGroupedPass`)
-        # while the architecture allows it; GradNorm differentiates the unweighted losses itself
-        self.grouped = self.gradnorm is None
+        # while the architecture allows it; a weighting that needs gradient norms differentiates the
+        # unweighted losses itself
+        self.grouped = self.weighting is None or not self.weighting.grad_norms
         self._pass: TaskGroupedPass | None = None
         self.fallbacks = 0  # steps that fell back to the mean (faults/aggregator_fallbacks), since the last take
         self.total_fallbacks = 0
@@ -108,20 +87,23 @@ class TaskGradients:
 
     @property
     def active(self) -> bool:
-        """Whether steps take the per-task losses (an aggregator or GradNorm)."""
-        return self.aggregator is not None or self.gradnorm is not None
+        """Whether steps take the per-task losses (an aggregator or a task weighting)."""
+        return self.aggregator is not None or self.weighting is not None
 
     def next_iteration(self) -> None:
         """Count an iteration; the first step of every `log_every`-th one is measured."""
         self._iterations += 1
+        if self.weighting is not None:
+            call_plugin("weighting", self.weighting_name, "next_iteration()", self.weighting.next_iteration)
         self.diagnose = bool(self.log_every) and self._iterations % self.log_every == 0  # type: ignore[operator]
 
     def report(self) -> dict[str, float]:
-        """The last measurement's scalars (grad/...), once, and GradNorm's task weights."""
+        """The last measurement's scalars (grad/...), once, and the task weighting's weights."""
         out, self.diagnostics = self.diagnostics, {}
         self.diagnose = False
-        if self.gradnorm is not None:
-            out.update({f"grad/gradnorm_weight/{t}": float(w) for t, w in zip(self.tasks, self.gradnorm.w.detach())})
+        if self.weighting is not None:
+            w = checked_weights(self.weighting, self.weighting_name, len(self.tasks))
+            out.update({f"weighting/{t}": float(x) for t, x in zip(self.tasks, w)})
         return out
 
     def take_fallbacks(self) -> int:
@@ -130,12 +112,15 @@ class TaskGradients:
         return n
 
     def state_dict(self) -> dict[str, Any]:
-        """GradNorm's state ({} without it): the rest is stateless or lives in the aggregator's own step."""
-        return self.gradnorm.state_dict() if self.gradnorm is not None else {}
+        """The task weighting's state ({} without one): the rest is stateless or lives in the
+        aggregator's own step."""
+        if self.weighting is None:
+            return {}
+        return call_plugin("weighting", self.weighting_name, "state_dict()", self.weighting.state_dict)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.gradnorm is not None and state:
-            self.gradnorm.load_state_dict(state)
+        if self.weighting is not None and state:
+            call_plugin("weighting", self.weighting_name, "load_state_dict()", self.weighting.load_state_dict, state)
 
     def evaluate(self, task_losses: Callable[[], T], task_id: torch.Tensor) -> tuple[T, list[torch.Tensor]]:
         """`task_losses()` (the per-task losses of a minibatch with task ids `task_id`) computed for
@@ -209,15 +194,9 @@ class TaskGradients:
         if not bool(torch.isfinite(losses[present]).all()):
             self.guard.skip()
             return None
-        if self.gradnorm is not None:  # weight the task losses (Chen et al. 2018), then move the weights
-            weights = self.gradnorm.weights(losses.device)
-            if bool(present.all()) and self.last_shared is not None:
-                from torchjd.autojac import jac
-
-                (j,) = jac(list(losses), [self.last_shared], retain_graph=True)
-                self.gradnorm.update(losses, j.flatten(1).norm(dim=1))
-            losses = losses * weights
-        if self.aggregator is None:  # GradNorm alone: the weighted mean, one backward pass
+        if self.weighting is not None:  # weight the task losses with this step's weights, then move them
+            losses = self._weighted(losses, present)
+        if self.aggregator is None:  # a weighting alone: the weighted mean over tasks, one backward pass
             if self.diagnose:
                 self.measure(losses, present, features, params)
             losses[present].sum().div(len(self.tasks)).backward()
@@ -236,6 +215,21 @@ class TaskGradients:
             self._check_rate(failure)
             self._measure(shared, None if failure else task_weights)
         return self.guard.finish(optimizer, params, max_grad_norm)
+
+    def _weighted(self, losses: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """The task losses times the weighting's current weights; then its update on this step's
+        losses (and, for GradNorm, gradient norms on the last shared layer, when every task is present)."""
+        assert self.weighting is not None
+        weights = checked_weights(self.weighting, self.weighting_name, len(self.tasks)).to(losses.device)
+        norms = None
+        if self.weighting.grad_norms and bool(present.all()) and self.last_shared is not None:
+            from torchjd.autojac import jac
+
+            (j,) = jac(list(losses), [self.last_shared], retain_graph=True)
+            norms = j.flatten(1).norm(dim=1)
+        seen = torch.where(present, losses.detach(), torch.full_like(losses.detach(), float("nan")))
+        call_plugin("weighting", self.weighting_name, "update()", self.weighting.update, seen, norms)
+        return losses * weights
 
     def _aggregate(self, shared: list[JacParameter]) -> tuple[Any, str | None]:
         """The aggregator's direction into the shared parameters' .grad; returns (its task weights
@@ -314,8 +308,8 @@ class TaskGradients:
 
 
 def with_task_state(state: Any, grads: list[TaskGradients]) -> Any:
-    """An algorithm's state with its TaskGradients' (GradNorm) state added, when there is any;
-    unchanged otherwise, so that checkpoints without GradNorm keep their layout."""
+    """An algorithm's state with its TaskGradients' (task weighting) state added, when there is any;
+    unchanged otherwise, so that checkpoints without a weighting keep their layout."""
     extra = [g.state_dict() for g in grads]
     return {"algorithm": state, "task_gradients": extra} if any(extra) else state
 

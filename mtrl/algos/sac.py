@@ -89,10 +89,10 @@ class SACAlgorithm:
     @classmethod
     def check_config(cls, cfg: Config) -> None:
         """The action space is checked against the suite in __init__."""
-        if cfg.policy.critic_ensemble and (cfg.learner.aggregator != "none" or cfg.learner.gradnorm_alpha is not None):
+        if cfg.policy.critic_ensemble and (cfg.learner.aggregator != "none" or cfg.learner.weighting != "none"):
             raise MtrlError(
                 "policy.critic_ensemble=true does not combine with a per-task gradient step (learner.aggregator="
-                f"{cfg.learner.aggregator}, learner.gradnorm_alpha={cfg.learner.gradnorm_alpha}): the task "
+                f"{cfg.learner.aggregator}, learner.weighting={cfg.learner.weighting}): the task "
                 "Jacobian runs the critics' modules one by one; set policy.critic_ensemble=false"
             )
 

@@ -20,7 +20,7 @@ from mtrl.config.plugins import import_plugins
 from mtrl.config.schema import Config, CurriculumConfig, PolicyConfig
 from mtrl.config.sections import algo_options, algo_sections, named, own_options, pop_algo_sections, pop_sections
 from mtrl.errors import ConfigError
-from mtrl.registry import AGGREGATORS, ALGOS, ARCHS, CURRICULA, call_plugin
+from mtrl.registry import AGGREGATORS, ALGOS, ARCHS, CURRICULA, WEIGHTINGS, call_plugin
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -127,6 +127,8 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = (), plugins:
         raise ConfigError(f"policy.layers=0 (no shared trunk) is for policy.arch=multihead, got {cfg.policy.arch}")
     if cfg.learner.aggregator != "none":
         named("learner.aggregator", AGGREGATORS, cfg.learner.aggregator)
+    if cfg.learner.weighting != "none":
+        named("learner.weighting", WEIGHTINGS, cfg.learner.weighting)
     algo = named("algo", ALGOS, cfg.algo)
     cfg.sections = algo_sections(cfg, algo_raw)
     call_plugin("algorithm", cfg.algo, "check_config()", algo.check_config, cfg)

@@ -9,7 +9,9 @@ Version 2 gave every plug-in kind its own section:
 - the curricula's flat keys became curriculum.<name>.* (`curriculum.temperature` applied to both
   learning_progress and worst_task, so it moves to both);
 - policy.num_experts / policy.head became the active architecture's policy.<arch>.*;
-- grpo and mt_grpo read their surrogate and optimiser settings from grpo.*, no longer from ppo.*.
+- grpo and mt_grpo read their surrogate and optimiser settings from grpo.*, no longer from ppo.*;
+- learner.gradnorm_alpha / gradnorm_lr became learner.weighting: gradnorm with
+  learner.weighting_options {alpha, lr}.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ _SURROGATE_V2 = (
     "anneal_lr",
 )
 _GRPO_ALGOS = ("grpo", "mt_grpo")
+GRADNORM_LR = 0.025  # learner.gradnorm_lr's default before version 2
 
 
 class _Moves:
@@ -112,6 +115,19 @@ def _to_v2(moves: _Moves) -> None:
     if isinstance(curriculum, dict):
         for old, new in _CURRICULUM_V2.items():
             moves.move(f"curriculum.{old}", *(f"curriculum.{key}" for key in new))
+    learner = data.get("learner")
+    if isinstance(learner, dict) and ("gradnorm_alpha" in learner or "gradnorm_lr" in learner):
+        if learner.get("gradnorm_alpha") is not None:
+            learner["weighting"] = "gradnorm"
+            moves.moved.append("learner.gradnorm_alpha set -> learner.weighting: gradnorm")
+            moves.move("learner.gradnorm_alpha", "learner.weighting_options.alpha")
+            moves.move("learner.gradnorm_lr", "learner.weighting_options.lr")
+        else:  # GradNorm was off: its learning rate had no effect
+            moves.drop("learner.gradnorm_alpha", "GradNorm was off")
+            if learner.get("gradnorm_lr", GRADNORM_LR) == GRADNORM_LR:
+                learner.pop("gradnorm_lr", None)  # the default, as every saved config holds it
+            else:
+                moves.drop("learner.gradnorm_lr", "GradNorm was off")
     if data.get("algo") in _GRPO_ALGOS:
         for key in _SURROGATE_V2:
             moves.move(f"ppo.{key}", f"grpo.{key}")
@@ -124,6 +140,13 @@ def _refuse_old_keys(data: dict[str, Any]) -> None:
         if isinstance(policy, dict) and key in policy:
             arch = policy.get("arch", "multihead")
             raise ConfigError(f"policy.{key} is policy.{arch}.{key} since config_version 2")
+    learner = data.get("learner")
+    for key in ("gradnorm_alpha", "gradnorm_lr"):
+        if isinstance(learner, dict) and key in learner:
+            raise ConfigError(
+                f"learner.{key} is learner.weighting: gradnorm with learner.weighting_options."
+                f"{key.split('_')[1]} since config_version 2"
+            )
     for old, new in _CURRICULUM_V2.items():
         if isinstance(curriculum, dict) and old in curriculum and not isinstance(curriculum[old], dict):
             raise ConfigError(

@@ -87,7 +87,7 @@ class PolicyConfig:
         "SAC: run the twin critics as one ensemble, their weights stacked [2, ...] and both evaluated "
         "in one vmapped call (as Meta-World+); the same numbers as two modules, one batched matmul per layer. "
         "On this CPU it measured no faster (docs/benchmarks.md); meant for GPUs. Not with a gradient "
-        "aggregator, GradNorm or PaCo's loss guard",
+        "aggregator, a task weighting or PaCo's loss guard",
     )
     # each architecture's own options by name, from the sections policy.<arch> (mtrl.config.load)
     options: dict[str, Any] = field(default_factory=dict, metadata={"internal": True})
@@ -162,15 +162,15 @@ class LearnerConfig:
     aggregator_options: dict[str, Any] = opt(
         {}, "the aggregator's own options, e.g. {c: 0.4} for cagrad (as torchjd.aggregation takes them)"
     )
-    gradnorm_alpha: float | None = opt(
-        None,
-        "GradNorm (Chen et al. 2018): learned task loss weights that balance the "
-        "task gradient norms on the last shared layer, with this asymmetry alpha "
-        "(paper: 0.12 to 3); composes with any learner.aggregator, none included; "
-        "null: off",
-        0.0,
+    weighting: str = opt(
+        "none",
+        "task loss weighting (`mtrl weightings`): none, gradnorm (Chen et al. 2018), uncertainty (Kendall et al. "
+        "2018), dwa (Liu et al. 2019), or a plug-in's; the weights multiply the per-task losses before the step "
+        "(and before learner.aggregator); logged as weighting/<task>",
     )
-    gradnorm_lr: float = opt(0.025, "Adam learning rate of GradNorm's task weights", 0.0, None, lo_open=True)
+    weighting_options: dict[str, Any] = opt(
+        {}, "the weighting's own options, e.g. {alpha: 1.5, lr: 0.025} for gradnorm (docs/algorithms/aggregators.md)"
+    )
     max_fallback_share: float = opt(
         0.5,
         "stop the run when the aggregator declared a failure (AggregatorFailed, a solver that did not "
@@ -185,7 +185,7 @@ class LearnerConfig:
         "torch.compile (TorchInductor) the policy's actor and critic networks in the learner's process: "
         "the MOORE protocol's PPO update on MiniGrid MT3 took 0.78x the eager time on the development CPU; "
         "compiling costs a minute or so at the start (a C++ compiler is needed). Not with a gradient "
-        "aggregator or GradNorm (their task-grouped pass replaces module forwards at run time)",
+        "aggregator or a task weighting (their task-grouped pass replaces module forwards at run time)",
     )
 
 

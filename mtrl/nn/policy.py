@@ -80,10 +80,10 @@ def build_policy(spec: PolicySpec) -> Policy:
 def compile_networks(policy: Policy, learner: LearnerConfig) -> None:
     """torch.compile the policy's actor and critic in place (`learner.compile`): their state dicts,
     and so checkpoints, keep their keys; the forward and backward run as TorchInductor kernels."""
-    if learner.aggregator != "none" or learner.gradnorm_alpha is not None:
+    if learner.aggregator != "none" or learner.weighting != "none":
         raise ConfigError(
             f"learner.compile=true does not combine with learner.aggregator={learner.aggregator} or "
-            "learner.gradnorm_alpha: their task-grouped pass replaces module forwards at run time"
+            f"learner.weighting={learner.weighting}: their task-grouped pass replaces module forwards at run time"
         )
     compilers = [c for c in (os.environ.get("CXX"), "c++", "g++", "clang++") if c and shutil.which(c)]
     if not compilers:  # TorchInductor builds C++ kernels; without a compiler the first update would fail

@@ -139,6 +139,14 @@ def _aggregators(args: argparse.Namespace) -> None:
         print(f"{name}: {_first_line(AGGREGATORS.get(name))}")
 
 
+def _weightings(args: argparse.Namespace) -> None:
+    from mtrl.registry import WEIGHTINGS
+
+    print("none: every task loss weighs the same (the default)")
+    for name in WEIGHTINGS.names():
+        print(f"{name}: {_first_line(WEIGHTINGS.get(name))}")
+
+
 def _interruptible() -> None:
     """Ctrl-C and SIGTERM (a scheduler's stop) end `mtrl train` and `mtrl sweep` through
     KeyboardInterrupt, so that a run saves its checkpoint first; also where the process started
@@ -178,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "algos": _algos,
         "archs": _archs,
         "aggregators": _aggregators,
+        "weightings": _weightings,
         "policy-kinds": _policy_kinds,
     }
     try:

@@ -267,6 +267,7 @@ def parser() -> argparse.ArgumentParser:
     add_import(
         sub.add_parser("aggregators", help="list every registered gradient aggregator for learner.aggregator=NAME")
     )
+    add_import(sub.add_parser("weightings", help="list every registered task weighting for learner.weighting=NAME"))
     add_import(
         sub.add_parser("policy-kinds", help="list every registered policy kind, what an algorithm's policy_kind names")
     )
