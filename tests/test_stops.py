@@ -167,3 +167,28 @@ def test_an_unwritable_run_directory_is_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"mtrl: error: cannot lock run directory {run}: Permission denied ({run / lock.LOCK_FILE})"]
     assert not list(run.iterdir())  # nothing written
+
+
+def test_a_second_interrupt_in_the_middle_of_an_update_saves_nothing(tmp_path, monkeypatch, capsys):
+    """The second Ctrl-C stops at once, wherever it lands; in an update it must not leave a
+    half-updated policy as the newest checkpoint."""
+    from mtrl.algos.learner import MinibatchOptimizer
+
+    step, calls = MinibatchOptimizer._step, {"n": 0}
+
+    def interrupted(self, *args, **kwargs):  # noqa: ANN001, ANN202 - Ctrl-C lands after some minibatch steps of iteration 4
+        calls["n"] += 1
+        if calls["n"] == 3 * 16 + 5:  # the toy config: 4 epochs x 4 minibatches per iteration
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(MinibatchOptimizer, "_step", interrupted)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(load_config(TOY, [*COMMON, "train.checkpoint_every=2", f"run_dir={run}"]))
+    # iteration 3's state was never saved (a stop at that boundary would have saved it), and nothing of 4's
+    assert [load_latest(run)[1]["iteration"], len(list_checkpoints(run))] == [2, 1]
+    assert (
+        "interrupted in the middle of an update, which is not saved; the checkpoint of iteration 2"
+        in capsys.readouterr().err
+    )
