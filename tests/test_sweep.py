@@ -63,6 +63,7 @@ def test_parse_seeds():
             parse_seeds([bad])
 
 
+@pytest.mark.slow  # 4 minutes on 2 cores: two sweeps with a kill and an interrupt, and the separate runs
 def test_sweep_interrupted_killed_and_resumed_equals_separate_runs(tmp_path):
     """2 methods x 2 seeds on the embedded local Ray, 2 at a time. A training process is killed
     with SIGKILL (the sweep starts it again and counts a retry), then the sweep is interrupted
