@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -17,20 +18,42 @@ if TYPE_CHECKING:
     from mtrl.nn.policy import Policy
 
 
-def run_chunks(policy: Policy, suite: TaskSuite, work: list, greedy: bool, max_episode_steps: int | None) -> list:
-    """Run evaluation chunks here, one after the other (a progress bar on a terminal)."""
+@dataclass(frozen=True)
+class EvalChunk:
+    """A unit of evaluation work: one episode per entry, task tasks[i] from reset seed seeds[i],
+    with actions sampled from torch seeded by `torch_seed` (so its result does not depend on which
+    process runs it, or on what that process ran before)."""
+
+    tasks: np.ndarray  # [n] task indices
+    seeds: np.ndarray  # [n] reset seeds
+    torch_seed: list[int]  # entropy for numpy's SeedSequence, which draws the torch seed
+
+
+class ChunkResult(NamedTuple):
+    """What a chunk gives back, per episode: the undiscounted return, the length and the success."""
+
+    returns: np.ndarray
+    lengths: np.ndarray
+    successes: np.ndarray
+
+
+def run_chunks(
+    policy: Policy, suite: TaskSuite, work: list[EvalChunk], greedy: bool, max_episode_steps: int | None
+) -> list[ChunkResult]:
+    """Run evaluation chunks here, one after the other (a progress bar on a terminal): the one
+    runner that every other (the rollout actors, Ray tasks) calls on its share."""
     device = next(policy.parameters()).device
     outs = []
     with torch.random.fork_rng(devices=[]):
-        for tasks, seeds, torch_seed in tqdm(
-            work, desc="eval", unit="chunk", disable=None, leave=False, file=sys.stderr
-        ):
-            torch.manual_seed(int(np.random.SeedSequence(torch_seed).generate_state(1)[0]))
-            outs.append(run_episodes(policy, suite, tasks, seeds, greedy, max_episode_steps, device))
+        for chunk in tqdm(work, desc="eval", unit="chunk", disable=None, leave=False, file=sys.stderr):
+            torch.manual_seed(int(np.random.SeedSequence(chunk.torch_seed).generate_state(1)[0]))
+            outs.append(
+                ChunkResult(*run_episodes(policy, suite, chunk.tasks, chunk.seeds, greedy, max_episode_steps, device))
+            )
     return outs
 
 
-def split_work(work: list, parts: int) -> list[list]:
+def split_work(work: list[EvalChunk], parts: int) -> list[list[EvalChunk]]:
     """`work` in at most `parts` contiguous, non-empty shares (so results concatenate in order)."""
     return [[work[i] for i in idx] for idx in np.array_split(np.arange(len(work)), parts) if len(idx)]
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtrl.collect.episodes import run_chunks, split_work
+from mtrl.collect.episodes import ChunkResult, EvalChunk, run_chunks, split_work
 from mtrl.collect.fragments import Collector
 from mtrl.collect.ray import init_ray
 from mtrl.collect.requests import COLLECTORS, FragmentRequest, GroupRequest, Requests
@@ -215,8 +215,8 @@ class WorkerPool:
                 call = resend(self.actors[i])
 
     def run_eval(
-        self, policy: Policy, suite: TaskSuite, work: list, greedy: bool, max_episode_steps: int | None
-    ) -> list:
+        self, policy: Policy, suite: TaskSuite, work: list[EvalChunk], greedy: bool, max_episode_steps: int | None
+    ) -> list[ChunkResult]:
         """An `mtrl.eval.evaluate` Runner: the chunks split over the rollout actors (in-process without them)."""
         if not self.actors:
             return run_chunks(policy, suite, work, greedy, max_episode_steps)
@@ -225,7 +225,7 @@ class WorkerPool:
         ref = ray.put(actor_weights(policy))
         shares = split_work(work, len(self.actors))
 
-        def send(actor: Any, share: list) -> Any:
+        def send(actor: Any, share: list[EvalChunk]) -> Any:
             return actor.evaluate.remote(ref, share, greedy, max_episode_steps)
 
         calls = [send(a, share) for a, share in zip(self.actors, shares)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mtrl.collect.episodes import run_chunks
+from mtrl.collect.episodes import ChunkResult, EvalChunk, run_chunks
 from mtrl.collect.fragments import Collector
 from mtrl.collect.groups import GroupCollector
 from mtrl.data.batch import Fragment, Groups
@@ -91,7 +91,9 @@ class RolloutWorker:
         self.collector.set_weights(weights)
         return self.collector.collect(tasks, seeds, group_ids, group_size)
 
-    def evaluate(self, weights: dict[str, np.ndarray], work: list, greedy: bool, max_episode_steps: int | None) -> list:
+    def evaluate(
+        self, weights: dict[str, np.ndarray], work: list[EvalChunk], greedy: bool, max_episode_steps: int | None
+    ) -> list[ChunkResult]:
         """Load the weights, then run these evaluation chunks (`mtrl.eval.evaluate`) on fresh envs."""
         self.collector.set_weights(weights)
         return run_chunks(self.collector.policy, self.collector.suite, work, greedy, max_episode_steps)

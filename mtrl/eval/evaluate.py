@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from mtrl.collect.episodes import run_chunks, split_work
+from mtrl.collect.episodes import ChunkResult, EvalChunk, run_chunks, split_work
 from mtrl.env.suite import TaskSuite
 
 if TYPE_CHECKING:
@@ -82,7 +82,8 @@ class EvalResult:
 
 
 # runs evaluation chunks: (policy, suite, chunks, greedy, max_episode_steps) -> per chunk (return, length, success)
-Runner = Callable[["Policy", TaskSuite, list, bool, "int | None"], list]
+# (policy, suite, chunks, greedy, max_episode_steps) -> one ChunkResult per chunk, in order
+Runner = Callable[["Policy", TaskSuite, list[EvalChunk], bool, "int | None"], list[ChunkResult]]
 
 
 def evaluate(
@@ -108,7 +109,7 @@ def evaluate(
         for hi in [(k + 1) * episodes]
         for lo in range(k * episodes, hi, chunk)
     ]
-    work = [(jobs[c], seeds[c], [seed, int(jobs[c[0]]), int(c[0])]) for c in chunks]
+    work = [EvalChunk(jobs[c], seeds[c], [seed, int(jobs[c[0]]), int(c[0])]) for c in chunks]
     outs = (runner or run_chunks)(policy, suite, work, greedy, max_episode_steps)
     ret, length, success = (np.concatenate(parts) for parts in zip(*outs))
     results = []
@@ -153,7 +154,9 @@ def _remote_chunks(spec, state, suite, work, greedy, max_episode_steps):
 def ray_runner(workers: int) -> Runner:
     """A Runner that spreads the chunks over `workers` Ray tasks (in a Ray the caller started)."""
 
-    def run(policy: Policy, suite: TaskSuite, work: list, greedy: bool, max_episode_steps: int | None) -> list:
+    def run(
+        policy: Policy, suite: TaskSuite, work: list[EvalChunk], greedy: bool, max_episode_steps: int | None
+    ) -> list[ChunkResult]:
         import ray
 
         state = ray.put({k: v.detach().cpu() for k, v in policy.state_dict().items()})
