@@ -18,7 +18,6 @@ guards the step.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,9 +27,11 @@ from torch import nn
 
 from mtrl.algos.aggregators import make_aggregator, solver_errors
 from mtrl.algos.base import NonFiniteGuard
+from mtrl.algos.fallbacks import Fallbacks
+from mtrl.algos.gradient_stats import gradient_stats
 from mtrl.algos.task_jacobian import TaskGroupedPass, Ungroupable, has_jac
 from mtrl.algos.weighting import checked_weights, make_weighting
-from mtrl.errors import AggregatorFailed, MtrlError
+from mtrl.errors import AggregatorFailed
 from mtrl.registry import call_plugin
 
 if TYPE_CHECKING:
@@ -76,12 +77,7 @@ class TaskGradients:
         # unweighted losses itself
         self.grouped = self.weighting is None or not self.weighting.grad_norms
         self._pass: TaskGroupedPass | None = None
-        self.fallbacks = 0  # steps that fell back to the mean (faults/aggregator_fallbacks), since the last take
-        self.total_fallbacks = 0
-        # the aggregator's outcome (failed?) over its last steps, against learner.max_fallback_share
-        self.max_fallback_share, self.fallback_window = learner_cfg.max_fallback_share, learner_cfg.fallback_window
-        self._recent: collections.deque[bool] = collections.deque(maxlen=self.fallback_window)
-        self._last_failure = ""
+        self.fallback = Fallbacks(self.name, learner_cfg.max_fallback_share, learner_cfg.fallback_window)
         self.diagnose = False  # measure the next step's task gradients (train.log_grad_every)
         self.diagnostics: dict[str, float] = {}
 
@@ -106,10 +102,14 @@ class TaskGradients:
             out.update({f"weighting/{t}": float(x) for t, x in zip(self.tasks, w)})
         return out
 
+    @property
+    def fallbacks(self) -> int:
+        """Steps that fell back to the mean since the last `take_fallbacks`."""
+        return self.fallback.since_take
+
     def take_fallbacks(self) -> int:
         """Steps that fell back to the mean since the last call."""
-        n, self.fallbacks = self.fallbacks, 0
-        return n
+        return self.fallback.take()
 
     def state_dict(self) -> dict[str, Any]:
         """The task weighting's state ({} without one): the rest is stateless or lives in the
@@ -201,7 +201,7 @@ class TaskGradients:
                 self.measure(losses, present, features, params)
             losses[present].sum().div(len(self.tasks)).backward()
         elif not bool(present.all()):  # a task without samples has no gradient to aggregate
-            self._fall_back("a task without samples in the minibatch")
+            self.fallback.fall_back("a task without samples in the minibatch")
             losses[present].mean().backward()  # grouped or not: the parameters' ordinary gradients
         else:
             shared = self._jacobian(grouped, losses, features, params)
@@ -209,10 +209,10 @@ class TaskGradients:
             if failure is None and not all(p.grad is not None and bool(torch.isfinite(p.grad).all()) for p in shared):
                 failure = "a non-finite direction"
             if failure is not None:
-                self._fall_back(failure)
+                self.fallback.fall_back(failure)
                 for p in shared:
                     p.grad = p.jac.mean(0)
-            self._check_rate(failure)
+            self.fallback.record(failure)
             self._measure(shared, None if failure else task_weights)
         return self.guard.finish(optimizer, params, max_grad_norm)
 
@@ -251,28 +251,6 @@ class TaskGradients:
         except AggregatorFailed as exc:
             return None, str(exc) or type(exc).__name__
 
-    def _fall_back(self, why: str) -> None:
-        """Count a step that takes the mean of the task gradients; say so on the first one."""
-        self.fallbacks += 1
-        self.total_fallbacks += 1
-        self._last_failure = why
-        if self.total_fallbacks == 1:
-            print(
-                f"mtrl: warning: aggregator '{self.name}' gave no direction ({why}); that step takes the mean "
-                "of the task gradients. Further fallbacks are counted in faults/aggregator_fallbacks"
-            )
-
-    def _check_rate(self, failure: str | None) -> None:
-        """Stop the run when the aggregator failed in more than `max_fallback_share` of its last
-        `fallback_window` steps: past that the run is training with the mean, not the aggregator."""
-        self._recent.append(failure is not None)
-        window, share = self.fallback_window, self.max_fallback_share
-        if len(self._recent) == window and sum(self._recent) > share * window:
-            raise MtrlError(
-                f"aggregator '{self.name}' failed in {sum(self._recent)} of its last {window} steps (last: "
-                f"{self._last_failure}), above learner.max_fallback_share={share}; the run would be training with the mean"
-            )
-
     def measure(
         self, losses: torch.Tensor, present: torch.Tensor, features: list[torch.Tensor], params: list[nn.Parameter]
     ) -> None:
@@ -288,21 +266,8 @@ class TaskGradients:
         parameters (and the aggregator's task weights), when `diagnose` is set; drops the .jac."""
         if self.diagnose and shared:
             k = len(self.tasks)
-            jac = torch.cat([p.jac.detach().reshape(k, -1) for p in shared], 1).double()
-            norms = jac.norm(dim=1)
-            cos = (jac @ jac.T) / (norms[:, None] * norms[None, :]).clamp(min=1e-30)
-            i, j = torch.triu_indices(k, k, 1)
-            out = {f"grad/norm/{t}": float(n) for t, n in zip(self.tasks, norms)}
-            out.update(
-                {
-                    f"grad/cosine/{self.tasks[a]}/{self.tasks[b]}": float(cos[a, b])
-                    for a, b in zip(i.tolist(), j.tolist())
-                }
-            )
-            out["grad/conflicting_fraction"] = float((cos[i, j] < 0).double().mean()) if len(i) else 0.0
-            if weights is not None:
-                out.update({f"grad/weight/{t}": float(w) for t, w in zip(self.tasks, weights.detach().flatten())})
-            self.diagnostics, self.diagnose = out, False
+            jac = torch.cat([p.jac.reshape(k, -1) for p in shared], 1)
+            self.diagnostics, self.diagnose = gradient_stats(jac, self.tasks, weights), False
         for p in shared:
             del p.jac
 
