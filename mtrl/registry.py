@@ -148,11 +148,15 @@ class ArchEntry(NamedTuple):
     submodule whose output is the last representation shared by all tasks (gradient aggregators
     act on everything upstream of it; None: the whole network, i.e. every parameter is shared).
     When that submodule holds every shared parameter (its inputs do not depend on parameters),
-    the task Jacobian takes one backward pass instead of about K (`mtrl.algos.task_jacobian`)."""
+    the task Jacobian takes one backward pass instead of about K (`mtrl.algos.task_jacobian`).
+    `loss_guard`: the network guards its per-task losses (PaCo): it has `extreme_tasks(task_losses)
+    -> [K] bool`, the tasks to mask out of a SAC step, and `reset_tasks(mask) -> int`, which SAC's
+    learner calls after the step (checked when the network is built)."""
 
     build: Callable[..., Any]
     options: type | None = None
     features: Callable[[Any], Any] | None = None
+    loss_guard: bool = False
 
 
 def register_arch(
@@ -161,6 +165,7 @@ def register_arch(
     options: type | None = None,
     features: Callable[[Any], Any] | None = None,
     *,
+    loss_guard: bool = False,
     overwrite: bool = False,
 ) -> None:
     """Register an architecture for `policy.arch: NAME` (see `ArchEntry`; docs/tutorials/add-an-architecture.md)."""
@@ -171,7 +176,7 @@ def register_arch(
             f"register_arch('{name}', ..., options={options!r}): options must be a dataclass (its fields "
             f"become the config keys policy.{name}.*)"
         )
-    ARCHS.register(name, ArchEntry(build, options, features), overwrite=overwrite)
+    ARCHS.register(name, ArchEntry(build, options, features, bool(loss_guard)), overwrite=overwrite)
 
 
 def register_weighting(name: str, factory: Callable[..., Any], *, overwrite: bool = False) -> None:

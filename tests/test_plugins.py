@@ -258,3 +258,38 @@ def test_a_policy_kind_plugs_in_and_a_malformed_one_is_one_line(tmp_path):
     finally:
         POLICY_KINDS._items.pop("wide_critic", None)
         ALGOS._items.pop("wide_ppo", None)
+
+
+def test_a_loss_guard_is_declared_at_registration_and_checked_when_built():
+    from mtrl.nn.network import PolicySpec, is_loss_guard, task_network
+
+    class Plain(torch.nn.Module):
+        def __init__(self, spec, out_dim, out_gain) -> None:  # noqa: ANN001
+            super().__init__()
+            self.out = torch.nn.Linear(spec.obs_shape[0], out_dim)
+
+        def forward(self, obs, task_id):  # noqa: ANN001, ANN201
+            return self.out(obs)
+
+    class Guarded(Plain):
+        def extreme_tasks(self, task_losses):  # noqa: ANN001, ANN201
+            return task_losses > 10
+
+        def reset_tasks(self, extreme) -> int:  # noqa: ANN001
+            return 0
+
+    spec = lambda arch: PolicySpec((3,), 2, 2, True, arch, hidden=4, layers=1)  # noqa: E731
+    try:
+        register_arch("undeclared-test", Guarded)  # has the methods, but did not declare a guard
+        register_arch("guarded-test", Guarded, loss_guard=True)
+        register_arch("false-guard-test", Plain, loss_guard=True)
+        assert not is_loss_guard(task_network(spec("undeclared-test"), 2, 1.0))  # no duck typing
+        assert is_loss_guard(task_network(spec("guarded-test"), 2, 1.0))
+        with pytest.raises(
+            MtrlError,
+            match="^architecture 'false-guard-test' is registered with loss_guard=True, but its network lacks extreme_tasks, reset_tasks",
+        ):
+            task_network(spec("false-guard-test"), 2, 1.0)
+    finally:
+        for name in ("undeclared-test", "guarded-test", "false-guard-test"):
+            ARCHS._items.pop(name, None)

@@ -128,4 +128,4 @@ def register_builtins() -> None:
     register_arch("care", CARENet, CareOptions, features=lambda net: net.encoders[-1])
     # paco: Phi is shared but every layer mixes it with w_tau; the first layer's K_p set outputs are
     # the last task-independent tensor (Phi_1 and the encoder shared; later Phi and w task-conditioned)
-    register_arch("paco", PacoNet, PacoOptions, features=lambda net: net.layers[0])
+    register_arch("paco", PacoNet, PacoOptions, features=lambda net: net.layers[0], loss_guard=True)

@@ -54,8 +54,9 @@ class LossGuard(Protocol):
 
 
 def is_loss_guard(module: nn.Module) -> TypeGuard[LossGuard]:
-    """Whether `module` has a per-task loss guard (it defines `extreme_tasks`)."""
-    return callable(getattr(module, "extreme_tasks", None))
+    """Whether `module` is a network whose architecture declared a per-task loss guard
+    (`register_arch(..., loss_guard=True)`; its methods were checked when it was built)."""
+    return bool(getattr(module, "_mtrl_loss_guard", False))
 
 
 def task_network(spec: PolicySpec, out_dim: int, out_gain: float) -> nn.Module:
@@ -88,4 +89,12 @@ def task_network(spec: PolicySpec, out_dim: int, out_gain: float) -> nn.Module:
             "of the network's own modules (the one whose output all tasks share)"
         )
     object.__setattr__(net, "_mtrl_features", features)  # not a registered submodule: the state dict stays as it is
+    if arch.loss_guard:
+        missing = [m for m in ("extreme_tasks", "reset_tasks") if not callable(getattr(net, m, None))]
+        if missing:
+            raise MtrlError(
+                f"architecture '{spec.arch}' is registered with loss_guard=True, but its network lacks "
+                f"{', '.join(missing)} (mtrl.nn.network.LossGuard)"
+            )
+        object.__setattr__(net, "_mtrl_loss_guard", True)
     return net
