@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -85,9 +86,10 @@ def _configs(args: argparse.Namespace) -> None:
 
 
 def _first_line(obj: object) -> str:
-    """The first sentence of a plug-in's docstring, for the listings."""
+    """The first sentence of a plug-in's docstring, for the listings: up to the first full stop
+    followed by a capital letter, a backtick or a parenthesis (so "et al. 2017" does not end it)."""
     doc = " ".join((getattr(obj, "__doc__", None) or "").split())
-    return doc.split(". ")[0].rstrip(".")
+    return re.split(r"\. (?=[A-Z`(])", doc)[0].rstrip(".")
 
 
 def _curricula(args: argparse.Namespace) -> None:
