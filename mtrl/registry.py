@@ -15,7 +15,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar, cast
 
-from mtrl.errors import MtrlError, UnknownNameError, did_you_mean
+from mtrl.errors import ConfigError, MtrlError, UnknownNameError, did_you_mean
 
 T = TypeVar("T")
 
@@ -89,6 +89,22 @@ def call_plugin(kind: str, name: str, what: str, fn: Callable[..., T], *args: ob
         first = (str(exc).strip().splitlines() or [""])[0]
         # chained: `mtrl --debug` shows the plug-in's own traceback, down to its failing line
         raise MtrlError(f"{kind} '{name}': {what} raised {type(exc).__name__}: {first}") from exc
+
+
+def build_with_options(
+    kind: str, name: str, options_key: str, factory: Callable[..., T], num_tasks: int, options: dict[str, Any]
+) -> T:
+    """`factory(num_tasks, **options)` for the plug-in `name` of `kind` (an aggregator, a weighting):
+    options it does not take are one ConfigError naming `options_key`, anything else it raises one
+    MtrlError naming the plug-in (`call_plugin`)."""
+
+    def build() -> T:
+        try:
+            return factory(num_tasks, **options)
+        except TypeError as exc:
+            raise ConfigError(f"{options_key} {options}: {kind} '{name}' does not take them ({exc})") from None
+
+    return call_plugin(kind, name, "its factory", build)
 
 
 SUITES: Registry[Callable[[], object]] = Registry("suite", "mtrl.suites")

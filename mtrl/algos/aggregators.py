@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mtrl.errors import ConfigError, MtrlError
-from mtrl.registry import AGGREGATORS
+from mtrl.registry import AGGREGATORS, build_with_options
 
 # name -> (torchjd class name, whether it takes num_tasks, default options, what it is)
 BUILTINS: dict[str, tuple[str, bool, dict[str, Any], str]] = {
@@ -81,21 +81,16 @@ def register_builtins() -> None:
 def make_aggregator(name: str, options: dict[str, Any], num_tasks: int) -> Any:
     """The registered aggregator `name` built with `options`, or one ConfigError naming the problem."""
     factory = AGGREGATORS.get(name)
-    try:
-        agg = factory(num_tasks, **options)
-    except TypeError as exc:
-        raise ConfigError(
-            f"learner.aggregator_options {options}: aggregator '{name}' does not take them ({exc})"
-        ) from None
-    except ImportError as exc:
-        raise ConfigError(
-            f"learner.aggregator={name} needs more packages: pip install 'mtrl[aggregators]' ({exc})"
-        ) from None
-    except MtrlError:
-        raise
-    except Exception as exc:  # a plug-in's factory: one line naming it, not a traceback
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise MtrlError(f"aggregator '{name}': its factory raised {type(exc).__name__}: {first}") from exc
+
+    def with_packages(k: int, **kwargs: Any) -> Any:
+        try:
+            return factory(k, **kwargs)
+        except ImportError as exc:  # a built-in's optional dependency (cvxpy)
+            raise ConfigError(
+                f"learner.aggregator={name} needs more packages: pip install 'mtrl[aggregators]' ({exc})"
+            ) from None
+
+    agg = build_with_options("aggregator", name, "learner.aggregator_options", with_packages, num_tasks, options)
     if not callable(agg):
         raise MtrlError(
             f"aggregator '{name}': its factory returned {type(agg).__name__}, expected a callable mapping a "

@@ -18,12 +18,13 @@ positive loss, and says so in its docstring; the weights then multiply the signe
 
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol
 
 import torch
 
 from mtrl.errors import ConfigError, MtrlError
-from mtrl.registry import WEIGHTINGS, call_plugin
+from mtrl.registry import WEIGHTINGS, build_with_options, call_plugin
 
 
 class TaskWeighting(Protocol):
@@ -56,7 +57,7 @@ class Uncertainty:
             )
         self.s = torch.zeros(num_tasks, requires_grad=True)
         self.optimizer = torch.optim.Adam([self.s], lr=lr)
-        self.min_s = -float(torch.log(torch.tensor(max_weight)))
+        self.min_s = -math.log(max_weight)
 
     def weights(self) -> torch.Tensor:
         return torch.exp(-self.s.detach())
@@ -129,18 +130,9 @@ class DynamicWeightAverage:
 
 def make_weighting(name: str, options: dict[str, Any], num_tasks: int) -> TaskWeighting:
     """The registered weighting `name` built with `options`, or one error line naming the problem."""
-    factory = WEIGHTINGS.get(name)
-    try:
-        weighting = factory(num_tasks, **options)
-    except TypeError as exc:
-        raise ConfigError(
-            f"learner.weighting_options {options}: weighting '{name}' does not take them ({exc})"
-        ) from None
-    except MtrlError:
-        raise
-    except Exception as exc:  # a plug-in's factory: one line naming it, not a traceback
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise MtrlError(f"weighting '{name}': its factory raised {type(exc).__name__}: {first}") from exc
+    weighting = build_with_options(
+        "weighting", name, "learner.weighting_options", WEIGHTINGS.get(name), num_tasks, options
+    )
     missing = [
         m
         for m in ("weights", "update", "next_iteration", "state_dict", "load_state_dict")

@@ -66,6 +66,7 @@ class WorkerPool:
                 suite, tasks, seeds, *args, torch_seed=seed, one_thread=False, **kw
             )
             self.actors: list[Any] = []
+            self.start_nodes: list[str] = []
             return
         self.local = None
         ray, self._started_ray = init_ray(cfg.ray, r.workers)
@@ -85,8 +86,8 @@ class WorkerPool:
             )
             for i in range(r.workers)
         ]
-        try:
-            self.node_ids()  # every actor built its envs, or the first error is raised here, as in-process
+        try:  # every actor built its envs, or the first error is raised here, as in-process
+            self.start_nodes = self.node_ids()  # the Ray node each actor started on
         except BaseException:
             self.close()  # the actors, and the embedded Ray this pool started
             raise

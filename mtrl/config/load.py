@@ -106,8 +106,10 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = (), plugins:
     curriculum_raw = pop_sections(data.get("curriculum"), CurriculumConfig, CURRICULA)
     algo_raw = pop_algo_sections(data)
     cfg = from_dict(Config, data)
-    cfg.policy.options = own_options("policy", ARCHS, cfg.policy.arch, arch_raw)
-    cfg.curriculum.options = own_options("curriculum", CURRICULA, cfg.curriculum.name, curriculum_raw)
+    cfg.policy.options = own_options("policy", ARCHS, "policy.arch", cfg.policy.arch, arch_raw)
+    cfg.curriculum.options = own_options(
+        "curriculum", CURRICULA, "curriculum.name", cfg.curriculum.name, curriculum_raw
+    )
     env = cfg.env
     if env.expected_suite is not None and env.suite != env.expected_suite:
         raise ConfigError(

@@ -23,9 +23,12 @@ def pop_sections(parent: Any, schema: type, registry: Registry) -> dict[str, Any
     return {key: parent.pop(key) for key in list(parent) if key not in public and key in names}
 
 
-def own_options(key: str, registry: Registry, active: str | None, sections: dict[str, Any]) -> dict[str, Any]:
+def own_options(
+    key: str, registry: Registry, active_key: str, active: str | None, sections: dict[str, Any]
+) -> dict[str, Any]:
     """Each given plug-in section `key`.<name> parsed by that plug-in's options dataclass, and the
-    active plug-in's always (its defaults where not given). `registry` holds entries with `options`."""
+    active plug-in's always (its defaults where not given), the one config key `active_key` names.
+    `registry` holds entries with `options`."""
     out: dict[str, Any] = {}
     for name, raw in sections.items():
         options = registry.get(name).options
@@ -33,7 +36,7 @@ def own_options(key: str, registry: Registry, active: str | None, sections: dict
             raise ConfigError(f"{key}.{name}: {registry.kind} '{name}' has no options of its own")
         out[name] = from_dict(options, raw, f"{key}.{name}.")
     if active is not None and active not in out:
-        options = named(f"{key}.{'arch' if key == 'policy' else 'name'}", registry, active).options
+        options = named(active_key, registry, active).options
         if options is not None:
             out[active] = options()
     return out

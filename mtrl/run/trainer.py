@@ -68,7 +68,7 @@ def save_on_stop(run: Training, why: str) -> None:
         return
     if run.last_saved == run.iteration:
         return
-    if run.phase == "collect":
+    if run.phase == "collect" and run.rng_at_boundary is not None:
         torch.set_rng_state(run.rng_at_boundary[0])
         run.gen.set_state(run.rng_at_boundary[1])
     try:

@@ -116,7 +116,7 @@ class Training:
         if ckpt is not None:
             self._restore_rollouts(ckpt)
         if cfg.rollout.workers:
-            print(f"mtrl: {cfg.rollout.workers} rollout workers on {len(set(self.pool.node_ids()))} Ray node(s)")
+            print(f"mtrl: {cfg.rollout.workers} rollout workers on {len(set(self.pool.start_nodes))} Ray node(s)")
         self.logger = Logger(self.run_dir, suite.tasks, cfg.train.total_steps, self.env_steps)
         self.episodes = default_episodes(suite, cfg.train.eval_episodes)
         # with Ray workers the evaluation episodes run on them, with the same result as in-process
@@ -140,7 +140,7 @@ class Training:
         # update (the policy and optimiser still at the last boundary), "update" mid-update
         self.phase, self.writing = "boundary", False
         self.env_error_notice = FailureNotice()
-        self.rng_at_boundary = (torch.get_rng_state(), self.gen.get_state())
+        self.rng_at_boundary: tuple[torch.Tensor, torch.Tensor] | None = None  # taken as each collection starts
 
     def _resume(self) -> dict[str, Any] | None:
         """Load the newest checkpoint of the run directory into every part; None when there is none."""
@@ -244,8 +244,7 @@ class Training:
             t0 = time.perf_counter()
             result = self.curve.run(self.policy, self.env_steps, self.iteration, self.pool.run_eval)
             self.logger.log_eval(self.env_steps, result, time.perf_counter() - t0)
-            if self.pool.restarts != self._restarts_seen:  # a worker died during the evaluation
-                self._count_restarts()
+            self._count_restarts()  # a worker may have died during the evaluation
 
     def checkpoint(self, collector: bool = True) -> Path:
         """Write a checkpoint of every part (never one with non-finite parameters); `collector`:
