@@ -37,7 +37,7 @@ import torch
 from rounds import alternate, show_ratio
 
 from mtrl.algos.multitask import TaskGradients
-from mtrl.algos.ppo import PPOAlgorithm, PPOBatch, critic_loss, critic_task_losses, ppo_loss, ppo_task_losses
+from mtrl.algos.ppo import PPOAlgorithm, PPOBatch, critic_terms, ppo_terms
 from mtrl.algos.sac import SACAlgorithm
 from mtrl.config import load_config
 from mtrl.env.suite import get_suite
@@ -104,17 +104,8 @@ def ppo_update(aggregator: str, device: torch.device, jacobian: str, compiled: b
 
     def run() -> None:
         assert algo.critic_learner is not None
-        algo.critic_learner.update(
-            batch, lambda mb: critic_loss(policy, mb), gen, 1, (n, True), lambda mb: critic_task_losses(policy, mb, k)
-        )
-        algo.learner.update(
-            batch,
-            lambda mb: ppo_loss(policy, mb, algo.cfg),
-            gen,
-            None,
-            None,
-            lambda mb: ppo_task_losses(policy, mb, algo.cfg, k),
-        )
+        algo.critic_learner.update(batch, lambda mb: critic_terms(policy, mb), gen, epochs=1, plan=(n, True))
+        algo.learner.update(batch, lambda mb: ppo_terms(policy, mb, algo.cfg), gen)
 
     return run
 

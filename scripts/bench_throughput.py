@@ -79,7 +79,7 @@ def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool, pr
 
     import mtrl
     from mtrl.algos.learner import MinibatchOptimizer
-    from mtrl.algos.ppo import make_batch, ppo_loss
+    from mtrl.algos.ppo import make_batch, ppo_terms
     from mtrl.collect.pool import WorkerPool
     from mtrl.config import load_config
     from mtrl.nn.policy import build_policy
@@ -103,7 +103,7 @@ def mtrl_pool(suite_name: str, overrides: list[str], iters: int, learn: bool, pr
                 if learn:
                     learner.update(
                         make_batch(frag, policy, cfg.ppo, suite.num_tasks, torch.device("cpu"))[0],
-                        lambda mb: ppo_loss(policy, mb, cfg.ppo),
+                        lambda mb: ppo_terms(policy, mb, cfg.ppo),
                         gen,
                     )
                 steps += frag.num_steps

@@ -23,6 +23,15 @@ from tests.conftest import ROOT
 TOY = ROOT / "configs/toy_mtppo.yaml"
 
 
+def ppo_task_losses(policy: nn.Module, mb, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's loss reduced per task: (losses [3], which tasks have samples)."""
+    from mtrl.algos.losses import reduce_terms
+    from mtrl.algos.ppo import ppo_terms
+
+    r = reduce_terms(ppo_terms(policy, mb, cfg), 3)
+    return r.loss, r.present
+
+
 def two_task_step(name: str, a: list[float], b: list[float], present=(True, True), diagnose=False):
     """Shared parameters theta (features f = theta), task heads h; L_1 = h_0 a.f, L_2 = h_1 b.f, so
     the Jacobian of the losses on theta is [h_0 a; h_1 b] = [a; b] at h = 1."""
@@ -168,7 +177,7 @@ def test_a_plugin_aggregator_that_raises_stops_the_run_with_one_line(tmp_path):
 
 
 def test_task_c_loss_changes_only_task_cs_head_and_task_weight_row():
-    from mtrl.algos.ppo import PPOBatch, ppo_task_losses
+    from mtrl.algos.ppo import PPOBatch
     from mtrl.env.suite import get_suite
     from mtrl.nn.policy import build_policy
     from mtrl.run.training import policy_spec
@@ -195,8 +204,8 @@ def test_task_c_loss_changes_only_task_cs_head_and_task_weight_row():
     cfg.ppo.ent_coef, cfg.ppo.vf_coef = 0.0, 0.0
     before = {k: v.clone() for k, v in policy.state_dict().items()}
     opt = torch.optim.SGD(policy.parameters(), lr=0.1)
-    (losses, present, _), features = grads.evaluate(
-        lambda policy=policy, mb=mb: ppo_task_losses(policy, mb, cfg.ppo, 3), mb.task_id
+    (losses, present), features = grads.evaluate(
+        lambda policy=policy, mb=mb: ppo_task_losses(policy, mb, cfg.ppo), mb.task_id
     )
     assert grads.grouped  # MOORE's experts take the observation: one grouped backward pass
     grads.step(opt, losses, present, features, list(policy.parameters()), None)
@@ -264,7 +273,6 @@ def test_the_grouped_jacobian_equals_torchjds_per_task_differentiation(arch, ima
     """One backward pass through the shared module run grouped by task gives the same task
     gradients (diagnostics), the same aggregated step and the same task-specific gradients as
     torchjd's mtl_backward; architectures with parameters upstream of their features fall back."""
-    from mtrl.algos.ppo import ppo_task_losses
 
     cfg = load_config(TOY, ["learner.aggregator=upgrad"])
     out = {}
@@ -272,8 +280,8 @@ def test_the_grouped_jacobian_equals_torchjds_per_task_differentiation(arch, ima
         policy, mb = ppo_case(arch, image)
         grads = TaskGradients(policy, cfg.learner, ("a", "b", "c"), NonFiniteGuard())
         grads.grouped, grads.diagnose = grouped, True
-        (losses, present, _), features = grads.evaluate(
-            lambda policy=policy, mb=mb: ppo_task_losses(policy, mb, cfg.ppo, 3), mb.task_id
+        (losses, present), features = grads.evaluate(
+            lambda policy=policy, mb=mb: ppo_task_losses(policy, mb, cfg.ppo), mb.task_id
         )
         used_grouped = grads.grouped
         grads.step(
@@ -334,7 +342,6 @@ def test_a_per_task_forward_of_the_wrong_shape_stops_with_one_line():
 
 
 def test_the_grouped_jacobian_of_a_task_without_samples_falls_back_to_the_plain_mean_gradient():
-    from mtrl.algos.ppo import ppo_task_losses
 
     cfg = load_config(TOY, ["learner.aggregator=pcgrad"])
     out = []
@@ -343,8 +350,8 @@ def test_the_grouped_jacobian_of_a_task_without_samples_falls_back_to_the_plain_
         mb = mb.index(torch.nonzero(mb.task_id != 2).flatten())  # task 2 has no samples
         grads = TaskGradients(policy, cfg.learner, ("a", "b", "c"), NonFiniteGuard())
         grads.grouped = grouped
-        (losses, present, _), features = grads.evaluate(
-            lambda policy=policy, mb=mb: ppo_task_losses(policy, mb, cfg.ppo, 3), mb.task_id
+        (losses, present), features = grads.evaluate(
+            lambda policy=policy, mb=mb: ppo_task_losses(policy, mb, cfg.ppo), mb.task_id
         )
         grads.step(
             torch.optim.SGD(policy.parameters(), lr=0.0), losses, present, features, list(policy.parameters()), None
@@ -562,7 +569,8 @@ def test_the_mean_aggregator_on_a_task_balanced_minibatch_is_the_plain_ppo_gradi
     """With equal task counts the mean of the per-task losses is the sample mean, so the whole
     aggregator route (per-task losses, grouped Jacobian, head gradients, torchjd's Mean) must give
     the gradient of the plain loss: a control for what surgery alone changes."""
-    from mtrl.algos.ppo import ppo_loss, ppo_task_losses
+    from mtrl.algos.losses import reduce_terms
+    from mtrl.algos.ppo import ppo_terms
 
     cfg = load_config(TOY, ["learner.aggregator=mean"])
     out = []
@@ -572,15 +580,15 @@ def test_the_mean_aggregator_on_a_task_balanced_minibatch_is_the_plain_ppo_gradi
         mb = mb.index(balanced)
         if route == "mean":
             grads = TaskGradients(policy, cfg.learner, ("a", "b", "c"), NonFiniteGuard())
-            (losses, present, _), features = grads.evaluate(
-                lambda policy=policy, mb=mb: ppo_task_losses(policy, mb, cfg.ppo, 3), mb.task_id
+            (losses, present), features = grads.evaluate(
+                lambda policy=policy, mb=mb: ppo_task_losses(policy, mb, cfg.ppo), mb.task_id
             )
             assert grads.grouped
             grads.step(
                 torch.optim.SGD(policy.parameters(), lr=0.0), losses, present, features, list(policy.parameters()), None
             )
         else:
-            ppo_loss(policy, mb, cfg.ppo)[0].backward()
+            reduce_terms(ppo_terms(policy, mb, cfg.ppo)).loss.backward()
         out.append({k: p.grad for k, p in policy.named_parameters()})
     for k in out[0]:
         assert (out[0][k] is None) == (out[1][k] is None), k

@@ -1,9 +1,10 @@
-"""Every loss comes in two reductions: the mean over the minibatch (what a plain step takes) and
-one value per task (what a gradient aggregator or GradNorm takes). They must describe the same
-objective: for PPO, PPO's separate critic and SAC's critic and actor, the sample mean is the
-task losses weighted by each task's share of the minibatch, sum_k (n_k / N) L_k; for GRPO and
-MT-GRPO the task losses are already the task-weighted shares and sum to the plain loss. Checked
-for the value and the gradient on every parameter, with uneven task counts and a task absent."""
+"""Every loss has one form, per-sample terms (`LossTerms`), and one reducer (`reduce_terms`) with
+two reductions: over the minibatch (what a plain step takes) and one value per task (what a
+gradient aggregator or a task weighting takes). They must describe the same objective: for PPO,
+PPO's separate critic and SAC's critic and actor, the sample mean is the task losses weighted by
+each task's share of the minibatch, sum_k (n_k / N) L_k; for GRPO and MT-GRPO the task losses are
+the task-weighted shares and sum to the plain loss. Checked for the value and the gradient on
+every parameter, with uneven task counts and a task absent; and the reducer on a case by hand."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from mtrl.algos.losses import LossTerms, reduce_terms
 from mtrl.config import load_config
 from mtrl.data.reduce import segment_sum
 from tests.conftest import ROOT
@@ -47,56 +49,61 @@ def grads_of(loss: torch.Tensor, module: nn.Module) -> dict[str, torch.Tensor]:
     return {name: g for name, g in zip(params, got) if g is not None}
 
 
-def assert_same_objective(
-    mean_form: Callable[[], torch.Tensor],
-    task_form: Callable[[], tuple[torch.Tensor, torch.Tensor]],
-    task: torch.Tensor,
-    module: nn.Module,
-    shares: str,
-) -> None:
-    """`mean_form()` against the task losses of `task_form()` combined as `shares` says: "counts"
-    (sum_k n_k / N L_k) or "sum" (sum_k L_k); both computed from the same random draws."""
+def assert_same_objective(terms: Callable[[], LossTerms], task: torch.Tensor, module: nn.Module, shares: str) -> None:
+    """The loss `terms()` reduced over the samples against its task losses combined as `shares`
+    says: "counts" (sum_k n_k / N L_k) or "sum" (sum_k L_k); both from the same random draws."""
     torch.manual_seed(5)
-    plain = mean_form()
+    plain = reduce_terms(terms())
     torch.manual_seed(5)
-    per_task, present = task_form()
+    per_task = reduce_terms(terms(), K)
     counts = segment_sum(torch.ones(len(task)), task, K)[1]
-    assert torch.equal(present, counts > 0)
-    weights = counts / len(task) if shares == "counts" else present.float()
-    combined = (weights * per_task).sum()
-    torch.testing.assert_close(combined, plain, rtol=1e-5, atol=1e-6)
-    mine, theirs = grads_of(combined, module), grads_of(plain, module)
+    assert plain.present is None and per_task.loss.shape == (K,)
+    assert torch.equal(per_task.present, counts > 0)
+    weights = counts / len(task) if shares == "counts" else per_task.present.float()
+    combined = (weights * per_task.loss).sum()
+    torch.testing.assert_close(combined, plain.loss, rtol=1e-5, atol=1e-6)
+    assert plain.values.keys() == per_task.values.keys()
+    for name, value in plain.values.items():  # the logged term values agree too
+        assert value == pytest.approx(per_task.values[name], rel=1e-5, abs=1e-6), name
+    mine, theirs = grads_of(combined, module), grads_of(plain.loss, module)
     assert mine.keys() == theirs.keys() and mine
     for name in mine:
         torch.testing.assert_close(mine[name], theirs[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
+def test_the_reducer_on_a_case_by_hand():
+    """Two terms, c = (1, -0.5); task 0 has samples 1, 3 (term a) and 0, 2 (term b), task 2 has 5
+    and 4, task 1 none. Over the samples: mean a = 3, mean b = 2, L = 3 - 1 = 2. Per task:
+    L_0 = 2 - 0.5 * 1 = 1.5, L_2 = 5 - 0.5 * 4 = 3, L_1 = 0 (absent). With task weights
+    w = (1, 7, 3): task 1 is absent so sum w = 4; a's weighted mean is (2 + 3 * 5) / 4 = 4.25, b's
+    (1 + 3 * 4) / 4 = 3.25, L = 4.25 - 1.625 = 2.625, and the shares are 1.5 / 4 and 9 / 4."""
+    task = torch.tensor([0, 0, 2])
+    lt = LossTerms({"a": (1.0, torch.tensor([1.0, 3.0, 5.0])), "b": (-0.5, torch.tensor([0.0, 2.0, 4.0]))}, task)
+    plain, per_task = reduce_terms(lt), reduce_terms(lt, 3)
+    assert plain.loss.item() == 2.0 and plain.values == {"a": 3.0, "b": 2.0}
+    assert per_task.loss.tolist() == [1.5, 0.0, 3.0] and per_task.present.tolist() == [True, False, True]
+    lt.task_weights = torch.tensor([1.0, 7.0, 3.0])
+    weighted, shares = reduce_terms(lt), reduce_terms(lt, 3)
+    assert weighted.loss.item() == 2.625 and weighted.values == {"a": 4.25, "b": 3.25}
+    assert shares.loss.tolist() == [0.375, 0.0, 2.25] and shares.loss.sum().item() == 2.625
+
+
 @pytest.mark.parametrize("task", TASKS, ids=["uneven", "absent"])
 @pytest.mark.parametrize("critic_update", ["joint", "separate"])
 def test_ppo_losses(task, critic_update):
-    from mtrl.algos.ppo import PPOBatch, critic_loss, critic_task_losses, ppo_loss, ppo_task_losses
+    from mtrl.algos.ppo import PPOBatch, critic_terms, ppo_terms
 
     cfg = load_config(ROOT / "configs/toy_mtppo.yaml", [f"ppo.critic_update={critic_update}"]).ppo
     policy, task, fields, g = discrete_case(task)
     mb = PPOBatch(*fields, torch.randn(len(task), generator=g), torch.zeros(len(task)))  # + returns, values
-    assert_same_objective(
-        lambda: ppo_loss(policy, mb, cfg)[0], lambda: ppo_task_losses(policy, mb, cfg, K)[:2], task, policy, "counts"
-    )
-    assert_same_objective(
-        lambda: critic_loss(policy, mb)[0], lambda: critic_task_losses(policy, mb, K)[:2], task, policy, "counts"
-    )
+    assert_same_objective(lambda: ppo_terms(policy, mb, cfg), task, policy, "counts")
+    assert_same_objective(lambda: critic_terms(policy, mb), task, policy, "counts")
 
 
 @pytest.mark.parametrize("task", TASKS, ids=["uneven", "absent"])
 @pytest.mark.parametrize("weighted", [False, True], ids=["plain", "task_loss_weights"])
 def test_sac_losses(task, weighted):
-    from mtrl.algos.sac_learner import (
-        actor_loss,
-        actor_task_losses,
-        critic_loss,
-        critic_task_losses,
-        task_loss_weights,
-    )
+    from mtrl.algos.sac_learner import actor_terms, critic_terms, task_loss_weights
     from mtrl.nn.network import PolicySpec
     from mtrl.nn.sac import SACActor, TwinQ
 
@@ -115,26 +122,40 @@ def test_sac_losses(task, weighted):
     alpha = torch.tensor([0.5, 1.0, 2.0])
     if weighted:
         batch["weight"] = task_loss_weights(alpha.log(), task)
-    args = (critic, target, actor, alpha, batch, 0.99)
-    assert_same_objective(lambda: critic_loss(*args), lambda: critic_task_losses(*args, K), task, critic, "counts")
-    assert_same_objective(
-        lambda: actor_loss(actor, critic, alpha, batch)[0],
-        lambda: actor_task_losses(actor, critic, alpha, batch, K)[:2],
-        task,
-        actor,
-        "counts",
-    )
+    assert_same_objective(lambda: critic_terms(critic, target, actor, alpha, batch, 0.99), task, critic, "counts")
+    assert_same_objective(lambda: actor_terms(actor, critic, alpha, batch), task, actor, "counts")
 
 
 @pytest.mark.parametrize("task", TASKS, ids=["uneven", "absent"])
 @pytest.mark.parametrize("weights", [[1.0, 1.0, 1.0], [0.2, 3.0, 1.5]], ids=["grpo", "mt_grpo"])
 def test_grpo_losses(task, weights):
-    from mtrl.algos.grpo import GroupBatch, grpo_loss, grpo_task_losses
+    from mtrl.algos.grpo import GroupBatch, grpo_terms
 
-    cfg = load_config(ROOT / "configs/toy_mtppo.yaml").ppo
+    cfg = load_config(ROOT / "configs/toy_mtppo.yaml", ["algo=grpo"]).grpo
     policy, task, fields, _ = discrete_case(task)
     mb = GroupBatch(*fields)
-    w = torch.tensor(weights)
-    assert_same_objective(
-        lambda: grpo_loss(policy, mb, w, cfg)[0], lambda: grpo_task_losses(policy, mb, w, cfg)[:2], task, policy, "sum"
-    )
+    assert_same_objective(lambda: grpo_terms(policy, mb, torch.tensor(weights), cfg), task, policy, "sum")
+
+
+def test_a_plugin_loss_that_returns_its_mean_still_steps_but_cannot_feed_an_aggregator():
+    """The earlier contract of `MinibatchOptimizer.update`, (mean loss, statistics), takes plain
+    steps; a per-task step needs the terms, and says so in one line instead of training as mean."""
+    from mtrl.algos.base import NonFiniteGuard
+    from mtrl.algos.learner import MinibatchOptimizer
+    from mtrl.algos.multitask import TaskGradients
+    from mtrl.algos.ppo import PPOBatch
+    from mtrl.errors import ConfigError
+
+    cfg = load_config(ROOT / "configs/toy_mtppo.yaml", ["learner.aggregator=pcgrad"])
+    policy, task, fields, g = discrete_case(TASKS[0])
+    mb = PPOBatch(*fields, torch.randn(len(task), generator=g), torch.zeros(len(task)))
+
+    def mean_loss(b: PPOBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        return policy.value(b.obs, b.task_id).pow(2).mean(), {"mine": 1.0}
+
+    before = [p.detach().clone() for p in policy.parameters()]
+    stats = MinibatchOptimizer(list(policy.parameters()), cfg.ppo).update(mb, mean_loss, g, epochs=1)
+    assert stats["mine"] == 1.0 and any(not torch.equal(a, b) for a, b in zip(before, policy.parameters()))
+    grads = TaskGradients(policy, cfg.learner, ("a", "b", "c"), NonFiniteGuard())
+    with pytest.raises(ConfigError, match="learner.aggregator=pcgrad .*need the loss per sample"):
+        MinibatchOptimizer(list(policy.parameters()), cfg.ppo, grads=grads).update(mb, mean_loss, g, epochs=1)

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from mtrl.algos.learner import MinibatchOptimizer, minibatch_plan
-from mtrl.algos.ppo import PPOAlgorithm, PPOBatch, critic_loss, ppo_loss
+from mtrl.algos.losses import reduce_terms
+from mtrl.algos.ppo import PPOAlgorithm, PPOBatch, critic_terms, ppo_terms
 from mtrl.collect.fragments import Collector
 from mtrl.config import Config, PPOConfig, load_config
 from mtrl.env.suite import get_suite
@@ -75,13 +76,14 @@ def test_separate_critic_fit_touches_only_the_critic_and_the_policy_loss_has_no_
     before = {n: p.detach().clone() for n, p in policy.named_parameters()}
     steps = []
     stats = algo.critic_learner.update(
-        batch, lambda mb: (steps.append(len(mb)), critic_loss(policy, mb))[1], torch.Generator(), 1, (len(batch), True)
+        batch, lambda mb: (steps.append(len(mb)), critic_terms(policy, mb))[1], torch.Generator(), 1, (len(batch), True)
     )
     assert steps == [600] and "critic_mse" in stats  # one full-batch step
     for n, p in policy.named_parameters():
         assert torch.equal(p, before[n]) == (n in actor), n
-    loss, stats = ppo_loss(policy, batch, cfg)
-    assert "value" not in stats
+    terms = ppo_terms(policy, batch, cfg)
+    assert "value" not in terms.terms
+    loss = reduce_terms(terms).loss
     policy.zero_grad()
     loss.backward()
     assert all(p.grad is None for n, p in policy.named_parameters() if n not in actor)

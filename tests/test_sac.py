@@ -152,7 +152,7 @@ def test_metaworld_seeds_pick_goal_variants_for_the_v3_evaluation_protocol():
 def test_task_loss_weights_worked_case_and_the_critic_loss_uses_them():
     """Soft Modularization's weights K softmax(-log alpha)[c]: alpha = (1, 2) gives
     2 * (1, 1/2) / (3/2) = (4/3, 2/3); each sample's squared error is scaled by its task's weight."""
-    from mtrl.algos.sac_learner import _critic_errors, task_loss_weights
+    from mtrl.algos.sac_learner import critic_terms, task_loss_weights
 
     log_alpha = torch.tensor([0.0, math.log(2.0)], requires_grad=True)
     w = task_loss_weights(log_alpha, torch.tensor([0, 1, 1]))
@@ -170,10 +170,10 @@ def test_task_loss_weights_worked_case_and_the_critic_loss_uses_them():
     }
     alpha = torch.ones(2)
     torch.manual_seed(1)
-    plain = _critic_errors(critic, critic, actor, alpha, batch, 0.99)
+    plain = critic_terms(critic, critic, actor, alpha, batch, 0.99).terms
     torch.manual_seed(1)
-    weighted = _critic_errors(critic, critic, actor, alpha, {**batch, "weight": w}, 0.99)
-    for p, q in zip(plain, weighted):
+    weighted = critic_terms(critic, critic, actor, alpha, {**batch, "weight": w}, 0.99).terms
+    for (_, p), (_, q) in zip(plain.values(), weighted.values()):
         assert torch.allclose(q, p * w)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from mtrl.algos.base import TensorBatch
+from mtrl.algos.losses import LossTerms
 from mtrl.config import GRPOConfig, SurrogateConfig
 from mtrl.data.advantage import group_relative, task_normalize, zero_variance_groups
 from mtrl.data.batch import Episodes, Groups
@@ -95,37 +96,13 @@ def surrogate(
     return torch.min(ratio * mb.advantages, ratio.clamp(1 - clip, 1 + clip) * mb.advantages), dist
 
 
-def _task_terms(
-    policy: ActorCritic, mb: GroupBatch, task_weights: torch.Tensor, cfg: SurrogateConfig
-) -> tuple[torch.Tensor, ...]:
-    """(per-task mean surrogate [K], per-task mean entropy [K], the weights w_k of the tasks present
-    in the minibatch, 0 for the others [K], which tasks are present [K])."""
+def grpo_terms(policy: ActorCritic, mb: GroupBatch, task_weights: torch.Tensor, cfg: SurrogateConfig) -> LossTerms:
+    """Per step: the negated clipped surrogate and the entropy (weighed -ent_coef), over the task
+    weights w: reduced over the samples, -sum_k w_k mean_k(surrogate) / sum_{k present} w_k -
+    ent_coef * (the same of the entropy); per task, each task's share of it (`reduce_terms`)."""
     surr, dist = surrogate(policy, mb, cfg.clip)
-    k = len(task_weights)
-    task_surr, count = segment_mean(surr, mb.task_id, k)
-    entropy_t, _ = segment_mean(dist.entropy(), mb.task_id, k)
-    return task_surr, entropy_t, task_weights * (count > 0), count > 0
-
-
-def grpo_loss(
-    policy: ActorCritic, mb: GroupBatch, task_weights: torch.Tensor, cfg: SurrogateConfig
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """-sum_k w_k mean_k(surrogate) / sum_{k present} w_k - ent_coef * entropy (a pure function)."""
-    task_surr, entropy_t, w, _ = _task_terms(policy, mb, task_weights, cfg)
-    pg = -(w * task_surr).sum() / w.sum().clamp(min=1e-12)
-    entropy = (w * entropy_t).sum() / w.sum().clamp(min=1e-12)
-    return pg - cfg.ent_coef * entropy, {"policy": pg.item(), "entropy": entropy.item()}
-
-
-def grpo_task_losses(
-    policy: ActorCritic, mb: GroupBatch, task_weights: torch.Tensor, cfg: SurrogateConfig
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-    """Task k's share of `grpo_loss`, w_k / sum w * (-mean_k surrogate - ent_coef * mean_k entropy),
-    per task [K], and which tasks are present: what a gradient aggregator takes."""
-    task_surr, entropy_t, w, present = _task_terms(policy, mb, task_weights, cfg)
-    w = w / w.sum().clamp(min=1e-12)
-    pg, entropy = -(w * task_surr), w * entropy_t
-    return pg - cfg.ent_coef * entropy, present, {"policy": pg.sum().item(), "entropy": entropy.sum().item()}
+    terms = {"policy": (1.0, -surr), "entropy": (-cfg.ent_coef, dist.entropy())}
+    return LossTerms(terms, mb.task_id, task_weights=task_weights)
 
 
 @torch.no_grad()

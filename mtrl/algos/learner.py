@@ -1,6 +1,7 @@
 """Epochs of shuffled minibatches with one optimiser: the update loop PPO's policy, PPO's separate
-critic and GRPO share. With a gradient aggregator (`TaskGradients`) each step is taken on the
-minibatch's per-task losses instead of its single loss."""
+critic and GRPO share. The loss comes in its one form, per-sample terms (`LossTerms`); each step
+reduces it over the samples, or per task when a gradient aggregator or a task weighting
+(`TaskGradients`) takes the step."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import torch
 from torch import nn
 
 from mtrl.algos.base import NonFiniteGuard, TensorBatch
+from mtrl.algos.losses import LossTerms, reduce_terms
 from mtrl.algos.multitask import TaskGradients
 from mtrl.config import SurrogateConfig
+from mtrl.errors import ConfigError
 
-LossFn = Callable[[Any], tuple[torch.Tensor, dict[str, float]]]
-# per-task losses of a minibatch: (losses [K], tasks present [K], statistics)
-TaskLossFn = Callable[[Any], tuple[torch.Tensor, torch.Tensor, dict[str, float]]]
+# a minibatch's loss in its one form; (mean loss, statistics) is the earlier contract, still taken
+# for a plain step
+LossFn = Callable[[Any], "LossTerms | tuple[torch.Tensor, dict[str, float]]"]
 
 
 def minibatch_plan(n: int, cfg: SurrogateConfig) -> tuple[int, bool]:
@@ -55,12 +58,10 @@ class MinibatchOptimizer:
         generator: torch.Generator,
         epochs: int | None = None,
         plan: tuple[int, bool] | None = None,
-        task_loss_fn: TaskLossFn | None = None,
     ) -> dict[str, float]:
-        """Optimise `loss_fn(minibatch)` for `epochs` (default ppo.epochs) passes of minibatches
-        `plan` = (size, keep the last partial one) (default `minibatch_plan`); returns the mean of
-        each statistic over the steps taken. With an aggregator, `task_loss_fn(minibatch)` (the
-        per-task losses) is optimised instead; without one it only feeds the gradient diagnostics."""
+        """Optimise `loss_fn(minibatch)` (its `LossTerms`) for `epochs` (default the section's
+        epochs) passes of minibatches `plan` = (size, keep the last partial one) (default
+        `minibatch_plan`); returns the mean of each statistic over the steps taken."""
         n = len(batch)
         if n == 0:  # e.g. every GRPO group had equal outcomes: nothing to learn from
             return {}
@@ -72,7 +73,7 @@ class MinibatchOptimizer:
             perm = torch.randperm(n, generator=generator).to(batch.task_id.device) if size < n else None
             for start in range(0, n if keep_last else n - size + 1, size):
                 mb = batch if perm is None else batch.index(perm[start : start + size])
-                norm, stats = self._step(mb, loss_fn, task_loss_fn)
+                norm, stats = self._step(mb, loss_fn)
                 if norm is None:  # skipped: its statistics are not finite either
                     continue
                 stats["grad_norm"] = norm
@@ -81,16 +82,32 @@ class MinibatchOptimizer:
                 count += 1
         return {k: v / max(count, 1) for k, v in totals.items()}
 
-    def _step(self, mb: Any, loss_fn: LossFn, task_loss_fn: TaskLossFn | None) -> tuple[float | None, dict[str, float]]:
-        grads = self.grads if task_loss_fn is not None else None
-        if grads is not None and grads.active:
-            (losses, present, stats), features = grads.evaluate(lambda: task_loss_fn(mb), mb.task_id)  # type: ignore[misc]
-            return grads.step(self.optimizer, losses, present, features, self.params, self.cfg.max_grad_norm), stats
-        if grads is not None and grads.diagnose:  # aggregator none: measure this minibatch's task gradients first
-            (losses, present, _), features = grads.evaluate(lambda: task_loss_fn(mb), mb.task_id)  # type: ignore[misc]
-            grads.measure(losses, present, features, self.params)
-        loss, stats = loss_fn(mb)
-        return self.guard.step(self.optimizer, loss, self.params, self.cfg.max_grad_norm), stats
+    def _step(self, mb: Any, loss_fn: LossFn) -> tuple[float | None, dict[str, float]]:
+        """One step: on the per-task losses when `TaskGradients` is active, else on the mean (after
+        measuring the task gradients when diagnostics are due)."""
+        grads = self.grads
+        if grads is not None and (grads.active or grads.diagnose):
+            out, features = grads.evaluate(lambda: loss_fn(mb), mb.task_id)
+            if not isinstance(out, LossTerms) and grads.active:
+                raise ConfigError(
+                    f"learner.aggregator={grads.name} / learner.weighting={grads.weighting_name} need the loss per "
+                    "sample (mtrl.algos.losses.LossTerms); this algorithm's loss function returns its mean"
+                )
+            if isinstance(out, LossTerms):
+                per_task = reduce_terms(out, len(grads.tasks))
+                assert per_task.present is not None
+                if grads.active:
+                    norm = grads.step(
+                        self.optimizer, per_task.loss, per_task.present, features, self.params, self.cfg.max_grad_norm
+                    )
+                    return norm, per_task.logged(out)
+                grads.measure(per_task.loss, per_task.present, features, self.params)
+        out = loss_fn(mb)
+        if not isinstance(out, LossTerms):
+            loss, stats = out
+            return self.guard.step(self.optimizer, loss, self.params, self.cfg.max_grad_norm), stats
+        mean = reduce_terms(out)
+        return self.guard.step(self.optimizer, mean.loss, self.params, self.cfg.max_grad_norm), mean.logged(out)
 
 
 PPOLearner = MinibatchOptimizer  # its earlier name, for algorithm plug-ins written against it

@@ -17,8 +17,7 @@ import torch
 from mtrl.algos.base import Iteration, NonFiniteGuard, actor_parameters
 from mtrl.algos.grpo import (
     group_table,
-    grpo_loss,
-    grpo_task_losses,
+    grpo_terms,
     make_group_batch,
     outcome_kind,
     select_groups,
@@ -185,14 +184,7 @@ class GRPOAlgorithm:
         self.weights.before_update(self.policy, batch, self.cfg.grpo)
         w = z.to(self.device)
         self.grads.next_iteration()
-        losses = self.learner.update(
-            batch,
-            lambda mb: grpo_loss(self.policy, mb, w, self.cfg.grpo),
-            gen,
-            None,
-            None,
-            lambda mb: grpo_task_losses(self.policy, mb, w, self.cfg.grpo),
-        )
+        losses = self.learner.update(batch, lambda mb: grpo_terms(self.policy, mb, w, self.cfg.grpo), gen)
         scalars = {}
         with np.errstate(invalid="ignore", divide="ignore"):
             filtered = got.zero / got.generated

@@ -11,12 +11,13 @@ import torch
 
 from mtrl.algos.base import Iteration, NonFiniteGuard, TensorBatch, actor_parameters
 from mtrl.algos.learner import MinibatchOptimizer
+from mtrl.algos.losses import LossTerms
 from mtrl.algos.multitask import TaskGradients, with_task_state, without_task_state
 from mtrl.collect.requests import FragmentRequest, Requests
 from mtrl.config import Config, PPOConfig
 from mtrl.data.advantage import batch_normalize, gae, task_normalize
 from mtrl.data.batch import Fragment
-from mtrl.data.reduce import per_task_means, segment_mean
+from mtrl.data.reduce import per_task_means
 from mtrl.env.suite import TaskSuite
 from mtrl.errors import ConfigError
 
@@ -87,70 +88,32 @@ def make_batch(
     return PPOBatch(t(frag.obs), task, t(frag.actions), t(frag.logp), adv_t, t(ret), t(values)), abs_adv
 
 
-def _ppo_terms(policy: ActorCritic, mb: PPOBatch, cfg: PPOConfig) -> tuple[list[torch.Tensor], dict[str, float]]:
-    """Per sample: the negated clipped surrogate, the entropy, and (ppo.critic_update=joint) the
-    squared value error; plus the ratio statistics."""
+def ppo_terms(policy: ActorCritic, mb: PPOBatch, cfg: PPOConfig) -> LossTerms:
+    """Per sample: the negated clipped surrogate, the entropy (weighed -ent_coef) and, when the
+    critic trains jointly (`ppo.critic_update=joint`), half the squared value error (weighed
+    vf_coef); plus the ratio statistics. Reduced by `reduce_terms`."""
     dist = policy.distribution(mb.obs, mb.task_id)
     logp = dist.log_prob(mb.actions)
     log_ratio = logp - mb.logp
     ratio = log_ratio.exp()
-    terms = [-torch.min(ratio * mb.advantages, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * mb.advantages), dist.entropy()]
+    terms = {
+        "policy": (1.0, -torch.min(ratio * mb.advantages, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * mb.advantages)),
+        "entropy": (-cfg.ent_coef, dist.entropy()),
+    }
     if cfg.critic_update == "joint":
-        terms.append((policy.value(mb.obs, mb.task_id) - mb.returns).pow(2))
+        terms["value"] = (cfg.vf_coef, 0.5 * (policy.value(mb.obs, mb.task_id) - mb.returns).pow(2))
     with torch.no_grad():
         stats = {
             "approx_kl": ((ratio - 1) - log_ratio).mean().item(),  # the low-variance k3 estimator
             "clipfrac": ((ratio - 1).abs() > cfg.clip).float().mean().item(),
         }
-    return terms, stats
+    return LossTerms(terms, mb.task_id, stats)
 
 
-def _combine(cfg: PPOConfig, pg: torch.Tensor, entropy: torch.Tensor, *value: torch.Tensor) -> torch.Tensor:
-    """pg - ent_coef * entropy (+ vf_coef * 0.5 * squared value error), for means over samples or tasks."""
-    loss = pg - cfg.ent_coef * entropy
-    return loss + cfg.vf_coef * (0.5 * value[0]) if value else loss
-
-
-def _with_means(stats: dict[str, float], means: list[torch.Tensor]) -> dict[str, float]:
-    """The logged statistics: policy, entropy (and value loss) means over the samples."""
-    stats.update({name: m.item() for name, m in zip(("policy", "entropy"), means)})
-    if len(means) == 3:
-        stats["value"] = (0.5 * means[2]).item()
-    return stats
-
-
-def ppo_loss(policy: ActorCritic, mb: PPOBatch, cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """The clipped surrogate and entropy bonus on one minibatch, plus the value loss when the
-    critic trains jointly (`ppo.critic_update=joint`), each a mean over the samples; pure."""
-    terms, stats = _ppo_terms(policy, mb, cfg)
-    means = [t.mean() for t in terms]
-    return _combine(cfg, *means), _with_means(stats, means)
-
-
-def ppo_task_losses(
-    policy: ActorCritic, mb: PPOBatch, cfg: PPOConfig, num_tasks: int
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-    """The same loss per task [K] (each term the mean over that task's samples), which tasks have
-    samples [K], and the statistics: what a gradient aggregator takes (`learner.aggregator`)."""
-    terms, stats = _ppo_terms(policy, mb, cfg)
-    per_task = [segment_mean(t, mb.task_id, num_tasks) for t in terms]
-    return _combine(cfg, *(m for m, _ in per_task)), per_task[0][1] > 0, _with_means(stats, [t.mean() for t in terms])
-
-
-def critic_loss(policy: ActorCritic, mb: PPOBatch) -> tuple[torch.Tensor, dict[str, float]]:
-    """The separate critic fit's loss: the MSE of V(s, c) to the GAE returns (mushroom-rl's
-    TorchApproximator with F.mse_loss, as MOORE's official PPO fits its critic)."""
-    mse = (policy.value(mb.obs, mb.task_id) - mb.returns).pow(2).mean()
-    return mse, {"critic_mse": mse.item()}
-
-
-def critic_task_losses(
-    policy: ActorCritic, mb: PPOBatch, num_tasks: int
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-    """The separate critic's MSE per task [K], for a gradient aggregator."""
-    err = (policy.value(mb.obs, mb.task_id) - mb.returns).pow(2)
-    mse, count = segment_mean(err, mb.task_id, num_tasks)
-    return mse, count > 0, {"critic_mse": err.mean().item()}
+def critic_terms(policy: ActorCritic, mb: PPOBatch) -> LossTerms:
+    """The separate critic fit's loss per sample: the squared error of V(s, c) to the GAE returns
+    (its mean is mushroom-rl's F.mse_loss, as MOORE's official PPO fits its critic)."""
+    return LossTerms({"critic_mse": (1.0, (policy.value(mb.obs, mb.task_id) - mb.returns).pow(2))}, mb.task_id)
 
 
 class PPOAlgorithm:
@@ -203,24 +166,10 @@ class PPOAlgorithm:
         if self.critic_learner is not None:  # MOORE / mushroom-rl: fit V on the returns, then the policy
             plan = (self.cfg.critic_minibatch_size or max(len(batch), 1), True)
             fit = self.critic_learner.update(
-                batch,
-                lambda mb: critic_loss(self.policy, mb),
-                gen,
-                self.cfg.critic_epochs,
-                plan,
-                lambda mb: critic_task_losses(self.policy, mb, k),
+                batch, lambda mb: critic_terms(self.policy, mb), gen, epochs=self.cfg.critic_epochs, plan=plan
             )
             losses = {key if key == "critic_mse" else f"critic_{key}": v for key, v in fit.items()}
-        losses.update(
-            self.learner.update(
-                batch,
-                lambda mb: ppo_loss(self.policy, mb, self.cfg),
-                gen,
-                None,
-                None,
-                lambda mb: ppo_task_losses(self.policy, mb, self.cfg, k),
-            )
-        )
+        losses.update(self.learner.update(batch, lambda mb: ppo_terms(self.policy, mb, self.cfg), gen))
         task_steps = np.bincount(frag.task_id[frag.valid], minlength=k)
         # where the learner's time goes: values + GAE, and the optimiser steps
         scalars = {"perf/advantages_s": t2 - t1, "perf/update_s": time.perf_counter() - t2, **self.grads.report()}

@@ -1,10 +1,11 @@
 """Multi-task SAC's losses and learner (Haarnoja et al. 2018; MOORE / Meta-World+ form,
 docs/algorithms/sac.md): twin critics with Polyak targets, one learned temperature per task.
 
-The losses are pure functions of the networks and a batch; `SACLearner.update` applies them in
-the usual order (critics, actor, temperatures, targets). With a gradient aggregator the critics'
-and the actor's steps take their per-task losses (`critic_task_losses`, `actor_task_losses`);
-the temperatures are task-specific already (each sample moves only its own task's).
+The losses are pure functions of the networks and a batch, in their one per-sample form
+(`LossTerms`); `SACLearner.update` applies them in the usual order (critics, actor, temperatures,
+targets). With a gradient aggregator, a task weighting or a per-task loss guard, the critics' and
+the actor's steps reduce them per task; the temperatures are task-specific already (each sample
+moves only its own task's).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import torch
 from torch import nn
 
 from mtrl.algos.base import NonFiniteGuard
+from mtrl.algos.losses import LossTerms, reduce_terms
 from mtrl.algos.multitask import TaskGradients
 from mtrl.config import SACConfig
-from mtrl.data.reduce import segment_mean
 from mtrl.nn.network import is_loss_guard
 from mtrl.nn.sac import Critics, SACActor, SACPolicy
 
@@ -31,10 +32,11 @@ def alpha_loss(
     return -(log_alpha[task_id] * (logp + target_entropy).detach()).mean()
 
 
-def _critic_errors(
+def critic_terms(
     critic: Critics, target: Critics, actor: SACActor, alpha: torch.Tensor, batch: dict[str, torch.Tensor], gamma: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both critics' squared soft Bellman errors per sample, y = r + gamma (1 - term) (min Q'(s', a') - alpha_c log pi(a'|s'))."""
+) -> LossTerms:
+    """Both critics' squared soft Bellman errors per sample, each weighed 1/2,
+    y = r + gamma (1 - term) (min Q'(s', a') - alpha_c log pi(a'|s'))."""
     obs, act, task = batch["obs"], batch["actions"], batch["task_id"]
     with torch.no_grad():
         next_act, next_logp = actor.sample(batch["next_obs"], task)
@@ -43,57 +45,15 @@ def _critic_errors(
         y = batch["rewards"] + gamma * (1.0 - batch["terminated"].float()) * soft_v
     q1, q2 = critic(obs, act, task)
     w = batch.get("weight", 1.0)  # Soft Modularization's task weights (`task_loss_weights`)
-    return w * (q1 - y).pow(2), w * (q2 - y).pow(2)
+    return LossTerms({"q1": (0.5, w * (q1 - y).pow(2)), "q2": (0.5, w * (q2 - y).pow(2))}, task)
 
 
-def critic_loss(
-    critic: Critics, target: Critics, actor: SACActor, alpha: torch.Tensor, batch: dict[str, torch.Tensor], gamma: float
-) -> torch.Tensor:
-    """Soft Bellman error of both critics, each a mean over the samples."""
-    e1, e2 = _critic_errors(critic, target, actor, alpha, batch, gamma)
-    return 0.5 * (e1.mean() + e2.mean())
-
-
-def critic_task_losses(
-    critic: Critics,
-    target: Critics,
-    actor: SACActor,
-    alpha: torch.Tensor,
-    batch: dict[str, torch.Tensor],
-    gamma: float,
-    num_tasks: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same per task [K] (means over each task's samples), and which tasks have samples."""
-    (m1, count), (m2, _) = (
-        segment_mean(e, batch["task_id"], num_tasks) for e in _critic_errors(critic, target, actor, alpha, batch, gamma)
-    )
-    return 0.5 * (m1 + m2), count > 0
-
-
-def _actor_terms(
-    actor: SACActor, critic: Critics, alpha: torch.Tensor, batch: dict[str, torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """alpha_c log pi(a|s) - min Q(s, a) per sample, with a reparameterised a; and log pi."""
+def actor_terms(actor: SACActor, critic: Critics, alpha: torch.Tensor, batch: dict[str, torch.Tensor]) -> LossTerms:
+    """alpha_c log pi(a|s) - min Q(s, a) per sample, with a reparameterised a; log pi in `extras`."""
     act, logp = actor.sample(batch["obs"], batch["task_id"])
     q1, q2 = critic(batch["obs"], act, batch["task_id"])
-    return batch.get("weight", 1.0) * (alpha[batch["task_id"]] * logp - torch.min(q1, q2)), logp
-
-
-def actor_loss(
-    actor: SACActor, critic: Critics, alpha: torch.Tensor, batch: dict[str, torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """mean(alpha_c log pi(a|s) - min Q(s, a)); also returns log pi."""
-    terms, logp = _actor_terms(actor, critic, alpha, batch)
-    return terms.mean(), logp
-
-
-def actor_task_losses(
-    actor: SACActor, critic: Critics, alpha: torch.Tensor, batch: dict[str, torch.Tensor], num_tasks: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The actor's loss per task [K], which tasks have samples, and log pi."""
-    terms, logp = _actor_terms(actor, critic, alpha, batch)
-    mean, count = segment_mean(terms, batch["task_id"], num_tasks)
-    return mean, count > 0, logp
+    terms = batch.get("weight", 1.0) * (alpha[batch["task_id"]] * logp - torch.min(q1, q2))
+    return LossTerms({"actor": (1.0, terms)}, batch["task_id"], extras={"logp": logp})
 
 
 def task_loss_weights(log_alpha: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
@@ -197,25 +157,23 @@ class SACLearner:
     def _critic_step(
         self, alpha: torch.Tensor, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The critics' step: on their per-task losses with an aggregator (or GradNorm) or a loss
-        guard, else on the mean. Returns (the loss, the [K] tasks a loss guard masks out of this
-        step, or None without a guard; PaCo, Sun et al. 2022 sec. 4.3)."""
-        args = (self.critic, self.target, self.actor, alpha, batch, self.gamma)
-        params = list(self.critic.parameters())
-        grads = self.critic_grads
+        """The critics' step: on their per-task losses with an aggregator (or a task weighting) or
+        a loss guard, else on the mean. Returns (the loss, the [K] tasks a loss guard masks out of
+        this step, or None without a guard; PaCo, Sun et al. 2022 sec. 4.3)."""
+        terms = lambda: critic_terms(self.critic, self.target, self.actor, alpha, batch, self.gamma)  # noqa: E731
+        params, grads = list(self.critic.parameters()), self.critic_grads
         if grads is not None and grads.active:
-            (losses, present), features = grads.evaluate(
-                lambda: critic_task_losses(*args, self.num_tasks), batch["task_id"]
-            )
+            lt, features = grads.evaluate(terms, batch["task_id"])
+            losses, present = self._per_task(lt)
             extreme = self._extreme(losses)
             grads.step(self.critic_opt, losses, present & ~extreme, features, params, self.clip)
             return losses[present].mean(), extreme
         if self.loss_guards:
-            losses, present = critic_task_losses(*args, self.num_tasks)
+            losses, present = self._per_task(terms())
             extreme = self._extreme(losses)
             self.guard.step(self.critic_opt, self._masked_mean(losses, present & ~extreme), params, self.clip)
             return losses[present].mean(), extreme
-        q_loss = critic_loss(*args)
+        q_loss = reduce_terms(terms()).loss
         self.guard.step(self.critic_opt, q_loss, params, self.clip)
         return q_loss, None
 
@@ -223,33 +181,37 @@ class SACLearner:
         self, alpha: torch.Tensor, batch: dict[str, torch.Tensor], extreme: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The actor's step through the frozen critics: on its per-task losses with an aggregator
-        (or GradNorm), or with tasks masked out (`extreme`); else on the mean, after measuring the
-        task gradients when diagnostics are due. Returns (the loss, log pi of the sampled actions)."""
+        (or a task weighting), or with tasks masked out (`extreme`); else on the mean, after
+        measuring the task gradients when diagnostics are due. Returns (the loss, log pi of the
+        sampled actions)."""
         grads, params = self.actor_grads, list(self.actor.parameters())
         masked = extreme is not None and bool(extreme.any())
         per_task = grads if grads is not None and (grads.active or grads.diagnose) else None
-        if per_task is None and not masked:
-            pi_loss, logp = actor_loss(self.actor, self.critic, alpha, batch)
-            self.guard.step(self.actor_opt, pi_loss, params, self.clip)
-            return pi_loss, logp
-        actor_losses = lambda: actor_task_losses(self.actor, self.critic, alpha, batch, self.num_tasks)  # noqa: E731
-        (losses, present, logp), features = (
-            per_task.evaluate(actor_losses, batch["task_id"]) if per_task is not None else (actor_losses(), [])
-        )
-        if extreme is not None and masked:
-            present = present & ~extreme
-        if per_task is not None and per_task.active:
-            per_task.step(self.actor_opt, losses, present, features, params, self.clip)
-            return losses[present].mean(), logp
-        if masked:
-            pi_loss = self._masked_mean(losses, present)
-            self.guard.step(self.actor_opt, pi_loss, params, self.clip)
-            return pi_loss, logp
-        assert per_task is not None  # diagnostics due with aggregator none: measure, then the usual step
-        per_task.measure(losses, present, features, params)
-        pi_loss, logp = actor_loss(self.actor, self.critic, alpha, batch)
+        terms = lambda: actor_terms(self.actor, self.critic, alpha, batch)  # noqa: E731
+        if per_task is not None or masked:
+            lt, features = per_task.evaluate(terms, batch["task_id"]) if per_task is not None else (terms(), [])
+            losses, present = self._per_task(lt)
+            if masked:
+                present = present & ~extreme  # type: ignore[operator]
+            if per_task is not None and per_task.active:
+                per_task.step(self.actor_opt, losses, present, features, params, self.clip)
+                return losses[present].mean(), lt.extras["logp"]
+            if masked:
+                pi_loss = self._masked_mean(losses, present)
+                self.guard.step(self.actor_opt, pi_loss, params, self.clip)
+                return pi_loss, lt.extras["logp"]
+            assert per_task is not None  # diagnostics due with aggregator none: measure, then the usual step
+            per_task.measure(losses, present, features, params)
+        lt = terms()
+        pi_loss = reduce_terms(lt).loss
         self.guard.step(self.actor_opt, pi_loss, params, self.clip)
-        return pi_loss, logp
+        return pi_loss, lt.extras["logp"]
+
+    def _per_task(self, lt: LossTerms) -> tuple[torch.Tensor, torch.Tensor]:
+        """A loss reduced per task: (losses [K], which tasks have samples [K])."""
+        r = reduce_terms(lt, self.num_tasks)
+        assert r.present is not None
+        return r.loss, r.present
 
     def _extreme(self, task_losses: torch.Tensor) -> torch.Tensor:
         """[K] bool: the tasks any loss guard masks out (none without guards)."""
