@@ -28,6 +28,7 @@ class Registry(Generic[T]):
         self.group = group
         self.plural = plural or kind + "s"
         self._items: dict[str, T] = {}
+        self.tags: dict[str, set[str]] = {}  # a declared property -> the names that have it
         self._entry_points_loaded = False
 
     def register(self, name: str, item: T, *, overwrite: bool = False) -> None:
@@ -47,6 +48,11 @@ class Registry(Generic[T]):
                 f"run 'mtrl {self.plural}' to list them"
             )
         return self._items[name]
+
+    def tagged(self, tag: str) -> set[str]:
+        """The names registered with the property `tag` (e.g. aggregators' "scale_invariant")."""
+        self._load_entry_points()
+        return set(self.tags.get(tag, ()))
 
     def names(self) -> list[str]:
         """All registered names, sorted."""
@@ -203,13 +209,21 @@ def register_weighting(name: str, factory: Callable[..., Any], *, overwrite: boo
     WEIGHTINGS.register(name, factory, overwrite=overwrite)
 
 
-def register_aggregator(name: str, factory: Callable[..., Any], *, overwrite: bool = False) -> None:
+def register_aggregator(
+    name: str, factory: Callable[..., Any], *, scale_invariant: bool = False, overwrite: bool = False
+) -> None:
     """Register a gradient aggregator for `learner.aggregator: NAME`: `factory(num_tasks, **options)`
     (options from learner.aggregator_options) returns a callable that maps a Jacobian [K, n] (one
-    row per task) to a gradient [n], such as a torchjd Aggregator."""
+    row per task) to a gradient [n], such as a torchjd Aggregator. `scale_invariant`: its
+    direction does not change when a task's row is scaled (Nash-MTL, IMTL-G, ...), so a task
+    weighting would do nothing through it and the config refuses the pair."""
     if not callable(factory):
         raise MtrlError(f"register_aggregator('{name}', ...) needs a callable factory, got {type(factory).__name__}")
     AGGREGATORS.register(name, factory, overwrite=overwrite)
+    if scale_invariant:
+        AGGREGATORS.tags.setdefault("scale_invariant", set()).add(name)
+    else:
+        AGGREGATORS.tags.get("scale_invariant", set()).discard(name)
 
 
 def register_policy_kind(name: str, build: Callable[..., Any], *, overwrite: bool = False) -> None:

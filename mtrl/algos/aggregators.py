@@ -42,6 +42,13 @@ BUILTINS: dict[str, tuple[str, bool, dict[str, Any], str]] = {
 }
 
 
+# Their direction does not change when a task's gradient is scaled (tests/test_weighting.py measures
+# it for every built-in): Nash-MTL's bargaining solution (Navon et al. 2022) and FairGrad's alpha-fair
+# one (Ban and Ji 2024) are invariant to the tasks' scales, IMTL-G equalises the projections on the
+# unit task gradients (Liu et al. 2021), ConFIG combines the unit gradients (Liu et al. 2024).
+SCALE_INVARIANT = frozenset({"nash_mtl", "fairgrad", "imtl_g", "config"})
+
+
 def _factory(name: str) -> Callable[..., Any]:
     cls_name, takes_tasks, defaults, doc = BUILTINS[name]
 
@@ -75,7 +82,7 @@ def register_builtins() -> None:
     from mtrl.registry import register_aggregator
 
     for name in BUILTINS:
-        register_aggregator(name, _factory(name))
+        register_aggregator(name, _factory(name), scale_invariant=name in SCALE_INVARIANT)
 
 
 def make_aggregator(name: str, options: dict[str, Any], num_tasks: int) -> Any:

@@ -24,7 +24,7 @@ from mtrl.algos.grpo import (
 )
 from mtrl.algos.grpo_weights import TaskWeights, UniformTaskWeights
 from mtrl.algos.learner import MinibatchOptimizer
-from mtrl.algos.multitask import TaskGradients, with_task_state, without_task_state
+from mtrl.algos.multitask import TaskGradients, take_faults, with_task_state, without_task_state
 from mtrl.collect.requests import GroupRequest, Requests
 from mtrl.config import Config, MTGRPOConfig, PPOConfig
 from mtrl.data.batch import Episodes, Groups
@@ -203,7 +203,7 @@ class GRPOAlgorithm:
         task_steps = np.bincount(got.episodes.task_id, weights=got.episodes.length, minlength=k).astype(np.int64)
         abs_adv = per_task_means(batch.task_id.cpu().numpy(), batch.advantages.abs().cpu().numpy(), k)
         scalars.update(self.grads.report())
-        faults = {"aggregator_fallbacks": self.grads.take_fallbacks()} if self.grads.active else {}
+        faults = take_faults([self.grads])
         return Iteration(got.env_steps, got.episodes, losses, got.env_errors, scalars, task_steps, abs_adv, faults)
 
     def set_progress(self, done: float) -> None:

@@ -78,6 +78,14 @@ class TaskGradients:
         self.grouped = self.weighting is None or not self.weighting.grad_norms
         self._pass: TaskGroupedPass | None = None
         self.fallback = Fallbacks(self.name, learner_cfg.max_fallback_share, learner_cfg.fallback_window)
+        self.weighting_fallback = Fallbacks(
+            self.weighting_name,
+            learner_cfg.max_fallback_share,
+            learner_cfg.fallback_window,
+            "weighting",
+            "uniform weights",
+        )
+        self.max_task_weight = learner_cfg.max_task_weight
         self.diagnose = False  # measure the next step's task gradients (train.log_grad_every)
         self.diagnostics: dict[str, float] = {}
 
@@ -110,6 +118,14 @@ class TaskGradients:
     def take_fallbacks(self) -> int:
         """Steps that fell back to the mean since the last call."""
         return self.fallback.take()
+
+    def take_faults(self) -> dict[str, int]:
+        """The fault counts since the last call: the aggregator's and the weighting's fallbacks,
+        for those configured."""
+        out = {"aggregator_fallbacks": self.fallback.take()} if self.aggregator is not None else {}
+        if self.weighting is not None:
+            out["weighting_fallbacks"] = self.weighting_fallback.take()
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         """The task weighting's state ({} without one): the rest is stateless or lives in the
@@ -228,7 +244,21 @@ class TaskGradients:
             (j,) = jac(list(losses), [self.last_shared], retain_graph=True)
             norms = j.flatten(1).norm(dim=1)
         seen = torch.where(present, losses.detach(), torch.full_like(losses.detach(), float("nan")))
+        if hasattr(self.weighting, "step_weights"):  # factors that depend on this step's losses (FAMO, IGB)
+            weights = checked_weights(self.weighting, self.weighting_name, len(self.tasks), seen).to(losses.device)
         call_plugin("weighting", self.weighting_name, "update()", self.weighting.update, seen, norms)
+        mean = float(weights.mean())
+        failure = (
+            f"weights averaging {mean:.3g}, above learner.max_task_weight={self.max_task_weight}"
+            if mean > self.max_task_weight
+            else "all weights 0"
+            if mean == 0.0
+            else None
+        )
+        if failure is not None:
+            self.weighting_fallback.fall_back(failure)
+            weights = torch.ones_like(weights)
+        self.weighting_fallback.record(failure)
         return losses * weights
 
     def _aggregate(self, shared: list[JacParameter]) -> tuple[Any, str | None]:
@@ -270,6 +300,15 @@ class TaskGradients:
             self.diagnostics, self.diagnose = gradient_stats(jac, self.tasks, weights), False
         for p in shared:
             del p.jac
+
+
+def take_faults(grads: list[TaskGradients]) -> dict[str, int]:
+    """The fault counts of several optimisers' TaskGradients since the last call, summed."""
+    out: dict[str, int] = {}
+    for g in grads:
+        for key, n in g.take_faults().items():
+            out[key] = out.get(key, 0) + n
+    return out
 
 
 def with_task_state(state: Any, grads: list[TaskGradients]) -> Any:

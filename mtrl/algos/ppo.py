@@ -12,7 +12,7 @@ import torch
 from mtrl.algos.base import Iteration, NonFiniteGuard, TensorBatch, actor_parameters
 from mtrl.algos.learner import MinibatchOptimizer
 from mtrl.algos.losses import LossTerms
-from mtrl.algos.multitask import TaskGradients, with_task_state, without_task_state
+from mtrl.algos.multitask import TaskGradients, take_faults, with_task_state, without_task_state
 from mtrl.collect.requests import FragmentRequest, Requests
 from mtrl.config import Config, PPOConfig
 from mtrl.data.advantage import batch_normalize, gae, task_normalize
@@ -162,7 +162,8 @@ class PPOAlgorithm:
         t2 = time.perf_counter()
         losses: dict[str, float] = {}
         k = self.num_tasks
-        self.grads.next_iteration()
+        for g in self._task_grads():
+            g.next_iteration()
         if self.critic_learner is not None:  # MOORE / mushroom-rl: fit V on the returns, then the policy
             plan = (self.cfg.critic_minibatch_size or max(len(batch), 1), True)
             fit = self.critic_learner.update(
@@ -173,9 +174,7 @@ class PPOAlgorithm:
         task_steps = np.bincount(frag.task_id[frag.valid], minlength=k)
         # where the learner's time goes: values + GAE, and the optimiser steps
         scalars = {"perf/advantages_s": t2 - t1, "perf/update_s": time.perf_counter() - t2, **self.grads.report()}
-        faults = (
-            {"aggregator_fallbacks": sum(g.take_fallbacks() for g in self._task_grads())} if self.grads.active else {}
-        )
+        faults = take_faults(self._task_grads())
         return Iteration(
             frag.num_steps, frag.episodes, losses, int(frag.env_errors.sum()), scalars, task_steps, abs_adv, faults
         )

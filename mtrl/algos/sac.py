@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mtrl.algos.base import Iteration, NonFiniteGuard
-from mtrl.algos.multitask import TaskGradients, with_task_state, without_task_state
+from mtrl.algos.multitask import TaskGradients, take_faults, with_task_state, without_task_state
 from mtrl.algos.sac_learner import learner_from_config
 from mtrl.collect.requests import FragmentRequest, Requests
 from mtrl.config import Config
@@ -121,7 +121,7 @@ class SACAlgorithm:
         scalars = {f"sac/alpha/{name}": float(a) for name, a in zip(self.tasks, alpha)}
         scalars["sac/updates"] = float(self.updates)
         scalars.update(self.grads[0].report())
-        faults = {"aggregator_fallbacks": sum(g.take_fallbacks() for g in self.grads)} if self.grads[0].active else {}
+        faults = take_faults(self.grads)
         if self.learner.loss_guards:  # PaCo's mask-out and w-reset events (faults/masked_tasks, faults/w_resets)
             faults.update(self.learner.take_guard_events())
         return Iteration(

@@ -9,7 +9,9 @@ route) and has:
 - `weights()`: the current weights, K finite non-negative numbers (checked where mtrl receives them);
 - `update(losses, grad_norms)`: this step's per-task losses [K] (detached; grad_norms [K] or None);
 - `next_iteration()`: called once per training iteration (DWA averages its losses over one);
-- `state_dict()` / `load_state_dict(state)`: tensors and numbers, saved in checkpoints.
+- `state_dict()` / `load_state_dict(state)`: tensors and numbers, saved in checkpoints;
+- optionally `step_weights(losses)`: the factors on this step's losses when they are not
+  `weights()` themselves (FAMO and IGB weigh log-losses: `log_loss_weights`); checked alike.
 
 RL losses are signed (PPO's surrogate of normalised advantages hovers around 0; SAC's actor loss
 is often negative). Every built-in reads the magnitude |L_i| wherever its paper assumes a
@@ -146,16 +148,21 @@ def make_weighting(name: str, options: dict[str, Any], num_tasks: int) -> TaskWe
     return weighting
 
 
-def checked_weights(weighting: TaskWeighting, name: str, num_tasks: int) -> torch.Tensor:
-    """The weighting's current weights, checked at the boundary: K finite non-negative numbers."""
-    w = call_plugin("weighting", name, "weights()", weighting.weights)
+def checked_weights(
+    weighting: TaskWeighting, name: str, num_tasks: int, losses: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The weighting's current weights (or, given this step's `losses`, its `step_weights`), checked
+    at the boundary: K finite non-negative numbers."""
+    method = "weights()" if losses is None else "step_weights()"
+    fn = weighting.weights if losses is None else (lambda: weighting.step_weights(losses))  # type: ignore[attr-defined]
+    w = call_plugin("weighting", name, method, fn)
     try:
         w = torch.as_tensor(w, dtype=torch.float32)
     except (TypeError, ValueError, RuntimeError):
         w = torch.full((0,), float("nan"))
     if w.shape != (num_tasks,) or not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
         raise MtrlError(
-            f"weighting '{name}': weights() returned {w.tolist() if w.numel() <= 8 else w.shape}; "
+            f"weighting '{name}': {method} returned {w.tolist() if w.numel() <= 8 else w.shape}; "
             f"expected {num_tasks} finite non-negative numbers, one per task"
         )
     return w
@@ -164,8 +171,11 @@ def checked_weights(weighting: TaskWeighting, name: str, num_tasks: int) -> torc
 def register_builtins() -> None:
     """Entry point: the built-in task weightings."""
     from mtrl.algos.gradnorm import GradNorm
+    from mtrl.algos.log_weighting import FAMO, ImprovableGap
     from mtrl.registry import register_weighting
 
     register_weighting("gradnorm", GradNorm)
     register_weighting("uncertainty", Uncertainty)
     register_weighting("dwa", DynamicWeightAverage)
+    register_weighting("famo", FAMO)
+    register_weighting("igb", ImprovableGap)

@@ -131,6 +131,12 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = (), plugins:
         named("learner.aggregator", AGGREGATORS, cfg.learner.aggregator)
     if cfg.learner.weighting != "none":
         named("learner.weighting", WEIGHTINGS, cfg.learner.weighting)
+        if cfg.learner.aggregator in AGGREGATORS.tagged("scale_invariant"):
+            raise ConfigError(
+                f"learner.weighting={cfg.learner.weighting} would do nothing with learner.aggregator="
+                f"{cfg.learner.aggregator}, whose direction does not change when a task's gradient is scaled; "
+                "use one of them, or a scale-sensitive aggregator (mean, pcgrad, upgrad, ...)"
+            )
     algo = named("algo", ALGOS, cfg.algo)
     cfg.sections = algo_sections(cfg, algo_raw)
     call_plugin("algorithm", cfg.algo, "check_config()", algo.check_config, cfg)

@@ -165,7 +165,7 @@ class LearnerConfig:
     weighting: str = opt(
         "none",
         "task loss weighting (`mtrl weightings`): none, gradnorm (Chen et al. 2018), uncertainty (Kendall et al. "
-        "2018), dwa (Liu et al. 2019), or a plug-in's; the weights multiply the per-task losses before the step "
+        "2018), dwa (Liu et al. 2019), famo (Liu et al. 2023), igb (Dai et al. 2023), or a plug-in's; the weights multiply the per-task losses before the step "
         "(and before learner.aggregator); logged as weighting/<task>",
     )
     weighting_options: dict[str, Any] = opt(
@@ -180,6 +180,14 @@ class LearnerConfig:
         1.0,
     )
     fallback_window: int = opt(20, "steps over which learner.max_fallback_share is judged", 1)
+    max_task_weight: float = opt(
+        100.0,
+        "a step whose task weighting's weights average above this, or are all 0, takes uniform weights "
+        "instead (faults/weighting_fallbacks; learner.max_fallback_share applies as to the aggregator)",
+        0.0,
+        None,
+        lo_open=True,
+    )
     compile: bool = opt(
         False,
         "torch.compile (TorchInductor) the policy's actor and critic networks in the learner's process: "
