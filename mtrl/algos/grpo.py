@@ -21,6 +21,7 @@ from mtrl.config import GRPOConfig, SurrogateConfig
 from mtrl.data.advantage import group_relative, task_normalize, zero_variance_groups
 from mtrl.data.batch import Episodes, Groups
 from mtrl.data.reduce import segment_mean
+from mtrl.nn.network import aux_terms
 
 if TYPE_CHECKING:
     from mtrl.nn.policy import ActorCritic
@@ -101,7 +102,7 @@ def grpo_terms(policy: ActorCritic, mb: GroupBatch, task_weights: torch.Tensor, 
     weights w: reduced over the samples, -sum_k w_k mean_k(surrogate) / sum_{k present} w_k -
     ent_coef * (the same of the entropy); per task, each task's share of it (`reduce_terms`)."""
     surr, dist = surrogate(policy, mb, cfg.clip)
-    terms = {"policy": (1.0, -surr), "entropy": (-cfg.ent_coef, dist.entropy())}
+    terms = {"policy": (1.0, -surr), "entropy": (-cfg.ent_coef, dist.entropy()), **aux_terms(policy.actor)}
     return LossTerms(terms, mb.task_id, task_weights=task_weights)
 
 

@@ -20,6 +20,7 @@ from mtrl.data.batch import Fragment
 from mtrl.data.reduce import per_task_means
 from mtrl.env.suite import TaskSuite
 from mtrl.errors import ConfigError
+from mtrl.nn.network import aux_terms
 
 if TYPE_CHECKING:
     from mtrl.nn.policy import ActorCritic
@@ -102,6 +103,7 @@ def ppo_terms(policy: ActorCritic, mb: PPOBatch, cfg: PPOConfig) -> LossTerms:
     }
     if cfg.critic_update == "joint":
         terms["value"] = (cfg.vf_coef, 0.5 * (policy.value(mb.obs, mb.task_id) - mb.returns).pow(2))
+    terms.update(aux_terms(policy if cfg.critic_update == "joint" else policy.actor))
     with torch.no_grad():
         stats = {
             "approx_kl": ((ratio - 1) - log_ratio).mean().item(),  # the low-variance k3 estimator
@@ -113,7 +115,8 @@ def ppo_terms(policy: ActorCritic, mb: PPOBatch, cfg: PPOConfig) -> LossTerms:
 def critic_terms(policy: ActorCritic, mb: PPOBatch) -> LossTerms:
     """The separate critic fit's loss per sample: the squared error of V(s, c) to the GAE returns
     (its mean is mushroom-rl's F.mse_loss, as MOORE's official PPO fits its critic)."""
-    return LossTerms({"critic_mse": (1.0, (policy.value(mb.obs, mb.task_id) - mb.returns).pow(2))}, mb.task_id)
+    terms = {"critic_mse": (1.0, (policy.value(mb.obs, mb.task_id) - mb.returns).pow(2)), **aux_terms(policy.critic)}
+    return LossTerms(terms, mb.task_id)
 
 
 class PPOAlgorithm:

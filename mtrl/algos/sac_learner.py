@@ -20,7 +20,7 @@ from mtrl.algos.base import NonFiniteGuard
 from mtrl.algos.losses import LossTerms, reduce_terms
 from mtrl.algos.multitask import TaskGradients
 from mtrl.config import SACConfig
-from mtrl.nn.network import is_loss_guard
+from mtrl.nn.network import aux_terms, is_loss_guard
 from mtrl.nn.sac import Critics, SACActor, SACPolicy
 
 
@@ -45,7 +45,8 @@ def critic_terms(
         y = batch["rewards"] + gamma * (1.0 - batch["terminated"].float()) * soft_v
     q1, q2 = critic(obs, act, task)
     w = batch.get("weight", 1.0)  # Soft Modularization's task weights (`task_loss_weights`)
-    return LossTerms({"q1": (0.5, w * (q1 - y).pow(2)), "q2": (0.5, w * (q2 - y).pow(2))}, task)
+    terms = {"q1": (0.5, w * (q1 - y).pow(2)), "q2": (0.5, w * (q2 - y).pow(2)), **aux_terms(critic)}
+    return LossTerms(terms, task)
 
 
 def actor_terms(actor: SACActor, critic: Critics, alpha: torch.Tensor, batch: dict[str, torch.Tensor]) -> LossTerms:
@@ -53,7 +54,7 @@ def actor_terms(actor: SACActor, critic: Critics, alpha: torch.Tensor, batch: di
     act, logp = actor.sample(batch["obs"], batch["task_id"])
     q1, q2 = critic(batch["obs"], act, batch["task_id"])
     terms = batch.get("weight", 1.0) * (alpha[batch["task_id"]] * logp - torch.min(q1, q2))
-    return LossTerms({"actor": (1.0, terms)}, batch["task_id"], extras={"logp": logp})
+    return LossTerms({"actor": (1.0, terms), **aux_terms(actor)}, batch["task_id"], extras={"logp": logp})
 
 
 def task_loss_weights(log_alpha: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from mtrl.config.migrate import CURRENT, migrate
 from mtrl.config.packaged import resolve_config
 from mtrl.config.parse import from_dict, type_name
 from mtrl.config.plugins import import_plugins
-from mtrl.config.schema import Config, CurriculumConfig, PolicyConfig
+from mtrl.config.schema import Config, CurriculumConfig, LearnerConfig, PolicyConfig
 from mtrl.config.sections import algo_options, algo_sections, named, own_options, pop_algo_sections, pop_sections
 from mtrl.errors import ConfigError
 from mtrl.registry import AGGREGATORS, ALGOS, ARCHS, CURRICULA, WEIGHTINGS, call_plugin
@@ -86,6 +86,20 @@ def _is_str_field(dotted: str) -> bool:
     return tp is str or tp == (str | None)
 
 
+def check_learner(learner: LearnerConfig) -> None:
+    """The learner section's plug-in names, and no weighting with an aggregator that ignores it."""
+    if learner.aggregator != "none":
+        named("learner.aggregator", AGGREGATORS, learner.aggregator)
+    if learner.weighting != "none":
+        named("learner.weighting", WEIGHTINGS, learner.weighting)
+        if learner.aggregator in AGGREGATORS.tagged("scale_invariant"):
+            raise ConfigError(
+                f"learner.weighting={learner.weighting} would do nothing with learner.aggregator="
+                f"{learner.aggregator}, whose direction does not change when a task's gradient is scaled; "
+                "use one of them, or a scale-sensitive aggregator (mean, pcgrad, upgrad, ...)"
+            )
+
+
 def load_config(path: str | Path | None, overrides: Sequence[str] = (), plugins: Sequence[str] = ()) -> Config:
     """Load a YAML config (a path, or a packaged config's name: `mtrl configs`; the defaults when
     None), apply overrides, add `plugins` (`mtrl train --import`) to its own, import them all,
@@ -127,16 +141,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = (), plugins:
             )
     if cfg.policy.layers == 0 and cfg.policy.arch != "multihead":
         raise ConfigError(f"policy.layers=0 (no shared trunk) is for policy.arch=multihead, got {cfg.policy.arch}")
-    if cfg.learner.aggregator != "none":
-        named("learner.aggregator", AGGREGATORS, cfg.learner.aggregator)
-    if cfg.learner.weighting != "none":
-        named("learner.weighting", WEIGHTINGS, cfg.learner.weighting)
-        if cfg.learner.aggregator in AGGREGATORS.tagged("scale_invariant"):
-            raise ConfigError(
-                f"learner.weighting={cfg.learner.weighting} would do nothing with learner.aggregator="
-                f"{cfg.learner.aggregator}, whose direction does not change when a task's gradient is scaled; "
-                "use one of them, or a scale-sensitive aggregator (mean, pcgrad, upgrad, ...)"
-            )
+    check_learner(cfg.learner)
     algo = named("algo", ALGOS, cfg.algo)
     cfg.sections = algo_sections(cfg, algo_raw)
     call_plugin("algorithm", cfg.algo, "check_config()", algo.check_config, cfg)

@@ -19,6 +19,7 @@ from mtrl.nn.layers import OutputHead, TaskHeads, gains, init_linear, make_encod
 from mtrl.nn.moore import make_mixture
 from mtrl.nn.network import PolicySpec
 from mtrl.nn.paco import PacoNet, PacoOptions
+from mtrl.nn.routing import DSelectKOptions, SparseMoEOptions, dselect_k, routed_experts, sparse_moe
 from mtrl.nn.softmod import SoftModOptions, SoftModularNet
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}  # policy.activation
@@ -113,7 +114,7 @@ def experts(net: MixtureNet) -> nn.Module:
 
 
 def register_builtins() -> None:
-    """Entry point: register mlp, multihead, moe, moore, softmod, care and paco."""
+    """Entry point: register mlp, multihead, moe, moore, softmod, care, paco, sparse_moe and dselect_k."""
     from mtrl.registry import register_arch
 
     # what the gradient aggregators treat as shared: mlp everything; multihead the encoder and trunk
@@ -129,3 +130,6 @@ def register_builtins() -> None:
     # paco: Phi is shared but every layer mixes it with w_tau; the first layer's K_p set outputs are
     # the last task-independent tensor (Phi_1 and the encoder shared; later Phi and w task-conditioned)
     register_arch("paco", PacoNet, PacoOptions, features=lambda net: net.layers[0], loss_guard=True)
+    # sparse_moe / dselect_k: the experts are shared, the gates and heads task-specific
+    register_arch("sparse_moe", sparse_moe, SparseMoEOptions, features=routed_experts)
+    register_arch("dselect_k", dselect_k, DSelectKOptions, features=routed_experts)

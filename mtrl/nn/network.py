@@ -59,6 +59,18 @@ def is_loss_guard(module: nn.Module) -> TypeGuard[LossGuard]:
     return bool(getattr(module, "_mtrl_loss_guard", False))
 
 
+def aux_terms(net: nn.Module) -> dict[str, tuple[float, torch.Tensor]]:
+    """The auxiliary loss terms per sample that `net`'s modules recorded in their last training
+    pass (`pop_aux()`: a sparse gate's load balancing, `mtrl.nn.routing`), named term:module, to
+    add to a loss's terms (`mtrl.algos.losses.LossTerms`); each is taken once."""
+    out: dict[str, tuple[float, torch.Tensor]] = {}
+    for name, module in net.named_modules():
+        pop = getattr(module, "pop_aux", None)
+        if pop is not None:
+            out.update({f"{key}:{name}": term for key, term in pop().items()})
+    return out
+
+
 def task_network(spec: PolicySpec, out_dim: int, out_gain: float) -> nn.Module:
     """The registered architecture `spec.arch` as a network (obs, task_id) -> [B, out_dim],
     checked at the boundary: it must be a torch module whose output on a two-row batch has that

@@ -113,6 +113,11 @@ class CriticEnsemble(nn.Module):
                 f"policy.critic_ensemble=true: architecture '{spec.arch}' resets per-task parameters in "
                 "place (a loss guard), which a stacked ensemble cannot do; set policy.critic_ensemble=false"
             )
+        if any(hasattr(m, "pop_aux") for m in twins[0].modules()):
+            raise MtrlError(
+                f"policy.critic_ensemble=true: architecture '{spec.arch}' records its routing and auxiliary "
+                "losses in its training passes, which the vmapped ensemble cannot; set policy.critic_ensemble=false"
+            )
         params, buffers = stack_module_state(twins)
         self.stacked = twins[0]
         for name, tensor in [*params.items(), *buffers.items()]:

@@ -24,6 +24,7 @@ from mtrl.eval.curve import EvalCurve
 from mtrl.eval.evaluate import EvalResult, default_episodes, evaluate
 from mtrl.nn.network import PolicySpec
 from mtrl.nn.policy import build_policy, compile_networks, spec_from_config
+from mtrl.nn.routing import take_routing
 from mtrl.registry import ALGOS, call_plugin
 from mtrl.run.checkpoint import (
     checkpoint_steps,
@@ -204,6 +205,9 @@ class Training:
         for key, n in it.faults.items():
             self.faults[key] = self.faults.get(key, 0) + int(n)
         self.faults["nonfinite_updates"] = self.guard.skipped
+        routing, collapsed = take_routing(self.policy, suite.tasks)  # sparse gates' expert shares
+        if routing:
+            self.faults["collapsed_experts"] = self.faults.get("collapsed_experts", 0) + collapsed
         self._count_restarts()
         self.logger.log_task_steps(self.env_steps, self.task_steps.numpy())
         if self.curriculum is not None:
@@ -228,7 +232,7 @@ class Training:
             it.losses,
             it.env_steps / (time.perf_counter() - t0),
             suite.reports_success,
-            {"perf/collect_s": collect_s, **it.scalars},
+            {"perf/collect_s": collect_s, **it.scalars, **routing},
         )
 
     def _count_restarts(self) -> None:
