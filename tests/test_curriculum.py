@@ -23,7 +23,7 @@ from tests.conftest import ROOT, run_cli
 
 TOY = ROOT / "configs/toy_mtppo.yaml"
 TASKS = ("a", "b", "c")
-BUILTINS = ["uniform", "learning_progress", "plr", "exp3", "worst_task", "threshold"]
+BUILTINS = ["uniform", "learning_progress", "plr", "exp3", "worst_task", "threshold", "mpts"]
 
 
 def stats(returns, abs_adv=(np.nan,) * 3, episodes=(1, 1, 1), success=(np.nan,) * 3, it=0, z=None) -> TaskStats:

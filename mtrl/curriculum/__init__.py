@@ -76,6 +76,7 @@ def register_curriculum(
 def register_builtins() -> None:
     """Entry point: the built-in curricula."""
     from mtrl.curriculum import builtin as b
+    from mtrl.curriculum.mpts import ModelPredictive, MPTSOptions
 
     for name, cls, options in (
         ("uniform", b.Uniform, None),
@@ -84,6 +85,7 @@ def register_builtins() -> None:
         ("exp3", b.Exp3, b.Exp3Options),
         ("worst_task", b.WorstTask, b.WorstTaskOptions),
         ("threshold", b.Threshold, b.ThresholdOptions),
+        ("mpts", ModelPredictive, MPTSOptions),
     ):
         register_curriculum(name, cls, options)
 
