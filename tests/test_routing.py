@@ -164,3 +164,13 @@ def test_toy_runs_log_each_tasks_expert_shares(tmp_path, extra):
         last = [shares[f"experts/sequence-{t}/{e}"][-1] for e in range(4)]
         assert sum(last) == pytest.approx(1.0, abs=1e-4)  # (a task's k experts may change within an iteration)
     assert "faults/collapsed_experts" in _scalars(run, "faults/")
+
+
+def test_sac_trains_with_sparse_gates_in_actor_and_critics(tmp_path):
+    overrides = ["rollout.workers=0", "train.eval_episodes=0", "train.total_steps=1200", f"run_dir={tmp_path}"]
+    cfg = load_config(
+        ROOT / "configs/toy_point_sac.yaml", [*overrides, "policy.arch=sparse_moe", "policy.sparse_moe.k=1"]
+    )
+    run = train(cfg)
+    shares = _scalars(run, "experts/")
+    assert {"experts/point-left/0", "experts/critic.q1/point-left/0", "experts/critic.q2/point-left/0"} <= shares.keys()

@@ -281,14 +281,15 @@ def test_training_logs_checkpoints_and_resumes_the_weights(tmp_path, name, extra
     assert load_latest(run)[1]["env_steps"] >= 4500
 
 
-def test_sac_trains_with_a_weighting(tmp_path):
+@pytest.mark.parametrize("name", ["uncertainty", "famo", "igb"])
+def test_sac_trains_with_a_weighting(tmp_path, name):
     run = train(
         load_config(
             ROOT / "configs/toy_point_sac.yaml",
             [
                 "rollout.workers=0",
                 "train.eval_episodes=0",
-                "learner.weighting=uncertainty",
+                f"learner.weighting={name}",
                 f"run_dir={tmp_path}",
                 "train.total_steps=1200",
             ],

@@ -249,7 +249,7 @@ def routed_experts(net: RoutedNet) -> nn.Module:
 
 def take_routing(policy: nn.Module, tasks: tuple[str, ...]) -> tuple[dict[str, float], int]:
     """Every gate's routing shares since the last call as scalars, experts/<task>/<expert> (the
-    actor's; experts/<network>/<task>/<expert> for the others), and the number of experts that
+    actor's; experts/<network>/<task>/<expert> for the others: critic, critic.q1, ...), and the number of experts that
     have just collapsed (each warned once on the console)."""
     scalars: dict[str, float] = {}
     collapsed = 0
@@ -257,8 +257,8 @@ def take_routing(policy: nn.Module, tasks: tuple[str, ...]) -> tuple[dict[str, f
         if not isinstance(module, (TopKGate, DSelectKGate)):
             continue
         shares, new = module.log.take()
-        net = name.split(".")[0]
-        prefix = "experts" if net in ("actor", "") else f"experts/{net}"
+        owner = name.removesuffix(".gate").removesuffix(".net")  # actor, critic, critic.q1, ...
+        prefix = "experts" if owner in ("actor", "") else f"experts/{owner}"
         if shares is not None:
             for t, row in zip(tasks, shares.tolist()):
                 scalars.update({f"{prefix}/{t}/{e}": x for e, x in enumerate(row) if x == x})  # NaN: task not seen
