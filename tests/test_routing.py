@@ -174,3 +174,24 @@ def test_sac_trains_with_sparse_gates_in_actor_and_critics(tmp_path):
     run = train(cfg)
     shares = _scalars(run, "experts/")
     assert {"experts/point-left/0", "experts/critic.q1/point-left/0", "experts/critic.q2/point-left/0"} <= shares.keys()
+
+
+@pytest.mark.parametrize("shape", [(7, 7, 3), (39,)], ids=["conv", "mlp"])
+@pytest.mark.parametrize("route", ["task", "task_state"])
+def test_the_gather_dispatch_computes_what_the_dense_mask_does(shape, route):
+    """sparse_moe's two dispatches: the same output and gradients, within float rounding."""
+    outs, grads = [], []
+    for dispatch in ("gather", "dense"):
+        spec = PolicySpec(shape, 3, 4, True, "sparse_moe", 32, options=(("dispatch", dispatch), ("route", route)))
+        torch.manual_seed(0)
+        network = task_network(spec, 4, 1.0).train()
+        g = torch.Generator().manual_seed(1)
+        obs = torch.randint(0, 6, (50, *shape), generator=g).float() if len(shape) == 3 else torch.randn(50, 39)
+        out = network(obs, torch.arange(50) % 3)
+        out.sum().backward()
+        outs.append(out.detach())
+        grads.append({n: p.grad for n, p in network.named_parameters() if p.grad is not None})
+    torch.testing.assert_close(outs[0], outs[1])
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-5, msg=name)

@@ -102,6 +102,15 @@ class MLPExperts(nn.Module):
                 y = torch.relu(y)
         return y.transpose(0, 1)
 
+    def forward_grouped(self, x: torch.Tensor) -> torch.Tensor:
+        """Each expert on its own rows: x [k, C, in] -> [k, C, D] (a sparse gate's dispatch)."""
+        y = x.float().flatten(2)
+        for i, layer in enumerate(self.layers):
+            y = layer(y)
+            if i < len(self.layers) - 1:
+                y = torch.relu(y)
+        return y
+
 
 class ConvExperts(nn.Module):
     """k MiniGrid conv experts (16/32/64 channels, 2x2 kernels, ReLU between, none after the last)
@@ -126,6 +135,18 @@ class ConvExperts(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs.float().permute(0, 3, 1, 2)).reshape(obs.shape[0], self.k, self.out_dim)
+
+    def forward_grouped(self, obs: torch.Tensor) -> torch.Tensor:
+        """Each expert on its own images: obs [k, C, H, W, c] -> [k, C, out_dim] (a sparse gate's
+        dispatch). The first layer's plain conv weight [k * 16, c, 2, 2] is, read as a grouped conv
+        over k groups of c channels, each expert's own first layer."""
+        k, n, h, w, c = obs.shape
+        x = obs.float().permute(1, 0, 4, 2, 3).reshape(n, k * c, h, w)
+        first = self.net[0]
+        assert isinstance(first, nn.Conv2d)
+        x = nn.functional.conv2d(x, first.weight, first.bias, groups=k)
+        x = self.net[2:](self.net[1](x))
+        return x.reshape(n, k, self.out_dim).transpose(0, 1)
 
     def forward_per_task(self, params: dict[str, torch.Tensor], obs: torch.Tensor) -> torch.Tensor:
         """The forward of K parameter sets (params[name] [K, *shape]) on obs regrouped by task [K, m, H, W, C]

@@ -48,6 +48,13 @@ class SparseMoEOptions:
     aux_coef: float = field(default=0.01, metadata={"help": "balance=aux: the loss's coefficient", "lo": 0.0})
     bias_rate: float = field(default=0.001, metadata={"help": "balance=bias: the biases' update speed u", "lo": 0.0})
     head: Literal["multi", "single"] = field(default="multi", metadata={"help": "output head, as moe's"})
+    dispatch: Literal["gather", "dense"] = field(
+        default="gather",
+        metadata={
+            "help": "gather: each sample through its k experts only (one batched op over per-expert rows); "
+            "dense: all E experts on every sample, masked (the same function)"
+        },
+    )
     collapse_share: float = field(
         default=0.02, metadata={"help": "an expert under this share of all routing counts as collapsed", "lo": 0.0}
     )
@@ -125,14 +132,15 @@ class TopKGate(nn.Module):
         self.log = RoutingLog(num_tasks, o.num_experts, o.collapse_share, o.collapse_iterations)
         self._aux: torch.Tensor | None = None
 
-    def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
+    def route(self, obs: torch.Tensor, task_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(each sample's k gate weights [B, k], its k experts [B, k]); records the routing."""
         logits = self.task.weight.t()[task_id]
         if self.state is not None:
             logits = logits + self.state(obs.float().flatten(1))
         chosen = torch.topk(logits.detach() + self.bias, self.k, dim=-1).indices
-        gate = torch.zeros_like(logits).scatter(-1, chosen, torch.softmax(logits.gather(-1, chosen), -1))
+        weights = torch.softmax(logits.gather(-1, chosen), -1)
         if self.training and torch.is_grad_enabled():
-            self.log.add(gate, task_id)
+            self.log.add(torch.zeros_like(logits).scatter(-1, chosen, weights), task_id)
             load = (
                 torch.zeros(self.e, device=logits.device).index_add_(
                     0, chosen.flatten(), torch.ones(chosen.numel(), device=logits.device)
@@ -144,7 +152,14 @@ class TopKGate(nn.Module):
             elif self.o.balance == "bias":
                 with torch.no_grad():
                     self.bias += self.o.bias_rate * torch.sign(load.mean() - load)
-        return gate
+        return weights, chosen
+
+    def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
+        """The gate over all E experts [B, E], 0 outside each sample's k."""
+        weights, chosen = self.route(obs, task_id)
+        return torch.zeros(len(task_id), self.e, dtype=weights.dtype, device=weights.device).scatter(
+            -1, chosen, weights
+        )
 
     def pop_aux(self) -> dict[str, tuple[float, torch.Tensor]]:
         aux, self._aux = self._aux, None
@@ -210,12 +225,33 @@ class DSelectKGate(nn.Module):
         return {} if aux is None else {"selector_entropy": (self.o.entropy_coef, aux)}
 
 
+def dispatch(experts: MLPExperts | ConvExperts, x: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """Each sample through its own k experts only: [B, *in] and chosen [B, k] -> [B, k, D].
+
+    The B k assignments are laid out per expert in a [E, C, *in] buffer, C the largest expert's
+    load (GShard / Switch dispatch without dropping), run as one batched op over the E experts
+    (`forward_grouped`) and gathered back: E C rows instead of dense's E B, so k B when the load
+    is balanced and E B when one expert takes every sample."""
+    b, k = chosen.shape
+    e = chosen.flatten()
+    counts = torch.bincount(e, minlength=experts.k)
+    order = torch.argsort(e, stable=True)
+    slot = torch.empty_like(e)
+    slot[order] = torch.arange(len(e), device=e.device) - (torch.cumsum(counts, 0) - counts)[e[order]]
+    buffer = x.new_zeros(experts.k, int(counts.max()), *x.shape[1:])
+    buffer[e, slot] = x.repeat_interleave(k, 0)
+    return experts.forward_grouped(buffer)[e, slot].reshape(b, k, -1)
+
+
 class RoutedNet(nn.Module):
     """E experts (MoE's: conv for grids, 400-400-400 MLPs for vectors), a sparse gate per sample,
     tanh(sum_e g_e h_e), then a per-task head."""
 
-    def __init__(self, spec: PolicySpec, out_dim: int, out_gain: float, gate: nn.Module, e: int, head: str) -> None:
+    def __init__(
+        self, spec: PolicySpec, out_dim: int, out_gain: float, gate: nn.Module, e: int, head: str, gather: bool = False
+    ) -> None:
         super().__init__()
+        self.gather = gather
         out_g, hid_g = gains(spec, out_gain)
         image = len(spec.obs_shape) == 3
         self.experts = ConvExperts(e, spec.obs_shape) if image else MLPExperts(e, math.prod(spec.obs_shape))  # type: ignore[arg-type]
@@ -224,16 +260,22 @@ class RoutedNet(nn.Module):
         self.head = OutputHead(spec.num_tasks, self.experts.out_dim, hidden, out_dim, out_g, head == "multi", hid_g)
 
     def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
-        g = self.gate(obs, task_id)  # [B, E]
-        return self.head(torch.tanh((g.unsqueeze(-1) * self.experts(obs)).sum(1)), task_id)
+        # the gather runs the experts outside their forward: not while the gradient aggregators
+        # replace or hook that forward (mtrl.algos.task_jacobian, torchjd's capture)
+        hooked = "forward" in self.experts.__dict__ or bool(self.experts._forward_hooks)
+        if self.gather and isinstance(self.gate, TopKGate) and not hooked:
+            weights, chosen = self.gate.route(obs, task_id)
+            mixed = (weights.unsqueeze(-1) * dispatch(self.experts, obs, chosen)).sum(1)
+        else:
+            mixed = (self.gate(obs, task_id).unsqueeze(-1) * self.experts(obs)).sum(1)  # [B, E] mask
+        return self.head(torch.tanh(mixed), task_id)
 
 
 def sparse_moe(spec: PolicySpec, out_dim: int, out_gain: float) -> RoutedNet:
     """Sparse MoE: task-aware top-k routing over E experts, with load balancing, then a per-task head"""
     o = SparseMoEOptions(**dict(spec.options))
-    return RoutedNet(
-        spec, out_dim, out_gain, TopKGate(spec.num_tasks, o, math.prod(spec.obs_shape)), o.num_experts, o.head
-    )
+    gate = TopKGate(spec.num_tasks, o, math.prod(spec.obs_shape))
+    return RoutedNet(spec, out_dim, out_gain, gate, o.num_experts, o.head, gather=o.dispatch == "gather")
 
 
 def dselect_k(spec: PolicySpec, out_dim: int, out_gain: float) -> RoutedNet:
