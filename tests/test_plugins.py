@@ -179,8 +179,7 @@ class BadGenerator(A2C):
         ),
         (
             BadRequest,
-            "algorithm 'bad' asked the rollout workers for str; its collector is fragments, which answers "
-            "FragmentRequest",
+            "algorithm 'bad' asked the rollout workers for str; they answer FragmentRequest and GroupRequest",
         ),
         (BadGenerator, "algorithm 'bad': requests\\(\\) returned FragmentRequest; expected a generator"),
     ],
@@ -293,3 +292,35 @@ def test_a_loss_guard_is_declared_at_registration_and_checked_when_built():
     finally:
         for name in ("undeclared-test", "guarded-test", "false-guard-test"):
             ARCHS._items.pop(name, None)
+
+
+def test_requests_are_answered_by_their_type_whatever_collector_was_built_first():
+    """A pool built for fragments answers a GroupRequest too (its group collector built on the
+    first one), and the other way round: the declared collector only says what to build ahead."""
+    import numpy as np
+
+    from mtrl.collect.pool import WorkerPool
+    from mtrl.collect.requests import GroupRequest
+    from mtrl.data.batch import Fragment, Groups
+    from mtrl.env.suite import get_suite
+    from mtrl.nn.policy import build_policy
+    from mtrl.run.trainer import policy_spec
+
+    cfg = load_config(TOY, ["rollout.workers=0", "rollout.num_envs=3", "rollout.steps_per_env=8"])
+    suite = get_suite(cfg.env.suite)
+    spec = policy_spec(cfg, suite)
+    policy = build_policy(spec)
+
+    def both():  # noqa: ANN202
+        groups = yield GroupRequest(np.array([0, 2]), np.array([5, 6]), np.array([0, 1]), 2)
+        fragment = yield FragmentRequest(None)
+        return groups, fragment
+
+    for declared in ("fragments", "groups"):
+        pool = WorkerPool(suite, spec, cfg, seed=0, collector=declared)
+        try:
+            groups, fragment = pool.serve(both(), policy, 0, "both")
+        finally:
+            pool.close()
+        assert isinstance(groups, Groups) and sorted(set(groups.episodes.task_id.tolist())) == [0, 2]
+        assert isinstance(fragment, Fragment) and fragment.task_id.shape == (8, 3) and fragment.num_steps > 0

@@ -41,7 +41,9 @@ class Algorithm(Protocol):
     (docs/tutorials/add-an-algorithm.md)."""
 
     section: ClassVar[str | None]  # the config section it reads (cfg.<section>), shown by `mtrl algos`
-    collector: ClassVar[str]  # "fragments" or "groups": what the rollout workers run (mtrl.collect.requests)
+    # "fragments" or "groups": which collector the rollout workers build before the first request,
+    # so that env failures show at the start; requests are answered by their type alone
+    collector: ClassVar[str]
     policy_kind: ClassVar[str]  # "actor_critic" or "sac": which networks `mtrl.nn.policy.build_policy` makes
     greedy_eval: ClassVar[bool]  # evaluate with the most likely (mean) action when train.eval_greedy is null
 

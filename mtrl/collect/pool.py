@@ -101,21 +101,20 @@ class WorkerPool:
                 f"algorithm '{name}': requests() returned {type(requests).__name__}; expected a generator "
                 "that yields FragmentRequest or GroupRequest (mtrl.collect.requests)"
             )
-        kinds = {"fragments": FragmentRequest, "groups": GroupRequest}
         try:
             request = next(requests)
-            while True:
-                if not isinstance(request, kinds[self.kind]):
-                    raise MtrlError(
-                        f"algorithm '{name}' asked the rollout workers for {type(request).__name__}; its "
-                        f"collector is {self.kind}, which answers {kinds[self.kind].__name__}"
-                    )
+            while True:  # dispatch on the request's type alone
                 if isinstance(request, GroupRequest):
                     data: Any = self.collect_groups(
                         policy, request.tasks, request.seeds, request.group_ids, request.group_size
                     )
-                else:
+                elif isinstance(request, FragmentRequest):
                     data = self.fragment(policy, request, env_steps)
+                else:
+                    raise MtrlError(
+                        f"algorithm '{name}' asked the rollout workers for {type(request).__name__}; they answer "
+                        "FragmentRequest and GroupRequest (mtrl.collect.requests)"
+                    )
                 request = requests.send(data)
         except StopIteration as done:
             return done.value
@@ -262,7 +261,7 @@ class WorkerPool:
     def close(self) -> None:
         """Stop the actors; shut down Ray if this pool started it."""
         if self.local is not None:
-            self.local.collector.close()
+            self.local.close()
         if self.actors:
             import ray
 

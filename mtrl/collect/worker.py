@@ -16,7 +16,8 @@ from mtrl.nn.network import PolicySpec
 
 class RolloutWorker:
     """The body of a rollout actor (or of in-process collection): a Collector over its share of
-    env slots, or with `group_size` a GroupCollector of whole-episode groups (GRPO). `one_thread`
+    env slots for fragments, and a GroupCollector of whole-episode groups (GRPO); the `collector`
+    the algorithm declared is built at once, the other at its first request. `one_thread`
     pins torch to one thread: one core per actor, batched inference on small nets. In-process
     collection shares the learner's process and leaves its threads alone."""
 
@@ -39,30 +40,44 @@ class RolloutWorker:
         if one_thread:
             torch.set_num_threads(1)
         torch.manual_seed(torch_seed)
-        self.collector: Collector | GroupCollector
+        # what a lazily built collector needs: the kind the algorithm declared is built now, so
+        # that env failures show at the start; the other on its first request
+        self._args = (
+            suite,
+            tasks,
+            seeds,
+            spec,
+            autoreset_mode,
+            max_episode_steps,
+            backend,
+            curriculum,
+            reset_each_fragment,
+        )
+        self.fragments: Collector | None = None
+        self.groups: GroupCollector | None = None
         # An actor whose envs fail to build keeps the error for `node_id`, the pool's first call:
         # raised in a constructor, Ray would kill the actor, restart it, print the traceback and
         # hand the driver only its text; raised in a call, it reaches the driver as itself.
         self.failed: MtrlError | None = None
         try:
-            if collector == "groups":
-                self.collector = GroupCollector(suite, spec, max_episode_steps)
-            else:
-                self.collector = Collector(
-                    suite,
-                    tasks,
-                    seeds,
-                    spec,
-                    autoreset_mode,
-                    max_episode_steps,
-                    backend,
-                    curriculum,
-                    reset_each_fragment,
-                )
+            self.collector: Collector | GroupCollector = (
+                self._group_collector() if collector == "groups" else self._fragment_collector()
+            )
         except MtrlError as exc:
             if not defer_errors:
                 raise
             self.failed = exc
+
+    def _fragment_collector(self) -> Collector:
+        if self.fragments is None:
+            self.fragments = Collector(*self._args)
+        return self.fragments
+
+    def _group_collector(self) -> GroupCollector:
+        if self.groups is None:
+            suite, _, _, spec, _, max_episode_steps, *_ = self._args
+            self.groups = GroupCollector(suite, spec, max_episode_steps)
+        return self.groups
 
     def collect(
         self,
@@ -72,11 +87,11 @@ class RolloutWorker:
         random_actions: bool = False,
     ) -> Fragment:
         """Load the weights (and the curriculum's task probabilities), then collect one fragment."""
-        assert isinstance(self.collector, Collector)
-        self.collector.set_weights(weights)
+        collector = self._fragment_collector()
+        collector.set_weights(weights)
         if task_probs is not None:
-            self.collector.set_task_probs(task_probs)
-        return self.collector.collect(steps, random_actions)
+            collector.set_task_probs(task_probs)
+        return collector.collect(steps, random_actions)
 
     def collect_groups(
         self,
@@ -87,9 +102,9 @@ class RolloutWorker:
         group_size: int,
     ) -> Groups:
         """Load the weights, then run the given groups of whole episodes."""
-        assert isinstance(self.collector, GroupCollector)
-        self.collector.set_weights(weights)
-        return self.collector.collect(tasks, seeds, group_ids, group_size)
+        collector = self._group_collector()
+        collector.set_weights(weights)
+        return collector.collect(tasks, seeds, group_ids, group_size)
 
     def evaluate(
         self, weights: dict[str, np.ndarray], work: list[EvalChunk], greedy: bool, max_episode_steps: int | None
@@ -97,6 +112,12 @@ class RolloutWorker:
         """Load the weights, then run these evaluation chunks (`mtrl.eval.evaluate`) on fresh envs."""
         self.collector.set_weights(weights)
         return run_chunks(self.collector.policy, self.collector.suite, work, greedy, max_episode_steps)
+
+    def close(self) -> None:
+        """Close the envs of whichever collectors were built."""
+        for collector in (self.fragments, self.groups):
+            if collector is not None:
+                collector.close()
 
     def node_id(self) -> str:
         """The Ray node this actor runs on; the pool's first call, so it raises the error that
