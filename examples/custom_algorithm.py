@@ -45,7 +45,7 @@ class A2C:
 
     def __init__(self, policy, cfg, suite, device, guard):  # noqa: ANN001
         self.policy, self.cfg, self.k, self.device, self.guard = policy, cfg.ppo, suite.num_tasks, device, guard
-        self.own = cfg.sections["a2c"]  # the validated A2COptions of this run
+        self.own = cfg.section("a2c")  # the validated A2COptions of this run
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=self.own.lr)
 
     @classmethod

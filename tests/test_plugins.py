@@ -48,7 +48,10 @@ def test_an_algorithm_in_one_file_plus_one_registration_trains_and_resumes(tmp_p
     cfg = load_config(
         TOY, [*FAST, f"run_dir={run}", "algo=a2c", "a2c.lr=2e-3", "train.total_steps=3072", "train.checkpoint_every=2"]
     )
-    assert cfg.sections["a2c"].lr == 2e-3 and cfg.sections["a2c"].value_coef == 0.5
+    assert cfg.section("a2c").lr == 2e-3 and cfg.section("a2c").value_coef == 0.5
+    assert cfg.section("ppo") is cfg.ppo  # built-in and plug-in sections are read the same way
+    with pytest.raises(KeyError, match="no algorithm section 'a3c'"):
+        cfg.section("a3c")
     train(cfg)
     _, ckpt = load_latest(run)
     assert ckpt["env_steps"] >= 3072 and json.loads(ckpt["config"])["a2c"] == {"lr": 2e-3, "value_coef": 0.5}

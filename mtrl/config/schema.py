@@ -241,3 +241,15 @@ class Config:
     ray: RayConfig = field(default_factory=RayConfig)
     # plug-in algorithms' own sections by name (mtrl.config.sections)
     sections: dict[str, Any] = field(default_factory=dict, metadata={"internal": True})
+
+    def section(self, name: str) -> Any:
+        """The algorithm section `name` (`<name>.*` in YAML), built-in (ppo, grpo, mt_grpo, sac: typed
+        fields) or a plug-in's (`sections`): one way for every algorithm to read its own settings."""
+        if name in BUILTIN_ALGO_SECTIONS:
+            return getattr(self, name)
+        if name not in self.sections:
+            raise KeyError(f"no algorithm section {name!r} in this config (sections: {', '.join(self.sections)})")
+        return self.sections[name]
+
+
+BUILTIN_ALGO_SECTIONS = ("ppo", "grpo", "mt_grpo", "sac")
