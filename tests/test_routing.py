@@ -118,6 +118,11 @@ def test_a_collapsed_expert_is_warned_once_and_counted():
         assert shares[1].tolist() == pytest.approx([0.3, 0.69, 0.01])
         assert new == ([2] if i == 2 else []), i  # under 5% for the 3rd iteration in a row: once
     assert log.take() == (None, [])  # no training pass since
+    resumed = RoutingLog(2, 3, share=0.05, iterations=3)
+    resumed.load_state_dict(log.state_dict())  # the watch's counters are checkpointed, not the mass
+    assert set(log.state_dict()) == {"low_for", "warned"}
+    resumed.add(torch.tensor([[0.5, 0.5, 0.0]]), torch.tensor([0]))
+    assert resumed.take()[1] == []  # expert 2 was warned before the resume
 
 
 @pytest.mark.parametrize(

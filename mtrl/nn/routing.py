@@ -78,27 +78,34 @@ class DSelectKOptions:
     collapse_iterations: int = field(default=20, metadata={"help": "iterations in a row before the warning", "lo": 1})
 
 
-class RoutingLog:
-    """A gate's routing mass per task since the last `take`, and its collapsed-expert watch."""
+class RoutingLog(nn.Module):
+    """A gate's routing mass per task since the last `take`, and its collapsed-expert watch (its
+    counters are buffers: saved in checkpoints, so a resume continues the watch)."""
+
+    mass: torch.Tensor  # [K, E] routing mass since the last take (not saved)
+    low_for: torch.Tensor  # [E] iterations in a row under the share
+    warned: torch.Tensor  # [E] said on the console already
 
     def __init__(self, num_tasks: int, num_experts: int, share: float, iterations: int) -> None:
-        self.mass = torch.zeros(num_tasks, num_experts)
+        super().__init__()
         self.share, self.iterations = share, iterations
-        self.low_for = torch.zeros(num_experts, dtype=torch.long)  # iterations in a row under the share
-        self.warned = torch.zeros(num_experts, dtype=torch.bool)
+        self.register_buffer("mass", torch.zeros(num_tasks, num_experts), persistent=False)
+        self.register_buffer("low_for", torch.zeros(num_experts, dtype=torch.long))
+        self.register_buffer("warned", torch.zeros(num_experts, dtype=torch.bool))
 
     @torch.no_grad()
     def add(self, gate: torch.Tensor, task_id: torch.Tensor) -> None:
-        self.mass.index_add_(0, task_id.cpu(), gate.detach().float().cpu())
+        self.mass.index_add_(0, task_id, gate.detach().float())
 
     def take(self) -> tuple[torch.Tensor | None, list[int]]:
         """(each task's share of routing per expert [K, E], NaN rows for tasks not seen; or None
         without training passes) and the experts that have just collapsed."""
-        mass, self.mass = self.mass, torch.zeros_like(self.mass)
+        mass = self.mass.cpu().clone()
+        self.mass.zero_()
         if float(mass.sum()) == 0.0:
             return None, []
         expert_share = mass.sum(0) / mass.sum()
-        self.low_for = torch.where(expert_share < self.share, self.low_for + 1, 0)
+        self.low_for.copy_(torch.where(expert_share.to(self.low_for.device) < self.share, self.low_for + 1, 0))
         new = (self.low_for >= self.iterations) & ~self.warned
         self.warned |= new
         return mass / mass.sum(1, keepdim=True), new.nonzero().flatten().tolist()
