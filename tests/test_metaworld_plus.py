@@ -220,6 +220,7 @@ NOT_PROTOCOL = {
     "learner.compile",  # the same numbers up to float rounding (tests/test_compile.py)
     "learner.max_fallback_share",  # when a failing aggregator stops the run; these configs use none
     "learner.fallback_window",
+    "learner.max_task_weight",  # when a task weighting falls back to uniform; these configs use none
     "learner.weighting_options",
     "ppo.vf_coef",  # inert here: no task weighting, and the PPO critics have their own Adam
     "learner.aggregator_options",
