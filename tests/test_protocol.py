@@ -219,11 +219,14 @@ def test_task_heads_batched_paths_agree_and_keep_heads_apart(batch):
 @pytest.mark.parametrize("path", PAPER, ids=[p.stem for p in PAPER])
 def test_paper_configs_follow_the_official_protocol(path):
     """Each line of REFERENCE_PROTOCOLS.md 'MOORE on MiniGrid', read back from the config."""
-    suite, aggregator, method = re.match(
-        r"minigrid_(mt\d)_(?:(\w+)_)?(moore|moe|mtppo|softmod|care)$", path.stem
+    suite, prefix, method = re.match(
+        r"minigrid_(mt\d)_(?:(pcgrad|upgrad|uncertainty|famo)_)?(moore|moe|mtppo|softmod|care|sparse_moe|dselect_k)$",
+        path.stem,
     ).groups()
     cfg = load_config(path)
-    assert cfg.learner.aggregator == (aggregator or "none")
+    weighting = prefix if prefix in ("uncertainty", "famo") else None
+    assert cfg.learner.aggregator == (prefix if prefix and not weighting else "none")
+    assert cfg.learner.weighting == (weighting or "none")
     k = get_suite(cfg.env.suite).num_tasks
     assert (cfg.env.suite, k) == (f"minigrid-{suite}", int(suite[2:]))
     r, p, t = cfg.rollout, cfg.ppo, cfg.train
@@ -244,13 +247,16 @@ def test_paper_configs_follow_the_official_protocol(path):
     assert (p.critic_update, p.critic_epochs, p.critic_minibatch_size, p.max_grad_norm) == ("separate", 1, 0, None)
     assert (p.ent_coef, p.clip, p.gamma, p.gae_lambda, p.task_norm, p.anneal_lr) == (0.01, 0.2, 0.99, 0.95, True, False)
     assert (cfg.policy.hidden, cfg.policy.init) == (128, "default")
-    arch = {"moore": "moore", "moe": "moe", "mtppo": "multihead", "softmod": "softmod", "care": "care"}[method]
+    arch = {"mtppo": "multihead"}.get(method, method)
     assert cfg.policy.arch == arch
     if arch == "multihead":
         assert cfg.policy.layers == 0
     elif arch in ("softmod", "care"):  # not in MOORE's protocol: MOORE's widths (the configs' headers)
         own = cfg.policy.options[arch]
         assert (own.module_width, own.embedding_dim) == (128, 128) if arch == "softmod" else own.encoder_width == 128
+    elif arch in ("sparse_moe", "dselect_k"):  # E = 4 experts, k = 2 used: MoE's 2 experts of compute per sample
+        own = cfg.policy.options[arch]
+        assert (own.num_experts, own.k, own.head) == (4, 2, "multi")
     else:
         own = cfg.policy.options[arch]
         assert (own.num_experts, own.head) == ({3: 2, 5: 3, 7: 4}[k], "multi")
