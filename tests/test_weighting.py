@@ -192,7 +192,7 @@ def test_weights_outside_the_sane_range_fall_back_to_uniform_counted_and_stop_pa
         grads.step(opt, w * 1.0, present, [], [w], None)
 
 
-def test_bad_weightings_are_one_line():
+def test_bad_weightings_are_one_line(tmp_path):
     with pytest.raises(
         ConfigError, match=r"^learner.weighting: unknown weighting 'uncertanty' \(did you mean 'uncertainty'\?\)"
     ):
@@ -230,7 +230,13 @@ def test_bad_weightings_are_one_line():
         train(
             load_config(
                 TOY,
-                ["learner.weighting=wrong-test", "rollout.workers=0", "train.total_steps=600", "train.eval_episodes=0"],
+                [
+                    "learner.weighting=wrong-test",
+                    "rollout.workers=0",
+                    "train.total_steps=600",
+                    "train.eval_episodes=0",
+                    f"run_dir={tmp_path}",
+                ],
             )
         )
     mtrl.register_weighting("half-test", lambda k: object(), overwrite=True)
