@@ -129,14 +129,14 @@ def test_log_loss_factors_give_famos_gradient_and_descend_a_negative_loss():
 def test_scale_invariant_aggregators_are_declared_as_measured_and_refuse_a_weighting():
     """An aggregator declared scale-invariant gives the same direction when the task gradients are
     scaled (so a weighting does nothing through it); every other built-in does not."""
-    from mtrl.algos.aggregators import make_aggregator
+    from mtrl.algos.aggregators import BUILTINS, make_aggregator
     from mtrl.registry import AGGREGATORS
 
     torch.manual_seed(0)
     jac, scale = torch.randn(3, 20), torch.tensor([[0.2], [1.0], [5.0]])
     invariant = AGGREGATORS.tagged("scale_invariant")
-    assert invariant == {"nash_mtl", "fairgrad", "imtl_g", "config"}
-    for name in AGGREGATORS.names():
+    assert invariant >= {"nash_mtl", "fairgrad", "imtl_g", "config"}
+    for name in BUILTINS:  # (other tests register plug-ins of their own)
         agg = make_aggregator(name, {}, 3)
         torch.manual_seed(1)  # `random` draws its weights
         d1 = agg(jac)
