@@ -287,7 +287,9 @@ def test_training_logs_checkpoints_and_resumes_the_weights(tmp_path, name, extra
     assert load_latest(run)[1]["env_steps"] >= 4500
 
 
-@pytest.mark.parametrize("name", ["uncertainty", "famo", "igb"])
+@pytest.mark.parametrize(
+    "name", ["uncertainty", pytest.param("famo", marks=pytest.mark.slow), pytest.param("igb", marks=pytest.mark.slow)]
+)
 def test_sac_trains_with_a_weighting(tmp_path, name):
     run = train(
         load_config(
