@@ -154,7 +154,7 @@ def _scalars(run, prefix: str) -> dict[str, list[float]]:
 @pytest.mark.parametrize(
     "extra",
     [
-        ["policy.arch=sparse_moe", "policy.sparse_moe.route=task_state"],
+        pytest.param(["policy.arch=sparse_moe", "policy.sparse_moe.route=task_state"], marks=pytest.mark.slow),
         ["policy.arch=sparse_moe", "policy.sparse_moe.balance=bias", "learner.aggregator=pcgrad"],
         ["policy.arch=dselect_k"],
     ],
@@ -171,6 +171,7 @@ def test_toy_runs_log_each_tasks_expert_shares(tmp_path, extra):
     assert "faults/collapsed_experts" in _scalars(run, "faults/")
 
 
+@pytest.mark.slow
 def test_sac_trains_with_sparse_gates_in_actor_and_critics(tmp_path):
     overrides = ["rollout.workers=0", "train.eval_episodes=0", "train.total_steps=1200", f"run_dir={tmp_path}"]
     cfg = load_config(
