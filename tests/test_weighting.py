@@ -22,6 +22,31 @@ from tests.conftest import ROOT
 TOY = ROOT / "configs/toy_mtppo.yaml"
 
 
+class StubWeighting:
+    """A plug-in weighting with the whole contract and weights 1 that never move; the tests'
+    broken plug-ins override one method."""
+
+    grad_norms = False
+
+    def __init__(self, num_tasks: int) -> None:
+        self.w = torch.ones(num_tasks)
+
+    def weights(self) -> torch.Tensor:
+        return self.w
+
+    def update(self, losses, grad_norms) -> None:  # noqa: ANN001
+        pass
+
+    def next_iteration(self) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
 def test_gradnorm_worked_case():
     # alpha 0: target_i = mean_j(w_j g_j) = mean(1, 3) = 2; the gradient sign(G_i - 2) g_i = (-1, +3);
     # Adam's first step moves each weight by lr against its gradient's sign: w = (1.1, 0.9), sum 2 kept
@@ -154,26 +179,9 @@ def test_weights_outside_the_sane_range_fall_back_to_uniform_counted_and_stop_pa
     from mtrl.algos.multitask import TaskGradients
     from mtrl.config.schema import LearnerConfig
 
-    class Exploding:
-        grad_norms = False
-
-        def __init__(self, num_tasks: int) -> None:
-            self.w = torch.ones(num_tasks)
-
-        def weights(self) -> torch.Tensor:
-            return self.w
-
+    class Exploding(StubWeighting):
         def update(self, losses, grad_norms) -> None:  # noqa: ANN001
             self.w = self.w * 10
-
-        def next_iteration(self) -> None:
-            pass
-
-        def state_dict(self) -> dict:
-            return {}
-
-        def load_state_dict(self, state: dict) -> None:
-            pass
 
     mtrl.register_weighting("exploding-test", Exploding, overwrite=True)
     cfg = LearnerConfig(weighting="exploding-test", max_task_weight=50.0, fallback_window=4, max_fallback_share=0.5)
@@ -202,26 +210,9 @@ def test_bad_weightings_are_one_line(tmp_path):
     with pytest.raises(ConfigError, match="dwa needs temperature > 0"):
         make_weighting("dwa", {"temperature": 0.0}, 3)
 
-    class Wrong:
-        grad_norms = False
-
-        def __init__(self, num_tasks: int) -> None:
-            self.k = num_tasks
-
+    class Wrong(StubWeighting):
         def weights(self) -> torch.Tensor:
-            return torch.ones(self.k + 1)  # one too many
-
-        def update(self, losses, grad_norms) -> None:  # noqa: ANN001
-            pass
-
-        def next_iteration(self) -> None:
-            pass
-
-        def state_dict(self) -> dict:
-            return {}
-
-        def load_state_dict(self, state: dict) -> None:
-            pass
+            return torch.ones(len(self.w) + 1)  # one too many
 
     mtrl.register_weighting("wrong-test", Wrong, overwrite=True)
     with pytest.raises(
