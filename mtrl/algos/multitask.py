@@ -233,10 +233,11 @@ class TaskGradients:
         return self.guard.finish(optimizer, params, max_grad_norm)
 
     def _weighted(self, losses: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        """The task losses times the weighting's current weights; then its update on this step's
-        losses (and, for GradNorm, gradient norms on the last shared layer, when every task is present)."""
+        """The task losses times the weighting's current weights (or, for a weighting with
+        `step_weights`, its factors for this step's losses); then its update on this step's losses
+        (and, for GradNorm, gradient norms on the last shared layer, when every task is present).
+        Weights out of range give uniform ones for the step (`Fallbacks`)."""
         assert self.weighting is not None
-        weights = checked_weights(self.weighting, self.weighting_name, len(self.tasks)).to(losses.device)
         norms = None
         if self.weighting.grad_norms and bool(present.all()) and self.last_shared is not None:
             from torchjd.autojac import jac
@@ -244,22 +245,20 @@ class TaskGradients:
             (j,) = jac(list(losses), [self.last_shared], retain_graph=True)
             norms = j.flatten(1).norm(dim=1)
         seen = torch.where(present, losses.detach(), torch.full_like(losses.detach(), float("nan")))
-        if hasattr(self.weighting, "step_weights"):  # factors that depend on this step's losses (FAMO, IGB)
-            weights = checked_weights(self.weighting, self.weighting_name, len(self.tasks), seen).to(losses.device)
+        per_step = hasattr(self.weighting, "step_weights")  # factors that depend on this step's losses (FAMO, IGB)
+        weights = checked_weights(self.weighting, self.weighting_name, len(self.tasks), seen if per_step else None)
         call_plugin("weighting", self.weighting_name, "update()", self.weighting.update, seen, norms)
         mean = float(weights.mean())
-        failure = (
-            f"weights averaging {mean:.3g}, above learner.max_task_weight={self.max_task_weight}"
-            if mean > self.max_task_weight
-            else "all weights 0"
-            if mean == 0.0
-            else None
-        )
+        failure = None
+        if mean > self.max_task_weight:
+            failure = f"weights averaging {mean:.3g}, above learner.max_task_weight={self.max_task_weight}"
+        elif mean == 0.0:
+            failure = "all weights 0"
         if failure is not None:
             self.weighting_fallback.fall_back(failure)
             weights = torch.ones_like(weights)
         self.weighting_fallback.record(failure)
-        return losses * weights
+        return losses * weights.to(losses.device)
 
     def _aggregate(self, shared: list[JacParameter]) -> tuple[Any, str | None]:
         """The aggregator's direction into the shared parameters' .grad; returns (its task weights

@@ -42,7 +42,7 @@ class RolloutWorker:
         torch.manual_seed(torch_seed)
         # what a lazily built collector needs: the kind the algorithm declared is built now, so
         # that env failures show at the start; the other on its first request
-        self._args = (
+        self._fragment_args = (
             suite,
             tasks,
             seeds,
@@ -53,6 +53,7 @@ class RolloutWorker:
             curriculum,
             reset_each_fragment,
         )
+        self._group_args = (suite, spec, max_episode_steps)
         self.fragments: Collector | None = None
         self.groups: GroupCollector | None = None
         # An actor whose envs fail to build keeps the error for `node_id`, the pool's first call:
@@ -70,13 +71,12 @@ class RolloutWorker:
 
     def _fragment_collector(self) -> Collector:
         if self.fragments is None:
-            self.fragments = Collector(*self._args)
+            self.fragments = Collector(*self._fragment_args)
         return self.fragments
 
     def _group_collector(self) -> GroupCollector:
         if self.groups is None:
-            suite, _, _, spec, _, max_episode_steps, *_ = self._args
-            self.groups = GroupCollector(suite, spec, max_episode_steps)
+            self.groups = GroupCollector(*self._group_args)
         return self.groups
 
     def collect(

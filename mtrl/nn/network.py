@@ -62,13 +62,13 @@ def is_loss_guard(module: nn.Module) -> TypeGuard[LossGuard]:
 def aux_terms(net: nn.Module) -> dict[str, tuple[float, torch.Tensor]]:
     """The auxiliary loss terms per sample that `net`'s modules recorded in their last training
     pass (`pop_aux()`: a sparse gate's load balancing, `mtrl.nn.routing`), named term:module, to
-    add to a loss's terms (`mtrl.algos.losses.LossTerms`); each is taken once."""
-    out: dict[str, tuple[float, torch.Tensor]] = {}
-    for name, module in net.named_modules():
-        pop = getattr(module, "pop_aux", None)
-        if pop is not None:
-            out.update({f"{key}:{name}": term for key, term in pop().items()})
-    return out
+    add to a loss's terms (`mtrl.algos.losses.LossTerms`); each is taken once. The modules that
+    record are found once per network (every loss calls this, every minibatch)."""
+    found = net.__dict__.get("_mtrl_aux")
+    if found is None:
+        found = [(name, m) for name, m in net.named_modules() if callable(getattr(m, "pop_aux", None))]
+        object.__setattr__(net, "_mtrl_aux", found)  # not a submodule: the state dict stays as it is
+    return {f"{key}:{name}": term for name, m in found for key, term in m.pop_aux().items()}
 
 
 def task_network(spec: PolicySpec, out_dim: int, out_gain: float) -> nn.Module:
