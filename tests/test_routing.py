@@ -201,3 +201,14 @@ def test_the_gather_dispatch_computes_what_the_dense_mask_does(shape, route):
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_dselect_k_entropy_regulariser_is_the_selectors_entropy_per_sample():
+    """At z = 0 every selector is uniform over E = 4 experts: entropy ln 4 each, 2 ln 4 for k = 2."""
+    gate = DSelectKGate(2, DSelectKOptions(num_experts=4, k=2, entropy_coef=0.1))
+    with torch.no_grad():
+        gate.z.zero_()
+    gate.train()
+    gate(torch.zeros(3, 6), torch.tensor([0, 1, 1]))
+    ((coef, per_sample),) = gate.pop_aux().values()
+    assert coef == 0.1 and per_sample.tolist() == pytest.approx([2 * math.log(4)] * 3, rel=1e-5)

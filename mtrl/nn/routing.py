@@ -148,12 +148,7 @@ class TopKGate(nn.Module):
         weights = torch.softmax(logits.gather(-1, chosen), -1)
         if self.training and torch.is_grad_enabled():
             self.log.add(torch.zeros_like(logits).scatter(-1, chosen, weights), task_id)
-            load = (
-                torch.zeros(self.e, device=logits.device).index_add_(
-                    0, chosen.flatten(), torch.ones(chosen.numel(), device=logits.device)
-                )
-                / chosen.numel()
-            )
+            load = torch.bincount(chosen.flatten(), minlength=self.e).float() / chosen.numel()
             if self.o.balance == "aux":
                 self._aux = self.e * (torch.softmax(logits, -1) * load).sum(-1)
             elif self.o.balance == "bias":
@@ -214,17 +209,18 @@ class DSelectKGate(nn.Module):
             sel = sel / sel.sum(-1, keepdim=True).clamp(min=1e-12)
         return sel
 
-    def task_gates(self) -> torch.Tensor:
-        """[K, E]: every task's gate."""
-        return (torch.softmax(self.w, -1).unsqueeze(-1) * self.selectors()).sum(-2)
+    def task_gates(self, selectors: torch.Tensor | None = None) -> torch.Tensor:
+        """[K, E]: every task's gate (from `selectors()`, computed here unless given)."""
+        sel = self.selectors() if selectors is None else selectors
+        return (torch.softmax(self.w, -1).unsqueeze(-1) * sel).sum(-2)
 
     def forward(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
-        gate = self.task_gates()[task_id]
+        sel = self.selectors()
+        gate = self.task_gates(sel)[task_id]
         if self.training and torch.is_grad_enabled():
             self.log.add(gate, task_id)
-            if self.o.entropy_coef > 0:
-                sel = self.selectors()[task_id]  # the authors' entropy of the selectors, per sample
-                self._aux = -(sel * torch.log(sel + 1e-6)).sum((-1, -2))
+            if self.o.entropy_coef > 0:  # the authors' entropy of the selectors, per sample
+                self._aux = -(sel[task_id] * torch.log(sel[task_id] + 1e-6)).sum((-1, -2))
         return gate
 
     def pop_aux(self) -> dict[str, tuple[float, torch.Tensor]]:
@@ -298,23 +294,23 @@ def routed_experts(net: RoutedNet) -> nn.Module:
 
 def take_routing(policy: nn.Module, tasks: tuple[str, ...]) -> tuple[dict[str, float], int]:
     """Every gate's routing shares since the last call as scalars, experts/<task>/<expert> (the
-    actor's; experts/<network>/<task>/<expert> for the others: critic, critic.q1, ...), and the number of experts that
-    have just collapsed (each warned once on the console)."""
+    actor's; experts/<network>/<task>/<expert> for the others: critic, critic.q1, ...), and the
+    number of experts that have just collapsed (each warned once on the console)."""
     scalars: dict[str, float] = {}
     collapsed = 0
-    for name, module in policy.named_modules():
-        if not isinstance(module, (TopKGate, DSelectKGate)):
+    for name, log in policy.named_modules():
+        if not isinstance(log, RoutingLog):
             continue
-        shares, new = module.log.take()
-        owner = name.removesuffix(".gate").removesuffix(".net")  # actor, critic, critic.q1, ...
+        shares, new = log.take()
+        owner = name.removesuffix(".log").removesuffix(".gate").removesuffix(".net")  # actor, critic, critic.q1, ...
         prefix = "experts" if owner in ("actor", "") else f"experts/{owner}"
         if shares is not None:
             for t, row in zip(tasks, shares.tolist()):
                 scalars.update({f"{prefix}/{t}/{e}": x for e, x in enumerate(row) if x == x})  # NaN: task not seen
         for e in new:
             print(
-                f"mtrl: warning: {name}: expert {e} has had under {module.log.share:.0%} of the routing for "
-                f"{module.log.iterations} iterations (collapsed); counted in faults/collapsed_experts"
+                f"mtrl: warning: {owner}: expert {e} has had under {log.share:.0%} of the routing for "
+                f"{log.iterations} iterations (collapsed); counted in faults/collapsed_experts"
             )
         collapsed += len(new)
     return scalars, collapsed
