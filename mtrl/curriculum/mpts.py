@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.distributions import Normal
 
 from mtrl.config import CurriculumConfig
 from mtrl.config.algo_sections import opt
@@ -77,11 +78,6 @@ class RiskModel(nn.Module):
         return self.decoder(xz).squeeze(-1)
 
 
-def kl_normal(mu_q: torch.Tensor, s_q: torch.Tensor, mu_p: torch.Tensor, s_p: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu_q, s_q^2) || N(mu_p, s_p^2)), summed over dimensions."""
-    return (torch.log(s_p / s_q) + (s_q**2 + (mu_q - mu_p) ** 2) / (2 * s_p**2) - 0.5).sum()
-
-
 class ModelPredictive:
     """MPTS: sample the tasks a learned risk model predicts to go worst (with its uncertainty)."""
 
@@ -122,7 +118,8 @@ class ModelPredictive:
             mu, sigma = self.model.posterior(x, y)
             z = mu + sigma * torch.randn(mu.shape, generator=self.gen)
             loss = nn.functional.mse_loss(self.model.decode(x, z[None])[0], y)
-            loss = loss + self.opt.kl_weight * kl_normal(mu, sigma, *self.prior)
+            kl = torch.distributions.kl_divergence(Normal(mu, sigma), Normal(*self.prior)).sum()
+            loss = loss + self.opt.kl_weight * kl
             if not bool(torch.isfinite(loss)):
                 raise MtrlError(f"curriculum 'mpts': the risk model's loss is {loss.item()} (expected a finite number)")
             self.optimizer.zero_grad()
