@@ -212,3 +212,13 @@ def test_dselect_k_entropy_regulariser_is_the_selectors_entropy_per_sample():
     gate(torch.zeros(3, 6), torch.tensor([0, 1, 1]))
     ((coef, per_sample),) = gate.pop_aux().values()
     assert coef == 0.1 and per_sample.tolist() == pytest.approx([2 * math.log(4)] * 3, rel=1e-5)
+
+
+def test_a_module_whose_pop_aux_returns_the_wrong_thing_stops_with_one_line():
+    class Bad(torch.nn.Module):
+        def pop_aux(self):  # noqa: ANN202
+            return {"balance": 0.5}  # no per-sample tensor
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), Bad())
+    with pytest.raises(MtrlError, match=r"^module '1' \(Bad\): pop_aux\(\) returned \{'balance': 0.5\}; expected"):
+        aux_terms(net)

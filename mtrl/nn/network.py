@@ -68,7 +68,24 @@ def aux_terms(net: nn.Module) -> dict[str, tuple[float, torch.Tensor]]:
     if found is None:
         found = [(name, m) for name, m in net.named_modules() if callable(getattr(m, "pop_aux", None))]
         object.__setattr__(net, "_mtrl_aux", found)  # not a submodule: the state dict stays as it is
-    return {f"{key}:{name}": term for name, m in found for key, term in m.pop_aux().items()}
+    out: dict[str, tuple[float, torch.Tensor]] = {}
+    for name, m in found:
+        terms = m.pop_aux()
+        good = isinstance(terms, dict) and all(
+            isinstance(t, tuple)
+            and len(t) == 2
+            and isinstance(t[0], (int, float))
+            and isinstance(t[1], torch.Tensor)
+            and t[1].dim() == 1
+            for t in terms.values()
+        )
+        if not good:
+            raise MtrlError(
+                f"module '{name}' ({type(m).__name__}): pop_aux() returned {str(terms)[:80]}; expected a dict of "
+                "name -> (coefficient, per-sample tensor [B])"
+            )
+        out.update({f"{key}:{name}": term for key, term in terms.items()})
+    return out
 
 
 def task_network(spec: PolicySpec, out_dim: int, out_gain: float) -> nn.Module:
